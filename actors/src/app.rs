@@ -1,0 +1,211 @@
+//! `AppActor`: one per application. It serialises every change of its
+//! application: customer requests, task outcomes, and what nodes report.
+//! Its state is the application row, reloaded before each decision and
+//! written back with a version check; a crashed actor is rebuilt from it.
+
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use skypanel_domain::lifecycle::{AppCommand, AppStatus};
+use skypanel_protocol::node::ContainerReport;
+use skypanel_store::apps::{self, Application};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::supervisor::Entity;
+
+/// What a customer asks of an application.
+#[derive(Debug, Clone)]
+pub enum AppRequest {
+    /// Roll out the application's image as a new release.
+    Deploy {
+        by: i64,
+    },
+    Restart,
+    Stop,
+    Start,
+    Scale(i32),
+    Delete,
+}
+
+impl AppRequest {
+    pub fn command(&self) -> AppCommand {
+        match self {
+            Self::Deploy { .. } => AppCommand::Deploy,
+            Self::Restart => AppCommand::Restart,
+            Self::Stop => AppCommand::Stop,
+            Self::Start => AppCommand::Start,
+            Self::Scale(_) => AppCommand::Scale,
+            Self::Delete => AppCommand::Delete,
+        }
+    }
+}
+
+/// A request the actor accepted: the application as it is now.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub app: Application,
+    /// The release a deploy rolls out.
+    pub release: Option<i32>,
+    /// The application is gone already (it never ran anywhere).
+    pub deleted: bool,
+}
+
+/// What the actor holds, for the inspector and tests.
+#[derive(Debug, Clone)]
+pub struct AppSnapshot {
+    pub app: Application,
+    pub started_at: Instant,
+}
+
+/// The outcome of a task of this application, as its node reported it (or
+/// as the lease sweeper decided when the node stopped answering).
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    pub task_id: i64,
+    pub node_id: i64,
+    pub kind: String,
+    pub generation: Option<i64>,
+    pub release: Option<i32>,
+    pub succeeded: bool,
+    pub error: Option<String>,
+    pub instances: Vec<ContainerReport>,
+}
+
+pub enum AppMsg {
+    Request(AppRequest, RpcReplyPort<Result<Accepted, Error>>),
+    TaskFinished(TaskOutcome),
+    /// The containers of this application a node reported in a heartbeat.
+    Observed {
+        node_id: i64,
+        containers: Vec<ContainerReport>,
+    },
+    Snapshot(RpcReplyPort<AppSnapshot>),
+    /// Panics inside the handler, to prove supervision in tests.
+    #[cfg(feature = "testing")]
+    Crash,
+}
+
+pub struct AppState {
+    pub(crate) ctx: Context,
+    pub(crate) id: i64,
+    pub(crate) app: Application,
+    pub(crate) started_at: Instant,
+    /// When the last task outcome changed the application; reports a node
+    /// gathered before then may not show it yet.
+    pub(crate) last_change: Option<Instant>,
+}
+
+impl AppState {
+    /// Reloads the row; `NotFound` means the application is gone.
+    pub(crate) async fn refresh(&mut self) -> Result<(), Error> {
+        let mut conn = self.ctx.store().conn().await?;
+        self.app = apps::load(&mut conn, self.id).await?;
+        Ok(())
+    }
+
+    pub(crate) fn status(&self) -> Result<AppStatus, Error> {
+        Ok(self.app.status()?)
+    }
+
+    /// Whether node reports may be stale (gathered before the last change).
+    pub(crate) fn settling(&self) -> bool {
+        let grace = self
+            .ctx
+            .settings()
+            .heartbeat_interval
+            .min(Duration::from_secs(10));
+        self.last_change.is_some_and(|at| at.elapsed() < grace)
+    }
+}
+
+#[derive(Default)]
+pub struct AppActor;
+
+impl Actor for AppActor {
+    type Msg = AppMsg;
+    type State = AppState;
+    type Arguments = (Context, i64);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<AppMsg>,
+        (ctx, id): (Context, i64),
+    ) -> Result<AppState, ActorProcessingErr> {
+        let mut conn = ctx.store().conn().await?;
+        let app = apps::load(&mut conn, id).await?;
+        drop(conn);
+        Ok(AppState {
+            ctx,
+            id,
+            app,
+            started_at: Instant::now(),
+            last_change: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AppMsg>,
+        message: AppMsg,
+        state: &mut AppState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            AppMsg::Request(request, reply) => {
+                let outcome = crate::app_commands::handle(state, request).await;
+                if let Err(Error::NotFound) = outcome {
+                    myself.stop(Some("application deleted".into()));
+                }
+                let gone = matches!(&outcome, Ok(accepted) if accepted.deleted);
+                let _ = reply.send(outcome);
+                if gone {
+                    myself.stop(Some("application deleted".into()));
+                }
+            }
+            AppMsg::TaskFinished(outcome) => {
+                match crate::app_events::task_finished(state, outcome).await {
+                    Ok(true) => myself.stop(Some("application deleted".into())),
+                    Ok(false) => {}
+                    Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
+                    Err(err) => {
+                        tracing::error!(app_id = state.id, error = %err, "cannot record a task outcome")
+                    }
+                }
+            }
+            AppMsg::Observed {
+                node_id,
+                containers,
+            } => {
+                if let Err(err) = crate::app_events::observed(state, node_id, containers).await {
+                    if matches!(err, Error::NotFound) {
+                        myself.stop(Some("application deleted".into()));
+                    } else {
+                        tracing::warn!(app_id = state.id, error = %err, "cannot reconcile");
+                    }
+                }
+            }
+            AppMsg::Snapshot(reply) => {
+                let _ = reply.send(AppSnapshot {
+                    app: state.app.clone(),
+                    started_at: state.started_at,
+                });
+            }
+            #[cfg(feature = "testing")]
+            AppMsg::Crash => panic!("crash requested by a test"),
+        }
+        Ok(())
+    }
+}
+
+/// Applications as a supervised entity kind.
+pub struct Apps;
+
+impl Entity for Apps {
+    type Actor = AppActor;
+    const KIND: &'static str = "app";
+
+    async fn initial_ids(ctx: &Context) -> Result<Vec<i64>, Error> {
+        let mut conn = ctx.store().conn().await?;
+        Ok(apps::all_ids(&mut conn).await?)
+    }
+}

@@ -1,0 +1,228 @@
+//! What happens to an application without a customer asking: a task's
+//! outcome, and reconciliation of what its node reports against what should
+//! run (missing or extra containers, a crash loop, containers left on a node
+//! the application has moved away from).
+
+use std::time::Instant;
+
+use diesel_async::AsyncConnection;
+use skypanel_domain::lifecycle::{AppEvent, AppStatus, app_event};
+
+use skypanel_protocol::node::{ContainerReport, ContainerState};
+use skypanel_protocol::task::{AppTarget, TaskSpec};
+use skypanel_store::apps::{self, StateChange};
+use skypanel_store::tasks::{self, NewTask};
+use skypanel_store::{instances, releases};
+
+use crate::app::{AppState, TaskOutcome};
+use crate::error::Error;
+
+/// Records a task's outcome. Answers true when the application is gone.
+pub(crate) async fn task_finished(
+    state: &mut AppState,
+    outcome: TaskOutcome,
+) -> Result<bool, Error> {
+    let mut conn = state.ctx.store().conn().await?;
+    if !outcome.instances.is_empty() || outcome.succeeded {
+        instances::sync_app(&mut conn, state.id, outcome.node_id, &outcome.instances).await?;
+    }
+    drop(conn);
+    state.refresh().await?;
+    let generation = outcome.generation.unwrap_or(0);
+    if generation < state.app.generation {
+        tracing::debug!(
+            app_id = state.id,
+            generation,
+            "outcome of a superseded task"
+        );
+        return Ok(false);
+    }
+    let status = state.status()?;
+    let mut conn = state.ctx.store().conn().await?;
+    if status == AppStatus::Deleting {
+        if outcome.kind == "app.delete" && outcome.succeeded {
+            apps::delete_by_id(&mut conn, state.id).await?;
+            tracing::info!(app_id = state.id, "application deleted");
+            return Ok(true);
+        }
+        let change = StateChange {
+            last_error: Some(outcome.error.clone()),
+            ..StateChange::default()
+        };
+        state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
+        return Ok(false);
+    }
+    let target = state
+        .app
+        .target_status
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(status);
+    let mut change = StateChange {
+        applied_generation: Some(generation),
+        target_status: Some(None),
+        ..StateChange::default()
+    };
+    let event = match (outcome.kind.as_str(), outcome.succeeded) {
+        (_, true) => {
+            change.last_error = Some(None);
+            if outcome.kind == "app.apply"
+                && let Some(version) = outcome.release
+            {
+                let release = releases::by_version(&mut conn, state.id, version).await?;
+                change.current_release_id = Some(Some(release.id));
+            }
+            Some(AppEvent::Converged { done: target })
+        }
+        ("app.apply" | "app.restart", false) => {
+            change.last_error = Some(outcome.error.clone());
+            let serving = outcome.kind == "app.apply" && state.app.current_release_id.is_some();
+            Some(AppEvent::RolloutFailed { serving })
+        }
+        _ => {
+            change.last_error = Some(outcome.error.clone());
+            None
+        }
+    };
+    if let Some(next) = event.and_then(|e| app_event(status, e)) {
+        change.status = Some(next.as_str().to_string());
+    }
+    state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
+    state.last_change = Some(Instant::now());
+    tracing::info!(
+        app_id = state.id,
+        task_id = outcome.task_id,
+        generation,
+        kind = %outcome.kind,
+        succeeded = outcome.succeeded,
+        status = %state.app.status,
+        "task outcome recorded"
+    );
+    Ok(false)
+}
+
+/// Compares what a node reports with what should run there, and queues the
+/// work that brings them together.
+pub(crate) async fn observed(
+    state: &mut AppState,
+    node_id: i64,
+    containers: Vec<ContainerReport>,
+) -> Result<(), Error> {
+    state.refresh().await?;
+    let status = state.status()?;
+    let mut conn = state.ctx.store().conn().await?;
+    let unfinished = tasks::unfinished_for_app(&mut conn, state.id).await?;
+
+    if state.app.node_id != Some(node_id) {
+        // Containers left on a node the application moved away from.
+        let cleaning = unfinished
+            .iter()
+            .any(|t| t.node_id == node_id && t.kind == "app.delete");
+        if !containers.is_empty() && !cleaning {
+            tracing::warn!(
+                app_id = state.id,
+                node_id,
+                "removing containers left on a former node"
+            );
+            let spec = TaskSpec::AppDelete(AppTarget {
+                app_id: state.id,
+                user_id: state.app.user_id,
+                generation: 0,
+            });
+            queue_plain(&mut conn, &state.ctx, node_id, state.id, spec).await?;
+        }
+        return Ok(());
+    }
+    if !unfinished.is_empty() {
+        return Ok(());
+    }
+    // A crash loop is reported by the agent itself and is never stale.
+    if let Some(looping) = containers.iter().find(|c| c.crash_looping)
+        && let Some(next) = app_event(status, AppEvent::CrashLooped)
+    {
+        let message = format!(
+            "instance {} kept crashing ({} restarts within 5 minutes); see its logs, fix the cause and redeploy",
+            looping.instance, looping.restart_count
+        );
+        let change = StateChange {
+            status: Some(next.as_str().to_string()),
+            last_error: Some(Some(message)),
+            ..StateChange::default()
+        };
+        state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
+        tracing::warn!(app_id = state.id, "application failed: crash loop");
+        return Ok(());
+    }
+
+    drop(conn);
+    // Right after a change, a node's list may predate it: repair only later.
+    if state.settling() {
+        return Ok(());
+    }
+    let repair = match status {
+        AppStatus::Running if state.app.applied_generation == state.app.generation => {
+            !matches_release(state, &containers).await?
+        }
+        AppStatus::Stopped => containers
+            .iter()
+            .any(|c| c.state == ContainerState::Running),
+        _ => false,
+    };
+    if repair {
+        tracing::warn!(app_id = state.id, node_id, %status, "containers differ from the application; repairing");
+        crate::app_commands::repair(state, status).await?;
+    }
+    Ok(())
+}
+
+/// Whether the node runs exactly the serving release's containers. A crashed
+/// container the agent is restarting (or gave up on) counts as there: the
+/// crash policy deals with it. One that is merely stopped (say, after the node
+/// rebooted) does not.
+async fn matches_release(state: &AppState, containers: &[ContainerReport]) -> Result<bool, Error> {
+    let idle = |c: &ContainerReport| {
+        !matches!(
+            c.state,
+            ContainerState::Running | ContainerState::Restarting
+        ) && c.restart_count == 0
+            && !c.crash_looping
+    };
+    if containers.iter().any(idle) {
+        return Ok(false);
+    }
+
+    let Some(release_id) = state.app.current_release_id else {
+        return Ok(true);
+    };
+    let mut conn = state.ctx.store().conn().await?;
+    let release = releases::get(&mut conn, release_id).await?;
+    let mut expected: Vec<(i32, i32)> = (0..state.app.instance_count)
+        .map(|i| (release.version, i))
+        .collect();
+    let mut present: Vec<(i32, i32)> = containers.iter().map(|c| (c.release, c.instance)).collect();
+    expected.sort();
+    present.sort();
+    Ok(expected == present)
+}
+
+/// Queues a task outside the application's generations (cleanup elsewhere).
+async fn queue_plain(
+    conn: &mut skypanel_store::Conn,
+    ctx: &crate::context::Context,
+    node_id: i64,
+    app_id: i64,
+    spec: TaskSpec,
+) -> Result<(), Error> {
+    let new = NewTask {
+        node_id,
+        application_id: Some(app_id),
+        kind: spec.kind(),
+        payload: serde_json::to_value(&spec)
+            .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
+        generation: None,
+        max_attempts: ctx.settings().task_max_attempts,
+    };
+    conn.transaction(async |conn| tasks::create(conn, &new, None).await.map(|_| ()))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! What every actor shares: the store, the secret key, and the settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skypanel_domain::secrets::SecretKey;
+use skypanel_store::Store;
+
+use crate::broker::Waiters;
+
+/// Orchestration settings (from the control plane's configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A node without a heartbeat for this long is offline.
+    pub node_offline_after: Duration,
+    /// How often agents should heartbeat.
+    pub heartbeat_interval: Duration,
+    /// How long a lease lasts unless extended.
+    pub lease_ttl: Duration,
+    /// How long a fresh lease lasts until the agent acknowledges it.
+    pub lease_ack: Duration,
+    /// Agents are told to rotate credentials older than this.
+    pub credential_max_age: Duration,
+    /// Leases a task may have before it fails for good.
+    pub task_max_attempts: i32,
+    /// The pids limit of every application container.
+    pub pids_limit: i32,
+    /// A supervised actor may be restarted this many times …
+    pub restart_budget: u32,
+    /// … within this window; beyond that it stays down and is reported.
+    pub restart_window: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            node_offline_after: Duration::from_secs(90),
+            heartbeat_interval: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(30),
+            lease_ack: Duration::from_secs(10),
+            credential_max_age: Duration::from_secs(24 * 3600),
+            task_max_attempts: 3,
+            pids_limit: 256,
+            restart_budget: 5,
+            restart_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Shared by every actor; cheap to clone.
+#[derive(Clone)]
+pub struct Context(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    secrets: SecretKey,
+    settings: Settings,
+    prefix: String,
+    waiters: Waiters,
+}
+
+impl Context {
+    pub fn new(store: Store, secrets: SecretKey, settings: Settings) -> Self {
+        Self::with_prefix(store, secrets, settings, String::new())
+    }
+
+    /// A context whose actors register under `prefix`: several control planes
+    /// may then share one process (ractor's registry is process-wide), as tests do.
+    pub fn with_prefix(
+        store: Store,
+        secrets: SecretKey,
+        settings: Settings,
+        prefix: String,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            secrets,
+            settings,
+            prefix,
+            waiters: Waiters::default(),
+        }))
+    }
+
+    /// The wake-up handles of the nodes' long-polls.
+    pub fn waiters(&self) -> &Waiters {
+        &self.0.waiters
+    }
+
+    /// The registered name of an actor of this control plane.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.0.prefix)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn secrets(&self) -> &SecretKey {
+        &self.0.secrets
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+}

@@ -1,0 +1,27 @@
+//! The actors of the control plane (ractor): one actor per node, application
+//! and wallet, each serialising the changes of its entity, supervised and
+//! rebuilt from PostgreSQL after a crash or a restart; the Scheduler that
+//! places work on nodes; the LeaseBroker that wakes long-polling agents.
+//!
+//! Actors cache and serialise; PostgreSQL stays the source of truth. An actor
+//! writes its transition (with a version check) before it acts outside.
+//! Everything outside this crate talks to the actors through [`Orchestrator`].
+
+mod app;
+mod app_commands;
+mod app_events;
+mod broker;
+mod context;
+mod error;
+mod node;
+mod orchestrator;
+mod root;
+mod scheduler;
+mod supervisor;
+mod wallet;
+
+pub use app::{Accepted, AppRequest, AppSnapshot};
+pub use context::{Context, Settings};
+pub use error::Error;
+pub use orchestrator::{ActorInfo, Orchestrator};
+pub use wallet::Movement;

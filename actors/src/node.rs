@@ -1,0 +1,320 @@
+//! `NodeActor`: one per worker node. It owns the node's liveness (heartbeats,
+//! and a timer that marks it offline when they stop), records its figures and
+//! the containers it runs, and tells each application actor what its node
+//! reported so that it can reconcile.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use skypanel_domain::lifecycle::node::overloaded;
+use skypanel_domain::lifecycle::{NodeEvent, NodeStatus, node_transition};
+use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
+use skypanel_protocol::task::{AppTarget, TaskSpec};
+use skypanel_store::agents::{self, Figures};
+use skypanel_store::tasks::{self, NewTask};
+use skypanel_store::{apps, instances, nodes};
+
+use crate::app::AppMsg;
+use crate::context::Context;
+use crate::error::Error;
+use crate::supervisor::{Entity, actor_name};
+
+/// Every this many heartbeats every application is reconciled, changed or not.
+const FULL_RECONCILE_EVERY: u64 = 10;
+/// How long before the removal of a deleted application's containers is queued again.
+const ORPHAN_RETRY: Duration = Duration::from_secs(300);
+
+pub enum NodeMsg {
+    Heartbeat(Box<Heartbeat>, RpcReplyPort<Result<HeartbeatAck, Error>>),
+    /// Timer: has the node been silent for too long?
+    CheckLiveness,
+    /// An admin changed the node (disabled, enabled, renamed); reload it.
+    Reload,
+}
+
+pub struct NodeState {
+    ctx: Context,
+    id: i64,
+    status: NodeStatus,
+    credential_issued_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When this actor last heard from the node (its start counts: a control
+    /// plane that just restarted gives every node a full window).
+    last_seen: Instant,
+    beats: u64,
+    /// A digest of the containers last reported, per application.
+    last_report: HashMap<i64, u64>,
+    /// Removal tasks queued for containers of deleted applications, and when.
+    orphans: HashMap<i64, Instant>,
+    timer: Option<ractor::concurrency::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+pub struct NodeActor;
+
+fn percent(used: i64, total: i64) -> f64 {
+    if total <= 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / total as f64
+    }
+}
+
+fn digest(containers: &[&ContainerReport]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for c in containers {
+        (
+            &c.name,
+            &c.container_id,
+            c.state.as_str(),
+            c.crash_looping,
+            c.host_port,
+        )
+            .hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+impl NodeState {
+    async fn reload(&mut self) -> Result<(), Error> {
+        let mut conn = self.ctx.store().conn().await?;
+        let node = nodes::get(&mut conn, self.id).await?;
+        self.status = node.status()?;
+        self.credential_issued_at = node.credential_issued_at;
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self, beat: Heartbeat) -> Result<HeartbeatAck, Error> {
+        let cpu_used = (beat.cpu_usage_percent / 100.0 * f64::from(beat.cpu_total)).round() as i32;
+        let load_high = overloaded(
+            beat.cpu_usage_percent,
+            percent(beat.memory_used_mb, beat.memory_total_mb),
+            percent(beat.disk_used_mb, beat.disk_total_mb),
+        );
+        let previous = self.status;
+        let next = node_transition(
+            previous,
+            NodeEvent::Heartbeat {
+                overloaded: load_high,
+            },
+        );
+        let figures = Figures {
+            agent_version: &beat.agent_version,
+            cpu_total: beat.cpu_total,
+            cpu_used,
+            memory_total: clamp_mb(beat.memory_total_mb),
+            memory_used: clamp_mb(beat.memory_used_mb),
+            disk_total: clamp_mb(beat.disk_total_mb),
+            disk_used: clamp_mb(beat.disk_used_mb),
+            container_count: beat.container_count,
+        };
+        let mut conn = self.ctx.store().conn().await?;
+        agents::record_heartbeat(&mut conn, self.id, &figures, next).await?;
+        self.last_seen = Instant::now();
+        self.beats += 1;
+        if let Some(next) = next {
+            tracing::info!(node_id = self.id, from = %previous, to = %next, "node status");
+            self.status = next;
+        }
+        let back = matches!(previous, NodeStatus::Offline | NodeStatus::Pending) && next.is_some();
+        self.relay_containers(&mut conn, &beat.containers, back)
+            .await?;
+        let max_age = chrono::Duration::from_std(self.ctx.settings().credential_max_age)
+            .unwrap_or(chrono::Duration::days(1));
+        Ok(HeartbeatAck {
+            node_status: self.status.as_str().to_string(),
+            rotate_credential: self
+                .credential_issued_at
+                .is_some_and(|at| chrono::Utc::now() - at > max_age),
+        })
+    }
+
+    /// Records the node's containers and tells each application actor about
+    /// its own, when they changed (or every few beats, or after the node came back).
+    async fn relay_containers(
+        &mut self,
+        conn: &mut skypanel_store::Conn,
+        containers: &[ContainerReport],
+        force: bool,
+    ) -> Result<(), Error> {
+        let mut by_app: BTreeMap<i64, Vec<&ContainerReport>> = BTreeMap::new();
+        for c in containers {
+            by_app.entry(c.application_id).or_default().push(c);
+        }
+        for app in apps::ids_on_node(conn, self.id).await? {
+            by_app.entry(app).or_default();
+        }
+        let full = force || self.beats % FULL_RECONCILE_EVERY == 1;
+        let digests: HashMap<i64, u64> =
+            by_app.iter().map(|(app, cs)| (*app, digest(cs))).collect();
+        let changed: HashSet<i64> = digests
+            .iter()
+            .filter(|(app, d)| self.last_report.get(app) != Some(d))
+            .map(|(app, _)| *app)
+            .collect();
+        if !changed.is_empty() || digests.len() != self.last_report.len() {
+            instances::sync_node(conn, self.id, containers).await?;
+        }
+        for (app, reported) in by_app {
+            if !full && !changed.contains(&app) {
+                continue;
+            }
+            let name = actor_name(&self.ctx, "app", app);
+            if let Some(actor) = ractor::registry::where_is(name) {
+                let actor: ActorRef<AppMsg> = actor.into();
+                let containers = reported.into_iter().cloned().collect();
+                let _ = actor.cast(AppMsg::Observed {
+                    node_id: self.id,
+                    containers,
+                });
+            } else if !reported.is_empty() && !apps::exists(conn, app).await? {
+                let user_id = reported.first().map_or(0, |c| c.user_id);
+                self.remove_orphans(conn, app, user_id).await?;
+            }
+        }
+        self.last_report = digests;
+        Ok(())
+    }
+
+    /// Queues the removal of containers whose application no longer exists,
+    /// at most once every few minutes per application.
+    async fn remove_orphans(
+        &mut self,
+        conn: &mut skypanel_store::Conn,
+        app_id: i64,
+        user_id: i64,
+    ) -> Result<(), Error> {
+        if self
+            .orphans
+            .get(&app_id)
+            .is_some_and(|at| at.elapsed() < ORPHAN_RETRY)
+        {
+            return Ok(());
+        }
+        tracing::warn!(
+            node_id = self.id,
+            app_id,
+            "removing containers of a deleted application"
+        );
+        let spec = TaskSpec::AppDelete(AppTarget {
+            app_id,
+            user_id,
+            generation: 0,
+        });
+        let new = NewTask {
+            node_id: self.id,
+            application_id: None,
+            kind: spec.kind(),
+            payload: serde_json::to_value(&spec)
+                .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
+            generation: None,
+            max_attempts: self.ctx.settings().task_max_attempts,
+        };
+        tasks::create(conn, &new, None).await?;
+        self.orphans.insert(app_id, Instant::now());
+        Ok(())
+    }
+
+    async fn check_liveness(&mut self) -> Result<(), Error> {
+        if self.last_seen.elapsed() <= self.ctx.settings().node_offline_after {
+            return Ok(());
+        }
+        if let Some(next) = node_transition(self.status, NodeEvent::HeartbeatsMissed) {
+            let mut conn = self.ctx.store().conn().await?;
+            agents::set_status(&mut conn, self.id, next).await?;
+            tracing::warn!(node_id = self.id, silent_for = ?self.last_seen.elapsed(), "node offline");
+            self.status = next;
+            self.last_report.clear();
+        }
+        Ok(())
+    }
+}
+
+/// MB figures fit the INTEGER columns (a node with more than 2 PB is clamped).
+fn clamp_mb(mb: i64) -> i32 {
+    i32::try_from(mb.max(0)).unwrap_or(i32::MAX)
+}
+
+impl Actor for NodeActor {
+    type Msg = NodeMsg;
+    type State = NodeState;
+    type Arguments = (Context, i64);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        (ctx, id): (Context, i64),
+    ) -> Result<NodeState, ActorProcessingErr> {
+        let period = (ctx.settings().node_offline_after / 3)
+            .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let mut state = NodeState {
+            ctx,
+            id,
+            status: NodeStatus::Pending,
+            credential_issued_at: None,
+            last_seen: Instant::now(),
+            beats: 0,
+            last_report: HashMap::new(),
+            orphans: HashMap::new(),
+            timer: None,
+        };
+        state.reload().await?;
+        state.timer = Some(myself.send_interval(period, || NodeMsg::CheckLiveness));
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<NodeMsg>,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.timer.take() {
+            timer.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        message: NodeMsg,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            NodeMsg::Heartbeat(beat, reply) => {
+                let answer = state.heartbeat(*beat).await;
+                if let Err(Error::NotFound) = answer {
+                    myself.stop(Some("node removed".into()));
+                }
+                let _ = reply.send(answer);
+            }
+            NodeMsg::CheckLiveness => match state.check_liveness().await {
+                Err(Error::NotFound) => myself.stop(Some("node removed".into())),
+                Err(err) => {
+                    tracing::warn!(node_id = state.id, error = %err, "liveness check failed")
+                }
+                Ok(()) => {}
+            },
+            NodeMsg::Reload => match state.reload().await {
+                Err(Error::NotFound) => myself.stop(Some("node removed".into())),
+                Err(err) => tracing::warn!(node_id = state.id, error = %err, "cannot reload node"),
+                Ok(()) => {}
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Nodes as a supervised entity kind.
+pub struct Nodes;
+
+impl Entity for Nodes {
+    type Actor = NodeActor;
+    const KIND: &'static str = "node";
+
+    async fn initial_ids(ctx: &Context) -> Result<Vec<i64>, Error> {
+        let mut conn = ctx.store().conn().await?;
+        Ok(agents::all_ids(&mut conn).await?)
+    }
+}

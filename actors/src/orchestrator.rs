@@ -1,0 +1,257 @@
+//! `Orchestrator`: the cheap handle through which the rest of the control
+//! plane talks to the actors. It finds (or starts) the right actor and turns
+//! ractor's messaging failures into `actors::Error`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
+use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
+use skypanel_protocol::task::TaskSpec;
+use skypanel_store::tasks::Task;
+use skypanel_store::wallets::{Wallet, WalletTransaction};
+use tokio::sync::Notify;
+
+use crate::app::{Accepted, AppMsg, AppRequest, AppSnapshot, TaskOutcome};
+use crate::context::Context;
+use crate::error::Error;
+use crate::node::NodeMsg;
+use crate::root::{Child, Root};
+use crate::supervisor::{SupervisorMsg, actor_name, entity_id};
+use crate::wallet::{Movement, WalletMsg};
+
+/// How long a request to an actor may take before the caller gives up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One actor of the supervision tree, for the inspector.
+#[derive(Debug, Clone)]
+pub struct ActorInfo {
+    pub name: String,
+    /// `root`, `supervisor`, `node`, `app`, `wallet`, `scheduler`, `lease-broker`.
+    pub kind: String,
+    pub entity_id: Option<i64>,
+    pub status: String,
+    pub parent: Option<String>,
+    /// Restarts within the supervisor's budget window.
+    pub restarts: usize,
+}
+
+#[derive(Clone)]
+pub struct Orchestrator {
+    ctx: Context,
+    root: ActorRef<()>,
+}
+
+async fn ask<M: Send + 'static, R: Send + 'static>(
+    actor: &ActorRef<M>,
+    build: impl FnOnce(RpcReplyPort<R>) -> M,
+) -> Result<R, Error> {
+    match actor.call(build, Some(CALL_TIMEOUT)).await? {
+        CallResult::Success(reply) => Ok(reply),
+        CallResult::Timeout => Err(Error::Unavailable(
+            "the actor did not answer in time".into(),
+        )),
+        CallResult::SenderError => Err(Error::Unavailable(
+            "the actor stopped before answering".into(),
+        )),
+    }
+}
+
+impl Orchestrator {
+    /// Starts the supervision tree; every node and application actor is
+    /// rebuilt from the database before this returns.
+    pub async fn start(ctx: Context) -> Result<Self, Error> {
+        let (root, _) = Actor::spawn(Some(ctx.name("root")), Root, ctx.clone())
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot start the actors: {e}")))?;
+        Ok(Self { ctx, root })
+    }
+
+    /// Stops every actor, children first.
+    pub async fn shutdown(&self) {
+        let grace = Some(Duration::from_secs(10));
+        for supervisor in self.root.get_children() {
+            supervisor.stop_children_and_wait(None, grace).await;
+        }
+        self.root.stop_children_and_wait(None, grace).await;
+        let _ = self.root.stop_and_wait(None, grace).await;
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The actor of entity `id` under `supervisor`, started if it is not running.
+    async fn entity<M: Send + 'static>(
+        &self,
+        supervisor: Child,
+        kind: &str,
+        id: i64,
+    ) -> Result<ActorRef<M>, Error> {
+        if let Some(cell) = ractor::registry::where_is(actor_name(&self.ctx, kind, id)) {
+            return Ok(cell.into());
+        }
+        let supervisor: ActorRef<SupervisorMsg> =
+            ractor::registry::where_is(self.ctx.name(supervisor.base_name()))
+                .ok_or_else(|| {
+                    Error::Unavailable(format!(
+                        "the {} supervisor is not running",
+                        supervisor.base_name()
+                    ))
+                })?
+                .into();
+        let cell = ask(&supervisor, |reply| SupervisorMsg::Ensure(id, reply))
+            .await?
+            .map_err(|e| {
+                if e.contains("not found") {
+                    Error::NotFound
+                } else {
+                    Error::Unavailable(e)
+                }
+            })?;
+        Ok(cell.into())
+    }
+
+    /// A customer's request to an application (ownership is checked before).
+    pub async fn app_request(&self, app_id: i64, request: AppRequest) -> Result<Accepted, Error> {
+        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
+        ask(&actor, |reply| AppMsg::Request(request, reply)).await?
+    }
+
+    pub async fn app_snapshot(&self, app_id: i64) -> Result<AppSnapshot, Error> {
+        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
+        ask(&actor, AppMsg::Snapshot).await
+    }
+
+    /// Starts the actor of a new application.
+    pub async fn app_created(&self, app_id: i64) -> Result<(), Error> {
+        self.entity::<AppMsg>(Child::Apps, "app", app_id)
+            .await
+            .map(|_| ())
+    }
+
+    /// A node's heartbeat, handled by its actor.
+    pub async fn heartbeat(&self, node_id: i64, beat: Heartbeat) -> Result<HeartbeatAck, Error> {
+        let actor: ActorRef<NodeMsg> = self.entity(Child::Nodes, "node", node_id).await?;
+        ask(&actor, |reply| NodeMsg::Heartbeat(Box::new(beat), reply)).await?
+    }
+
+    /// A node was registered or changed by an admin.
+    pub async fn node_changed(&self, node_id: i64) -> Result<(), Error> {
+        let actor: ActorRef<NodeMsg> = self.entity(Child::Nodes, "node", node_id).await?;
+        actor.cast(NodeMsg::Reload)?;
+        Ok(())
+    }
+
+    /// A node was removed.
+    pub fn node_removed(&self, node_id: i64) {
+        if let Some(cell) = ractor::registry::where_is(actor_name(&self.ctx, "node", node_id)) {
+            cell.stop(Some("node removed".into()));
+        }
+    }
+
+    /// A task reached a final state: its application learns the outcome.
+    pub async fn task_finished(
+        &self,
+        task: &Task,
+        instances: Vec<ContainerReport>,
+    ) -> Result<(), Error> {
+        let Some(app_id) = task.application_id else {
+            return Ok(());
+        };
+        let release = match serde_json::from_value::<TaskSpec>(task.payload.clone()) {
+            Ok(TaskSpec::AppApply(spec) | TaskSpec::AppRestart(spec)) => Some(spec.release),
+            _ => None,
+        };
+        let outcome = TaskOutcome {
+            task_id: task.id,
+            node_id: task.node_id,
+            kind: task.kind.clone(),
+            generation: task.generation,
+            release,
+            succeeded: task.status == "succeeded",
+            error: task.error.clone(),
+            instances,
+        };
+        match self.entity::<AppMsg>(Child::Apps, "app", app_id).await {
+            Ok(actor) => Ok(actor.cast(AppMsg::TaskFinished(outcome))?),
+            Err(Error::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The handle that wakes a node's long-polls when a task may be ready.
+    pub fn lease_waiter(&self, node_id: i64) -> Arc<Notify> {
+        self.ctx.waiters().of(node_id)
+    }
+
+    /// A balance change, serialised by the wallet's actor.
+    pub async fn wallet_apply(
+        &self,
+        user_id: i64,
+        movement: Movement,
+    ) -> Result<(Wallet, WalletTransaction), Error> {
+        let actor: ActorRef<WalletMsg> = self.entity(Child::Wallets, "wallet", user_id).await?;
+        ask(&actor, |reply| WalletMsg::Apply(movement, reply)).await?
+    }
+
+    /// The live supervision tree, root first.
+    pub async fn actors(&self) -> Vec<ActorInfo> {
+        let mut list = vec![info(&self.root.get_cell(), "root", None, 0)];
+        for child in self.root.get_children() {
+            let name = child.get_name().unwrap_or_default();
+            let kind = Child::ALL
+                .iter()
+                .find(|c| self.ctx.name(c.base_name()) == name)
+                .map(|c| match c {
+                    Child::Nodes | Child::Apps | Child::Wallets => "supervisor",
+                    other => other.base_name(),
+                })
+                .unwrap_or("actor");
+            list.push(info(&child, kind, Some(&self.root.get_cell()), 0));
+            if kind != "supervisor" {
+                continue;
+            }
+            let supervisor: ActorRef<SupervisorMsg> = child.clone().into();
+            for grandchild in child.get_children() {
+                let id = grandchild.get_name().as_deref().and_then(entity_id);
+                let restarts = match id {
+                    Some(id) => ask(&supervisor, |reply| SupervisorMsg::Restarts(id, reply))
+                        .await
+                        .unwrap_or(0),
+                    None => 0,
+                };
+                let kind = grandchild
+                    .get_name()
+                    .and_then(|n| {
+                        n.rsplit_once(':')
+                            .map(|(k, _)| k.rsplit('/').next().unwrap_or(k).to_string())
+                    })
+                    .unwrap_or_else(|| "actor".into());
+                let mut entry = info(&grandchild, &kind, Some(&child), restarts);
+                entry.entity_id = id;
+                list.push(entry);
+            }
+        }
+        list
+    }
+
+    /// Makes an application actor panic (tests of supervision only).
+    #[cfg(feature = "testing")]
+    pub async fn crash_app(&self, app_id: i64) -> Result<(), Error> {
+        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
+        Ok(actor.cast(AppMsg::Crash)?)
+    }
+}
+
+fn info(cell: &ActorCell, kind: &str, parent: Option<&ActorCell>, restarts: usize) -> ActorInfo {
+    ActorInfo {
+        name: cell.get_name().unwrap_or_else(|| cell.get_id().to_string()),
+        kind: kind.to_string(),
+        entity_id: None,
+        status: format!("{:?}", cell.get_status()).to_lowercase(),
+        parent: parent.and_then(ActorCell::get_name),
+        restarts,
+    }
+}

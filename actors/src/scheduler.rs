@@ -1,0 +1,205 @@
+//! The Scheduler: places an application on a node. Placements are serialised
+//! here and recorded on the application row before the answer, so two
+//! placements never count the same free capacity twice.
+//!
+//! Rule: an application stays on its node while that node is online or
+//! degraded. Otherwise it goes to an online node of its region with enough
+//! unreserved CPU and memory, the one with the most free memory (spread
+//! first; capacity fills up evenly). Offline, degraded and disabled nodes
+//! never receive new work.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use skypanel_domain::lifecycle::NodeStatus;
+use skypanel_store::reports::{self, NodeCapacity};
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// What an application needs.
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    pub app_id: i64,
+    pub region: String,
+    /// Millicores for all its instances.
+    pub cpu: i64,
+    /// MB for all its instances.
+    pub memory: i64,
+    /// The node it is on now, if any (its own reservation there is not counted against it).
+    pub current: Option<i64>,
+}
+
+pub enum SchedulerMsg {
+    Place(Requirement, RpcReplyPort<Result<i64, Error>>),
+}
+
+/// The placement rule (see the module documentation).
+pub fn choose(nodes: &[NodeCapacity], need: &Requirement) -> Result<i64, Error> {
+    let in_region: Vec<&NodeCapacity> = nodes.iter().filter(|n| n.region == need.region).collect();
+    if let Some(current) = need
+        .current
+        .and_then(|id| in_region.iter().find(|n| n.node_id == id))
+    {
+        let status = current.status.parse::<NodeStatus>().ok();
+        if matches!(status, Some(NodeStatus::Online | NodeStatus::Degraded)) {
+            return Ok(current.node_id);
+        }
+    }
+    let online: Vec<&&NodeCapacity> = in_region
+        .iter()
+        .filter(|n| n.status == NodeStatus::Online.as_str())
+        .collect();
+    if online.is_empty() {
+        return Err(Error::NoCapacity(format!(
+            "no node is available in region \"{}\"; try again later or pick another region",
+            need.region
+        )));
+    }
+    let free = |n: &NodeCapacity| {
+        let own = (Some(n.node_id) == need.current).then_some((need.cpu, need.memory));
+        let (own_cpu, own_memory) = own.unwrap_or((0, 0));
+        (
+            i64::from(n.cpu_total) - n.cpu_allocated + own_cpu,
+            i64::from(n.memory_total) - n.memory_allocated + own_memory,
+        )
+    };
+    online
+        .iter()
+        .filter(|n| {
+            let (cpu, memory) = free(n);
+            cpu >= need.cpu && memory >= need.memory
+        })
+        .max_by_key(|n| (free(n).1, free(n).0, -n.node_id))
+        .map(|n| n.node_id)
+        .ok_or_else(|| {
+            Error::NoCapacity(format!(
+                "no node in region \"{}\" has room for {} millicores and {} MB right now; \
+                 scale down, pick a smaller plan or another region",
+                need.region, need.cpu, need.memory
+            ))
+        })
+}
+
+#[derive(Default)]
+pub struct Scheduler;
+
+impl Actor for Scheduler {
+    type Msg = SchedulerMsg;
+    type State = Context;
+    type Arguments = Context;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        ctx: Context,
+    ) -> Result<Context, ActorProcessingErr> {
+        Ok(ctx)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        message: SchedulerMsg,
+        ctx: &mut Context,
+    ) -> Result<(), ActorProcessingErr> {
+        let SchedulerMsg::Place(need, reply) = message;
+        let placed = async {
+            let mut conn = ctx.store().conn().await?;
+            let nodes = reports::node_capacity(&mut conn).await?;
+            let node = choose(&nodes, &need)?;
+            if need.current != Some(node) {
+                skypanel_store::apps::place(&mut conn, need.app_id, node).await?;
+                tracing::info!(app_id = need.app_id, node_id = node, "placed");
+            }
+            Ok::<_, Error>(node)
+        }
+        .await;
+        let _ = reply.send(placed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(
+        id: i64,
+        region: &str,
+        status: &str,
+        cpu: (i32, i64),
+        memory: (i32, i64),
+    ) -> NodeCapacity {
+        NodeCapacity {
+            node_id: id,
+            name: format!("n{id}"),
+            region: region.into(),
+            status: status.into(),
+            cpu_total: cpu.0,
+            cpu_used: 0,
+            memory_total: memory.0,
+            memory_used: 0,
+            disk_total: 0,
+            disk_used: 0,
+            container_count: 0,
+            cpu_allocated: cpu.1,
+            memory_allocated: memory.1,
+            applications: 0,
+            databases: 0,
+        }
+    }
+
+    fn need(cpu: i64, memory: i64, current: Option<i64>) -> Requirement {
+        Requirement {
+            app_id: 1,
+            region: "eu".into(),
+            cpu,
+            memory,
+            current,
+        }
+    }
+
+    #[test]
+    fn spreads_to_the_node_with_most_free_memory() {
+        let nodes = [
+            node(1, "eu", "online", (4000, 0), (8192, 6000)),
+            node(2, "eu", "online", (4000, 0), (8192, 1000)),
+            node(3, "us", "online", (4000, 0), (65536, 0)),
+        ];
+        assert_eq!(choose(&nodes, &need(500, 512, None)).unwrap(), 2);
+    }
+
+    #[test]
+    fn never_places_on_unhealthy_nodes_or_without_room() {
+        let nodes = [
+            node(1, "eu", "offline", (4000, 0), (8192, 0)),
+            node(2, "eu", "degraded", (4000, 0), (8192, 0)),
+            node(3, "eu", "disabled", (4000, 0), (8192, 0)),
+        ];
+        let err = choose(&nodes, &need(500, 512, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no node is available in region \"eu\""),
+            "{err}"
+        );
+        let full = [node(4, "eu", "online", (1000, 800), (1024, 0))];
+        let err = choose(&full, &need(500, 512, None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has room"), "{err}");
+    }
+
+    #[test]
+    fn stays_on_its_node_while_it_is_up() {
+        let nodes = [
+            node(1, "eu", "degraded", (1000, 1000), (1024, 1024)),
+            node(2, "eu", "online", (8000, 0), (16384, 0)),
+        ];
+        assert_eq!(choose(&nodes, &need(1000, 1024, Some(1))).unwrap(), 1);
+        let moved = [
+            node(1, "eu", "offline", (1000, 1000), (1024, 1024)),
+            node(2, "eu", "online", (8000, 0), (16384, 0)),
+        ];
+        assert_eq!(choose(&moved, &need(1000, 1024, Some(1))).unwrap(), 2);
+    }
+}

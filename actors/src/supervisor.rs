@@ -1,0 +1,226 @@
+//! One supervisor kind for every entity kind (nodes, applications, wallets):
+//! it spawns one actor per entity, rebuilds them from the database when it
+//! starts, and respawns a crashed child from the database within a restart
+//! budget. ractor has no restart strategy of its own; this is ours.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// A kind of entity that has one actor per row.
+pub trait Entity: Send + Sync + 'static {
+    type Actor: Actor<Arguments = (Context, i64)> + Default;
+    /// `node`, `app`, `wallet`: the prefix of the actors' registered names.
+    const KIND: &'static str;
+    /// The ids whose actors exist from the start (rebuilt from the database).
+    fn initial_ids(ctx: &Context) -> impl Future<Output = Result<Vec<i64>, Error>> + Send;
+}
+
+/// The registered name of the actor of entity `id`.
+pub fn actor_name(ctx: &Context, kind: &str, id: i64) -> String {
+    ctx.name(&format!("{kind}:{id}"))
+}
+
+/// The entity id in a name made by [`actor_name`].
+pub fn entity_id(name: &str) -> Option<i64> {
+    name.rsplit_once(':')?.1.parse().ok()
+}
+
+/// How many restarts a child may have within a window.
+#[derive(Debug)]
+pub struct RestartBudget {
+    max: u32,
+    window: Duration,
+    history: HashMap<i64, VecDeque<Instant>>,
+}
+
+impl RestartBudget {
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self {
+            max,
+            window,
+            history: HashMap::new(),
+        }
+    }
+
+    /// Records a restart of `id` at `now` if the budget allows it.
+    pub fn allow(&mut self, id: i64, now: Instant) -> bool {
+        let restarts = self.history.entry(id).or_default();
+        while restarts
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > self.window)
+        {
+            restarts.pop_front();
+        }
+        if restarts.len() as u32 >= self.max {
+            return false;
+        }
+        restarts.push_back(now);
+        true
+    }
+
+    /// Restarts of `id` within the window.
+    pub fn recent(&self, id: i64) -> usize {
+        self.history.get(&id).map_or(0, VecDeque::len)
+    }
+}
+
+pub enum SupervisorMsg {
+    /// Spawn the actor of `id` unless it runs; answer its cell.
+    Ensure(i64, RpcReplyPort<Result<ActorCell, String>>),
+    /// Restarts of the actor of `id` within the budget window (for the inspector).
+    Restarts(i64, RpcReplyPort<usize>),
+}
+
+pub struct SupervisorState {
+    ctx: Context,
+    budget: RestartBudget,
+}
+
+/// The supervisor of every actor of entity kind `E`.
+pub struct EntitySupervisor<E: Entity>(PhantomData<E>);
+
+impl<E: Entity> Default for EntitySupervisor<E> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+async fn spawn_child<E: Entity>(
+    ctx: &Context,
+    id: i64,
+    supervisor: &ActorCell,
+) -> Result<ActorCell, String> {
+    let name = actor_name(ctx, E::KIND, id);
+    if let Some(existing) = ractor::registry::where_is(name.clone()) {
+        return Ok(existing);
+    }
+    Actor::spawn_linked(
+        Some(name),
+        E::Actor::default(),
+        (ctx.clone(), id),
+        supervisor.clone(),
+    )
+    .await
+    .map(|(actor, _)| actor.get_cell())
+    .map_err(|e| e.to_string())
+}
+
+impl<E: Entity> Actor for EntitySupervisor<E> {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Context;
+
+    /// Rebuilds every child from the database before the supervisor counts as
+    /// started, so that a started control plane has all its actors.
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: Context,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ids = E::initial_ids(&ctx).await?;
+        for id in &ids {
+            // A child left behind by an earlier supervisor of this kind is replaced,
+            // so that every child is linked to the supervisor that restarts it.
+            if let Some(stale) = ractor::registry::where_is(actor_name(&ctx, E::KIND, *id)) {
+                stale
+                    .stop_and_wait(None, Some(Duration::from_secs(5)))
+                    .await
+                    .ok();
+            }
+            if let Err(err) = spawn_child::<E>(&ctx, *id, &myself.get_cell()).await {
+                tracing::error!(kind = E::KIND, id, error = %err, "cannot start actor");
+            }
+        }
+        tracing::info!(
+            kind = E::KIND,
+            count = ids.len(),
+            "actors rebuilt from the database"
+        );
+        let settings = ctx.settings();
+        let budget = RestartBudget::new(settings.restart_budget, settings.restart_window);
+        Ok(SupervisorState { ctx, budget })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Ensure(id, reply) => {
+                let _ = reply.send(spawn_child::<E>(&state.ctx, id, &myself.get_cell()).await);
+            }
+            SupervisorMsg::Restarts(id, reply) => {
+                let _ = reply.send(state.budget.recent(id));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, reason) = event else {
+            return Ok(());
+        };
+        let Some(id) = cell.get_name().as_deref().and_then(entity_id) else {
+            return Ok(());
+        };
+        tracing::error!(kind = E::KIND, id, %reason, "actor failed");
+        if !state.budget.allow(id, Instant::now()) {
+            tracing::error!(
+                kind = E::KIND,
+                id,
+                "restart budget exhausted; the actor stays down"
+            );
+            return Ok(());
+        }
+        match spawn_child::<E>(&state.ctx, id, &myself.get_cell()).await {
+            Ok(_) => tracing::warn!(kind = E::KIND, id, "actor restarted from the database"),
+            Err(err) => tracing::error!(kind = E::KIND, id, error = %err, "cannot restart actor"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_refuses_past_the_limit_and_forgets_old_restarts() {
+        let mut budget = RestartBudget::new(2, Duration::from_secs(10));
+        let start = Instant::now();
+        assert!(budget.allow(1, start));
+        assert!(budget.allow(1, start + Duration::from_secs(1)));
+        assert!(!budget.allow(1, start + Duration::from_secs(2)));
+        assert!(budget.allow(2, start), "budgets are per child");
+        assert!(
+            budget.allow(1, start + Duration::from_secs(12)),
+            "old restarts leave the window"
+        );
+        assert_eq!(
+            budget.recent(1),
+            1,
+            "only the restart at 12 s is in the window"
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(entity_id("app:7"), Some(7));
+        assert_eq!(entity_id("t1/app:7"), Some(7));
+        assert_eq!(entity_id("scheduler"), None);
+    }
+}

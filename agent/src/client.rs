@@ -1,0 +1,197 @@
+//! The control plane as the agent sees it: typed calls of the agent protocol,
+//! authenticated with the node credential (which can be swapped on rotation).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use skypanel_protocol::CREDENTIAL_HEADER;
+use skypanel_protocol::node::{Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated};
+use skypanel_protocol::task::{
+    Extended, LeaseRef, LeasedTask, Leases, LogAck, LogBatch, StatusAck, StatusReport,
+};
+use uuid::Uuid;
+
+use crate::state::Credentials;
+
+/// How a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The credential (or registration token) is not accepted.
+    #[error("the control plane refused our credentials: {0}")]
+    Unauthorized(String),
+    /// The lease is no longer ours: drop the task.
+    #[error("our lease on the task is gone")]
+    StaleLease,
+    /// The control plane answered with an error that retrying will not fix.
+    #[error("the control plane refused the call ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// No answer (network, timeout, 5xx): retry later.
+    #[error("the control plane is unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl ClientError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClientError::Unreachable(_))
+    }
+}
+
+#[derive(Clone)]
+pub struct ControlPlane {
+    http: reqwest::Client,
+    base: String,
+    credentials: Arc<RwLock<Option<Credentials>>>,
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl ControlPlane {
+    pub fn new(base: String) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("skypanel-agent/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base,
+            credentials: Arc::new(RwLock::new(None)),
+        })
+    }
+
+    pub fn set_credentials(&self, credentials: Credentials) {
+        if let Ok(mut slot) = self.credentials.write() {
+            *slot = Some(credentials);
+        }
+    }
+
+    pub fn node_id(&self) -> i64 {
+        self.credentials
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.node_id))
+            .unwrap_or(0)
+    }
+
+    fn credential(&self) -> String {
+        self.credentials
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.credential.clone()))
+            .unwrap_or_default()
+    }
+
+    async fn post<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<Option<R>, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(CREDENTIAL_HEADER, self.credential())
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return response
+                .json::<R>()
+                .await
+                .map(Some)
+                .map_err(|e| ClientError::Unreachable(format!("unreadable answer: {e}")));
+        }
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = body["message"].as_str().unwrap_or("no message").to_string();
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized(message),
+            StatusCode::CONFLICT if body["code"] == "stale_lease" => ClientError::StaleLease,
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                ClientError::Unreachable(format!("{s}: {message}"))
+            }
+            s => ClientError::Rejected {
+                status: s.as_u16(),
+                message,
+            },
+        })
+    }
+
+    async fn expect<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ClientError> {
+        self.post(path, body, CALL_TIMEOUT)
+            .await?
+            .ok_or_else(|| ClientError::Unreachable("an empty answer".into()))
+    }
+
+    pub async fn register(&self, request: &RegisterRequest) -> Result<Registered, ClientError> {
+        self.expect("/api/internal/paas/nodes/register", request)
+            .await
+    }
+
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatAck, ClientError> {
+        self.expect(
+            &format!("/api/internal/paas/nodes/{}/heartbeat", self.node_id()),
+            beat,
+        )
+        .await
+    }
+
+    pub async fn rotate(&self) -> Result<Rotated, ClientError> {
+        self.expect(
+            &format!(
+                "/api/internal/paas/nodes/{}/credentials/rotate",
+                self.node_id()
+            ),
+            &(),
+        )
+        .await
+    }
+
+    /// Leases up to `max` tasks, waiting up to `wait` seconds for one.
+    pub async fn lease(&self, wait: u64, max: usize) -> Result<Vec<LeasedTask>, ClientError> {
+        let path = format!(
+            "/api/internal/paas/nodes/{}/leases?wait={wait}&max={max}",
+            self.node_id()
+        );
+        let leases: Option<Leases> = self
+            .post(&path, &(), Duration::from_secs(wait) + CALL_TIMEOUT)
+            .await?;
+        Ok(leases.map(|l| l.tasks).unwrap_or_default())
+    }
+
+    pub async fn extend(&self, task_id: i64, lease_id: Uuid) -> Result<Extended, ClientError> {
+        self.expect(
+            &format!("/api/internal/paas/tasks/{task_id}/extend"),
+            &LeaseRef { lease_id },
+        )
+        .await
+    }
+
+    pub async fn status(
+        &self,
+        task_id: i64,
+        report: &StatusReport,
+    ) -> Result<StatusAck, ClientError> {
+        self.expect(
+            &format!("/api/internal/paas/tasks/{task_id}/status"),
+            report,
+        )
+        .await
+    }
+
+    pub async fn logs(&self, task_id: i64, batch: &LogBatch) -> Result<LogAck, ClientError> {
+        self.expect(&format!("/api/internal/paas/tasks/{task_id}/logs"), batch)
+            .await
+    }
+}

@@ -1,0 +1,102 @@
+//! The agent's flags, each with an environment equivalent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "skypanel-agent", version, about = "SkyPanel node agent")]
+pub struct Args {
+    /// The control plane's URL, e.g. https://panel.example.com
+    #[arg(long = "control-plane", env = "SKYPANEL_AGENT_CONTROL_PLANE")]
+    pub control_plane: String,
+
+    /// The one-time registration token (first start only).
+    #[arg(long, env = "SKYPANEL_AGENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Where the node credential is kept (mode 0600).
+    #[arg(
+        long = "state-dir",
+        env = "SKYPANEL_AGENT_STATE_DIR",
+        default_value = "/var/lib/skypanel-agent"
+    )]
+    pub state_dir: PathBuf,
+
+    /// Seconds between heartbeats.
+    #[arg(
+        long = "heartbeat-interval",
+        env = "SKYPANEL_AGENT_HEARTBEAT_INTERVAL",
+        default_value_t = 30
+    )]
+    pub heartbeat_interval: u64,
+
+    /// The port the node's ingress answers HTTP on.
+    #[arg(
+        long = "ingress-http-port",
+        env = "SKYPANEL_AGENT_INGRESS_HTTP_PORT",
+        default_value_t = 80
+    )]
+    pub ingress_http_port: u16,
+
+    /// The port the node's ingress answers HTTPS on.
+    #[arg(
+        long = "ingress-https-port",
+        env = "SKYPANEL_AGENT_INGRESS_HTTPS_PORT",
+        default_value_t = 443
+    )]
+    pub ingress_https_port: u16,
+
+    /// Tasks worked on at the same time.
+    #[arg(
+        long = "max-tasks",
+        env = "SKYPANEL_AGENT_MAX_TASKS",
+        default_value_t = 4
+    )]
+    pub max_tasks: usize,
+
+    /// Seconds a lease request waits for work.
+    #[arg(
+        long = "lease-wait",
+        env = "SKYPANEL_AGENT_LEASE_WAIT",
+        default_value_t = 30
+    )]
+    pub lease_wait: u64,
+
+    /// Seconds a new container has to accept connections on its port.
+    #[arg(
+        long = "health-timeout",
+        env = "SKYPANEL_AGENT_HEALTH_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub health_timeout: u64,
+
+    /// Seconds the longest task may run.
+    #[arg(
+        long = "task-timeout",
+        env = "SKYPANEL_AGENT_TASK_TIMEOUT",
+        default_value_t = 900
+    )]
+    pub task_timeout: u64,
+
+    /// Prefix of every container and network name this agent manages (and
+    /// the value of its managed label). Leave empty on a worker node; tests set
+    /// it so that several agents can share one Docker.
+    #[arg(long, env = "SKYPANEL_AGENT_NAMESPACE", default_value = "")]
+    pub namespace: String,
+
+    /// Log as JSON lines.
+    #[arg(long = "log-json", env = "SKYPANEL_AGENT_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Args {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_interval.max(1))
+    }
+
+    pub fn control_plane(&self) -> String {
+        self.control_plane.trim_end_matches('/').to_string()
+    }
+}

@@ -1,0 +1,389 @@
+//! Docker, through bollard: the application containers and customer networks
+//! the agent manages (only what carries the `skypanel.managed` label), with
+//! every operation idempotent ("already there", "already stopped" and "already
+//! gone" are success).
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StatsOptions,
+    StopContainerOptions,
+};
+use futures::StreamExt;
+use skypanel_protocol::names::{
+    LABEL_APP, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RELEASE, LABEL_USER,
+    app_container, user_network,
+};
+use skypanel_protocol::node::ContainerState;
+use skypanel_protocol::task::AppSpec;
+
+/// The only address application ports are published on: the ingress is the way in.
+pub const PUBLISH_IP: &str = "127.0.0.1";
+
+/// A managed container as Docker lists it.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub id: String,
+    pub name: String,
+    pub app_id: i64,
+    pub user_id: i64,
+    pub release: i32,
+    pub instance: i32,
+    pub generation: i64,
+    pub state: ContainerState,
+    pub host_port: Option<i32>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    /// Prefixes every name and marks every label of this agent's objects, so
+    /// that several agents (tests, or a test beside a local platform) can share
+    /// one Docker without touching each other's containers. Empty in production.
+    namespace: String,
+}
+
+fn status_of(err: &DockerError) -> Option<u16> {
+    match err {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn label<T: std::str::FromStr>(labels: &HashMap<String, String>, key: &str) -> Option<T> {
+    labels.get(key).and_then(|v| v.parse().ok())
+}
+
+impl Engine {
+    pub fn connect(namespace: String) -> anyhow::Result<Self> {
+        Ok(Self {
+            docker: Docker::connect_with_defaults()?,
+            namespace,
+        })
+    }
+
+    /// The value of the managed label on this agent's objects.
+    pub fn managed_value(&self) -> String {
+        if self.namespace.is_empty() {
+            "true".into()
+        } else {
+            self.namespace.clone()
+        }
+    }
+
+    /// The label filter that selects this agent's objects.
+    pub fn managed_filter(&self) -> String {
+        format!("{LABEL_MANAGED}={}", self.managed_value())
+    }
+
+    /// The container of `instance` of `release` of an application.
+    pub fn container_name(&self, app_id: i64, release: i32, instance: i32) -> String {
+        format!(
+            "{}{}",
+            self.namespace,
+            app_container(app_id, release, instance)
+        )
+    }
+
+    fn network_name(&self, user_id: i64) -> String {
+        format!("{}{}", self.namespace, user_network(user_id))
+    }
+
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.docker.ping().await.map(|_| ())
+    }
+
+    pub fn raw(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Managed containers, of one application or all.
+    pub async fn managed(&self, app_id: Option<i64>) -> Result<Vec<Managed>, DockerError> {
+        let mut labels = vec![self.managed_filter()];
+        if let Some(app) = app_id {
+            labels.push(format!("{LABEL_APP}={app}"));
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_string(), labels)])),
+            ..Default::default()
+        };
+        let list = self.docker.list_containers(Some(options)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                let host_port = c
+                    .ports
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|p| p.ip.as_deref() == Some(PUBLISH_IP))
+                    .and_then(|p| p.public_port)
+                    .map(i32::from);
+                Some(Managed {
+                    id: c.id?,
+                    name,
+                    app_id: label(&labels, LABEL_APP)?,
+                    user_id: label(&labels, LABEL_USER).unwrap_or(0),
+                    release: label(&labels, LABEL_RELEASE)?,
+                    instance: label(&labels, LABEL_INSTANCE)?,
+                    generation: label(&labels, LABEL_GENERATION).unwrap_or(0),
+                    state: ContainerState::from_docker(
+                        &c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    ),
+                    host_port,
+                })
+            })
+            .collect())
+    }
+
+    /// Makes sure the image is on the node, pulling it when it is not.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            if let Err(err) = step {
+                return Err(format!(
+                    "image {image} is not on this node and cannot be pulled: {}",
+                    short(&err)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The customer's bridge network, created if missing.
+    pub async fn ensure_network(&self, user_id: i64) -> Result<String, DockerError> {
+        let name = self.network_name(user_id);
+        if self.docker.inspect_network(&name, None).await.is_ok() {
+            return Ok(name);
+        }
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), self.managed_value()),
+                (LABEL_USER.to_string(), user_id.to_string()),
+            ])),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(name),
+            // Created meanwhile by a concurrent task: fine.
+            Err(err) if status_of(&err) == Some(409) => Ok(name),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Removes the customer's network when no container uses it any more.
+    pub async fn remove_network_if_empty(&self, user_id: i64) -> Result<(), DockerError> {
+        let name = self.network_name(user_id);
+        let network = match self.docker.inspect_network(&name, None).await {
+            Ok(network) => network,
+            Err(err) if status_of(&err) == Some(404) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        if network.containers.is_some_and(|c| !c.is_empty()) {
+            return Ok(());
+        }
+        match self.docker.remove_network(&name).await {
+            Ok(()) => Ok(()),
+            Err(err) if matches!(status_of(&err), Some(404 | 403 | 409)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Creates the container of `instance` unless it exists; answers its name.
+    pub async fn ensure_container(
+        &self,
+        spec: &AppSpec,
+        instance: i32,
+        network: &str,
+    ) -> Result<String, DockerError> {
+        let name = self.container_name(spec.app_id, spec.release, instance);
+        if self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .is_ok()
+        {
+            return Ok(name);
+        }
+        let port = format!("{}/tcp", spec.port);
+        let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), self.managed_value()),
+            (LABEL_APP.to_string(), spec.app_id.to_string()),
+            (LABEL_USER.to_string(), spec.user_id.to_string()),
+            (LABEL_RELEASE.to_string(), spec.release.to_string()),
+            (LABEL_INSTANCE.to_string(), instance.to_string()),
+            (LABEL_GENERATION.to_string(), spec.generation.to_string()),
+        ]);
+        let host = HostConfig {
+            memory: Some(i64::from(spec.memory_mb) * 1024 * 1024),
+            nano_cpus: Some(i64::from(spec.cpu_millicores) * 1_000_000),
+            pids_limit: Some(i64::from(spec.pids_limit)),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            // A minimal init as PID 1 forwards signals (so stops are graceful)
+            // and reaps zombies, whatever the image's own process does.
+            init: Some(true),
+            network_mode: Some(network.to_string()),
+
+            port_bindings: Some(HashMap::from([(
+                port.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(PUBLISH_IP.into()),
+                    host_port: Some(String::new()),
+                }]),
+            )])),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: Some(vec![port]),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => Ok(name),
+            // Created meanwhile (a retried task): it is the same container.
+            Err(err) if status_of(&err) == Some(409) => Ok(name),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), DockerError> {
+        match self
+            .docker
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(err) if status_of(&err) == Some(304) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub async fn stop(&self, name: &str, grace_secs: i32) -> Result<(), DockerError> {
+        let options = StopContainerOptions {
+            t: Some(grace_secs),
+            ..Default::default()
+        };
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(err) if matches!(status_of(&err), Some(304 | 404)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub async fn restart(&self, name: &str, grace_secs: i32) -> Result<(), DockerError> {
+        let options = RestartContainerOptions {
+            t: Some(grace_secs),
+            ..Default::default()
+        };
+        self.docker.restart_container(name, Some(options)).await
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(err) if matches!(status_of(&err), Some(404 | 409)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The container's state, exit code and published port, if it exists.
+    pub async fn inspect(
+        &self,
+        name: &str,
+    ) -> Result<Option<(ContainerState, i64, Option<i32>)>, DockerError> {
+        let info = match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => info,
+            Err(err) if status_of(&err) == Some(404) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let state = info.state.unwrap_or_default();
+        let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+        let port = info
+            .network_settings
+            .and_then(|n| n.ports)
+            .unwrap_or_default()
+            .into_values()
+            .flatten()
+            .flatten()
+            .find(|b| b.host_ip.as_deref() == Some(PUBLISH_IP))
+            .and_then(|b| b.host_port)
+            .and_then(|p| p.parse().ok());
+        Ok(Some((
+            ContainerState::from_docker(&status),
+            state.exit_code.unwrap_or(0),
+            port,
+        )))
+    }
+
+    /// The last lines the container wrote (for a failure's task log).
+    pub async fn tail(&self, name: &str, lines: usize) -> Vec<String> {
+        let options = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(name, Some(options));
+        let mut out = Vec::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.extend(chunk.to_string().lines().map(str::to_string));
+        }
+        out
+    }
+
+    /// CPU time used (ns) and the system's (ns), and memory in use (bytes).
+    pub async fn usage(&self, id: &str) -> Option<(u64, u64, u32, u64)> {
+        let options = StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let stats = self.docker.stats(id, Some(options)).next().await?.ok()?;
+        let cpu = stats.cpu_stats?;
+        let total = cpu.cpu_usage?.total_usage?;
+        let system = cpu.system_cpu_usage.unwrap_or(0);
+        let cpus = cpu.online_cpus.unwrap_or(1);
+        let memory = stats.memory_stats.and_then(|m| m.usage).unwrap_or(0);
+        Some((total, system, cpus, memory))
+    }
+}
+
+/// A Docker error in a few words (the daemon's own message).
+pub fn short(err: &DockerError) -> String {
+    match err {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

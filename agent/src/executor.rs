@@ -1,0 +1,328 @@
+//! Carries out a task on Docker. Every task brings the node to a described
+//! state and can be run again safely: deterministic names, inspect before
+//! create, and "already done" counts as done.
+//!
+//! An apply starts the release's missing instances, waits until each accepts
+//! TCP connections on its port, and only then removes other releases' and
+//! surplus containers; if the new ones do not come up, they are removed and
+//! the previous release keeps serving.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use skypanel_protocol::node::{ContainerReport, ContainerState};
+use skypanel_protocol::task::{AppSpec, AppTarget, TaskSpec};
+
+use crate::crash::CrashPolicy;
+use crate::docker::{Engine, Managed, PUBLISH_IP, short};
+
+/// Seconds a container gets to stop before it is killed.
+const STOP_GRACE_SECS: i32 = 10;
+
+/// Lines of a task's log, collected while it runs and shipped in numbered batches.
+#[derive(Clone, Default)]
+pub struct TaskLog {
+    lines: Arc<Mutex<Vec<String>>>,
+    seq: Arc<AtomicI32>,
+}
+
+impl TaskLog {
+    pub fn line(&self, line: impl Into<String>) {
+        if let Ok(mut lines) = self.lines.lock() {
+            lines.push(line.into());
+        }
+    }
+
+    /// Takes the lines collected so far.
+    pub fn drain(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+
+    /// The sequence number of the next batch (0, 1, 2 …).
+    pub fn next_seq(&self) -> i32 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Why a task failed, in words a customer can act on (never a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TaskFailure(pub String);
+
+fn docker(what: &str, err: &bollard::errors::Error) -> TaskFailure {
+    TaskFailure(format!("{what}: {}", short(err)))
+}
+
+/// What is done to containers that must go or stop.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// Stop gracefully, then remove (a release or instance no longer wanted).
+    Retire,
+    Stop,
+    Remove,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Retire => "retiring",
+            Action::Stop => "stopping",
+            Action::Remove => "removing",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    engine: Engine,
+    crash: CrashPolicy,
+    health_timeout: Duration,
+}
+
+impl Executor {
+    pub fn new(engine: Engine, crash: CrashPolicy, health_timeout: Duration) -> Self {
+        Self {
+            engine,
+            crash,
+            health_timeout,
+        }
+    }
+
+    /// Runs a task; answers the application's containers afterwards.
+    pub async fn run(
+        &self,
+        spec: &TaskSpec,
+        log: &TaskLog,
+    ) -> Result<Vec<ContainerReport>, TaskFailure> {
+        match spec {
+            TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
+            TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
+            TaskSpec::AppStop(target) => self.stop(target, log).await?,
+            TaskSpec::AppDelete(target) => self.delete(target, log).await?,
+        }
+        self.report(spec.app_id()).await
+    }
+
+    /// The application's containers as they are now.
+    pub async fn report(&self, app_id: i64) -> Result<Vec<ContainerReport>, TaskFailure> {
+        let managed = self
+            .engine
+            .managed(Some(app_id))
+            .await
+            .map_err(|e| docker("cannot list containers", &e))?;
+        Ok(managed
+            .into_iter()
+            .map(|m| ContainerReport {
+                restart_count: self.crash.restarts(&m.name),
+                crash_looping: self.crash.looping(&m.name),
+                container_id: m.id,
+                name: m.name,
+                application_id: m.app_id,
+                user_id: m.user_id,
+                release: m.release,
+                instance: m.instance,
+                generation: m.generation,
+                state: m.state,
+                host_port: m.host_port,
+                cpu_usage_percent: 0.0,
+                memory_used_mb: 0,
+            })
+            .collect())
+    }
+
+    async fn apply(&self, spec: &AppSpec, log: &TaskLog) -> Result<(), TaskFailure> {
+        log.line(format!(
+            "applying release {} with {} instance(s)",
+            spec.release, spec.instances
+        ));
+        self.engine
+            .ensure_image(&spec.image)
+            .await
+            .map_err(TaskFailure)?;
+        let network = self
+            .engine
+            .ensure_network(spec.user_id)
+            .await
+            .map_err(|e| docker("cannot create the application network", &e))?;
+        let wanted: Vec<String> = (0..spec.instances)
+            .map(|i| self.engine.container_name(spec.app_id, spec.release, i))
+            .collect();
+        let mut started = Vec::new();
+        let outcome = async {
+            for instance in 0..spec.instances {
+                let name = self
+                    .engine
+                    .ensure_container(spec, instance, &network)
+                    .await
+                    .map_err(|e| docker(&format!("cannot create instance {instance}"), &e))?;
+                if !matches!(
+                    self.engine.inspect(&name).await,
+                    Ok(Some((ContainerState::Running, _, _)))
+                ) {
+                    self.crash.started(&name);
+                    self.engine
+                        .start(&name)
+                        .await
+                        .map_err(|e| docker(&format!("cannot start instance {instance}"), &e))?;
+                    started.push(name.clone());
+                }
+                self.wait_healthy(&name, instance, log).await?;
+                log.line(format!("instance {instance} is up"));
+            }
+            Ok::<_, TaskFailure>(())
+        }
+        .await;
+        if let Err(failure) = outcome {
+            // Leave things as they were: remove what this attempt started.
+            for name in &started {
+                self.crash.expect_stop(name);
+                let _ = self.engine.remove(name).await;
+            }
+            return Err(failure);
+        }
+        // The new release serves: retire everything else of the application.
+        let current = self
+            .engine
+            .managed(Some(spec.app_id))
+            .await
+            .map_err(|e| docker("cannot list containers", &e))?;
+        let retiring: Vec<&Managed> = current
+            .iter()
+            .filter(|c| !wanted.contains(&c.name))
+            .collect();
+        self.each(&retiring, log, Action::Retire).await
+    }
+
+    /// Does `action` to every container at once (after telling the crash
+    /// policy their exits are intended); the first failure is the task's.
+    async fn each(
+        &self,
+        containers: &[&Managed],
+        log: &TaskLog,
+        action: Action,
+    ) -> Result<(), TaskFailure> {
+        for c in containers {
+            log.line(format!("{} {}", action.verb(), c.name));
+            self.crash.expect_stop(&c.name);
+        }
+        let results =
+            futures::future::join_all(containers.iter().map(|c| self.act(&c.name, action))).await;
+        for (c, result) in containers.iter().zip(results) {
+            result.map_err(|e| {
+                docker(
+                    &format!("{} instance {} failed", action.verb(), c.instance),
+                    &e,
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn act(&self, name: &str, action: Action) -> Result<(), bollard::errors::Error> {
+        match action {
+            Action::Retire => {
+                self.engine.stop(name, STOP_GRACE_SECS).await?;
+                self.engine.remove(name).await
+            }
+            Action::Stop => self.engine.stop(name, STOP_GRACE_SECS).await,
+            Action::Remove => self.engine.remove(name).await,
+        }
+    }
+
+    /// Waits until the container runs and accepts TCP connections on its port.
+    async fn wait_healthy(
+        &self,
+        name: &str,
+        instance: i32,
+        log: &TaskLog,
+    ) -> Result<(), TaskFailure> {
+        let deadline = Instant::now() + self.health_timeout;
+        loop {
+            match self.engine.inspect(name).await {
+                Ok(Some((ContainerState::Running, _, Some(port)))) => {
+                    let address = format!("{PUBLISH_IP}:{port}");
+                    let connect = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::net::TcpStream::connect(&address),
+                    );
+                    if matches!(connect.await, Ok(Ok(_))) {
+                        return Ok(());
+                    }
+                }
+                Ok(Some((ContainerState::Exited | ContainerState::Dead, code, _))) => {
+                    for line in self.engine.tail(name, 20).await {
+                        log.line(format!("[instance {instance}] {line}"));
+                    }
+                    return Err(TaskFailure(format!(
+                        "instance {instance} exited with code {code} while starting; see the deploy log"
+                    )));
+                }
+                Ok(None) => {
+                    return Err(TaskFailure(format!(
+                        "instance {instance} disappeared while starting"
+                    )));
+                }
+                Ok(Some(_)) | Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(TaskFailure(format!(
+                    "instance {instance} did not accept connections on its port within {} s; \
+                     check that the application listens on $PORT",
+                    self.health_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn restart(&self, spec: &AppSpec, log: &TaskLog) -> Result<(), TaskFailure> {
+        let containers = self
+            .engine
+            .managed(Some(spec.app_id))
+            .await
+            .map_err(|e| docker("cannot list containers", &e))?;
+        if containers.is_empty() {
+            return self.apply(spec, log).await;
+        }
+        for c in containers {
+            log.line(format!("restarting {}", c.name));
+            self.crash.expect_stop(&c.name);
+            self.engine
+                .restart(&c.name, STOP_GRACE_SECS)
+                .await
+                .map_err(|e| docker(&format!("cannot restart instance {}", c.instance), &e))?;
+            self.crash.started(&c.name);
+            self.wait_healthy(&c.name, c.instance, log).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, target: &AppTarget, log: &TaskLog) -> Result<(), TaskFailure> {
+        let containers = self
+            .engine
+            .managed(Some(target.app_id))
+            .await
+            .map_err(|e| docker("cannot list containers", &e))?;
+        let all: Vec<&Managed> = containers.iter().collect();
+        self.each(&all, log, Action::Stop).await
+    }
+
+    async fn delete(&self, target: &AppTarget, log: &TaskLog) -> Result<(), TaskFailure> {
+        let containers = self
+            .engine
+            .managed(Some(target.app_id))
+            .await
+            .map_err(|e| docker("cannot list containers", &e))?;
+        let all: Vec<&Managed> = containers.iter().collect();
+        self.each(&all, log, Action::Remove).await?;
+        self.engine
+            .remove_network_if_empty(target.user_id)
+            .await
+            .map_err(|e| docker("cannot remove the application network", &e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,167 @@
+//! `skypanel-agent`: runs on every worker node. It registers once with a
+//! one-time token, then heartbeats, long-polls the control plane for tasks,
+//! carries them out on Docker, and restarts crashed containers (within limits).
+
+mod backoff;
+mod client;
+mod config;
+mod crash;
+mod docker;
+mod executor;
+mod heartbeat;
+mod metrics;
+mod runner;
+mod state;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use skypanel_protocol::node::RegisterRequest;
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::client::{ClientError, ControlPlane};
+use crate::config::Args;
+use crate::crash::CrashPolicy;
+use crate::docker::Engine;
+use crate::executor::Executor;
+use crate::heartbeat::Heartbeats;
+use crate::runner::Runner;
+use crate::state::Credentials;
+
+/// How long running tasks get to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if args.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("skypanel-agent: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("skypanel-agent: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let client = ControlPlane::new(args.control_plane())?;
+    let engine = Engine::connect(args.namespace.clone()).context("cannot reach Docker")?;
+    engine
+        .ping()
+        .await
+        .context("cannot reach Docker (is the daemon running?)")?;
+    let credentials =
+        match state::load(&args.state_dir).context("cannot read the state directory")? {
+            Some(credentials) => credentials,
+            None => register(&client, &args).await?,
+        };
+    tracing::info!(node_id = credentials.node_id, "agent starting");
+    client.set_credentials(credentials);
+
+    let crash = CrashPolicy::default();
+    let watcher = tokio::spawn(crash.clone().watch(engine.clone()));
+    let (stop, shutdown) = watch::channel(false);
+    let heartbeats = Heartbeats {
+        client: client.clone(),
+        engine: engine.clone(),
+        crash: crash.clone(),
+        interval: args.heartbeat_interval(),
+        state_dir: args.state_dir.clone(),
+    };
+    let beating = tokio::spawn(heartbeats.run(shutdown.clone()));
+    let runner = Runner {
+        client,
+        executor: Executor::new(engine, crash, Duration::from_secs(args.health_timeout)),
+        max_tasks: args.max_tasks.max(1),
+        lease_wait: args.lease_wait.min(skypanel_protocol::MAX_LEASE_WAIT_SECS),
+        task_timeout: Duration::from_secs(args.task_timeout),
+    };
+    let leasing = tokio::spawn(runner.run(shutdown, SHUTDOWN_GRACE));
+
+    wait_for_signal().await;
+    tracing::info!("stopping: no new tasks; finishing the running ones");
+    let _ = stop.send(true);
+    let _ = leasing.await;
+    let _ = beating.await;
+    watcher.abort();
+    Ok(())
+}
+
+/// First start: trades the one-time token for the node credential and saves it.
+async fn register(client: &ControlPlane, args: &Args) -> anyhow::Result<Credentials> {
+    let token = args.token.clone().context(
+        "no credential in the state directory and no --token: register the node \
+         (POST /api/admin/paas/nodes/register) and start the agent with its token",
+    )?;
+    let host = metrics::HostMetrics::default().sample();
+    let request = RegisterRequest {
+        registration_token: token,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        cpu_total: host.cpu_total,
+        memory_total_mb: host.memory_total_mb,
+        disk_total_mb: host.disk_total_mb,
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        match client.register(&request).await {
+            Ok(registered) => {
+                let credentials = Credentials {
+                    node_id: registered.node_id,
+                    credential: registered.credential,
+                };
+                state::save(&args.state_dir, &credentials)
+                    .context("cannot save the node credential")?;
+                tracing::info!(node_id = credentials.node_id, "registered");
+                return Ok(credentials);
+            }
+            Err(ClientError::Unauthorized(_)) => anyhow::bail!(
+                "the registration token was refused (used, unknown or expired); ask an admin for a new one"
+            ),
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %err, retry_in = ?delay, "cannot register yet");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+}

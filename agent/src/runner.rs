@@ -1,0 +1,240 @@
+//! The lease loop: long-polls for tasks while there is room, runs each one
+//! with its lease kept alive and its log shipped, and reports the outcome.
+//! A task whose lease is lost is abandoned at once (another attempt owns it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skypanel_protocol::task::{LeasedTask, LogBatch, ReportedStatus, StatusReport};
+use tokio::sync::{Semaphore, watch};
+
+use crate::backoff::Backoff;
+use crate::client::{ClientError, ControlPlane};
+use crate::executor::{Executor, TaskLog};
+
+#[derive(Clone)]
+pub struct Runner {
+    pub client: ControlPlane,
+    pub executor: Executor,
+    pub max_tasks: usize,
+    pub lease_wait: u64,
+    pub task_timeout: Duration,
+}
+
+impl Runner {
+    /// Leases and runs tasks until `shutdown` turns true, then waits for the
+    /// running ones (up to `grace`).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let slots = Arc::new(Semaphore::new(self.max_tasks));
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        while !*shutdown.borrow() {
+            let Ok(first) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let room = slots.available_permits() + 1;
+            let leased = tokio::select! {
+                leased = self.client.lease(jittered(self.lease_wait), room) => leased,
+                _ = shutdown.changed() => break,
+            };
+            match leased {
+                Ok(tasks) => {
+                    backoff.reset();
+                    let mut permit = Some(first);
+                    for task in tasks {
+                        let slot = match permit.take() {
+                            Some(slot) => slot,
+                            None => match slots.clone().acquire_owned().await {
+                                Ok(slot) => slot,
+                                Err(_) => break,
+                            },
+                        };
+                        let runner = self.clone();
+                        tokio::spawn(async move {
+                            runner.handle(task).await;
+                            drop(slot);
+                        });
+                    }
+                }
+                Err(err) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %err, retry_in = ?delay, "cannot lease tasks");
+                    drop(first);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        // Let running tasks finish.
+        let all = u32::try_from(self.max_tasks).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
+    }
+
+    /// Runs one leased task to its report.
+    async fn handle(&self, task: LeasedTask) {
+        let id = task.task_id;
+        let kind = task.spec.kind();
+        tracing::info!(task_id = id, kind, attempt = task.attempt, "task leased");
+        if let Err(ClientError::StaleLease) = self
+            .report(&task, ReportedStatus::Running, None, Vec::new())
+            .await
+        {
+            return;
+        }
+        let log = TaskLog::default();
+        let (lost_tx, mut lost) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        let keeper = tokio::spawn(keep_lease(self.client.clone(), task.clone(), lost_tx));
+        let shipper = tokio::spawn(ship_logs(
+            self.client.clone(),
+            task.clone(),
+            log.clone(),
+            done,
+        ));
+        let work = tokio::time::timeout(self.task_timeout, self.executor.run(&task.spec, &log));
+        let result = tokio::select! {
+            result = work => Some(result),
+            _ = lost.changed() => None,
+        };
+        keeper.abort();
+        let _ = done_tx.send(true);
+        let _ = shipper.await;
+        let Some(result) = result else {
+            tracing::warn!(task_id = id, "lease lost; abandoning the task");
+            return;
+        };
+        let (status, error, instances) = match result {
+            Ok(Ok(instances)) => (ReportedStatus::Succeeded, None, instances),
+            Ok(Err(failure)) => (ReportedStatus::Failed, Some(failure.0), Vec::new()),
+            Err(_) => (
+                ReportedStatus::Failed,
+                Some(format!(
+                    "the task ran longer than {} s",
+                    self.task_timeout.as_secs()
+                )),
+                Vec::new(),
+            ),
+        };
+        let instances = if instances.is_empty() && status == ReportedStatus::Failed {
+            self.executor
+                .report(task.spec.app_id())
+                .await
+                .unwrap_or_default()
+        } else {
+            instances
+        };
+        tracing::info!(task_id = id, kind, ?status, "task done");
+        let _ = self.report(&task, status, error, instances).await;
+    }
+
+    /// Sends a status report, retrying while the control plane is unreachable.
+    async fn report(
+        &self,
+        task: &LeasedTask,
+        status: ReportedStatus,
+        error: Option<String>,
+        instances: Vec<skypanel_protocol::node::ContainerReport>,
+    ) -> Result<(), ClientError> {
+        let report = StatusReport {
+            lease_id: task.lease_id,
+            status,
+            error,
+            instances,
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        for _ in 0..30 {
+            match self.client.status(task.task_id, &report).await {
+                Ok(_) => return Ok(()),
+                Err(err) if err.is_transient() => tokio::time::sleep(backoff.next_delay()).await,
+                Err(err) => {
+                    tracing::warn!(task_id = task.task_id, error = %err, "status report refused");
+                    return Err(err);
+                }
+            }
+        }
+        Err(ClientError::Unreachable("gave up reporting".into()))
+    }
+}
+
+/// Extends the lease every third of its length; signals when it is lost.
+async fn keep_lease(client: ControlPlane, task: LeasedTask, lost: watch::Sender<bool>) {
+    let total = (task.lease_deadline - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::from_secs(3));
+    let every = (total / 3).max(Duration::from_millis(300));
+    loop {
+        tokio::time::sleep(every).await;
+        match client.extend(task.task_id, task.lease_id).await {
+            Ok(_) => {}
+            Err(ClientError::StaleLease) => {
+                let _ = lost.send(true);
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(task_id = task.task_id, error = %err, "cannot extend the lease")
+            }
+        }
+    }
+}
+
+/// Ships the task's log every second, and what is left once `done` turns true.
+async fn ship_logs(
+    client: ControlPlane,
+    task: LeasedTask,
+    log: TaskLog,
+    mut done: watch::Receiver<bool>,
+) {
+    loop {
+        let finished = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            _ = done.changed() => true,
+        };
+        let lines = log.drain();
+        if !lines.is_empty() {
+            let batch = LogBatch {
+                lease_id: task.lease_id,
+                seq: log.next_seq(),
+                lines,
+            };
+            send_batch(&client, task.task_id, &batch).await;
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+/// Sends one batch, retrying briefly while the control plane is unreachable.
+async fn send_batch(client: &ControlPlane, task_id: i64, batch: &LogBatch) {
+    for _ in 0..3 {
+        match client.logs(task_id, batch).await {
+            Err(err) if err.is_transient() => tokio::time::sleep(Duration::from_millis(300)).await,
+            _ => return,
+        }
+    }
+}
+
+/// A long-poll wait of 75 % to 100 % of `wait`: agents that (re)connected
+/// together, after a control-plane restart say, drift apart instead of
+/// polling in lockstep forever.
+fn jittered(wait: u64) -> u64 {
+    use rand::Rng;
+    let low = (wait * 3 / 4).max(1);
+    if wait <= low {
+        wait
+    } else {
+        rand::thread_rng().gen_range(low..=wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jittered;
+
+    #[test]
+    fn waits_spread_within_bounds() {
+        let waits: Vec<u64> = (0..200).map(|_| jittered(20)).collect();
+        assert!(waits.iter().all(|w| (15..=20).contains(w)));
+        assert!(waits.iter().any(|w| *w != waits[0]), "the waits differ");
+        assert_eq!(jittered(1), 1);
+        assert_eq!(jittered(0), 0);
+    }
+}

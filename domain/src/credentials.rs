@@ -1,0 +1,102 @@
+//! Passwords (argon2id) and bearer secrets (random tokens stored as SHA-256 digests).
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::Invalid;
+
+/// Shortest and longest password accepted.
+pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+
+/// Prefix of long-lived customer API tokens, so they are told apart from JWTs.
+pub const API_TOKEN_PREFIX: &str = "spt_";
+/// Prefix of one-time node registration tokens.
+pub const REGISTRATION_TOKEN_PREFIX: &str = "spr_";
+/// Prefix of per-node agent credentials.
+pub const NODE_CREDENTIAL_PREFIX: &str = "spn_";
+
+/// Checks a new password's length.
+pub fn validate_password(password: &str) -> Result<(), Invalid> {
+    let len = password.chars().count();
+    if PASSWORD_LEN.contains(&len) {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "password",
+            format!(
+                "a password has {} to {} characters",
+                PASSWORD_LEN.start(),
+                PASSWORD_LEN.end()
+            ),
+        ))
+    }
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string format).
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .unwrap_or_else(|_| unreachable!("argon2 accepts any password of validated length"))
+}
+
+/// Checks a password against a PHC hash; a malformed hash never verifies.
+pub fn verify_password(password: &str, phc_hash: &str) -> bool {
+    PasswordHash::new(phc_hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash of a fixed dummy password, so that a login for an unknown e-mail costs
+/// the same time as one with a wrong password.
+pub fn dummy_password_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("dummy-password-for-timing"))
+}
+
+/// A fresh bearer secret: `prefix` followed by 32 random bytes in hex.
+pub fn generate_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// The stored form of a bearer secret: its SHA-256 in hex. The secrets carry
+/// 256 random bits, so a fast hash is enough (no dictionary to guess from).
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords() {
+        let hash = hash_password("correct horse");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong horse", &hash));
+        assert!(!verify_password("correct horse", "not-a-hash"));
+        assert!(validate_password("short").is_err());
+        assert!(validate_password("long enough").is_ok());
+    }
+
+    #[test]
+    fn tokens() {
+        let a = generate_token(API_TOKEN_PREFIX);
+        let b = generate_token(API_TOKEN_PREFIX);
+        assert!(a.starts_with("spt_") && a.len() == 4 + 64);
+        assert_ne!(a, b);
+        assert_eq!(token_digest(&a), token_digest(&a));
+        assert_ne!(token_digest(&a), token_digest(&b));
+        assert!(!token_digest(&a).contains(&a[4..]));
+    }
+}

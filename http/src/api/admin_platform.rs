@@ -1,0 +1,167 @@
+//! `/api/admin/paas/stats`, `/api/admin/paas/capacity` and
+//! `/api/admin/wallets/:userId/credit`: the platform as a whole, admin only.
+
+use std::collections::BTreeMap;
+
+use poem::Request;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use skypanel_actors::Movement;
+use skypanel_domain::lifecycle::NodeStatus;
+use skypanel_domain::money::{self, CREDIT, format_amount};
+use skypanel_domain::names::clean_text;
+use skypanel_store::reports::{self, NodeCapacity};
+use skypanel_store::wallets::Direction;
+use skypanel_store::{accounts, apps, builds};
+
+use super::{Audit, Tag};
+use crate::auth::AdminAuth;
+use crate::body::JsonBody;
+use crate::dto::admin::*;
+use crate::dto::wallet::{CreditRequest, CreditResult};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub struct AdminPlatformApi {
+    pub state: AppState,
+}
+
+/// Sums nodes per region. Free capacity counts online nodes only: it is what
+/// placement can use now. Disabled nodes are left out entirely.
+pub fn summarize_regions(nodes: &[NodeCapacity]) -> Vec<RegionCapacity> {
+    let mut regions: BTreeMap<&str, RegionCapacity> = BTreeMap::new();
+    for node in nodes
+        .iter()
+        .filter(|n| n.status != NodeStatus::Disabled.as_str())
+    {
+        let region = regions
+            .entry(&node.region)
+            .or_insert_with(|| RegionCapacity {
+                region: node.region.clone(),
+                ..RegionCapacity::default()
+            });
+        region.nodes += 1;
+        region.cpu_total += i64::from(node.cpu_total);
+        region.cpu_allocated += node.cpu_allocated;
+        region.memory_total += i64::from(node.memory_total);
+        region.memory_allocated += node.memory_allocated;
+        if node.status == NodeStatus::Online.as_str() {
+            region.online_nodes += 1;
+            region.free_cpu += (i64::from(node.cpu_total) - node.cpu_allocated).max(0);
+            region.free_memory += (i64::from(node.memory_total) - node.memory_allocated).max(0);
+        }
+    }
+    regions.into_values().collect()
+}
+
+#[OpenApi(tag = "Tag::AdminPlatform")]
+impl AdminPlatformApi {
+    /// Platform statistics
+    ///
+    /// Users, applications, databases and nodes by state, recent builds, and revenue.
+    #[oai(
+        path = "/admin/paas/stats",
+        method = "get",
+        operation_id = "adminStats"
+    )]
+    async fn stats(&self, _auth: AdminAuth) -> ApiResult<Json<Stats>> {
+        let mut conn = self.state.store().conn().await?;
+        let revenue = reports::revenue(&mut conn).await?;
+        Ok(Json(Stats {
+            users: accounts::count_users_by_role(&mut conn)
+                .await?
+                .into_iter()
+                .collect(),
+            applications: apps::count_by_status(&mut conn)
+                .await?
+                .into_iter()
+                .collect(),
+            databases: reports::count_databases_by_status(&mut conn)
+                .await?
+                .into_iter()
+                .collect(),
+            nodes: reports::count_nodes_by_status(&mut conn)
+                .await?
+                .into_iter()
+                .collect(),
+            builds_last_24h: builds::count_recent_by_status(&mut conn, 24)
+                .await?
+                .into_iter()
+                .collect(),
+            revenue: Revenue {
+                billed_this_month: format_amount(&revenue.billed_this_month, 2),
+                credited_this_month: format_amount(&revenue.credited_this_month, 2),
+                wallet_balances: format_amount(&revenue.wallet_balances, 2),
+            },
+        }))
+    }
+
+    /// Capacity planning data
+    ///
+    /// Per node and per region: what there is, what agents report in use, and
+    /// what the plans of placed applications and databases reserve.
+    #[oai(
+        path = "/admin/paas/capacity",
+        method = "get",
+        operation_id = "adminCapacity"
+    )]
+    async fn capacity(&self, _auth: AdminAuth) -> ApiResult<Json<Capacity>> {
+        let mut conn = self.state.store().conn().await?;
+        let nodes = reports::node_capacity(&mut conn).await?;
+        Ok(Json(Capacity {
+            regions: summarize_regions(&nodes),
+            nodes: nodes.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// Credit a customer's wallet
+    ///
+    /// Positive amounts only, at most two decimals. Writes a ledger entry and
+    /// the new balance in one transaction.
+    #[oai(
+        path = "/admin/wallets/:userId/credit",
+        method = "post",
+        operation_id = "adminCreditWallet"
+    )]
+    async fn credit(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        #[oai(name = "userId")] user_id: Path<i64>,
+        body: JsonBody<CreditRequest>,
+    ) -> ApiResult<Json<CreditResult>> {
+        let admin = &auth.0;
+        let amount = money::parse_amount("amount", &body.0.amount, CREDIT)?;
+        let description = clean_text("description", &body.0.description, 255)?;
+        let mut conn = self.state.store().conn().await?;
+        if !accounts::user_exists(&mut conn, user_id.0).await? {
+            return Err(ApiError::not_found("user"));
+        }
+        drop(conn);
+        let movement = Movement {
+            direction: Direction::Credit,
+            amount: amount.clone(),
+            description,
+            reference: None,
+            created_by: Some(admin.user_id),
+        };
+        let (wallet, entry) = self
+            .state
+            .orchestrator()?
+            .wallet_apply(user_id.0, movement)
+            .await?;
+        let mut conn = self.state.store().conn().await?;
+        let details =
+            serde_json::json!({"amount": format_amount(&amount, 2), "transaction_id": entry.id});
+        Audit::by(request, admin.user_id, "wallet.credit")
+            .on("user", user_id.0)
+            .with(details)
+            .write(&mut conn)
+            .await;
+        Ok(Json(CreditResult {
+            balance: format_amount(&wallet.balance, 4),
+            transaction: entry.into(),
+        }))
+    }
+}

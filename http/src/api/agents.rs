@@ -1,0 +1,399 @@
+//! `/api/internal/paas/...`: the agent protocol. Registration with a one-time
+//! token, heartbeats, credential rotation, long-polled leases, and the
+//! fenced reports on a leased task (extend, status, logs).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::{ApiResponse, OpenApi};
+use skypanel_domain::credentials::{
+    NODE_CREDENTIAL_PREFIX, REGISTRATION_TOKEN_PREFIX, generate_token, token_digest,
+};
+use skypanel_domain::lifecycle::TaskEvent;
+use skypanel_domain::lifecycle::task::is_final;
+use skypanel_protocol::MAX_LEASE_WAIT_SECS;
+use skypanel_protocol::node::{Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated};
+use skypanel_protocol::task::{
+    Extended, LeaseRef, LeasedTask, Leases, LogAck, LogBatch, ReportedStatus, StatusAck,
+    StatusReport, TaskSpec,
+};
+use skypanel_store::agents::{self, MachineInfo};
+use skypanel_store::audit::Actor;
+use skypanel_store::tasks::{self, Refusal, Task};
+
+use super::{Audit, Tag};
+use crate::auth::NodeAuth;
+use crate::body::{JsonBody, JsonReply};
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::state::AppState;
+
+pub struct AgentsApi {
+    pub state: AppState,
+}
+
+/// How long a previous credential keeps working after a rotation.
+const ROTATION_GRACE_MINUTES: i64 = 10;
+/// The most tasks one lease answer hands out.
+const MAX_TASKS_PER_LEASE: i64 = 32;
+/// The longest log batch accepted (lines joined), 256 KiB.
+const MAX_LOG_BATCH_BYTES: usize = 256 * 1024;
+
+#[derive(ApiResponse)]
+pub enum RegisterAnswer {
+    /// Registered: keep the credential, it is shown once.
+    #[oai(status = 201)]
+    Registered(JsonReply<Registered>),
+}
+
+#[derive(ApiResponse)]
+pub enum LeaseAnswer {
+    /// Tasks leased to this node.
+    #[oai(status = 200)]
+    Tasks(JsonReply<Leases>),
+    /// Nothing to do within the wait.
+    #[oai(status = 204)]
+    Nothing,
+}
+
+fn refusal(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::StaleLease => ApiError::conflict(
+            "stale_lease",
+            "this lease is no longer yours: the task was handed to another attempt",
+            Some("lease_id"),
+        ),
+        Refusal::Contradiction(message) => ApiError::conflict("conflict", message, Some("status")),
+    }
+}
+
+impl AgentsApi {
+    fn lease_ttl_secs(&self) -> ApiResult<i64> {
+        Ok(self
+            .state
+            .orchestrator()?
+            .context()
+            .settings()
+            .lease_ttl
+            .as_secs() as i64)
+    }
+
+    fn lease_ack_secs(&self) -> ApiResult<i64> {
+        let settings = self.state.orchestrator()?.context().settings();
+        Ok(settings.lease_ack.as_secs().max(1) as i64)
+    }
+
+    /// The lease answer for a task: its spec, with its sealed environment opened.
+    fn leased(&self, task: Task) -> ApiResult<LeasedTask> {
+        let mut spec: TaskSpec = serde_json::from_value(task.payload.clone()).map_err(|e| {
+            ApiError::internal(format!("task {} has an unreadable spec: {e}", task.id))
+        })?;
+        if let Some(sealed) = &task.sealed_secrets {
+            let opened = self
+                .state
+                .secrets()
+                .open_str(sealed, &Task::secrets_associated_data(task.id))
+                .map_err(|e| ApiError::internal(format!("task {} secrets: {e}", task.id)))?;
+            let env: BTreeMap<String, String> = serde_json::from_str(&opened)
+                .map_err(|e| ApiError::internal(format!("task {} secrets: {e}", task.id)))?;
+            if let TaskSpec::AppApply(s) | TaskSpec::AppRestart(s) = &mut spec {
+                s.env = env;
+            }
+        }
+        Ok(LeasedTask {
+            task_id: task.id,
+            lease_id: task
+                .lease_id
+                .ok_or_else(|| ApiError::internal("a leased task without a lease id"))?,
+            lease_deadline: task
+                .lease_deadline
+                .ok_or_else(|| ApiError::internal("a leased task without a deadline"))?,
+            attempt: task.attempt,
+            spec,
+        })
+    }
+
+    async fn try_lease(&self, node: i64, max: i64) -> ApiResult<Vec<LeasedTask>> {
+        let ack = self.lease_ack_secs()?;
+        let mut conn = self.state.store().conn().await?;
+        let leased = tasks::lease(&mut conn, node, max, ack).await?;
+        for task in &leased {
+            let queued_ms = (chrono::Utc::now() - task.created_at)
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1000.0;
+            tracing::debug!(task_id = task.id, node_id = node, queued_ms, "task leased");
+        }
+        leased.into_iter().map(|t| self.leased(t)).collect()
+    }
+}
+
+#[OpenApi(prefix_path = "/internal/paas", tag = "Tag::Agents")]
+impl AgentsApi {
+    /// Register a node's agent
+    ///
+    /// Exchanges the one-time registration token for the node's credential.
+    /// A used, unknown or expired token answers 401.
+    #[oai(
+        path = "/nodes/register",
+        method = "post",
+        operation_id = "agentRegister"
+    )]
+    async fn register(
+        &self,
+        request: &Request,
+        body: JsonBody<RegisterRequest>,
+    ) -> ApiResult<RegisterAnswer> {
+        let b = body.0;
+        let refused =
+            || ApiError::unauthorized("the registration token is unknown, already used or expired");
+        if !b.registration_token.starts_with(REGISTRATION_TOKEN_PREFIX) {
+            return Err(refused());
+        }
+        let credential = generate_token(NODE_CREDENTIAL_PREFIX);
+        let info = MachineInfo {
+            hostname: &b.hostname.chars().take(255).collect::<String>(),
+            agent_version: &b.agent_version.chars().take(64).collect::<String>(),
+            cpu_total: b.cpu_total.max(0),
+            memory_total_mb: i32::try_from(b.memory_total_mb.max(0)).unwrap_or(i32::MAX),
+            disk_total_mb: i32::try_from(b.disk_total_mb.max(0)).unwrap_or(i32::MAX),
+        };
+        let mut conn = self.state.store().conn().await?;
+        let node = agents::register(
+            &mut conn,
+            &token_digest(&b.registration_token),
+            &token_digest(&credential),
+            &info,
+        )
+        .await?
+        .ok_or_else(refused)?;
+        Audit::new(request, Actor::Node(node.id), "node.agent_registered")
+            .on("node", node.id)
+            .write(&mut conn)
+            .await;
+        drop(conn);
+        let orchestrator = self.state.orchestrator()?;
+        orchestrator.node_changed(node.id).await?;
+        let settings = orchestrator.context().settings();
+        Ok(RegisterAnswer::Registered(JsonReply(Registered {
+            node_id: node.id,
+            credential,
+            heartbeat_interval_secs: settings.heartbeat_interval.as_secs(),
+            lease_ttl_secs: settings.lease_ttl.as_secs(),
+        })))
+    }
+
+    /// Report health, figures and the containers the node runs
+    #[oai(
+        path = "/nodes/:id/heartbeat",
+        method = "post",
+        operation_id = "agentHeartbeat"
+    )]
+    async fn heartbeat(
+        &self,
+        auth: NodeAuth,
+        id: Path<i64>,
+        body: JsonBody<Heartbeat>,
+    ) -> ApiResult<JsonReply<HeartbeatAck>> {
+        let node = auth.require(id.0)?;
+        if body.0.node_id != node {
+            return Err(ApiError::invalid(
+                "node_id",
+                "the heartbeat names another node",
+            ));
+        }
+        let ack = self.state.orchestrator()?.heartbeat(node, body.0).await?;
+        Ok(JsonReply(ack))
+    }
+
+    /// Replace the node's credential
+    ///
+    /// The old credential keeps working for 10 minutes, so a lost answer does
+    /// not lock the agent out.
+    #[oai(
+        path = "/nodes/:id/credentials/rotate",
+        method = "post",
+        operation_id = "agentRotateCredential"
+    )]
+    async fn rotate(
+        &self,
+        request: &Request,
+        auth: NodeAuth,
+        id: Path<i64>,
+    ) -> ApiResult<JsonReply<Rotated>> {
+        let node = auth.require(id.0)?;
+        let credential = generate_token(NODE_CREDENTIAL_PREFIX);
+        let mut conn = self.state.store().conn().await?;
+        agents::rotate(
+            &mut conn,
+            node,
+            &token_digest(&credential),
+            chrono::Duration::minutes(ROTATION_GRACE_MINUTES),
+        )
+        .await
+        .or_not_found("node")?;
+        Audit::new(request, Actor::Node(node), "node.credential_rotated")
+            .on("node", node)
+            .write(&mut conn)
+            .await;
+        Ok(JsonReply(Rotated { credential }))
+    }
+
+    /// Lease tasks, waiting up to `wait` seconds for one
+    ///
+    /// Answers the node's queued tasks at once when there are any, else waits
+    /// (at most 60 s) and answers the moment one is committed, else 204.
+    #[oai(
+        path = "/nodes/:id/leases",
+        method = "post",
+        operation_id = "agentLease"
+    )]
+    async fn lease(
+        &self,
+        auth: NodeAuth,
+        id: Path<i64>,
+        wait: Query<Option<u64>>,
+        max: Query<Option<i64>>,
+    ) -> ApiResult<LeaseAnswer> {
+        let node = auth.require(id.0)?;
+        let wait = wait.0.unwrap_or(0);
+        if wait > MAX_LEASE_WAIT_SECS {
+            return Err(ApiError::invalid(
+                "wait",
+                format!("wait is at most {MAX_LEASE_WAIT_SECS} seconds"),
+            ));
+        }
+        let max = max.0.unwrap_or(8).clamp(1, MAX_TASKS_PER_LEASE);
+        let deadline = Instant::now() + Duration::from_secs(wait);
+        let waiter = self.state.orchestrator()?.lease_waiter(node);
+        loop {
+            // Arm the wake-up before looking, so a task committed in between is not missed.
+            let notified = waiter.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let leased = self.try_lease(node, max).await?;
+            if !leased.is_empty() {
+                return Ok(LeaseAnswer::Tasks(JsonReply(Leases { tasks: leased })));
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(LeaseAnswer::Nothing);
+            }
+            let _ = tokio::time::timeout(remaining, notified).await;
+        }
+    }
+
+    /// Extend the lease of a task being worked on
+    #[oai(
+        path = "/tasks/:taskId/extend",
+        method = "post",
+        operation_id = "agentExtendLease"
+    )]
+    async fn extend(
+        &self,
+        auth: NodeAuth,
+        #[oai(name = "taskId")] task_id: Path<i64>,
+        body: JsonBody<LeaseRef>,
+    ) -> ApiResult<JsonReply<Extended>> {
+        let ttl = self.lease_ttl_secs()?;
+        let mut conn = self.state.store().conn().await?;
+        let deadline = tasks::extend(&mut conn, task_id.0, auth.0, body.0.lease_id, ttl)
+            .await
+            .or_not_found("task")?
+            .map_err(refusal)?;
+        Ok(JsonReply(Extended {
+            lease_deadline: deadline,
+        }))
+    }
+
+    /// Report a task's progress: running, succeeded or failed
+    ///
+    /// Fenced by the lease id: a stale lease answers 409 and changes nothing.
+    /// Repeating a report already recorded changes nothing either.
+    #[oai(
+        path = "/tasks/:taskId/status",
+        method = "post",
+        operation_id = "agentReportStatus"
+    )]
+    async fn status(
+        &self,
+        auth: NodeAuth,
+        #[oai(name = "taskId")] task_id: Path<i64>,
+        body: JsonBody<StatusReport>,
+    ) -> ApiResult<JsonReply<StatusAck>> {
+        let report = body.0;
+        let event = match report.status {
+            ReportedStatus::Running => TaskEvent::Run,
+            ReportedStatus::Succeeded => TaskEvent::Succeed,
+            ReportedStatus::Failed => TaskEvent::Fail,
+        };
+        let error: Option<String> = report.error.map(|e| e.chars().take(2000).collect());
+        let ttl = self.lease_ttl_secs()?;
+        let mut conn = self.state.store().conn().await?;
+        let reported = tasks::report(
+            &mut conn,
+            task_id.0,
+            auth.0,
+            report.lease_id,
+            event,
+            error.as_deref(),
+            ttl,
+        )
+        .await
+        .or_not_found("task")?
+        .map_err(refusal)?;
+        drop(conn);
+        let task = reported.task;
+        if reported.changed && is_final(task.status()?) {
+            self.state
+                .orchestrator()?
+                .task_finished(&task, report.instances)
+                .await?;
+        }
+        Ok(JsonReply(StatusAck {
+            status: task.status,
+            changed: reported.changed,
+        }))
+    }
+
+    /// Append a batch of a task's log lines
+    ///
+    /// Batches are numbered by `seq`; a batch sent again is ignored.
+    #[oai(
+        path = "/tasks/:taskId/logs",
+        method = "post",
+        operation_id = "agentAppendLogs"
+    )]
+    async fn logs(
+        &self,
+        auth: NodeAuth,
+        #[oai(name = "taskId")] task_id: Path<i64>,
+        body: JsonBody<LogBatch>,
+    ) -> ApiResult<JsonReply<LogAck>> {
+        let batch = body.0;
+        if batch.seq < 0 {
+            return Err(ApiError::invalid("seq", "seq counts from 0"));
+        }
+        let text = batch.lines.join("\n");
+        if text.len() > MAX_LOG_BATCH_BYTES {
+            return Err(ApiError::invalid(
+                "lines",
+                "a batch carries at most 256 KiB",
+            ));
+        }
+        let mut conn = self.state.store().conn().await?;
+        let stored = tasks::append_log(
+            &mut conn,
+            task_id.0,
+            auth.0,
+            batch.lease_id,
+            batch.seq,
+            &text,
+        )
+        .await
+        .or_not_found("task")?
+        .map_err(refusal)?;
+        Ok(JsonReply(LogAck { stored }))
+    }
+}

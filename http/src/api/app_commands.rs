@@ -1,0 +1,204 @@
+//! `/api/paas/applications/:id/{deploy,restart,stop,start,scale,instances}`:
+//! requests to change what runs, carried out by the application's actor. The
+//! actor checks the request against the transition table (409 naming the
+//! current state), places the application (409 `no_node_available`), and
+//! queues the node's work; the answer is 202 with the application as it is now.
+
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use skypanel_actors::{Accepted as ActorAccepted, AppRequest};
+use skypanel_store::{apps, instances};
+
+use super::{Audit, Tag};
+use crate::auth::BearerAuth;
+use crate::body::JsonBody;
+use crate::dto::apps::{ApplicationView, DeployAccepted, InstanceView, ScaleRequest};
+use crate::error::{ActorNotFound, ApiResult, OrNotFound};
+use crate::state::AppState;
+
+pub struct AppCommandsApi {
+    pub state: AppState,
+}
+
+/// 202: the request is accepted and carried out in the background.
+#[derive(ApiResponse, Debug)]
+pub enum Accepted<T: poem_openapi::types::ToJSON> {
+    /// Accepted; follow the application's `status`.
+    #[oai(status = 202)]
+    Accepted(Json<T>),
+}
+
+impl AppCommandsApi {
+    /// Checks ownership, then hands the request to the application's actor.
+    async fn run(
+        &self,
+        request: &Request,
+        auth: &BearerAuth,
+        id: i64,
+        app_request: AppRequest,
+    ) -> ApiResult<ActorAccepted> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id)
+            .await
+            .or_not_found("application")?;
+        drop(conn);
+        let action = match &app_request {
+            AppRequest::Deploy { .. } => "app.deploy",
+            AppRequest::Restart => "app.restart",
+            AppRequest::Stop => "app.stop",
+            AppRequest::Start => "app.start",
+            AppRequest::Scale(_) => "app.scale",
+            AppRequest::Delete => "app.delete",
+        };
+        let details = match &app_request {
+            AppRequest::Scale(count) => serde_json::json!({"instance_count": count}),
+            _ => serde_json::json!({}),
+        };
+        let accepted = self
+            .state
+            .orchestrator()?
+            .app_request(app.id, app_request)
+            .await
+            .or_not_found("application")?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.user_id(), action)
+            .on("application", app.id)
+            .with(details)
+            .write(&mut conn)
+            .await;
+        Ok(accepted)
+    }
+}
+
+#[OpenApi(prefix_path = "/paas/applications", tag = "Tag::Applications")]
+impl AppCommandsApi {
+    /// Deploy the application
+    ///
+    /// Rolls out the application's image as a new release: new containers
+    /// start, then the previous release's stop. Follow `status` (`building`,
+    /// then `running`, or `failed` with `last_error`).
+    #[oai(
+        path = "/:id/deploy",
+        method = "post",
+        operation_id = "deployApplication"
+    )]
+    async fn deploy(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Accepted<DeployAccepted>> {
+        let by = auth.user_id();
+        let accepted = self
+            .run(request, &auth, id.0, AppRequest::Deploy { by })
+            .await?;
+        Ok(Accepted::Accepted(Json(DeployAccepted {
+            release: accepted.release,
+            application: accepted.app.into(),
+        })))
+    }
+
+    /// Restart the application's containers, one after the other
+    #[oai(
+        path = "/:id/restart",
+        method = "post",
+        operation_id = "restartApplication"
+    )]
+    async fn restart(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Accepted<ApplicationView>> {
+        let accepted = self.run(request, &auth, id.0, AppRequest::Restart).await?;
+        Ok(Accepted::Accepted(Json(accepted.app.into())))
+    }
+
+    /// Stop the application
+    ///
+    /// Its containers stop and billing stops; data and settings are kept.
+    #[oai(path = "/:id/stop", method = "post", operation_id = "stopApplication")]
+    async fn stop(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Accepted<ApplicationView>> {
+        let accepted = self.run(request, &auth, id.0, AppRequest::Stop).await?;
+        Ok(Accepted::Accepted(Json(accepted.app.into())))
+    }
+
+    /// Start a stopped application
+    #[oai(
+        path = "/:id/start",
+        method = "post",
+        operation_id = "startApplication"
+    )]
+    async fn start(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Accepted<ApplicationView>> {
+        let accepted = self.run(request, &auth, id.0, AppRequest::Start).await?;
+        Ok(Accepted::Accepted(Json(accepted.app.into())))
+    }
+
+    /// Scale the application to 1 to 10 instances
+    ///
+    /// A running application is scaled at once; otherwise the count is kept
+    /// for its next start or deploy.
+    #[oai(
+        path = "/:id/scale",
+        method = "post",
+        operation_id = "scaleApplication"
+    )]
+    async fn scale(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        body: JsonBody<ScaleRequest>,
+    ) -> ApiResult<Accepted<ApplicationView>> {
+        let count = skypanel_domain::validate_instance_count(body.0.instance_count)?;
+        let accepted = self
+            .run(request, &auth, id.0, AppRequest::Scale(count))
+            .await?;
+        Ok(Accepted::Accepted(Json(accepted.app.into())))
+    }
+
+    /// The application's containers, as its node last reported them
+    #[oai(
+        path = "/:id/instances",
+        method = "get",
+        operation_id = "listInstances"
+    )]
+    async fn instances(
+        &self,
+        auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Json<Vec<InstanceView>>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let list = instances::list_for_owner(&mut conn, auth.user_id(), app.id).await?;
+        Ok(Json(list.into_iter().map(Into::into).collect()))
+    }
+}
+
+/// Deletion goes through the actor too (see `apps.rs`).
+pub(crate) async fn delete_through_actor(
+    state: &AppState,
+    request: &Request,
+    auth: &BearerAuth,
+    id: i64,
+) -> ApiResult<ActorAccepted> {
+    AppCommandsApi {
+        state: state.clone(),
+    }
+    .run(request, auth, id, AppRequest::Delete)
+    .await
+}

@@ -1,0 +1,147 @@
+//! The poem-openapi API groups, one module per area, and what they share:
+//! tags, the `Created`/`NoContent` responses, audit logging, blocking hashes.
+
+pub mod admin_catalog;
+pub mod admin_nodes;
+pub mod admin_platform;
+pub mod agents;
+pub mod app_commands;
+pub mod apps;
+pub mod auth;
+pub mod builds;
+pub mod catalog;
+pub mod env;
+pub mod system;
+pub mod wallet;
+
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Tags};
+use skypanel_store::Conn;
+use skypanel_store::audit::{Actor, Entry};
+
+use crate::error::ApiError;
+
+#[derive(Tags)]
+pub enum Tag {
+    /// Registration, login, the current user and API tokens.
+    Auth,
+    /// Customer applications: create, configure, deploy, scale.
+    Applications,
+    /// Environment variables of an application (values encrypted at rest).
+    Environment,
+    /// Build history and logs of an application.
+    Builds,
+    /// Plans, runtimes and regions customers choose from.
+    Catalog,
+    /// The customer's prepaid wallet.
+    Wallet,
+    /// Admin: hosting plans.
+    AdminPlans,
+    /// Admin: runtimes.
+    AdminRuntimes,
+    /// Admin: worker nodes.
+    AdminNodes,
+    /// Admin: statistics, capacity and wallet credits.
+    AdminPlatform,
+    /// Health of the control plane.
+    System,
+    /// The agent protocol: registration, heartbeats, task leases (node credentials only).
+    Agents,
+}
+
+/// 201 with the created resource.
+#[derive(ApiResponse, Debug)]
+pub enum Created<T: ToJSON> {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<T>),
+}
+
+/// 204 without a body.
+#[derive(ApiResponse, Debug)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+/// The caller's address as seen by this process.
+pub fn client_ip(request: &Request) -> Option<String> {
+    request
+        .remote_addr()
+        .as_socket_addr()
+        .map(|addr| addr.ip().to_string())
+}
+
+/// One audit-log entry being written: who did what, to what, from where.
+///
+/// `Audit::by(request, user_id, "plan.delete").on("plan", id).write(&mut conn).await`
+pub struct Audit<'a> {
+    request: &'a Request,
+    actor: Actor,
+    action: &'static str,
+    target: (&'static str, Option<i64>),
+    details: serde_json::Value,
+}
+
+impl<'a> Audit<'a> {
+    /// An action of a user.
+    pub fn by(request: &'a Request, user_id: i64, action: &'static str) -> Self {
+        Self::new(request, Actor::User(user_id), action)
+    }
+
+    pub fn new(request: &'a Request, actor: Actor, action: &'static str) -> Self {
+        Self {
+            request,
+            actor,
+            action,
+            target: ("", None),
+            details: serde_json::json!({}),
+        }
+    }
+
+    /// What the action was done to.
+    pub fn on(mut self, target_type: &'static str, target_id: impl Into<Option<i64>>) -> Self {
+        self.target = (target_type, target_id.into());
+        self
+    }
+
+    /// Extra facts: ids, names and counts, never a secret.
+    pub fn with(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Appends the entry; a failure is logged, never shown to the caller,
+    /// since the action itself already happened.
+    pub async fn write(self, conn: &mut Conn) {
+        let ip = client_ip(self.request);
+        let entry = Entry {
+            actor: self.actor,
+            action: self.action,
+            target_type: Some(self.target.0).filter(|t| !t.is_empty()),
+            target_id: self.target.1,
+            details: self.details,
+            ip_address: ip.as_deref(),
+        };
+        if let Err(err) = skypanel_store::audit::record(conn, entry).await {
+            tracing::error!(error = %err, action = self.action, "cannot write the audit log");
+        }
+    }
+}
+
+/// Runs CPU-heavy work (argon2) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Query parameters `limit` (1 to 200, default 50) and `offset` as a store page.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> skypanel_store::Page {
+    skypanel_store::Page::new(limit, offset)
+}

@@ -1,0 +1,10 @@
+//! Authentication: customers and admins send a short-lived JWT access token or
+//! a long-lived API token as `Authorization: Bearer`; agents send their node
+//! credential in a header of their own.
+
+pub mod jwt;
+mod node;
+mod principal;
+
+pub use node::NodeAuth;
+pub use principal::{AdminAuth, BearerAuth, Principal};

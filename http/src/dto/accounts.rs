@@ -1,0 +1,94 @@
+//! Accounts: registration, login, the current user, API tokens.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use serde::Deserialize;
+use skypanel_store::accounts::{ApiToken, User};
+
+#[derive(Object, Deserialize)]
+pub struct RegisterRequest {
+    /// E-mail address, used to log in.
+    pub email: String,
+    /// 8 to 128 characters.
+    pub password: String,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+#[derive(Object, Deserialize)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Object)]
+pub struct AccessToken {
+    /// A JWT to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+#[derive(Object, Debug)]
+pub struct UserView {
+    pub id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    /// `customer` or `admin`.
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            role: u.role,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Object, Deserialize, Debug)]
+pub struct CreateApiTokenRequest {
+    /// What the token is for, e.g. `ci`.
+    pub name: String,
+    /// Days until it expires (1 to 3650); omitted means it never expires.
+    pub expires_in_days: Option<i64>,
+}
+
+#[derive(Object, Debug)]
+pub struct ApiTokenView {
+    pub id: i64,
+    pub name: String,
+    /// The last four characters of the secret, to tell tokens apart.
+    pub hint: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ApiToken> for ApiTokenView {
+    fn from(t: ApiToken) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            hint: t.token_hint,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct CreatedApiToken {
+    /// The secret, shown this once: store it now. Send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    #[oai(flatten)]
+    pub details: ApiTokenView,
+}

@@ -1,0 +1,98 @@
+//! Platform statistics and capacity for admins.
+
+use std::collections::BTreeMap;
+
+use poem_openapi::Object;
+use skypanel_store::reports::NodeCapacity;
+
+#[derive(Object, Debug)]
+pub struct Revenue {
+    /// Sum of billing records whose hour started this calendar month (UTC).
+    pub billed_this_month: String,
+    /// Sum of wallet credits this calendar month (UTC).
+    pub credited_this_month: String,
+    /// Sum of every wallet's balance now.
+    pub wallet_balances: String,
+}
+
+#[derive(Object, Debug)]
+pub struct Stats {
+    /// Users by role.
+    pub users: BTreeMap<String, i64>,
+    /// Applications by status.
+    pub applications: BTreeMap<String, i64>,
+    /// Databases by status.
+    pub databases: BTreeMap<String, i64>,
+    /// Nodes by status.
+    pub nodes: BTreeMap<String, i64>,
+    /// Builds created in the last 24 hours, by status.
+    pub builds_last_24h: BTreeMap<String, i64>,
+    pub revenue: Revenue,
+}
+
+#[derive(Object, Debug)]
+pub struct NodeCapacityView {
+    pub node_id: i64,
+    pub name: String,
+    pub region: String,
+    pub status: String,
+    /// Millicores.
+    pub cpu_total: i32,
+    pub cpu_used: i32,
+    pub cpu_allocated: i64,
+    /// MB.
+    pub memory_total: i32,
+    pub memory_used: i32,
+    pub memory_allocated: i64,
+    /// MB.
+    pub disk_total: i32,
+    pub disk_used: i32,
+    pub container_count: i32,
+    pub applications: i64,
+    pub databases: i64,
+}
+
+impl From<NodeCapacity> for NodeCapacityView {
+    fn from(n: NodeCapacity) -> Self {
+        Self {
+            node_id: n.node_id,
+            name: n.name,
+            region: n.region,
+            status: n.status,
+            cpu_total: n.cpu_total,
+            cpu_used: n.cpu_used,
+            cpu_allocated: n.cpu_allocated,
+            memory_total: n.memory_total,
+            memory_used: n.memory_used,
+            memory_allocated: n.memory_allocated,
+            disk_total: n.disk_total,
+            disk_used: n.disk_used,
+            container_count: n.container_count,
+            applications: n.applications,
+            databases: n.databases,
+        }
+    }
+}
+
+#[derive(Object, Debug, Default)]
+pub struct RegionCapacity {
+    pub region: String,
+    pub nodes: i64,
+    pub online_nodes: i64,
+    /// Millicores over all nodes of the region.
+    pub cpu_total: i64,
+    pub cpu_allocated: i64,
+    /// MB over all nodes of the region.
+    pub memory_total: i64,
+    pub memory_allocated: i64,
+    /// Millicores not reserved, over online nodes only: what placement can use now.
+    pub free_cpu: i64,
+    /// MB not reserved, over online nodes only.
+    pub free_memory: i64,
+}
+
+#[derive(Object, Debug)]
+pub struct Capacity {
+    pub regions: Vec<RegionCapacity>,
+    pub nodes: Vec<NodeCapacityView>,
+}

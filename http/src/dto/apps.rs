@@ -1,0 +1,233 @@
+//! Applications, their environment and builds.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use poem_openapi::types::MaybeUndefined;
+use serde::Deserialize;
+use skypanel_store::apps::Application;
+use skypanel_store::builds::Build;
+
+#[derive(Object, Debug)]
+pub struct ApplicationView {
+    pub id: i64,
+    pub name: String,
+    /// URL-safe name, unique on the platform; the system domain starts with it.
+    pub slug: String,
+    /// `pending`, `building`, `running`, `stopped`, `failed` or `suspended`.
+    pub status: String,
+    pub region: String,
+    pub plan_id: i64,
+    pub runtime_id: Option<i64>,
+    pub node_id: Option<i64>,
+    pub git_repo_url: Option<String>,
+    pub git_branch: String,
+    /// Whether a git access token is set (the token itself is never shown).
+    pub has_git_token: bool,
+    /// A prebuilt image deployed instead of a repository.
+    pub image: Option<String>,
+    /// The port the application listens on inside its container.
+    pub port: i32,
+    pub health_check_path: Option<String>,
+    pub auto_deploy: bool,
+    pub instance_count: i32,
+    pub system_domain: String,
+    /// Where the application answers once running.
+    pub url: String,
+    pub current_build_id: Option<i64>,
+    pub current_release_id: Option<i64>,
+    /// Why the last command failed, when it did.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Application> for ApplicationView {
+    fn from(a: Application) -> Self {
+        Self {
+            url: format!("http://{}", a.system_domain),
+            id: a.id,
+            name: a.name,
+            slug: a.slug,
+            status: a.status,
+            region: a.region,
+            plan_id: a.plan_id,
+            runtime_id: a.runtime_id,
+            node_id: a.node_id,
+            git_repo_url: a.git_repo_url,
+            git_branch: a.git_branch,
+            has_git_token: a.git_oauth_token.is_some(),
+            image: a.image,
+            port: a.port,
+            health_check_path: a.health_check_path,
+            auto_deploy: a.auto_deploy,
+            instance_count: a.instance_count,
+            system_domain: a.system_domain,
+            current_build_id: a.current_build_id,
+            current_release_id: a.current_release_id,
+            last_error: a.last_error,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Object, Deserialize)]
+pub struct CreateApplicationRequest {
+    /// Becomes the slug: lowercase letters, digits and hyphens, 3 to 63 characters.
+    pub name: String,
+    pub plan_id: i64,
+    /// A region of a registered node (see `GET /api/paas/regions`).
+    pub region: String,
+    /// Omitted: detected from the repository at build time.
+    pub runtime_id: Option<i64>,
+    /// `https://…`, `ssh://…` or `user@host:path`. Exclusive with `image`.
+    pub git_repo_url: Option<String>,
+    /// Defaults to `main`.
+    pub git_branch: Option<String>,
+    /// Access token for a private repository; stored encrypted, never shown again.
+    pub git_oauth_token: Option<String>,
+    /// A prebuilt image reference. Exclusive with `git_repo_url`.
+    pub image: Option<String>,
+    /// Defaults to 8080.
+    pub port: Option<i32>,
+    /// An HTTP path checked before traffic is switched, e.g. `/healthz`.
+    pub health_check_path: Option<String>,
+    pub auto_deploy: Option<bool>,
+    /// 1 to 10, defaults to 1.
+    pub instance_count: Option<i32>,
+}
+
+/// Every field is optional; send `null` to clear a nullable one.
+#[derive(Object, Deserialize, Default)]
+pub struct UpdateApplicationRequest {
+    pub plan_id: Option<i64>,
+    #[serde(default)]
+    pub runtime_id: MaybeUndefined<i64>,
+    #[serde(default)]
+    pub git_repo_url: MaybeUndefined<String>,
+    pub git_branch: Option<String>,
+    #[serde(default)]
+    pub git_oauth_token: MaybeUndefined<String>,
+    #[serde(default)]
+    pub image: MaybeUndefined<String>,
+    pub port: Option<i32>,
+    #[serde(default)]
+    pub health_check_path: MaybeUndefined<String>,
+    pub auto_deploy: Option<bool>,
+}
+
+#[derive(Object, Deserialize, Debug)]
+pub struct ScaleRequest {
+    /// 1 to 10.
+    pub instance_count: i32,
+}
+
+#[derive(Object)]
+pub struct EnvVarView {
+    pub key: String,
+    /// Masked (`********`) unless listed with `reveal=true`.
+    pub value: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Object, Deserialize)]
+pub struct AddEnvVarRequest {
+    /// `[A-Za-z_][A-Za-z0-9_]*`, at most 255 characters.
+    pub key: String,
+    /// At most 32 KiB.
+    pub value: String,
+}
+
+#[derive(Object, Deserialize)]
+pub struct UpdateEnvVarRequest {
+    /// At most 32 KiB.
+    pub value: String,
+}
+
+#[derive(Object, Debug)]
+pub struct BuildView {
+    pub id: i64,
+    pub application_id: i64,
+    /// 1, 2, 3 … per application.
+    pub build_number: i32,
+    pub git_commit_sha: Option<String>,
+    pub git_commit_message: Option<String>,
+    /// `pending`, `building`, `success`, `failed` or `cancelled`.
+    pub status: String,
+    pub image_tag: Option<String>,
+    /// Why the build failed, in words a customer can act on.
+    pub failure_reason: Option<String>,
+    pub attempt: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Build> for BuildView {
+    fn from(b: Build) -> Self {
+        Self {
+            id: b.id,
+            application_id: b.application_id,
+            build_number: b.build_number,
+            git_commit_sha: b.git_commit_sha,
+            git_commit_message: b.git_commit_message,
+            status: b.status,
+            image_tag: b.image_tag,
+            failure_reason: b.failure_reason,
+            attempt: b.attempt,
+            started_at: b.started_at,
+            completed_at: b.completed_at,
+            created_at: b.created_at,
+        }
+    }
+}
+
+#[derive(Object, Debug)]
+pub struct BuildLog {
+    pub build_id: i64,
+    pub log: String,
+}
+
+#[derive(Object, Debug)]
+pub struct DeployAccepted {
+    pub application: ApplicationView,
+    /// The release being rolled out.
+    pub release: Option<i32>,
+}
+
+#[derive(Object, Debug)]
+pub struct InstanceView {
+    pub container_name: String,
+    pub node_id: i64,
+    pub release: i32,
+    /// 0-based instance number.
+    pub instance: i32,
+    /// `running`, `restarting`, `exited` …
+    pub state: String,
+    /// The port on the node's 127.0.0.1 the application port is published on.
+    pub host_port: Option<i32>,
+    pub restart_count: i32,
+    /// Kept crashing; the node stopped restarting it.
+    pub crash_looping: bool,
+    pub cpu_percent: f64,
+    pub memory_used_mb: i64,
+    pub observed_at: DateTime<Utc>,
+}
+
+impl From<skypanel_store::instances::Instance> for InstanceView {
+    fn from(i: skypanel_store::instances::Instance) -> Self {
+        Self {
+            container_name: i.container_name,
+            node_id: i.node_id,
+            release: i.release_version,
+            instance: i.instance,
+            state: i.state,
+            host_port: i.host_port,
+            restart_count: i.restart_count,
+            crash_looping: i.crash_looping,
+            cpu_percent: i.cpu_percent,
+            memory_used_mb: i.memory_used_mb,
+            observed_at: i.observed_at,
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Plans, runtimes and regions.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{Enum, Object};
+use serde::Deserialize;
+use skypanel_domain::money::format_amount;
+use skypanel_store::catalog::{Plan, Runtime};
+
+#[derive(Object, Debug)]
+pub struct PlanView {
+    pub id: i64,
+    pub name: String,
+    /// Millicores: 1000 is one CPU core.
+    pub cpu_limit: i32,
+    /// MB of memory.
+    pub memory_limit: i32,
+    /// MB of disk.
+    pub storage_limit: i32,
+    /// Decimal string: the most a resource on this plan costs in a calendar month.
+    pub monthly_price: String,
+    /// Decimal string: the price of one instance for one hour.
+    pub hourly_rate: String,
+    /// Runtime ids this plan allows; empty allows every runtime.
+    pub supported_runtimes: Vec<i64>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Plan> for PlanView {
+    fn from(p: Plan) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            cpu_limit: p.cpu_limit,
+            memory_limit: p.memory_limit,
+            storage_limit: p.storage_limit,
+            monthly_price: format_amount(&p.monthly_price, 2),
+            hourly_rate: format_amount(&p.hourly_rate, 4),
+            supported_runtimes: p.supported_runtimes,
+            is_active: p.is_active,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Object, Deserialize, Debug)]
+pub struct CreatePlanRequest {
+    pub name: String,
+    /// Millicores, 1 to 256000.
+    pub cpu_limit: i32,
+    /// MB, 16 to 4194304.
+    pub memory_limit: i32,
+    /// MB, 1 to 16777216.
+    pub storage_limit: i32,
+    /// Decimal string, at most two decimals.
+    pub monthly_price: String,
+    /// Decimal string, at most four decimals.
+    pub hourly_rate: String,
+    #[serde(default)]
+    pub supported_runtimes: Option<Vec<i64>>,
+    pub is_active: Option<bool>,
+}
+
+/// Every field is optional: only the ones sent change.
+#[derive(Object, Deserialize, Debug, Default)]
+pub struct UpdatePlanRequest {
+    pub name: Option<String>,
+    pub cpu_limit: Option<i32>,
+    pub memory_limit: Option<i32>,
+    pub storage_limit: Option<i32>,
+    pub monthly_price: Option<String>,
+    pub hourly_rate: Option<String>,
+    pub supported_runtimes: Option<Vec<i64>>,
+    pub is_active: Option<bool>,
+}
+
+/// How an application of this runtime is built.
+#[derive(Enum, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeType {
+    Node,
+    Python,
+    Php,
+    Static,
+    Docker,
+}
+
+impl RuntimeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Node => "node",
+            Self::Python => "python",
+            Self::Php => "php",
+            Self::Static => "static",
+            Self::Docker => "docker",
+        }
+    }
+}
+
+#[derive(Object, Debug)]
+pub struct RuntimeView {
+    pub id: i64,
+    pub name: String,
+    /// `node`, `python`, `php`, `static` or `docker` (the repository's own Dockerfile).
+    pub runtime_type: String,
+    pub version: String,
+    pub base_image: String,
+    pub default_build_cmd: Option<String>,
+    pub default_start_cmd: Option<String>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Runtime> for RuntimeView {
+    fn from(r: Runtime) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            runtime_type: r.runtime_type,
+            version: r.version,
+            base_image: r.base_image,
+            default_build_cmd: r.default_build_cmd,
+            default_start_cmd: r.default_start_cmd,
+            is_active: r.is_active,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Object, Deserialize, Debug)]
+pub struct CreateRuntimeRequest {
+    pub name: String,
+    pub runtime_type: RuntimeType,
+    pub version: String,
+    /// A Docker image reference such as `node:20-slim`.
+    pub base_image: String,
+    pub default_build_cmd: Option<String>,
+    pub default_start_cmd: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// Every field is optional; send `null` to clear a default command.
+#[derive(Object, Deserialize, Debug, Default)]
+pub struct UpdateRuntimeRequest {
+    pub name: Option<String>,
+    pub runtime_type: Option<RuntimeType>,
+    pub version: Option<String>,
+    pub base_image: Option<String>,
+    #[serde(default)]
+    pub default_build_cmd: MaybeUndefined<String>,
+    #[serde(default)]
+    pub default_start_cmd: MaybeUndefined<String>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(Object, Debug)]
+pub struct RegionView {
+    pub region: String,
+    /// Registered nodes that are not disabled.
+    pub nodes: i64,
+    /// Nodes online now.
+    pub online_nodes: i64,
+    /// Whether an application can be deployed here now.
+    pub available: bool,
+    /// Millicores not yet reserved by plans, over online nodes.
+    pub free_cpu: i64,
+    /// MB not yet reserved by plans, over online nodes.
+    pub free_memory: i64,
+}

@@ -1,0 +1,120 @@
+//! The HTTP surface of the control plane: poem-openapi APIs for customers and
+//! admins, bearer authentication, the JSON error body, the OpenAPI document
+//! and its docs UI. The only crate that knows HTTP.
+//!
+//! A request flows: [`middleware::around`] (size limit, error mapping,
+//! tracing) → poem-openapi routing → [`auth::BearerAuth`] → a handler in
+//! [`api`] that validates with `domain`, reads and writes through `store`,
+//! and answers a [`dto`] or an [`error::ApiError`].
+
+pub mod api;
+pub mod auth;
+pub mod body;
+pub mod dto;
+pub mod error;
+pub mod middleware;
+pub mod state;
+
+use poem::endpoint::make_sync;
+use poem::middleware::CatchPanic;
+use poem::web::Redirect;
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{ContactObject, LicenseObject, OpenApiService};
+
+pub use state::{AppState, Settings};
+
+/// Every API group, in the order they appear in the spec.
+pub type Apis = (
+    api::auth::AuthApi,
+    api::apps::AppsApi,
+    api::app_commands::AppCommandsApi,
+    api::env::EnvApi,
+    api::builds::BuildsApi,
+    api::catalog::CatalogApi,
+    api::wallet::WalletApi,
+    api::admin_catalog::AdminCatalogApi,
+    api::admin_nodes::AdminNodesApi,
+    api::admin_platform::AdminPlatformApi,
+    api::system::SystemApi,
+    api::agents::AgentsApi,
+);
+
+fn apis(state: &AppState) -> Apis {
+    (
+        api::auth::AuthApi {
+            state: state.clone(),
+        },
+        api::apps::AppsApi {
+            state: state.clone(),
+        },
+        api::app_commands::AppCommandsApi {
+            state: state.clone(),
+        },
+        api::env::EnvApi {
+            state: state.clone(),
+        },
+        api::builds::BuildsApi {
+            state: state.clone(),
+        },
+        api::catalog::CatalogApi {
+            state: state.clone(),
+        },
+        api::wallet::WalletApi {
+            state: state.clone(),
+        },
+        api::admin_catalog::AdminCatalogApi {
+            state: state.clone(),
+        },
+        api::admin_nodes::AdminNodesApi {
+            state: state.clone(),
+        },
+        api::admin_platform::AdminPlatformApi {
+            state: state.clone(),
+        },
+        api::system::SystemApi {
+            state: state.clone(),
+        },
+        api::agents::AgentsApi {
+            state: state.clone(),
+        },
+    )
+}
+
+/// The operations and the document describing them.
+pub type ApiService = OpenApiService<Apis, ()>;
+
+/// The OpenAPI service: the operations and the document describing them.
+pub fn openapi_service(state: &AppState) -> ApiService {
+    OpenApiService::new(apis(state), "SkyPanel PaaS API", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Customer, admin and platform API of SkyPanel PaaS. Authenticate with \
+             `Authorization: Bearer <token>`, using an access token from `POST /api/auth/login` \
+             or an `spt_` API token. Every error answers `{\"code\", \"message\", \"field\"}`; \
+             money is a decimal string.",
+        )
+        .contact(ContactObject::new().name("SkyPanel"))
+        .license(LicenseObject::new("AGPL-3.0-only"))
+        .server("/api")
+}
+
+/// The spec as YAML, exactly as `/api/openapi.yaml` serves it.
+pub fn spec_yaml(state: &AppState) -> String {
+    openapi_service(state).spec_yaml()
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> impl Endpoint {
+    let service = openapi_service(&state);
+    let docs = service.swagger_ui();
+    let spec_json = service.spec_endpoint();
+    let spec_yaml = service.spec_endpoint_yaml();
+    Route::new()
+        .nest("/api", service)
+        .at("/api/openapi.json", spec_json)
+        .at("/api/openapi.yaml", spec_yaml)
+        .nest("/api/docs", docs)
+        .at("/", make_sync(|_| Redirect::see_other("/api/docs")))
+        .data(state)
+        .with(CatchPanic::new().with_handler(middleware::panic_response))
+        .around(middleware::around)
+}

@@ -1,0 +1,110 @@
+//! What every handler shares: the store, the settings, the secret key, and Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skypanel_domain::git::GitUrlPolicy;
+use skypanel_domain::secrets::SecretKey;
+use skypanel_store::Store;
+
+use skypanel_actors::Orchestrator;
+
+use crate::auth::jwt::JwtKeys;
+use crate::error::ApiError;
+
+/// The part of the configuration the HTTP layer needs. `Debug` hides the secret.
+#[derive(Clone)]
+pub struct Settings {
+    /// Secret for HS256 access tokens.
+    pub jwt_secret: String,
+    /// Lifetime of an access token.
+    pub jwt_ttl: Duration,
+    /// System domains are `<slug>.<platform_domain>`.
+    pub platform_domain: String,
+    /// Accept `file://` git URLs (local use and tests).
+    pub allow_file_git: bool,
+    /// The URL agents and users reach this control plane at.
+    pub public_url: String,
+    /// How long a node registration token stays valid.
+    pub registration_ttl: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("platform_domain", &self.platform_domain)
+            .field("allow_file_git", &self.allow_file_git)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    pub fn git_policy(&self) -> GitUrlPolicy {
+        GitUrlPolicy {
+            allow_file: self.allow_file_git,
+        }
+    }
+}
+
+/// Shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    settings: Settings,
+    secrets: SecretKey,
+    jwt: JwtKeys,
+    redis: Option<redis::Client>,
+    orchestrator: Option<Orchestrator>,
+}
+
+impl AppState {
+    /// `orchestrator` is `None` only where nothing is served (printing the spec).
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        secrets: SecretKey,
+        redis: Option<redis::Client>,
+        orchestrator: Option<Orchestrator>,
+    ) -> Self {
+        let jwt = JwtKeys::new(&settings.jwt_secret, settings.jwt_ttl);
+        Self(Arc::new(Inner {
+            store,
+            settings,
+            secrets,
+            jwt,
+            redis,
+            orchestrator,
+        }))
+    }
+
+    /// The actors; 503 when this state runs without them.
+    pub fn orchestrator(&self) -> Result<&Orchestrator, ApiError> {
+        self.0
+            .orchestrator
+            .as_ref()
+            .ok_or_else(|| ApiError::unavailable("unavailable", "the orchestrator is not running"))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn secrets(&self) -> &SecretKey {
+        &self.0.secrets
+    }
+
+    pub fn jwt(&self) -> &JwtKeys {
+        &self.0.jwt
+    }
+
+    pub fn redis(&self) -> Option<&redis::Client> {
+        self.0.redis.as_ref()
+    }
+}

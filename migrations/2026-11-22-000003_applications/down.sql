@@ -1,0 +1,10 @@
+DROP TABLE paas_app_databases;
+DROP TABLE paas_databases;
+DROP TABLE paas_domains;
+DROP TABLE paas_environment_vars;
+ALTER TABLE paas_applications
+    DROP CONSTRAINT paas_applications_current_build_fk,
+    DROP CONSTRAINT paas_applications_current_release_fk;
+DROP TABLE paas_releases;
+DROP TABLE paas_builds;
+DROP TABLE paas_applications;

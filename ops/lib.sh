@@ -1,0 +1,122 @@
+# Shared helpers for ops/up and ops/test: install what is missing with apt,
+# start PostgreSQL and Redis on loopback, create roles and databases.
+# Every function is idempotent: running it twice changes nothing the second time.
+# shellcheck shell=bash
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root (directly when we are root).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Runs a command as the postgres system user.
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi
+}
+
+# ensure_packages PKG...: installs the Debian packages that are not installed yet.
+ensure_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# start_postgres: makes sure a PostgreSQL cluster runs and answers on 127.0.0.1:5432.
+start_postgres() {
+    ensure_packages postgresql
+    local version
+    version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    [ -n "$version" ] || die "PostgreSQL is installed but no server version was found"
+    if ! pg_lsclusters -h | awk '{print $1"/"$2}' | grep -qx "$version/main"; then
+        say "creating PostgreSQL $version cluster"
+        as_root pg_createcluster "$version" main >/dev/null
+    fi
+    if ! pg_lsclusters -h | awk -v v="$version" '$1==v && $2=="main" {print $4}' | grep -q online; then
+        say "starting PostgreSQL $version"
+        as_root pg_ctlcluster "$version" main start
+    fi
+    local i
+    for i in $(seq 1 60); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+        sleep 0.5
+    done
+    die "PostgreSQL did not start; see /var/log/postgresql/"
+}
+
+# psql_admin SQL: runs SQL as the postgres superuser.
+psql_admin() {
+    as_postgres psql -v ON_ERROR_STOP=1 -qAt -c "$1"
+}
+
+# ensure_pg_role NAME PASSWORD [EXTRA]: creates the login role or resets its password.
+ensure_pg_role() {
+    local name=$1 password=$2 extra=${3:-}
+    if [ "$(psql_admin "SELECT 1 FROM pg_roles WHERE rolname = '$name'")" = "1" ]; then
+        psql_admin "ALTER ROLE $name WITH LOGIN $extra PASSWORD '$password'" >/dev/null
+    else
+        psql_admin "CREATE ROLE $name WITH LOGIN $extra PASSWORD '$password'" >/dev/null
+    fi
+}
+
+# ensure_pg_database NAME OWNER
+ensure_pg_database() {
+    local name=$1 owner=$2
+    if [ "$(psql_admin "SELECT 1 FROM pg_database WHERE datname = '$name'")" != "1" ]; then
+        psql_admin "CREATE DATABASE $name OWNER $owner" >/dev/null
+    fi
+}
+
+# start_redis PORT DIR [PERSIST]: a redis-server of our own on 127.0.0.1:PORT,
+# its files in DIR; PERSIST=yes keeps an append-only file.
+start_redis() {
+    local port=$1 dir=$2 persist=${3:-no}
+    ensure_packages redis-server
+    if redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    say "starting Redis on 127.0.0.1:$port"
+    redis-server --bind 127.0.0.1 --port "$port" --protected-mode yes --daemonize yes \
+        --dir "$dir" --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" \
+        --appendonly "$persist" --save "" >/dev/null
+    local i
+    for i in $(seq 1 40); do
+        redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    die "Redis did not start on port $port; see $dir/redis.log"
+}
+
+# random_hex BYTES: that many random bytes as hex.
+random_hex() {
+    od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# build_sample_image TAG: a tiny image from busybox that answers HTTP on $PORT
+# (there is no registry to pull from on these machines).
+build_sample_image() {
+    local tag=$1
+    docker image inspect "$tag" >/dev/null 2>&1 && return 0
+    ensure_packages busybox-static
+    local root
+    root=$(mktemp -d)
+    mkdir -p "$root/bin" "$root/www" "$root/tmp"
+    cp "$(command -v busybox)" "$root/bin/busybox"
+    for applet in sh httpd sleep cat echo ls env; do ln -s busybox "$root/bin/$applet"; done
+    echo "hello from skypanel" > "$root/www/index.html"
+    tar -C "$root" -c . | docker import \
+        --change 'CMD ["/bin/sh","-c","exec httpd -f -p ${PORT:-8080} -h /www"]' - "$tag" >/dev/null
+    rm -rf "$root"
+}
+
+# json_field FIELD: reads JSON on stdin and prints one top-level field.
+json_field() {
+    python3 -c "import json,sys; v=json.load(sys.stdin).get('$1'); print('' if v is None else v)"
+}

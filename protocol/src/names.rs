@@ -1,0 +1,49 @@
+//! Deterministic names and labels of what an agent creates, so that every task
+//! can look before it creates ("already there" is success) and a restarted
+//! agent finds its containers again.
+
+/// Label on everything SkyPanel manages; agents only ever touch what carries it.
+pub const LABEL_MANAGED: &str = "skypanel.managed";
+pub const LABEL_APP: &str = "skypanel.app";
+pub const LABEL_USER: &str = "skypanel.user";
+pub const LABEL_RELEASE: &str = "skypanel.release";
+pub const LABEL_INSTANCE: &str = "skypanel.instance";
+pub const LABEL_GENERATION: &str = "skypanel.generation";
+
+/// The container of `instance` (0-based) of `release` of application `app_id`.
+pub fn app_container(app_id: i64, release: i32, instance: i32) -> String {
+    format!("sp-app-{app_id}-r{release}-{instance}")
+}
+
+/// The bridge network all of one customer's containers share, and no one else's.
+pub fn user_network(user_id: i64) -> String {
+    format!("sp-user-{user_id}")
+}
+
+/// Parses a name made by [`app_container`] back into (app, release, instance).
+pub fn parse_app_container(name: &str) -> Option<(i64, i32, i32)> {
+    let rest = name.trim_start_matches('/').strip_prefix("sp-app-")?;
+    let (app, rest) = rest.split_once("-r")?;
+    let (release, instance) = rest.split_once('-')?;
+    Some((
+        app.parse().ok()?,
+        release.parse().ok()?,
+        instance.parse().ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_round_trip() {
+        let name = app_container(42, 3, 1);
+        assert_eq!(name, "sp-app-42-r3-1");
+        assert_eq!(parse_app_container(&name), Some((42, 3, 1)));
+        assert_eq!(parse_app_container("/sp-app-42-r3-1"), Some((42, 3, 1)));
+        assert_eq!(parse_app_container("postgres"), None);
+        assert_eq!(parse_app_container("sp-app-x-r1-0"), None);
+        assert_eq!(user_network(7), "sp-user-7");
+    }
+}

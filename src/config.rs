@@ -1,0 +1,408 @@
+//! Configuration in layers: defaults → an optional TOML file → `SKYPANEL_*`
+//! environment variables → validation that collects every problem before
+//! failing, so one start-up message names every bad variable. The environment
+//! is passed in as a map, so tests swap it freely.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use skypanel_domain::names::normalize_hostname;
+use skypanel_domain::secrets::SecretKey;
+
+/// The settings every subcommand may need. `Debug` hides the secrets.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    pub listen: SocketAddr,
+    pub secret_key: SecretKey,
+    pub jwt_secret: String,
+    pub jwt_ttl: Duration,
+    pub platform_domain: String,
+    pub allow_file_git: bool,
+    pub public_url: String,
+    pub db_pool_size: usize,
+    pub log_json: bool,
+    /// Seconds without a heartbeat before a node is offline.
+    pub node_offline_after: Duration,
+    /// How often agents heartbeat.
+    pub heartbeat_interval: Duration,
+    /// How long a task lease lasts unless extended.
+    pub lease_ttl: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("platform_domain", &self.platform_domain)
+            .field("allow_file_git", &self.allow_file_git)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every problem found, one line per variable.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for line in &self.0 {
+            writeln!(f, "  {line}")?;
+        }
+        write!(
+            f,
+            "set them in the environment or in the file named by SKYPANEL_CONFIG"
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Raw values by variable name (`SKYPANEL_DATABASE_URL` …), before validation.
+struct Raw(HashMap<String, String>);
+
+impl Raw {
+    /// Layers the file (keys without prefix, lowercase) under the environment.
+    fn layered(
+        env: &HashMap<String, String>,
+        file: Option<&str>,
+        errors: &mut Vec<String>,
+    ) -> Self {
+        let mut values = HashMap::new();
+        if let Some(text) = file {
+            match text.parse::<toml::Table>() {
+                Ok(table) => {
+                    for (key, value) in table {
+                        let value = match value {
+                            toml::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        values.insert(format!("SKYPANEL_{}", key.to_uppercase()), value);
+                    }
+                }
+                Err(err) => errors.push(format!(
+                    "SKYPANEL_CONFIG: the file is not valid TOML: {err}"
+                )),
+            }
+        }
+        for (key, value) in env {
+            if key.starts_with("SKYPANEL_") {
+                values.insert(key.clone(), value.clone());
+            }
+        }
+        Self(values)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &str, errors: &mut Vec<String>) -> Option<&str> {
+        let value = self.get(name);
+        if value.is_none() {
+            errors.push(format!("{name}: missing"));
+        }
+        value
+    }
+}
+
+fn check_database_url(url: &str, errors: &mut Vec<String>) {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        errors.push("SKYPANEL_DATABASE_URL: must be a postgres:// URL".into());
+    }
+}
+
+fn parse_bool(name: &str, value: Option<&str>, errors: &mut Vec<String>) -> bool {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("0" | "false" | "no" | "off") => false,
+        Some("1" | "true" | "yes" | "on") => true,
+        Some(_) => {
+            errors.push(format!("{name}: must be true or false"));
+            false
+        }
+    }
+}
+
+fn parse_number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: Option<&str>,
+    default: T,
+    range: (T, T),
+    errors: &mut Vec<String>,
+) -> T {
+    let Some(text) = value else { return default };
+    match text.parse::<T>() {
+        Ok(n) if n >= range.0 && n <= range.1 => n,
+        _ => {
+            errors.push(format!(
+                "{name}: must be a number from {} to {}",
+                range.0, range.1
+            ));
+            default
+        }
+    }
+}
+
+impl Config {
+    /// Only the database URL, for `migrate` and `admin`.
+    pub fn database_url(
+        env: &HashMap<String, String>,
+        file: Option<&str>,
+    ) -> Result<String, ConfigError> {
+        let mut errors = Vec::new();
+        let raw = Raw::layered(env, file, &mut errors);
+        let url = raw
+            .required("SKYPANEL_DATABASE_URL", &mut errors)
+            .unwrap_or_default()
+            .to_string();
+        if !url.is_empty() {
+            check_database_url(&url, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(url)
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+
+    /// Everything `serve` needs.
+    pub fn load(env: &HashMap<String, String>, file: Option<&str>) -> Result<Self, ConfigError> {
+        let mut errors = Vec::new();
+        let raw = Raw::layered(env, file, &mut errors);
+
+        let database_url = raw
+            .required("SKYPANEL_DATABASE_URL", &mut errors)
+            .unwrap_or_default()
+            .to_string();
+        if !database_url.is_empty() {
+            check_database_url(&database_url, &mut errors);
+        }
+        let redis_url = raw
+            .required("SKYPANEL_REDIS_URL", &mut errors)
+            .unwrap_or_default()
+            .to_string();
+        if !redis_url.is_empty() && redis::Client::open(redis_url.as_str()).is_err() {
+            errors.push("SKYPANEL_REDIS_URL: must be a redis:// URL".into());
+        }
+        let listen_text = raw.get("SKYPANEL_LISTEN").unwrap_or("127.0.0.1:8080");
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            errors
+                .push("SKYPANEL_LISTEN: must be an address and port such as 127.0.0.1:8080".into());
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let secret_key = raw
+            .required("SKYPANEL_SECRET_KEY", &mut errors)
+            .and_then(|hex| {
+                SecretKey::from_hex(hex)
+                    .map_err(|_| {
+                        errors.push(
+                            "SKYPANEL_SECRET_KEY: must be 64 hexadecimal characters (32 bytes)"
+                                .into(),
+                        )
+                    })
+                    .ok()
+            });
+        let jwt_secret = raw
+            .required("SKYPANEL_JWT_SECRET", &mut errors)
+            .unwrap_or_default()
+            .to_string();
+        if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
+            errors.push("SKYPANEL_JWT_SECRET: must be at least 32 characters".into());
+        }
+        let platform_domain = normalize_hostname(
+            "SKYPANEL_PLATFORM_DOMAIN",
+            raw.get("SKYPANEL_PLATFORM_DOMAIN").unwrap_or("localhost"),
+        )
+        .unwrap_or_else(|_| {
+            errors.push(
+                "SKYPANEL_PLATFORM_DOMAIN: must be a hostname such as apps.example.com".into(),
+            );
+            String::new()
+        });
+        let allow_file_git = parse_bool(
+            "SKYPANEL_ALLOW_FILE_GIT",
+            raw.get("SKYPANEL_ALLOW_FILE_GIT"),
+            &mut errors,
+        );
+        let jwt_ttl = parse_number(
+            "SKYPANEL_JWT_TTL",
+            raw.get("SKYPANEL_JWT_TTL"),
+            3600u64,
+            (60, 86_400),
+            &mut errors,
+        );
+        let db_pool_size = parse_number(
+            "SKYPANEL_DB_POOL_SIZE",
+            raw.get("SKYPANEL_DB_POOL_SIZE"),
+            16usize,
+            (1, 512),
+            &mut errors,
+        );
+        let public_url = raw.get("SKYPANEL_PUBLIC_URL").map_or_else(
+            || format!("http://{listen}"),
+            |u| u.trim_end_matches('/').to_string(),
+        );
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            errors.push("SKYPANEL_PUBLIC_URL: must start with http:// or https://".into());
+        }
+        let node_offline_after = parse_number(
+            "SKYPANEL_NODE_OFFLINE_AFTER",
+            raw.get("SKYPANEL_NODE_OFFLINE_AFTER"),
+            90u64,
+            (1, 3600),
+            &mut errors,
+        );
+        let heartbeat_interval = parse_number(
+            "SKYPANEL_HEARTBEAT_INTERVAL",
+            raw.get("SKYPANEL_HEARTBEAT_INTERVAL"),
+            30u64,
+            (1, 600),
+            &mut errors,
+        );
+        let lease_ttl = parse_number(
+            "SKYPANEL_LEASE_TTL",
+            raw.get("SKYPANEL_LEASE_TTL"),
+            30u64,
+            (2, 3600),
+            &mut errors,
+        );
+        let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
+            "text" => false,
+            "json" => true,
+            _ => {
+                errors.push("SKYPANEL_LOG_FORMAT: must be text or json".into());
+                false
+            }
+        };
+
+        match secret_key {
+            Some(secret_key) if errors.is_empty() => Ok(Self {
+                database_url,
+                redis_url,
+                listen,
+                secret_key,
+                jwt_secret,
+                jwt_ttl: Duration::from_secs(jwt_ttl),
+                platform_domain,
+                allow_file_git,
+                public_url,
+                db_pool_size,
+                log_json,
+                node_offline_after: Duration::from_secs(node_offline_after),
+                heartbeat_interval: Duration::from_secs(heartbeat_interval),
+                lease_ttl: Duration::from_secs(lease_ttl),
+            }),
+            _ => Err(ConfigError(errors)),
+        }
+    }
+
+    /// The actors' part of the configuration.
+    pub fn actor_settings(&self) -> skypanel_actors::Settings {
+        skypanel_actors::Settings {
+            node_offline_after: self.node_offline_after,
+            heartbeat_interval: self.heartbeat_interval,
+            lease_ttl: self.lease_ttl,
+            ..skypanel_actors::Settings::default()
+        }
+    }
+
+    /// The HTTP layer's part of the configuration.
+    pub fn http_settings(&self) -> skypanel_http::Settings {
+        skypanel_http::Settings {
+            jwt_secret: self.jwt_secret.clone(),
+            jwt_ttl: self.jwt_ttl,
+            platform_domain: self.platform_domain.clone(),
+            allow_file_git: self.allow_file_git,
+            public_url: self.public_url.clone(),
+            registration_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn complete() -> HashMap<String, String> {
+        env(&[
+            ("SKYPANEL_DATABASE_URL", "postgres://u:p@127.0.0.1/skypanel"),
+            ("SKYPANEL_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("SKYPANEL_SECRET_KEY", &"ab".repeat(32)),
+            ("SKYPANEL_JWT_SECRET", &"j".repeat(32)),
+        ])
+    }
+
+    #[test]
+    fn defaults_fill_the_rest() {
+        let config = Config::load(&complete(), None).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.platform_domain, "localhost");
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert!(!config.allow_file_git);
+        assert_eq!(config.jwt_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn every_bad_variable_is_named_at_once() {
+        let bad = env(&[
+            ("SKYPANEL_SECRET_KEY", "tooshort"),
+            ("SKYPANEL_LISTEN", "nowhere"),
+            ("SKYPANEL_ALLOW_FILE_GIT", "maybe"),
+            ("SKYPANEL_JWT_SECRET", "short"),
+        ]);
+        let err = Config::load(&bad, None).unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "SKYPANEL_DATABASE_URL: missing",
+            "SKYPANEL_REDIS_URL: missing",
+            "SKYPANEL_SECRET_KEY: must be 64",
+            "SKYPANEL_LISTEN",
+            "SKYPANEL_ALLOW_FILE_GIT",
+            "SKYPANEL_JWT_SECRET: must be at least 32",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(
+            !text.contains("tooshort"),
+            "secret values must not be echoed"
+        );
+        assert_eq!(err.0.len(), 6);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let file = "listen = \"127.0.0.1:9000\"\nplatform_domain = \"apps.example.com\"\nallow_file_git = true\n";
+        let mut vars = complete();
+        vars.insert("SKYPANEL_LISTEN".into(), "127.0.0.1:9100".into());
+        let config = Config::load(&vars, Some(file)).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.platform_domain, "apps.example.com");
+        assert!(config.allow_file_git);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let config = Config::load(&complete(), None).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("jjjj") && !shown.contains("abab") && !shown.contains("u:p@"));
+    }
+
+    #[test]
+    fn database_url_alone() {
+        assert!(
+            Config::database_url(&env(&[("SKYPANEL_DATABASE_URL", "mysql://x")]), None).is_err()
+        );
+        assert!(Config::database_url(&complete(), None).is_ok());
+    }
+}

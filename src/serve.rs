@@ -1,0 +1,122 @@
+//! `skypanel serve`: logging, migrations, the HTTP server and graceful shutdown.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::Server;
+use poem::listener::TcpListener;
+use skypanel_http::AppState;
+use skypanel_store::Store;
+
+use crate::config::Config;
+
+/// How long in-flight requests get to finish after SIGTERM or Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn check_redis(url: &str) -> anyhow::Result<redis::Client> {
+    let client = redis::Client::open(url).context("SKYPANEL_REDIS_URL is not a valid Redis URL")?;
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), ping).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(err)) => anyhow::bail!("cannot reach Redis at SKYPANEL_REDIS_URL: {err}"),
+        Err(_) => anyhow::bail!("cannot reach Redis at SKYPANEL_REDIS_URL: timed out after 5 s"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    init_logging(config.log_json);
+    let store = Store::connect(&config.database_url, config.db_pool_size)?;
+    let applied = store
+        .migrate()
+        .await
+        .context("cannot migrate the database at SKYPANEL_DATABASE_URL")?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "applied migrations");
+    }
+    let redis = check_redis(&config.redis_url).await?;
+    let context = skypanel_actors::Context::new(
+        store.clone(),
+        config.secret_key.clone(),
+        config.actor_settings(),
+    );
+    let orchestrator = skypanel_actors::Orchestrator::start(context)
+        .await
+        .context("cannot start the actors")?;
+    let state = AppState::new(
+        store,
+        config.http_settings(),
+        config.secret_key.clone(),
+        Some(redis),
+        Some(orchestrator.clone()),
+    );
+    let listener = TcpListener::bind(config.listen);
+    tracing::info!(
+        listen = %config.listen,
+        public_url = %config.public_url,
+        "skypanel is serving the API at {0}/api and its docs at {0}/api/docs",
+        config.public_url
+    );
+    Server::new(listener)
+        .run_with_graceful_shutdown(
+            skypanel_http::app(state),
+            shutdown_signal(),
+            Some(SHUTDOWN_GRACE),
+        )
+        .await
+        .context("the HTTP server stopped")?;
+    orchestrator.shutdown().await;
+    Ok(())
+}
+
+/// The API description, for `skypanel openapi`. Building the API needs a
+/// state, but describing it touches nothing: the pool below never connects.
+pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
+    let settings = skypanel_http::Settings {
+        jwt_secret: String::new(),
+        jwt_ttl: Duration::from_secs(3600),
+        platform_domain: "localhost".into(),
+        allow_file_git: false,
+        public_url: String::new(),
+        registration_ttl: Duration::from_secs(3600),
+    };
+    let key = skypanel_domain::secrets::SecretKey::from_hex(&"00".repeat(32))?;
+    let store = Store::connect("postgres://spec-only@127.0.0.1/none", 1)?;
+    Ok(skypanel_http::openapi_service(&AppState::new(
+        store, settings, key, None, None,
+    )))
+}

@@ -1,0 +1,209 @@
+//! Users and their long-lived API tokens. A user is created together with an
+//! empty wallet, in one transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use skypanel_domain::lifecycle::Role;
+
+use crate::schema::{api_tokens, users, wallets};
+use crate::{Conn, Error, Result, found};
+
+#[derive(Queryable, Selectable, Clone)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub name: Option<String>,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    pub fn role(&self) -> Result<Role> {
+        Ok(self.role.parse()?)
+    }
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = api_tokens, check_for_backend(diesel::pg::Pg))]
+pub struct ApiToken {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub token_hint: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Creates a user and their wallet. A taken e-mail is a conflict on `email`.
+pub async fn create_user(
+    conn: &mut Conn,
+    email: &str,
+    password_hash: &str,
+    name: Option<&str>,
+    role: Role,
+) -> Result<User> {
+    conn.transaction(async |conn| {
+        let user: User = diesel::insert_into(users::table)
+            .values((
+                users::email.eq(email),
+                users::password_hash.eq(password_hash),
+                users::name.eq(name),
+                users::role.eq(role.as_str()),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await?;
+        diesel::insert_into(wallets::table)
+            .values(wallets::user_id.eq(user.id))
+            .execute(conn)
+            .await?;
+        Ok::<_, Error>(user)
+    })
+    .await
+}
+
+/// Creates an admin, or makes an existing user an admin with the given password.
+/// Answers the user and whether it was newly created.
+pub async fn upsert_admin(
+    conn: &mut Conn,
+    email: &str,
+    password_hash: &str,
+) -> Result<(User, bool)> {
+    let updated: Option<User> = diesel::update(users::table.filter(users::email.eq(email)))
+        .set((
+            users::role.eq(Role::Admin.as_str()),
+            users::password_hash.eq(password_hash),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    match updated {
+        Some(user) => Ok((user, false)),
+        None => Ok((
+            create_user(conn, email, password_hash, None, Role::Admin).await?,
+            true,
+        )),
+    }
+}
+
+pub async fn find_user_by_email(conn: &mut Conn, email: &str) -> Result<Option<User>> {
+    Ok(users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub async fn get_user(conn: &mut Conn, id: i64) -> Result<User> {
+    Ok(users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await?)
+}
+
+pub async fn user_exists(conn: &mut Conn, id: i64) -> Result<bool> {
+    Ok(diesel::select(diesel::dsl::exists(users::table.find(id)))
+        .get_result(conn)
+        .await?)
+}
+
+/// Stores a new API token by its digest; the secret itself is never stored.
+pub async fn create_token(
+    conn: &mut Conn,
+    user_id: i64,
+    name: &str,
+    digest: &str,
+    hint: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<ApiToken> {
+    Ok(diesel::insert_into(api_tokens::table)
+        .values((
+            api_tokens::user_id.eq(user_id),
+            api_tokens::name.eq(name),
+            api_tokens::token_digest.eq(digest),
+            api_tokens::token_hint.eq(hint),
+            api_tokens::expires_at.eq(expires_at),
+        ))
+        .returning(ApiToken::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+pub async fn list_tokens(conn: &mut Conn, user_id: i64) -> Result<Vec<ApiToken>> {
+    Ok(api_tokens::table
+        .filter(api_tokens::user_id.eq(user_id))
+        .order(api_tokens::id.asc())
+        .select(ApiToken::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Revokes one of the user's tokens; another user's token is not found.
+pub async fn delete_token(conn: &mut Conn, user_id: i64, token_id: i64) -> Result<()> {
+    found(
+        diesel::delete(
+            api_tokens::table
+                .filter(api_tokens::id.eq(token_id))
+                .filter(api_tokens::user_id.eq(user_id)),
+        )
+        .execute(conn)
+        .await?,
+    )
+}
+
+/// Finds the user behind an unexpired token digest and records the use
+/// (at most once a minute, to keep reads cheap).
+pub async fn authenticate_token(conn: &mut Conn, digest: &str) -> Result<Option<User>> {
+    let now = Utc::now();
+    let found: Option<(ApiToken, User)> = api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::token_digest.eq(digest))
+        .filter(
+            api_tokens::expires_at
+                .is_null()
+                .or(api_tokens::expires_at.gt(now)),
+        )
+        .select((ApiToken::as_select(), User::as_select()))
+        .first(conn)
+        .await
+        .optional()?;
+    let Some((token, user)) = found else {
+        return Ok(None);
+    };
+    let stale = token
+        .last_used_at
+        .is_none_or(|at| now - at > chrono::Duration::minutes(1));
+    if stale {
+        diesel::update(api_tokens::table.find(token.id))
+            .set(api_tokens::last_used_at.eq(now))
+            .execute(conn)
+            .await?;
+    }
+    Ok(Some(user))
+}
+
+/// Counts users by role, for the admin statistics.
+pub async fn count_users_by_role(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
+    Ok(users::table
+        .group_by(users::role)
+        .select((users::role, diesel::dsl::count_star()))
+        .load(conn)
+        .await?)
+}

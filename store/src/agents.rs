@@ -1,0 +1,157 @@
+//! The agent side of nodes: one-time registration, credential lookup and
+//! rotation (secrets stored as digests only), heartbeat figures and status.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use skypanel_domain::lifecycle::NodeStatus;
+
+use crate::nodes::Node;
+use crate::schema::paas_nodes;
+use crate::{Conn, Error, Result};
+
+/// What a registering agent tells about its machine.
+#[derive(Debug, Clone)]
+pub struct MachineInfo<'a> {
+    pub hostname: &'a str,
+    pub agent_version: &'a str,
+    pub cpu_total: i32,
+    pub memory_total_mb: i32,
+    pub disk_total_mb: i32,
+}
+
+/// Exchanges a one-time registration token for a credential. `None` when the
+/// token is unknown, already used, or expired: the caller answers 401.
+pub async fn register(
+    conn: &mut Conn,
+    token_digest: &str,
+    credential_digest: &str,
+    info: &MachineInfo<'_>,
+) -> Result<Option<Node>> {
+    conn.transaction(async |conn| {
+        let node: Option<Node> = paas_nodes::table
+            .filter(paas_nodes::registration_token_digest.eq(token_digest))
+            .for_update()
+            .select(Node::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        let Some(node) = node else { return Ok(None) };
+        if node
+            .registration_expires_at
+            .is_some_and(|at| at <= Utc::now())
+        {
+            return Ok(None);
+        }
+        let node = diesel::update(paas_nodes::table.find(node.id))
+            .set((
+                paas_nodes::registration_token_digest.eq(None::<String>),
+                paas_nodes::registration_expires_at.eq(None::<DateTime<Utc>>),
+                paas_nodes::credential_digest.eq(credential_digest),
+                paas_nodes::credential_issued_at.eq(Utc::now()),
+                paas_nodes::hostname.eq(info.hostname),
+                paas_nodes::agent_version.eq(info.agent_version),
+                paas_nodes::cpu_total.eq(info.cpu_total),
+                paas_nodes::memory_total.eq(info.memory_total_mb),
+                paas_nodes::disk_total.eq(info.disk_total_mb),
+            ))
+            .returning(Node::as_returning())
+            .get_result(conn)
+            .await?;
+        Ok::<_, Error>(Some(node))
+    })
+    .await
+}
+
+/// The node a credential belongs to: its current credential, or the previous
+/// one within its grace period.
+pub async fn authenticate(conn: &mut Conn, credential_digest: &str) -> Result<Option<i64>> {
+    Ok(paas_nodes::table
+        .filter(
+            paas_nodes::credential_digest.eq(credential_digest).or(
+                paas_nodes::previous_credential_digest
+                    .eq(credential_digest)
+                    .and(paas_nodes::previous_credential_expires_at.gt(Utc::now())),
+            ),
+        )
+        .select(paas_nodes::id)
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Replaces the node's credential; the current one stays valid for `grace`.
+pub async fn rotate(
+    conn: &mut Conn,
+    node_id: i64,
+    new_digest: &str,
+    grace: chrono::Duration,
+) -> Result<()> {
+    let updated = diesel::update(paas_nodes::table.find(node_id))
+        .set((
+            paas_nodes::previous_credential_digest.eq(paas_nodes::credential_digest),
+            paas_nodes::previous_credential_expires_at.eq(Utc::now() + grace),
+            paas_nodes::credential_digest.eq(new_digest),
+            paas_nodes::credential_issued_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+    crate::found(updated)
+}
+
+/// The figures of a heartbeat. CPU in millicores, memory and disk in MB.
+#[derive(Debug, Clone)]
+pub struct Figures<'a> {
+    pub agent_version: &'a str,
+    pub cpu_total: i32,
+    pub cpu_used: i32,
+    pub memory_total: i32,
+    pub memory_used: i32,
+    pub disk_total: i32,
+    pub disk_used: i32,
+    pub container_count: i32,
+}
+
+/// Records a heartbeat's figures and, when given, the node's new status.
+pub async fn record_heartbeat(
+    conn: &mut Conn,
+    node_id: i64,
+    figures: &Figures<'_>,
+    status: Option<NodeStatus>,
+) -> Result<Node> {
+    let status = status.map(|s| s.as_str());
+    Ok(diesel::update(paas_nodes::table.find(node_id))
+        .set((
+            paas_nodes::agent_version.eq(figures.agent_version),
+            paas_nodes::cpu_total.eq(figures.cpu_total),
+            paas_nodes::cpu_used.eq(figures.cpu_used),
+            paas_nodes::memory_total.eq(figures.memory_total),
+            paas_nodes::memory_used.eq(figures.memory_used),
+            paas_nodes::disk_total.eq(figures.disk_total),
+            paas_nodes::disk_used.eq(figures.disk_used),
+            paas_nodes::container_count.eq(figures.container_count),
+            paas_nodes::last_heartbeat.eq(Utc::now()),
+            status.map(|s| paas_nodes::status.eq(s)),
+        ))
+        .returning(Node::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Sets a node's status (the caller checked the transition).
+pub async fn set_status(conn: &mut Conn, node_id: i64, status: NodeStatus) -> Result<()> {
+    let updated = diesel::update(paas_nodes::table.find(node_id))
+        .set(paas_nodes::status.eq(status.as_str()))
+        .execute(conn)
+        .await?;
+    crate::found(updated)
+}
+
+/// Every node id, for rebuilding the node actors.
+pub async fn all_ids(conn: &mut Conn) -> Result<Vec<i64>> {
+    Ok(paas_nodes::table
+        .select(paas_nodes::id)
+        .order(paas_nodes::id)
+        .load(conn)
+        .await?)
+}

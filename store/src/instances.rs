@@ -1,0 +1,162 @@
+//! Instances: the application containers nodes report running (or not). The
+//! set for a node is replaced by each heartbeat; a task result replaces the
+//! set of one application on its node.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use skypanel_protocol::node::ContainerReport;
+
+use crate::apps::owned_id;
+use crate::schema::{paas_applications, paas_instances};
+use crate::{Conn, Error, Result};
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = paas_instances, check_for_backend(diesel::pg::Pg))]
+pub struct Instance {
+    pub id: i64,
+    pub application_id: i64,
+    pub node_id: i64,
+    pub container_name: String,
+    pub container_id: String,
+    pub release_version: i32,
+    pub instance: i32,
+    pub generation: i64,
+    pub state: String,
+    pub host_port: Option<i32>,
+    pub restart_count: i32,
+    pub crash_looping: bool,
+    pub cpu_percent: f64,
+    pub memory_used_mb: i64,
+    pub observed_at: DateTime<Utc>,
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = paas_instances)]
+struct Row<'a> {
+    application_id: i64,
+    node_id: i64,
+    container_name: &'a str,
+    container_id: &'a str,
+    release_version: i32,
+    instance: i32,
+    generation: i64,
+    state: &'a str,
+    host_port: Option<i32>,
+    restart_count: i32,
+    crash_looping: bool,
+    cpu_percent: f64,
+    memory_used_mb: i64,
+    observed_at: DateTime<Utc>,
+}
+
+fn row(node_id: i64, r: &ContainerReport) -> Row<'_> {
+    Row {
+        application_id: r.application_id,
+        node_id,
+        container_name: &r.name,
+        container_id: &r.container_id,
+        release_version: r.release,
+        instance: r.instance,
+        generation: r.generation,
+        state: r.state.as_str(),
+        host_port: r.host_port,
+        restart_count: r.restart_count,
+        crash_looping: r.crash_looping,
+        cpu_percent: r.cpu_usage_percent,
+        memory_used_mb: r.memory_used_mb,
+        observed_at: Utc::now(),
+    }
+}
+
+async fn upsert(conn: &mut Conn, node_id: i64, reports: &[&ContainerReport]) -> Result<()> {
+    for report in reports {
+        let row = row(node_id, report);
+        diesel::insert_into(paas_instances::table)
+            .values(&row)
+            .on_conflict(paas_instances::container_name)
+            .do_update()
+            .set(&row)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Replaces what is recorded for the node with its report. Containers of
+/// applications that no longer exist are left out (the caller removes them).
+pub async fn sync_node(conn: &mut Conn, node_id: i64, reports: &[ContainerReport]) -> Result<()> {
+    conn.transaction(async |conn| {
+        let app_ids: Vec<i64> = reports.iter().map(|r| r.application_id).collect();
+        let known: Vec<i64> = paas_applications::table
+            .filter(paas_applications::id.eq_any(&app_ids))
+            .select(paas_applications::id)
+            .load(conn)
+            .await?;
+        let kept: Vec<&ContainerReport> = reports
+            .iter()
+            .filter(|r| known.contains(&r.application_id))
+            .collect();
+        let names: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
+        diesel::delete(
+            paas_instances::table
+                .filter(paas_instances::node_id.eq(node_id))
+                .filter(paas_instances::container_name.ne_all(&names)),
+        )
+        .execute(conn)
+        .await?;
+        upsert(conn, node_id, &kept).await?;
+        Ok::<_, Error>(())
+    })
+    .await
+}
+
+/// Replaces what is recorded for one application on a node (after a task).
+pub async fn sync_app(
+    conn: &mut Conn,
+    application_id: i64,
+    node_id: i64,
+    reports: &[ContainerReport],
+) -> Result<()> {
+    conn.transaction(async |conn| {
+        let kept: Vec<&ContainerReport> = reports
+            .iter()
+            .filter(|r| r.application_id == application_id)
+            .collect();
+        let names: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
+        diesel::delete(
+            paas_instances::table
+                .filter(paas_instances::application_id.eq(application_id))
+                .filter(paas_instances::container_name.ne_all(&names)),
+        )
+        .execute(conn)
+        .await?;
+        upsert(conn, node_id, &kept).await?;
+        Ok::<_, Error>(())
+    })
+    .await
+}
+
+/// The owner's application's instances, by release and instance number.
+pub async fn list_for_owner(
+    conn: &mut Conn,
+    owner: i64,
+    application_id: i64,
+) -> Result<Vec<Instance>> {
+    Ok(paas_instances::table
+        .filter(paas_instances::application_id.eq_any(owned_id(owner, application_id)))
+        .order((paas_instances::release_version, paas_instances::instance))
+        .select(Instance::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// An application's instances, for the actors.
+pub async fn list_for_app(conn: &mut Conn, application_id: i64) -> Result<Vec<Instance>> {
+    Ok(paas_instances::table
+        .filter(paas_instances::application_id.eq(application_id))
+        .order((paas_instances::release_version, paas_instances::instance))
+        .select(Instance::as_select())
+        .load(conn)
+        .await?)
+}

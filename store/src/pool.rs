@@ -1,0 +1,69 @@
+//! The connection pool: a cheap, cloneable [`Store`] handle over deadpool.
+
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+
+use crate::{Error, Result};
+
+/// The connection type every query function takes.
+pub type Conn = AsyncPgConnection;
+/// A connection checked out of the pool; derefs to [`Conn`].
+pub type PooledConn = Object<AsyncPgConnection>;
+
+/// Handle to the database. Clone it freely: clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<AsyncPgConnection>,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Builds a pool of at most `max_size` connections to `url`; no connection
+    /// is opened until one is needed.
+    pub fn connect(url: &str, max_size: usize) -> Result<Self> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(Self {
+            pool,
+            url: url.to_string(),
+        })
+    }
+
+    /// Checks out a connection.
+    pub async fn conn(&self) -> Result<PooledConn> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Runs pending migrations (see [`crate::run_migrations`]).
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        crate::run_migrations(&self.url).await
+    }
+
+    /// The database URL, for connections outside the pool (LISTEN).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Answers whether the database takes a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+}

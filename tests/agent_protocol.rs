@@ -1,0 +1,477 @@
+//! The agent protocol on the real HTTP application, PostgreSQL and actors:
+//! one-time registration, credentials kept apart from customer tokens,
+//! heartbeats and node health, long-polled leases woken at commit, fenced
+//! reports, replays, log batches, and leases that expire.
+
+#![allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Agent, TestApp, container};
+use poem::http::Method;
+use serde_json::{Value, json};
+
+/// An admin, a plan, a customer with an image app, and an online agent in `local`.
+async fn setup(app: &TestApp) -> (String, i64, String, i64, Agent) {
+    let admin = app.admin().await;
+    let plan = app.plan(&admin, "basic").await;
+    let agent = app.agent(&admin, "worker-1", "local").await;
+    app.beat(&agent, json!([])).await.expect(200);
+    let (_, customer) = app.customer("alice@example.com").await;
+    let application = app.app(&customer, "shop", plan).await;
+    (admin, plan, customer, application, agent)
+}
+
+async fn deploy(app: &TestApp, customer: &str, application: i64) -> Value {
+    app.post(
+        &format!("/api/paas/applications/{application}/deploy"),
+        customer,
+        json!({}),
+    )
+    .await
+    .expect(202)
+    .clone()
+}
+
+#[tokio::test]
+async fn registration_works_once_and_credentials_stay_apart() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let registered = app
+        .post(
+            "/api/admin/paas/nodes/register",
+            &admin,
+            json!({"name": "w1", "region": "local", "host_address": "127.0.0.1"}),
+        )
+        .await;
+    let token = registered.expect(201)["registration_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = app.register_agent(&token).await;
+    assert!(agent.credential.starts_with("spn_"));
+
+    // The token works once.
+    let body = json!({"registration_token": token, "agent_version": "x", "hostname": "h", "cpu_total": 1, "memory_total_mb": 1, "disk_total_mb": 1});
+    let again = app
+        .call(
+            Method::POST,
+            "/api/internal/paas/nodes/register",
+            None,
+            Some(body.clone()),
+        )
+        .await;
+    again.expect_error(401, "unauthorized");
+    let mut bogus = body;
+    bogus["registration_token"] = json!("spr_nope");
+    app.call(
+        Method::POST,
+        "/api/internal/paas/nodes/register",
+        None,
+        Some(bogus),
+    )
+    .await
+    .expect_error(401, "unauthorized");
+
+    // A customer token is no node credential, and a node credential is no customer token.
+    let (_, customer) = app.customer("c@example.com").await;
+    let beat_path = format!("/api/internal/paas/nodes/{}/heartbeat", agent.node_id);
+    app.node_call(Method::POST, &beat_path, &customer, Some(json!({})))
+        .await
+        .expect_error(401, "unauthorized");
+    app.call(Method::POST, &beat_path, Some(&customer), Some(json!({})))
+        .await
+        .expect_error(401, "unauthorized");
+    app.get("/api/auth/me", &agent.credential)
+        .await
+        .expect_error(401, "unauthorized");
+    app.get("/api/paas/applications", &agent.credential)
+        .await
+        .expect_error(401, "unauthorized");
+
+    // A node speaks only for itself.
+    let other = app.agent(&admin, "w2", "local").await;
+    let foreign = format!("/api/internal/paas/nodes/{}/leases", other.node_id);
+    app.node_call(Method::POST, &foreign, &agent.credential, None)
+        .await
+        .expect_error(403, "forbidden");
+
+    // Registration and agent registration are audited.
+    let nodes = app.get("/api/admin/paas/nodes", &admin).await;
+    assert_eq!(
+        nodes.expect(200)[0]["registration_expires_at"],
+        Value::Null,
+        "the token is spent"
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_drive_node_health() {
+    let app = TestApp::with_all_settings(
+        common::settings(),
+        skypanel_actors::Settings {
+            node_offline_after: Duration::from_secs(1),
+            ..common::actor_settings()
+        },
+    )
+    .await;
+    let admin = app.admin().await;
+    let agent = app.agent(&admin, "w1", "local").await;
+    let node = async |app: &TestApp| app.get("/api/admin/paas/nodes", &admin).await.body[0].clone();
+    assert_eq!(node(&app).await["status"], "pending");
+
+    let ack = app.beat(&agent, json!([])).await;
+    assert_eq!(ack.expect(200)["node_status"], "online");
+    let n = node(&app).await;
+    assert_eq!(
+        (
+            n["cpu_total"].as_i64(),
+            n["cpu_used"].as_i64(),
+            n["memory_used"].as_i64()
+        ),
+        (Some(4000), Some(400), Some(1024))
+    );
+    assert!(n["last_heartbeat"].is_string());
+
+    // 95 % memory in use: degraded; back to normal: online.
+    let path = format!("/api/internal/paas/nodes/{}/heartbeat", agent.node_id);
+    let hot = json!({"node_id": agent.node_id, "timestamp": chrono::Utc::now(), "agent_version": "t", "cpu_usage_percent": 5.0,
+        "cpu_total": 4000, "memory_used_mb": 7800, "memory_total_mb": 8192, "disk_used_mb": 1, "disk_total_mb": 100,
+        "container_count": 0, "containers": []});
+    assert_eq!(
+        app.node_call(Method::POST, &path, &agent.credential, Some(hot))
+            .await
+            .expect(200)["node_status"],
+        "degraded"
+    );
+    assert_eq!(
+        app.beat(&agent, json!([])).await.expect(200)["node_status"],
+        "online"
+    );
+
+    // Silence longer than the threshold: offline; the next heartbeat: online again.
+    app.eventually(5, "the node goes offline", || async {
+        node(&app).await["status"] == "offline"
+    })
+    .await;
+    assert_eq!(
+        app.beat(&agent, json!([])).await.expect(200)["node_status"],
+        "online"
+    );
+
+    // A heartbeat naming another node is refused.
+    let wrong = json!({"node_id": agent.node_id + 100, "timestamp": chrono::Utc::now(), "agent_version": "t", "cpu_usage_percent": 5.0,
+        "cpu_total": 1, "memory_used_mb": 1, "memory_total_mb": 1, "disk_used_mb": 1, "disk_total_mb": 1, "container_count": 0, "containers": []});
+    let refused = app
+        .node_call(Method::POST, &path, &agent.credential, Some(wrong))
+        .await;
+    assert_eq!(refused.expect_error(422, "invalid")["field"], "node_id");
+}
+
+#[tokio::test]
+async fn a_long_poll_gets_its_task_the_moment_it_is_committed() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    app.post(
+        &format!("/api/paas/applications/{application}/env"),
+        &customer,
+        json!({"key": "GREETING", "value": "hello-canary"}),
+    )
+    .await
+    .expect(201);
+
+    let started = Instant::now();
+    let poll = app.lease(&agent, 20);
+    let deployer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        deploy(&app, &customer, application).await
+    };
+    let (leased, accepted) = tokio::join!(poll, deployer);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "the long-poll waited {waited:?}: it was not woken"
+    );
+    assert_eq!(accepted["application"]["status"], "building");
+    assert_eq!(accepted["release"], 1);
+
+    let task = &leased.expect(200)["tasks"][0];
+    assert_eq!(task["attempt"], 1);
+    let spec = &task["spec"];
+    assert_eq!(spec["kind"], "app.apply");
+    assert_eq!(
+        (
+            spec["app_id"].as_i64(),
+            spec["release"].as_i64(),
+            spec["instances"].as_i64()
+        ),
+        (Some(application), Some(1), Some(1))
+    );
+    assert_eq!(spec["image"], "skypanel-test/busybox:1");
+    assert_eq!(
+        spec["env"]["GREETING"], "hello-canary",
+        "the environment reaches the node"
+    );
+    assert_eq!(spec["env"]["PORT"], "8080");
+    assert_eq!(
+        (spec["cpu_millicores"].as_i64(), spec["memory_mb"].as_i64()),
+        (Some(500), Some(512))
+    );
+
+    // At rest the environment is sealed, not in the payload.
+    #[derive(diesel::QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        payload: String,
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        sealed: Vec<u8>,
+    }
+    let mut conn = app.sql().await;
+    let stored: Stored = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT payload::text AS payload, sealed_secrets AS sealed FROM paas_tasks",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert!(!stored.payload.contains("hello-canary"));
+    assert!(!stored.sealed.windows(6).any(|w| w == b"canary"));
+
+    // Nothing more to lease: 204 after the wait.
+    let idle = app.lease(&agent, 0).await;
+    assert_eq!(idle.status.as_u16(), 204);
+}
+
+#[tokio::test]
+async fn two_agents_polling_for_one_task_one_gets_it() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    let first = app.lease(&agent, 3);
+    let second = app.lease(&agent, 3);
+    let deployer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        deploy(&app, &customer, application).await
+    };
+    let (a, b, _) = tokio::join!(first, second, deployer);
+    let got: Vec<&common::Answer> = [&a, &b]
+        .into_iter()
+        .filter(|x| x.status.as_u16() == 200)
+        .collect();
+    assert_eq!(
+        got.len(),
+        1,
+        "exactly one poll gets the task: {a:?} / {b:?}"
+    );
+    assert_eq!(got[0].body["tasks"].as_array().unwrap().len(), 1);
+    let empty = if a.status.as_u16() == 200 { &b } else { &a };
+    assert_eq!(empty.status.as_u16(), 204);
+}
+
+#[tokio::test]
+async fn reports_are_fenced_by_the_lease_and_replays_change_nothing() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    deploy(&app, &customer, application).await;
+    let leased = app.lease(&agent, 0).await;
+    let task = leased.expect(200)["tasks"][0].clone();
+    let task_id = task["task_id"].as_i64().unwrap();
+    let lease = task["lease_id"].as_str().unwrap().to_string();
+
+    // Extending works with the lease, not without it.
+    let extend = format!("/api/internal/paas/tasks/{task_id}/extend");
+    let extended = app
+        .node_call(
+            Method::POST,
+            &extend,
+            &agent.credential,
+            Some(json!({"lease_id": lease})),
+        )
+        .await;
+    assert!(extended.expect(200)["lease_deadline"].is_string());
+    let stale = json!({"lease_id": "00000000-0000-0000-0000-000000000000"});
+    app.node_call(
+        Method::POST,
+        &extend,
+        &agent.credential,
+        Some(stale.clone()),
+    )
+    .await
+    .expect_error(409, "stale_lease");
+
+    // Logs: a batch resent is stored once.
+    let logs = format!("/api/internal/paas/tasks/{task_id}/logs");
+    let batch = json!({"lease_id": lease, "seq": 0, "lines": ["pulling", "starting"]});
+    assert_eq!(
+        app.node_call(Method::POST, &logs, &agent.credential, Some(batch.clone()))
+            .await
+            .expect(200)["stored"],
+        true
+    );
+    assert_eq!(
+        app.node_call(Method::POST, &logs, &agent.credential, Some(batch))
+            .await
+            .expect(200)["stored"],
+        false
+    );
+
+    // A stale lease changes nothing.
+    let wrong = app
+        .report(
+            &agent,
+            task_id,
+            "00000000-0000-0000-0000-000000000000",
+            "succeeded",
+            None,
+            json!([]),
+        )
+        .await;
+    wrong.expect_error(409, "stale_lease");
+
+    // Running, then succeeded five times: one transition.
+    app.report(&agent, task_id, &lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    let instances = json!([container(application, 0, 1, 0, 1, "running")]);
+    let mut changed = Vec::new();
+    for _ in 0..5 {
+        let ack = app
+            .report(
+                &agent,
+                task_id,
+                &lease,
+                "succeeded",
+                None,
+                instances.clone(),
+            )
+            .await;
+        changed.push(ack.expect(200)["changed"].as_bool().unwrap());
+    }
+    assert_eq!(changed, [true, false, false, false, false]);
+    // A contradiction after the fact is refused.
+    app.report(&agent, task_id, &lease, "failed", Some("late"), json!([]))
+        .await
+        .expect_error(409, "conflict");
+
+    let path = format!("/api/paas/applications/{application}");
+    app.eventually(5, "the application runs", || async {
+        app.get(&path, &customer).await.body["status"] == "running"
+    })
+    .await;
+    let running = app.get(&path, &customer).await;
+    assert!(running.body["current_release_id"].is_i64());
+    let listed = app.get(&format!("{path}/instances"), &customer).await;
+    assert_eq!(listed.expect(200)[0]["host_port"], 40000);
+}
+
+#[tokio::test]
+async fn an_expired_lease_returns_the_task_and_the_last_expiry_fails_it() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    deploy(&app, &customer, application).await;
+    let expire = |task_id: i64| {
+        format!(
+            "UPDATE paas_tasks SET lease_deadline = now() - interval '1 second' WHERE id = {task_id}"
+        )
+    };
+    let lease_again = async || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let answer = app.lease(&agent, 1).await;
+            if answer.status.as_u16() == 200 {
+                return answer.body["tasks"][0].clone();
+            }
+            assert!(Instant::now() < deadline, "the task was not leased again");
+        }
+    };
+
+    // A lease never acknowledged (its answer went nowhere) costs no attempt.
+    let unacknowledged = app.lease(&agent, 0).await.expect(200)["tasks"][0].clone();
+    let task_id = unacknowledged["task_id"].as_i64().unwrap();
+    assert_eq!(unacknowledged["attempt"], 1);
+    app.exec_sql(&expire(task_id)).await;
+    let first = lease_again().await;
+    assert_eq!(
+        (first["task_id"].as_i64(), first["attempt"].as_i64()),
+        (Some(task_id), Some(1))
+    );
+
+    // The agent starts the work, then vanishes: the lease runs out, attempt 2 follows.
+    let old_lease = first["lease_id"].as_str().unwrap().to_string();
+    app.report(&agent, task_id, &old_lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    app.exec_sql(&expire(task_id)).await;
+    let second = lease_again().await;
+    assert_eq!(
+        (second["task_id"].as_i64(), second["attempt"].as_i64()),
+        (Some(task_id), Some(2))
+    );
+    // The vanished agent's reports are refused.
+    app.report(&agent, task_id, &old_lease, "succeeded", None, json!([]))
+        .await
+        .expect_error(409, "stale_lease");
+
+    // Past its last attempt the task fails, and so does the rollout.
+    let lease = second["lease_id"].as_str().unwrap().to_string();
+    app.report(&agent, task_id, &lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    app.exec_sql(&format!("UPDATE paas_tasks SET attempt = max_attempts, lease_deadline = now() - interval '1 second' WHERE id = {task_id}")).await;
+    let path = format!("/api/paas/applications/{application}");
+    app.eventually(5, "the application fails", || async {
+        app.get(&path, &customer).await.body["status"] == "failed"
+    })
+    .await;
+    let failed = app.get(&path, &customer).await;
+    assert!(
+        failed.body["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering"),
+        "{:#}",
+        failed.body
+    );
+}
+
+#[tokio::test]
+async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let agent = app.agent(&admin, "w1", "local").await;
+    let rotate = format!(
+        "/api/internal/paas/nodes/{}/credentials/rotate",
+        agent.node_id
+    );
+    let rotated = app
+        .node_call(Method::POST, &rotate, &agent.credential, None)
+        .await;
+    let fresh = rotated.expect(200)["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(fresh, agent.credential);
+    let renewed = Agent {
+        credential: fresh,
+        ..agent.clone()
+    };
+    app.beat(&renewed, json!([])).await.expect(200);
+    app.beat(&agent, json!([])).await.expect(200);
+    // After the grace period only the new credential works.
+    app.exec_sql(
+        "UPDATE paas_nodes SET previous_credential_expires_at = now() - interval '1 second'",
+    )
+    .await;
+    app.beat(&agent, json!([]))
+        .await
+        .expect_error(401, "unauthorized");
+    app.beat(&renewed, json!([])).await.expect(200);
+
+    let too_long = format!("/api/internal/paas/nodes/{}/leases?wait=61", agent.node_id);
+    let refused = app
+        .node_call(Method::POST, &too_long, &renewed.credential, None)
+        .await;
+    assert_eq!(refused.expect_error(422, "invalid")["field"], "wait");
+}

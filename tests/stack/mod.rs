@@ -1,0 +1,393 @@
+//! A whole platform for end-to-end tests: a real `skypanel serve` process on
+//! its own database, real `skypanel-agent` processes driving the real Docker
+//! Engine, and test images made locally from busybox (no registry here).
+//! Each stack's agents work in a namespace of their own, removed at the end.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use skypanel_store::testing::TestDb;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Images the tests deploy: busybox's httpd serving "hello from skypanel" on $PORT.
+pub const WEB_IMAGE: &str = "skypanel-test/web:1";
+/// Waits 4 s before it listens (a task that is still running when we kill the agent).
+pub const SLOW_IMAGE: &str = "skypanel-test/slow:1";
+/// Listens, then exits with code 3 after 2 s, every time.
+pub const CRASHER_IMAGE: &str = "skypanel-test/crasher:1";
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker CLI")
+}
+
+/// Builds the test images from busybox unless they exist.
+pub fn ensure_images() {
+    let images = [
+        (WEB_IMAGE, "exec httpd -f -p ${PORT:-8080} -h /www"),
+        (
+            SLOW_IMAGE,
+            "sleep 4; exec httpd -f -p ${PORT:-8080} -h /www",
+        ),
+        (
+            CRASHER_IMAGE,
+            "httpd -f -p ${PORT:-8080} -h /www & sleep 2; exit 3",
+        ),
+    ];
+    for (tag, script) in images {
+        if docker(&["image", "inspect", tag]).status.success() {
+            continue;
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("busybox is needed to build test images: apt-get install busybox-static");
+        let root =
+            std::env::temp_dir().join(format!("skypanel-image-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+        for applet in [
+            "sh", "httpd", "sleep", "cat", "echo", "ls", "env", "wget", "nc",
+        ] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(root.join("www/index.html"), "hello from skypanel\n").unwrap();
+        let cmd = format!("CMD [\"/bin/sh\",\"-c\",\"{script}\"]");
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} -c . | docker import --change '{cmd}' - {tag}",
+                root.display()
+            ))
+            .status()
+            .unwrap();
+        std::fs::remove_dir_all(&root).ok();
+        assert!(status.success(), "cannot build test image {tag}");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_skypanel")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A running agent process.
+pub struct AgentProcess {
+    child: Child,
+    pub state_dir: PathBuf,
+}
+
+impl AgentProcess {
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Stack {
+    pub db: TestDb,
+    control_plane: Child,
+    pub base: String,
+    pub namespace: String,
+    pub http: reqwest::Client,
+    pub admin: String,
+}
+
+/// Timing knobs of a stack, in seconds.
+pub struct Timing {
+    pub heartbeat: u64,
+    pub offline_after: u64,
+    pub lease_ttl: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat: 1,
+            offline_after: 30,
+            lease_ttl: 10,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start(timing: Timing) -> Stack {
+        ensure_images();
+        let db = TestDb::new().await;
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let redis = std::env::var("SKYPANEL_TEST_REDIS_URL")
+            .expect("SKYPANEL_TEST_REDIS_URL: run the tests through ./ops/test");
+        let control_plane = Command::new(binary("skypanel"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("SKYPANEL_DATABASE_URL", &db.url)
+            .env("SKYPANEL_REDIS_URL", redis)
+            .env("SKYPANEL_SECRET_KEY", "cd".repeat(32))
+            .env("SKYPANEL_JWT_SECRET", "a-jwt-secret-of-at-least-32-chars!")
+            .env("SKYPANEL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SKYPANEL_HEARTBEAT_INTERVAL", timing.heartbeat.to_string())
+            .env(
+                "SKYPANEL_NODE_OFFLINE_AFTER",
+                timing.offline_after.to_string(),
+            )
+            .env("SKYPANEL_LEASE_TTL", timing.lease_ttl.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "the control plane did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let created = Command::new(binary("skypanel"))
+            .args(["admin", "create", "--email", "admin@example.com"])
+            .env("SKYPANEL_DATABASE_URL", &db.url)
+            .env("SKYPANEL_ADMIN_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(created.status.success());
+        let mut stack = Stack {
+            db,
+            control_plane,
+            base,
+            namespace: format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]),
+            http,
+            admin: String::new(),
+        };
+        stack.admin = stack.login("admin@example.com").await;
+        stack
+    }
+
+    /// Calls the API; answers (status, JSON body or Null).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, token, None).await;
+        assert_eq!(status, 200, "GET {path}: {body:#}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn login(&self, email: &str) -> String {
+        let answer = self
+            .http
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        answer.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn customer(&self, email: &str) -> String {
+        self.http
+            .post(format!("{}/api/auth/register", self.base))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        self.login(email).await
+    }
+
+    pub async fn plan(&self) -> i64 {
+        let body = json!({"name": "small", "cpu_limit": 250, "memory_limit": 64, "storage_limit": 100,
+                          "monthly_price": "5.00", "hourly_rate": "0.0070"});
+        let (status, plan) = self.post("/api/admin/paas/plans", &self.admin, body).await;
+        assert_eq!(status, 201, "{plan:#}");
+        plan["id"].as_i64().unwrap()
+    }
+
+    /// Registers a node and starts its agent; answers (node id, agent).
+    pub async fn node(&self, name: &str) -> (i64, AgentProcess) {
+        let body = json!({"name": name, "region": "local", "host_address": "127.0.0.1"});
+        let (status, registered) = self
+            .post("/api/admin/paas/nodes/register", &self.admin, body)
+            .await;
+        assert_eq!(status, 201, "{registered:#}");
+        let state_dir =
+            std::env::temp_dir().join(format!("skypanel-agent-{}", uuid::Uuid::new_v4().simple()));
+        let agent = self.agent(
+            Some(registered["registration_token"].as_str().unwrap()),
+            state_dir,
+        );
+        let id = registered["node_id"].as_i64().unwrap();
+        self.until(20, "the node comes online", || async {
+            let nodes = self.get("/api/admin/paas/nodes", &self.admin).await;
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["id"] == id && n["status"] == "online")
+        })
+        .await;
+        (id, agent)
+    }
+
+    /// Starts an agent process (with a token on its first start).
+    pub fn agent(&self, token: Option<&str>, state_dir: PathBuf) -> AgentProcess {
+        let mut command = Command::new(binary("skypanel-agent"));
+        command
+            .env("RUST_LOG", "warn")
+            .args(["--control-plane", &self.base])
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args([
+                "--heartbeat-interval",
+                "1",
+                "--lease-wait",
+                "5",
+                "--health-timeout",
+                "20",
+            ])
+            .args(["--namespace", &self.namespace])
+            .stdout(Stdio::null());
+        if let Some(token) = token {
+            command.args(["--token", token]);
+        }
+        AgentProcess {
+            child: command.spawn().unwrap(),
+            state_dir,
+        }
+    }
+
+    /// Polls `check` every 100 ms until it holds, for up to `seconds`.
+    pub async fn until<F, Fut>(&self, seconds: u64, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out after {seconds} s waiting for: {what}");
+    }
+
+    /// Waits until the application has `status`; answers it.
+    pub async fn app_in(&self, token: &str, app: i64, status: &str) -> Value {
+        let path = format!("/api/paas/applications/{app}");
+        self.until(40, &format!("application {app} {status}"), || async {
+            self.get(&path, token).await["status"] == status
+        })
+        .await;
+        self.get(&path, token).await
+    }
+
+    /// The containers of this stack's agents for an application, as Docker has them.
+    pub fn containers(&self, app: i64) -> Vec<String> {
+        let filter_ns = format!("label=skypanel.managed={}", self.namespace);
+        let filter_app = format!("label=skypanel.app={app}");
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &filter_ns,
+            "--filter",
+            &filter_app,
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `docker inspect` of a container, as JSON.
+    pub fn inspect(&self, name: &str) -> Value {
+        let out = docker(&["inspect", name]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.control_plane.kill();
+        let _ = self.control_plane.wait();
+        let filter = format!("label=skypanel.managed={}", self.namespace);
+        let ids = docker(&["ps", "-aq", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        let networks = docker(&["network", "ls", "-q", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
+            docker(&["network", "rm", id]);
+        }
+    }
+}
+
+/// GETs `http://127.0.0.1:port/` and answers the body.
+pub async fn fetch(port: i64) -> Option<String> {
+    let answer = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .ok()?;
+    answer.status().is_success().then_some(())?;
+    answer.text().await.ok()
+}

@@ -1,0 +1,202 @@
+//! Tenant isolation: every customer operation in the OpenAPI document is
+//! called with a second customer's token on the first customer's ids. Each
+//! must answer 404 (or 403), show none of the first customer's data, and
+//! change nothing. The list of operations comes from the spec, so a new
+//! endpoint is covered (or the test names it as missing a sample body).
+
+#![allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::TestApp;
+use poem::http::Method;
+use serde_json::{Value, json};
+
+/// A valid body for each operation that takes one, so that validation passes
+/// and only ownership can refuse the call.
+fn sample_bodies() -> BTreeMap<&'static str, Value> {
+    BTreeMap::from([
+        (
+            "updateApplication",
+            json!({"port": 9999, "git_branch": "stolen"}),
+        ),
+        ("scaleApplication", json!({"instance_count": 7})),
+        ("addEnvVar", json!({"key": "INJECTED", "value": "x"})),
+        ("updateEnvVar", json!({"value": "overwritten"})),
+        (
+            "createApplication",
+            json!({"name": "mallory-app", "plan_id": 1, "region": "local"}),
+        ),
+        ("createApiToken", json!({"name": "mallory"})),
+    ])
+}
+
+/// Operations that act on the caller's own account rather than on an id.
+const SELF_SCOPED: &[&str] = &[
+    "me",
+    "listApiTokens",
+    "createApiToken",
+    "getWallet",
+    "listApplications",
+    "createApplication",
+];
+/// Public catalogue reads: the same for every customer, by design.
+const SHARED: &[&str] = &["listPlans", "listRuntimes", "listRegions"];
+
+#[tokio::test]
+async fn a_customer_cannot_reach_another_customers_resources() {
+    let app = TestApp::new().await;
+    let w = app.world().await;
+    let env = format!("/api/paas/applications/{}/env", w.app);
+    app.post(
+        &env,
+        &w.customer,
+        json!({"key": "ALICE_SECRET", "value": "alice-canary-value"}),
+    )
+    .await
+    .expect(201);
+    app.exec_sql(&format!(
+        "INSERT INTO paas_builds (application_id, build_number, status, build_log) VALUES ({}, 1, 'success', 'alice-build-log')",
+        w.app
+    ))
+    .await;
+    let build_id = app
+        .get(
+            &format!("/api/paas/applications/{}/builds", w.app),
+            &w.customer,
+        )
+        .await
+        .expect(200)[0]["id"]
+        .as_i64()
+        .unwrap();
+    let token = app
+        .post("/api/auth/tokens", &w.customer, json!({"name": "alice-ci"}))
+        .await;
+    let token_id = token.expect(201)["id"].as_i64().unwrap();
+    let alice_token_secret = token.body["token"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/admin/wallets/{}/credit", w.customer_id),
+        &w.admin,
+        json!({"amount": "42.00", "description": "alice-credit"}),
+    )
+    .await
+    .expect(200);
+    let (_, mallory) = app.customer("mallory@example.com").await;
+
+    // Strings that must never reach Mallory.
+    let alice_markers = [
+        "alice-canary-value",
+        "alice-build-log",
+        "alice-ci",
+        "alice-credit",
+        "shop.apps.test",
+        "ALICE_SECRET",
+        "42.00",
+    ];
+
+    let spec: Value =
+        serde_json::from_str(&skypanel_http::openapi_service(&app.state).spec()).unwrap();
+    let bodies = sample_bodies();
+    let mut checked = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            let tag = operation["tags"][0].as_str().unwrap();
+            let secured = operation.get("security").is_some();
+            if !secured || tag.starts_with("Admin") || tag == "Agents" || SHARED.contains(&id) {
+                continue;
+            }
+            let concrete = path
+                .replace(
+                    "{id}",
+                    &if path.starts_with("/auth/tokens") {
+                        token_id
+                    } else {
+                        w.app
+                    }
+                    .to_string(),
+                )
+                .replace("{key}", "ALICE_SECRET")
+                .replace("{buildId}", &build_id.to_string());
+            assert!(
+                !concrete.contains('{'),
+                "{id}: no value for a parameter of {path}"
+            );
+            let has_body = operation.get("requestBody").is_some();
+            let body = if has_body {
+                Some(
+                    bodies
+                        .get(id)
+                        .unwrap_or_else(|| panic!("{id}: add a sample body to sample_bodies()"))
+                        .clone(),
+                )
+            } else {
+                None
+            };
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let answer = app
+                .call(
+                    method.clone(),
+                    &format!("/api{concrete}"),
+                    Some(&mallory),
+                    body,
+                )
+                .await;
+            let text = answer.body.to_string();
+            for marker in alice_markers {
+                assert!(
+                    !text.contains(marker),
+                    "{method} {concrete} leaked {marker}: {text}"
+                );
+            }
+            if !SELF_SCOPED.contains(&id) {
+                assert!(
+                    matches!(answer.status.as_u16(), 403 | 404),
+                    "{method} {concrete} answered {} to another customer: {text}",
+                    answer.status
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations were walked");
+
+    // Nothing of Alice's changed.
+    let alice_app = app
+        .get(&format!("/api/paas/applications/{}", w.app), &w.customer)
+        .await;
+    let a = alice_app.expect(200);
+    assert_eq!(
+        (
+            a["port"].as_i64(),
+            a["git_branch"].as_str(),
+            a["instance_count"].as_i64()
+        ),
+        (Some(8080), Some("main"), Some(1))
+    );
+    let vars = app.get(&format!("{env}?reveal=true"), &w.customer).await;
+    assert_eq!(
+        vars.expect(200),
+        &json!([{"key": "ALICE_SECRET", "value": "alice-canary-value", "updated_at": vars.body[0]["updated_at"]}])
+    );
+    app.get("/api/auth/me", &alice_token_secret)
+        .await
+        .expect(200);
+    assert_eq!(
+        app.get("/api/wallet", &w.customer).await.expect(200)["balance"],
+        "42.0000"
+    );
+    // Mallory's own views are empty of Alice.
+    assert_eq!(
+        app.get("/api/paas/applications", &mallory)
+            .await
+            .expect(200)
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "only the one Mallory created"
+    );
+}
