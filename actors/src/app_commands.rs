@@ -314,6 +314,7 @@ async fn app_spec(
         image: release.image_tag.clone(),
         instances: app.instance_count,
         port: app.port,
+        health_check_path: app.health_check_path.clone(),
         env,
         cpu_millicores: plan.cpu_limit,
         memory_mb: plan.memory_limit,

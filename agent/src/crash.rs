@@ -128,8 +128,9 @@ impl CrashPolicy {
 
     async fn on_die(&self, engine: &Engine, name: &str) {
         // A restart the agent made emits a die too; only a stopped container crashed.
-        if let Ok(Some((state, code, _))) = engine.inspect(name).await {
-            if state == ContainerState::Running {
+        if let Ok(Some(inspected)) = engine.inspect(name).await {
+            let code = inspected.exit_code;
+            if inspected.state == ContainerState::Running {
                 return;
             }
             match self.judge(name, Instant::now()) {

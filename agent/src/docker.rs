@@ -24,6 +24,19 @@ use skypanel_protocol::task::AppSpec;
 /// The only address application ports are published on: the ingress is the way in.
 pub const PUBLISH_IP: &str = "127.0.0.1";
 
+/// What `inspect` tells of one container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspected {
+    pub state: ContainerState,
+    pub exit_code: i64,
+    /// The port published on [`PUBLISH_IP`].
+    pub host_port: Option<i32>,
+    /// The container's own address on its network. Health checks connect
+    /// here: Docker's userland proxy accepts on the published port whether or
+    /// not the application listens yet.
+    pub address: Option<std::net::IpAddr>,
+}
+
 /// A managed container as Docker lists it.
 #[derive(Debug, Clone)]
 pub struct Managed {
@@ -315,11 +328,8 @@ impl Engine {
         }
     }
 
-    /// The container's state, exit code and published port, if it exists.
-    pub async fn inspect(
-        &self,
-        name: &str,
-    ) -> Result<Option<(ContainerState, i64, Option<i32>)>, DockerError> {
+    /// The container's state, exit code, published port and address, if it exists.
+    pub async fn inspect(&self, name: &str) -> Result<Option<Inspected>, DockerError> {
         let info = match self
             .docker
             .inspect_container(name, None::<InspectContainerOptions>)
@@ -331,9 +341,9 @@ impl Engine {
         };
         let state = info.state.unwrap_or_default();
         let status = state.status.map(|s| s.to_string()).unwrap_or_default();
-        let port = info
-            .network_settings
-            .and_then(|n| n.ports)
+        let settings = info.network_settings.unwrap_or_default();
+        let host_port = settings
+            .ports
             .unwrap_or_default()
             .into_values()
             .flatten()
@@ -341,11 +351,18 @@ impl Engine {
             .find(|b| b.host_ip.as_deref() == Some(PUBLISH_IP))
             .and_then(|b| b.host_port)
             .and_then(|p| p.parse().ok());
-        Ok(Some((
-            ContainerState::from_docker(&status),
-            state.exit_code.unwrap_or(0),
-            port,
-        )))
+        let address = settings
+            .networks
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|n| n.ip_address)
+            .find_map(|ip| ip.parse().ok());
+        Ok(Some(Inspected {
+            state: ContainerState::from_docker(&status),
+            exit_code: state.exit_code.unwrap_or(0),
+            host_port,
+            address,
+        }))
     }
 
     /// The last lines the container wrote (for a failure's task log).

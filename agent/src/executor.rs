@@ -15,7 +15,7 @@ use skypanel_protocol::node::{ContainerReport, ContainerState};
 use skypanel_protocol::task::{AppSpec, AppTarget, TaskSpec};
 
 use crate::crash::CrashPolicy;
-use crate::docker::{Engine, Managed, PUBLISH_IP, short};
+use crate::docker::{Engine, Inspected, Managed, short};
 
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECS: i32 = 10;
@@ -76,19 +76,64 @@ impl Action {
     }
 }
 
+/// How a new container shows it is ready: its port, and the HTTP path to ask.
+struct Probe<'a> {
+    port: i32,
+    path: Option<&'a str>,
+}
+
+impl Probe<'_> {
+    fn of(spec: &AppSpec) -> Probe<'_> {
+        Probe {
+            port: spec.port,
+            path: spec.health_check_path.as_deref(),
+        }
+    }
+
+    /// Ok when ready; else the HTTP status it answered, if it answered.
+    async fn check(&self, http: &reqwest::Client, ip: std::net::IpAddr) -> Result<(), Option<u16>> {
+        let address = std::net::SocketAddr::new(ip, self.port as u16);
+        let Some(path) = self.path else {
+            let connect = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(address),
+            );
+            return match connect.await {
+                Ok(Ok(_)) => Ok(()),
+                _ => Err(None),
+            };
+        };
+        match http.get(format!("http://{address}{path}")).send().await {
+            Ok(answer) if answer.status().is_success() || answer.status().is_redirection() => {
+                Ok(())
+            }
+            Ok(answer) => Err(Some(answer.status().as_u16())),
+            Err(_) => Err(None),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Executor {
     engine: Engine,
     crash: CrashPolicy,
     health_timeout: Duration,
+    /// Asks health-check paths: no redirects followed, a short timeout.
+    http: reqwest::Client,
 }
 
 impl Executor {
     pub fn new(engine: Engine, crash: CrashPolicy, health_timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
         Self {
             engine,
             crash,
             health_timeout,
+            http,
         }
     }
 
@@ -159,10 +204,14 @@ impl Executor {
                     .ensure_container(spec, instance, &network)
                     .await
                     .map_err(|e| docker(&format!("cannot create instance {instance}"), &e))?;
-                if !matches!(
+                let running = matches!(
                     self.engine.inspect(&name).await,
-                    Ok(Some((ContainerState::Running, _, _)))
-                ) {
+                    Ok(Some(Inspected {
+                        state: ContainerState::Running,
+                        ..
+                    }))
+                );
+                if !running {
                     self.crash.started(&name);
                     self.engine
                         .start(&name)
@@ -170,7 +219,8 @@ impl Executor {
                         .map_err(|e| docker(&format!("cannot start instance {instance}"), &e))?;
                     started.push(name.clone());
                 }
-                self.wait_healthy(&name, instance, log).await?;
+                self.wait_healthy(&name, instance, &Probe::of(spec), log)
+                    .await?;
                 log.line(format!("instance {instance} is up"));
             }
             Ok::<_, TaskFailure>(())
@@ -233,32 +283,38 @@ impl Executor {
         }
     }
 
-    /// Waits until the container runs and accepts TCP connections on its port.
+    /// Waits until the container runs and answers on its own address: a TCP
+    /// connection to its port, or a 2xx/3xx answer to the application's
+    /// health-check path when it has one.
     async fn wait_healthy(
         &self,
         name: &str,
         instance: i32,
+        probe: &Probe<'_>,
         log: &TaskLog,
     ) -> Result<(), TaskFailure> {
         let deadline = Instant::now() + self.health_timeout;
+        let mut last_answer = None;
         loop {
             match self.engine.inspect(name).await {
-                Ok(Some((ContainerState::Running, _, Some(port)))) => {
-                    let address = format!("{PUBLISH_IP}:{port}");
-                    let connect = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        tokio::net::TcpStream::connect(&address),
-                    );
-                    if matches!(connect.await, Ok(Ok(_))) {
-                        return Ok(());
-                    }
-                }
-                Ok(Some((ContainerState::Exited | ContainerState::Dead, code, _))) => {
+                Ok(Some(Inspected {
+                    state: ContainerState::Running,
+                    address: Some(ip),
+                    ..
+                })) => match probe.check(&self.http, ip).await {
+                    Ok(()) => return Ok(()),
+                    Err(answer) => last_answer = answer,
+                },
+                Ok(Some(Inspected {
+                    state: ContainerState::Exited | ContainerState::Dead,
+                    exit_code,
+                    ..
+                })) => {
                     for line in self.engine.tail(name, 20).await {
                         log.line(format!("[instance {instance}] {line}"));
                     }
                     return Err(TaskFailure(format!(
-                        "instance {instance} exited with code {code} while starting; see the deploy log"
+                        "instance {instance} exited with code {exit_code} while starting; see the deploy log"
                     )));
                 }
                 Ok(None) => {
@@ -269,11 +325,18 @@ impl Executor {
                 Ok(Some(_)) | Err(_) => {}
             }
             if Instant::now() >= deadline {
-                return Err(TaskFailure(format!(
-                    "instance {instance} did not accept connections on its port within {} s; \
-                     check that the application listens on $PORT",
-                    self.health_timeout.as_secs()
-                )));
+                let secs = self.health_timeout.as_secs();
+                return Err(TaskFailure(match (probe.path, last_answer) {
+                    (Some(path), Some(status)) => format!(
+                        "instance {instance} answered {status} on its health check {path} \
+                         for {secs} s; it must answer 2xx or 3xx"
+                    ),
+                    _ => format!(
+                        "instance {instance} did not accept connections on port {} within {secs} s; \
+                         check that the application listens on $PORT",
+                        probe.port
+                    ),
+                }));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -296,7 +359,8 @@ impl Executor {
                 .await
                 .map_err(|e| docker(&format!("cannot restart instance {}", c.instance), &e))?;
             self.crash.started(&c.name);
-            self.wait_healthy(&c.name, c.instance, log).await?;
+            self.wait_healthy(&c.name, c.instance, &Probe::of(spec), log)
+                .await?;
         }
         Ok(())
     }

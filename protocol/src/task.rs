@@ -22,6 +22,10 @@ pub struct AppSpec {
     pub instances: i32,
     /// The port the application listens on inside the container.
     pub port: i32,
+    /// An HTTP path that must answer 2xx or 3xx before an instance counts as
+    /// up; without one, a TCP connection to the port is enough.
+    #[serde(default)]
+    pub health_check_path: Option<String>,
     /// Environment variables, `PORT` included. Secret: never logged.
     pub env: BTreeMap<String, String>,
     pub cpu_millicores: i32,
@@ -205,6 +209,7 @@ mod tests {
             image: "img".into(),
             instances: 1,
             port: 8080,
+            health_check_path: None,
             env: BTreeMap::from([("SECRET".to_string(), "canary-value".to_string())]),
             cpu_millicores: 100,
             memory_mb: 64,
