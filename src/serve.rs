@@ -1,5 +1,7 @@
 //! `skypanel serve`: logging, migrations, the HTTP server and graceful shutdown.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -91,15 +93,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "skypanel is serving the API at {0}/api and its docs at {0}/api/docs",
         config.public_url
     );
+    let actors_down = Arc::new(AtomicBool::new(false));
+    let stop = {
+        let orchestrator = orchestrator.clone();
+        let actors_down = actors_down.clone();
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = orchestrator.stopped() => {
+                    tracing::error!("the actors stopped for good; stopping so that the service manager restarts skypanel");
+                    actors_down.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    };
     Server::new(listener)
-        .run_with_graceful_shutdown(
-            skypanel_http::app(state),
-            shutdown_signal(),
-            Some(SHUTDOWN_GRACE),
-        )
+        .run_with_graceful_shutdown(skypanel_http::app(state), stop, Some(SHUTDOWN_GRACE))
         .await
         .context("the HTTP server stopped")?;
     orchestrator.shutdown().await;
+    if actors_down.load(Ordering::SeqCst) {
+        anyhow::bail!("the actors stopped after repeated failures (see the log above)");
+    }
     Ok(())
 }
 

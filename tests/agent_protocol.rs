@@ -403,12 +403,49 @@ async fn an_expired_lease_returns_the_task_and_the_last_expiry_fails_it() {
     app.report(&agent, task_id, &old_lease, "running", None, json!([]))
         .await
         .expect(200);
+    let logs = format!("/api/internal/paas/tasks/{task_id}/logs");
+    let batch = |lease: &str, line: &str| json!({"lease_id": lease, "seq": 0, "lines": [line]});
+    app.node_call(
+        Method::POST,
+        &logs,
+        &agent.credential,
+        Some(batch(&old_lease, "attempt one")),
+    )
+    .await
+    .expect(200);
     app.exec_sql(&expire(task_id)).await;
     let second = lease_again().await;
     assert_eq!(
         (second["task_id"].as_i64(), second["attempt"].as_i64()),
         (Some(task_id), Some(2))
     );
+    // The second attempt numbers its batches from 0 too: both logs are kept.
+    let second_lease = second["lease_id"].as_str().unwrap();
+    let stored = app
+        .node_call(
+            Method::POST,
+            &logs,
+            &agent.credential,
+            Some(batch(second_lease, "attempt two")),
+        )
+        .await;
+    assert_eq!(stored.expect(200)["stored"], true);
+    let mut conn = app.sql().await;
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        lines: String,
+    }
+    let kept: Vec<Line> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT lines FROM paas_task_logs WHERE task_id = {task_id} ORDER BY attempt, seq"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let kept: Vec<&str> = kept.iter().map(|l| l.lines.as_str()).collect();
+    assert_eq!(kept, ["attempt one", "attempt two"]);
     // The vanished agent's reports are refused.
     app.report(&agent, task_id, &old_lease, "succeeded", None, json!([]))
         .await
@@ -437,10 +474,81 @@ async fn an_expired_lease_returns_the_task_and_the_last_expiry_fails_it() {
 }
 
 #[tokio::test]
+async fn an_outcome_the_actor_missed_is_caught_up() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    deploy(&app, &customer, application).await;
+    let task = app.lease(&agent, 0).await.expect(200)["tasks"][0].clone();
+    let task_id = task["task_id"].as_i64().unwrap();
+    // The outcome is stored, but no actor hears of it (as when the control
+    // plane stops between storing a report and telling the actor).
+    app.exec_sql(&format!(
+        "UPDATE paas_tasks SET status = 'succeeded', finished_at = now() WHERE id = {task_id}"
+    ))
+    .await;
+    let path = format!("/api/paas/applications/{application}");
+    app.eventually(
+        3 * skypanel_actors::CATCH_UP_EVERY.as_secs(),
+        "the actor catches up",
+        || async { app.get(&path, &customer).await.body["status"] == "running" },
+    )
+    .await;
+    assert!(app.get(&path, &customer).await.body["current_release_id"].is_i64());
+}
+
+#[tokio::test]
+async fn an_unreadable_task_fails_and_does_not_block_its_node() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    app.exec_sql(&format!(
+        "INSERT INTO paas_tasks (node_id, kind, payload) VALUES ({}, 'app.apply', '{{\"kind\": \"nonsense\"}}')",
+        agent.node_id
+    ))
+    .await;
+    // Nothing to hand out but the unreadable task: it fails, the poll answers empty.
+    let first = app.lease(&agent, 0).await;
+    assert_eq!(first.status.as_u16(), 204, "{:#}", first.body);
+    let mut conn = app.sql().await;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    let row: Row = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT status FROM paas_tasks WHERE kind = 'app.apply' ORDER BY id LIMIT 1",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(row.status, "failed");
+    // The node's next task goes out as usual.
+    deploy(&app, &customer, application).await;
+    let leased = app.lease(&agent, 0).await;
+    assert_eq!(leased.expect(200)["tasks"][0]["spec"]["kind"], "app.apply");
+}
+
+#[tokio::test]
 async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
     let app = TestApp::new().await;
     let admin = app.admin().await;
     let agent = app.agent(&admin, "w1", "local").await;
+    assert_eq!(
+        app.beat(&agent, json!([])).await.expect(200)["rotate_credential"],
+        false
+    );
+    // A day later the heartbeat answer asks for a rotation.
+    app.exec_sql("UPDATE paas_nodes SET credential_issued_at = now() - interval '25 hours'")
+        .await;
+    let node_path = format!("/api/admin/paas/nodes/{}", agent.node_id);
+    app.put(&node_path, &admin, json!({"disabled": false}))
+        .await
+        .expect(200);
+    assert_eq!(
+        app.beat(&agent, json!([])).await.expect(200)["rotate_credential"],
+        true
+    );
     let rotate = format!(
         "/api/internal/paas/nodes/{}/credentials/rotate",
         agent.node_id
@@ -457,7 +565,11 @@ async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
         credential: fresh,
         ..agent.clone()
     };
-    app.beat(&renewed, json!([])).await.expect(200);
+    // Rotated: the heartbeats stop asking.
+    assert_eq!(
+        app.beat(&renewed, json!([])).await.expect(200)["rotate_credential"],
+        false
+    );
     app.beat(&agent, json!([])).await.expect(200);
     // After the grace period only the new credential works.
     app.exec_sql(

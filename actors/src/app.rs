@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use skypanel_domain::lifecycle::{AppCommand, AppStatus};
 use skypanel_protocol::node::ContainerReport;
+use skypanel_protocol::task::TaskSpec;
 use skypanel_store::apps::{self, Application};
+use skypanel_store::tasks::Task;
 
 use crate::context::Context;
 use crate::error::Error;
@@ -69,7 +71,29 @@ pub struct TaskOutcome {
     pub release: Option<i32>,
     pub succeeded: bool,
     pub error: Option<String>,
-    pub instances: Vec<ContainerReport>,
+    /// The application's containers as the node reported them with the
+    /// outcome; `None` when not known (a replayed or expired task).
+    pub instances: Option<Vec<ContainerReport>>,
+}
+
+impl TaskOutcome {
+    /// The outcome a finished task records.
+    pub fn of(task: &Task, instances: Option<Vec<ContainerReport>>) -> Self {
+        let release = match serde_json::from_value::<TaskSpec>(task.payload.clone()) {
+            Ok(TaskSpec::AppApply(spec) | TaskSpec::AppRestart(spec)) => Some(spec.release),
+            _ => None,
+        };
+        Self {
+            task_id: task.id,
+            node_id: task.node_id,
+            kind: task.kind.clone(),
+            generation: task.generation,
+            release,
+            succeeded: task.status == "succeeded",
+            error: task.error.clone(),
+            instances,
+        }
+    }
 }
 
 pub enum AppMsg {
@@ -81,6 +105,9 @@ pub enum AppMsg {
         containers: Vec<ContainerReport>,
     },
     Snapshot(RpcReplyPort<AppSnapshot>),
+    /// Looks for an outcome the actor missed (a report recorded while it was
+    /// down or crashing): sent on start and then every [`CATCH_UP_EVERY`].
+    CatchUp,
     /// Panics inside the handler, to prove supervision in tests.
     #[cfg(feature = "testing")]
     Crash,
@@ -119,6 +146,10 @@ impl AppState {
     }
 }
 
+/// How often an actor whose application waits for an outcome looks for one
+/// it may have missed.
+pub const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 pub struct AppActor;
 
@@ -142,6 +173,16 @@ impl Actor for AppActor {
             started_at: Instant::now(),
             last_change: None,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<AppMsg>,
+        _state: &mut AppState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.cast(AppMsg::CatchUp)?;
+        myself.send_interval(CATCH_UP_EVERY, || AppMsg::CatchUp);
+        Ok(())
     }
 
     async fn handle(
@@ -184,6 +225,13 @@ impl Actor for AppActor {
                     }
                 }
             }
+            AppMsg::CatchUp => match crate::app_events::catch_up(state).await {
+                Ok(true) | Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(app_id = state.id, error = %err, "cannot catch up on task outcomes")
+                }
+            },
             AppMsg::Snapshot(reply) => {
                 let _ = reply.send(AppSnapshot {
                     app: state.app.clone(),

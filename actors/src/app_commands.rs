@@ -15,7 +15,7 @@ use skypanel_store::apps::{self, Application, StateChange};
 use skypanel_store::catalog::{self, Plan};
 use skypanel_store::releases::{self, NewRelease, Release};
 use skypanel_store::tasks::{self, NewTask, Task};
-use skypanel_store::{Conn, env_vars, instances};
+use skypanel_store::{Conn, domains, env_vars, instances};
 
 use crate::app::{Accepted, AppRequest, AppState};
 use crate::context::Context;
@@ -29,8 +29,11 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
         AppRequest::Deploy { by } => deploy(state, plan, by).await,
         AppRequest::Scale(count) => scale(state, plan, count).await,
         AppRequest::Start => {
-            let node = place(state).await?;
-            let release = serving_release(state).await?;
+            let release = serving_release(state).await;
+            let may_move = release.as_ref().map_or(true, |r| r.node_id.is_none());
+            let count = state.app.instance_count;
+            let node = place(state, count, may_move).await?;
+            let release = release?;
             queue(
                 state,
                 plan,
@@ -107,7 +110,8 @@ async fn deploy(state: &mut AppState, plan: CommandPlan, by: i64) -> Result<Acce
              does not have yet; set `image` to deploy a prebuilt image",
         ))
     })?;
-    let node = place(state).await?;
+    let count = state.app.instance_count;
+    let node = place(state, count, true).await?;
     let app = state.app.clone();
     let config = serde_json::json!({"instances": app.instance_count, "port": app.port});
     let new = NewRelease {
@@ -117,6 +121,8 @@ async fn deploy(state: &mut AppState, plan: CommandPlan, by: i64) -> Result<Acce
         config,
         description: &format!("Deploy of image {image}"),
         created_by: Some(by),
+        node_id: None,
+        env_snapshot: None,
     };
     let mut conn = state.ctx.store().conn().await?;
     let release = releases::create(&mut conn, &new).await?;
@@ -154,7 +160,11 @@ async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Ac
     } else {
         serving_release(state).await?
     };
-    let node = assigned_node(&state.app)?;
+    let node = if count > state.app.instance_count {
+        place(state, count, false).await?
+    } else {
+        assigned_node(&state.app)?
+    };
     queue(state, plan, node, change, Work::Apply(release)).await
 }
 
@@ -198,10 +208,12 @@ impl Work {
         app: &Application,
         generation: i64,
     ) -> skypanel_store::Result<TaskSpec> {
+        let hostnames = domains::hostnames(conn, app.id).await?;
         let target = || AppTarget {
             app_id: app.id,
             user_id: app.user_id,
             generation,
+            hostnames: hostnames.clone(),
         };
         Ok(match self {
             Work::Apply(release) => {
@@ -240,8 +252,11 @@ async fn queue(
     let app = conn
         .transaction(async |conn| {
             let app = apps::write_state(conn, current.id, current.version, &change).await?;
+            // Work still queued for a node the application left is moot.
+            tasks::cancel_elsewhere(conn, app.id, node).await?;
             let mut spec = work.spec(conn, &ctx, &app, generation).await?;
-            let secrets = take_secrets(&mut spec)?;
+            let secrets = serde_json::to_string(&spec.take_secrets())
+                .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
             let new = NewTask {
                 node_id: node,
                 application_id: Some(app.id),
@@ -270,15 +285,6 @@ fn accepted(state: &AppState, release: Option<i32>) -> Accepted {
         release,
         deleted: false,
     }
-}
-
-/// Moves the environment out of a spec: it is stored sealed, apart from the payload.
-fn take_secrets(spec: &mut TaskSpec) -> skypanel_store::Result<String> {
-    let env = match spec {
-        TaskSpec::AppApply(s) | TaskSpec::AppRestart(s) => std::mem::take(&mut s.env),
-        TaskSpec::AppStop(_) | TaskSpec::AppDelete(_) => BTreeMap::new(),
-    };
-    serde_json::to_string(&env).map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))
 }
 
 /// The desired state of the application's containers: its release, size,
@@ -319,22 +325,32 @@ async fn app_spec(
         cpu_millicores: plan.cpu_limit,
         memory_mb: plan.memory_limit,
         pids_limit: ctx.settings().pids_limit,
+        hostnames: domains::hostnames(conn, app.id).await?,
     })
 }
 
-/// A node for the application: its current one while that can take work, else
-/// the Scheduler's choice (recorded on the row before it answers).
-async fn place(state: &mut AppState) -> Result<i64, Error> {
+/// A node for `instances` instances of the application: its current one
+/// while that is up and has room, else (when `may_move`) the Scheduler's
+/// choice, recorded on the row before it answers.
+async fn place(state: &mut AppState, instances: i32, may_move: bool) -> Result<i64, Error> {
     let app = &state.app;
     let mut conn = state.ctx.store().conn().await?;
     let plan = catalog::get_plan(&mut conn, app.plan_id).await?;
     drop(conn);
+    let (cpu, memory) = (i64::from(plan.cpu_limit), i64::from(plan.memory_limit));
+    let held = i64::from(app.instance_count);
     let requirement = Requirement {
         app_id: app.id,
         region: app.region.clone(),
-        cpu: i64::from(plan.cpu_limit) * i64::from(app.instance_count),
-        memory: i64::from(plan.memory_limit) * i64::from(app.instance_count),
+        cpu: cpu * i64::from(instances),
+        memory: memory * i64::from(instances),
         current: app.node_id,
+        held: if app.node_id.is_some() {
+            (cpu * held, memory * held)
+        } else {
+            (0, 0)
+        },
+        may_move,
     };
     let scheduler: ActorRef<SchedulerMsg> = ractor::registry::where_is(state.ctx.name("scheduler"))
         .ok_or_else(|| Error::Unavailable("the scheduler is not running".into()))?

@@ -22,14 +22,16 @@ pub(crate) async fn task_finished(
     state: &mut AppState,
     outcome: TaskOutcome,
 ) -> Result<bool, Error> {
-    let mut conn = state.ctx.store().conn().await?;
-    if !outcome.instances.is_empty() || outcome.succeeded {
-        instances::sync_app(&mut conn, state.id, outcome.node_id, &outcome.instances).await?;
+    if let Some(reported) = &outcome.instances
+        && (!reported.is_empty() || outcome.succeeded)
+    {
+        let mut conn = state.ctx.store().conn().await?;
+        instances::sync_app(&mut conn, state.id, outcome.node_id, reported).await?;
     }
-    drop(conn);
     state.refresh().await?;
     let generation = outcome.generation.unwrap_or(0);
-    if generation < state.app.generation {
+    // Superseded by a later command, or recorded already (a replayed outcome).
+    if generation < state.app.generation || generation <= state.app.applied_generation {
         tracing::debug!(
             app_id = state.id,
             generation,
@@ -45,8 +47,10 @@ pub(crate) async fn task_finished(
             tracing::info!(app_id = state.id, "application deleted");
             return Ok(true);
         }
+        // The delete failed; deleting again (a new generation) retries it.
         let change = StateChange {
             last_error: Some(outcome.error.clone()),
+            applied_generation: Some(generation),
             ..StateChange::default()
         };
         state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
@@ -101,6 +105,28 @@ pub(crate) async fn task_finished(
     Ok(false)
 }
 
+/// Records the outcome of the current generation's task if the actor missed
+/// it (the node's report was stored but the actor was down, crashing, or the
+/// control plane stopped in between). Answers true when the application is gone.
+pub(crate) async fn catch_up(state: &mut AppState) -> Result<bool, Error> {
+    if state.app.applied_generation >= state.app.generation {
+        return Ok(false);
+    }
+    let mut conn = state.ctx.store().conn().await?;
+    let Some(task) =
+        tasks::finished_of_generation(&mut conn, state.id, state.app.generation).await?
+    else {
+        return Ok(false);
+    };
+    drop(conn);
+    tracing::info!(
+        app_id = state.id,
+        task_id = task.id,
+        "recording a missed task outcome"
+    );
+    task_finished(state, TaskOutcome::of(&task, None)).await
+}
+
 /// Compares what a node reports with what should run there, and queues the
 /// work that brings them together.
 pub(crate) async fn observed(
@@ -128,6 +154,7 @@ pub(crate) async fn observed(
                 app_id: state.id,
                 user_id: state.app.user_id,
                 generation: 0,
+                hostnames: Vec::new(),
             });
             queue_plain(&mut conn, &state.ctx, node_id, state.id, spec).await?;
         }

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use skypanel_protocol::task::TaskSpec;
 use skypanel_store::tasks;
 use skypanel_store::wakeups::{self, Wakeup};
 use tokio::sync::Notify;
@@ -58,6 +57,26 @@ pub struct BrokerState {
 #[derive(Default)]
 pub struct LeaseBroker;
 
+/// Runs a background loop for good: if it ever ends or panics, it is logged
+/// and started again a second later. Aborting the handle stops it.
+fn keep_running<F, Fut>(what: &'static str, make: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures::FutureExt;
+    tokio::spawn(async move {
+        loop {
+            let ended = std::panic::AssertUnwindSafe(make()).catch_unwind().await;
+            match ended {
+                Ok(()) => tracing::error!(task = what, "background task ended; restarting it"),
+                Err(_) => tracing::error!(task = what, "background task panicked; restarting it"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
 /// Expires leases every [`SWEEP_EVERY`]; an expiry that fails a task for good
 /// is told to the task's application.
 async fn sweep_forever(ctx: Context) {
@@ -86,22 +105,7 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
         let Some(app_id) = task.application_id else {
             continue;
         };
-        let release = serde_json::from_value::<TaskSpec>(task.payload.clone())
-            .ok()
-            .and_then(|spec| match spec {
-                TaskSpec::AppApply(s) | TaskSpec::AppRestart(s) => Some(s.release),
-                _ => None,
-            });
-        let outcome = TaskOutcome {
-            task_id: task.id,
-            node_id: task.node_id,
-            kind: task.kind.clone(),
-            generation: task.generation,
-            release,
-            succeeded: false,
-            error: task.error.clone(),
-            instances: Vec::new(),
-        };
+        let outcome = TaskOutcome::of(&task, None);
         if let Some(actor) = ractor::registry::where_is(actor_name(ctx, "app", app_id)) {
             let actor: ActorRef<AppMsg> = actor.into();
             let _ = actor.cast(AppMsg::TaskFinished(outcome));
@@ -120,15 +124,18 @@ impl Actor for LeaseBroker {
         _myself: ActorRef<()>,
         ctx: Context,
     ) -> Result<BrokerState, ActorProcessingErr> {
-        let waiters = ctx.waiters().clone();
-        let listener = tokio::spawn(wakeups::listen(
-            ctx.store().clone(),
-            Duration::from_secs(15),
-            move |w| {
-                waiters.wake(w);
-            },
-        ));
-        let sweeper = tokio::spawn(sweep_forever(ctx));
+        let listen_ctx = ctx.clone();
+        let listener = keep_running("task listener", move || {
+            let waiters = listen_ctx.waiters().clone();
+            wakeups::listen(
+                listen_ctx.store().clone(),
+                Duration::from_secs(15),
+                move |w| {
+                    waiters.wake(w);
+                },
+            )
+        });
+        let sweeper = keep_running("lease sweeper", move || sweep_forever(ctx.clone()));
         Ok(BrokerState { listener, sweeper })
     }
 

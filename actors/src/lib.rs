@@ -20,7 +20,7 @@ mod scheduler;
 mod supervisor;
 mod wallet;
 
-pub use app::{Accepted, AppRequest, AppSnapshot};
+pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY};
 pub use context::{Context, Settings};
 pub use error::Error;
 pub use orchestrator::{ActorInfo, Orchestrator};

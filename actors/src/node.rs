@@ -110,12 +110,16 @@ impl NodeState {
             container_count: beat.container_count,
         };
         let mut conn = self.ctx.store().conn().await?;
-        agents::record_heartbeat(&mut conn, self.id, &figures, next).await?;
+        let stored =
+            agents::record_heartbeat(&mut conn, self.id, &figures, next.map(|n| (previous, n)))
+                .await?;
         self.last_seen = Instant::now();
         self.beats += 1;
+        // The stored status wins: an admin may have changed it meanwhile.
+        self.status = stored.status()?;
+        let next = next.filter(|n| *n == self.status);
         if let Some(next) = next {
             tracing::info!(node_id = self.id, from = %previous, to = %next, "node status");
-            self.status = next;
         }
         let back = matches!(previous, NodeStatus::Offline | NodeStatus::Pending) && next.is_some();
         self.relay_containers(&mut conn, &beat.containers, back)
@@ -201,6 +205,7 @@ impl NodeState {
             app_id,
             user_id,
             generation: 0,
+            hostnames: Vec::new(),
         });
         let new = NewTask {
             node_id: self.id,
@@ -222,10 +227,15 @@ impl NodeState {
         }
         if let Some(next) = node_transition(self.status, NodeEvent::HeartbeatsMissed) {
             let mut conn = self.ctx.store().conn().await?;
-            agents::set_status(&mut conn, self.id, next).await?;
-            tracing::warn!(node_id = self.id, silent_for = ?self.last_seen.elapsed(), "node offline");
-            self.status = next;
-            self.last_report.clear();
+            match agents::change_status(&mut conn, self.id, self.status, next).await? {
+                Some(_) => {
+                    tracing::warn!(node_id = self.id, silent_for = ?self.last_seen.elapsed(), "node offline");
+                    self.status = next;
+                    self.last_report.clear();
+                }
+                // Changed meanwhile (an admin): take the stored status.
+                None => self.reload().await?,
+            }
         }
         Ok(())
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
-use skypanel_protocol::task::TaskSpec;
 use skypanel_store::tasks::Task;
 use skypanel_store::wallets::{Wallet, WalletTransaction};
 use tokio::sync::Notify;
@@ -80,6 +79,22 @@ impl Orchestrator {
 
     pub fn context(&self) -> &Context {
         &self.ctx
+    }
+
+    /// Whether the supervision tree is up (its root has not stopped).
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.root.get_status(),
+            ractor::ActorStatus::Running | ractor::ActorStatus::Upgrading
+        )
+    }
+
+    /// Resolves when the supervision tree stops (its root gave up). The
+    /// process should then stop too, so that its service manager restarts it.
+    pub async fn stopped(&self) {
+        while self.is_running() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// The actor of entity `id` under `supervisor`, started if it is not running.
@@ -160,20 +175,7 @@ impl Orchestrator {
         let Some(app_id) = task.application_id else {
             return Ok(());
         };
-        let release = match serde_json::from_value::<TaskSpec>(task.payload.clone()) {
-            Ok(TaskSpec::AppApply(spec) | TaskSpec::AppRestart(spec)) => Some(spec.release),
-            _ => None,
-        };
-        let outcome = TaskOutcome {
-            task_id: task.id,
-            node_id: task.node_id,
-            kind: task.kind.clone(),
-            generation: task.generation,
-            release,
-            succeeded: task.status == "succeeded",
-            error: task.error.clone(),
-            instances,
-        };
+        let outcome = TaskOutcome::of(task, Some(instances));
         match self.entity::<AppMsg>(Child::Apps, "app", app_id).await {
             Ok(actor) => Ok(actor.cast(AppMsg::TaskFinished(outcome))?),
             Err(Error::NotFound) => Ok(()),

@@ -3,10 +3,13 @@
 //! placements never count the same free capacity twice.
 //!
 //! Rule: an application stays on its node while that node is online or
-//! degraded. Otherwise it goes to an online node of its region with enough
-//! unreserved CPU and memory, the one with the most free memory (spread
-//! first; capacity fills up evenly). Offline, degraded and disabled nodes
-//! never receive new work.
+//! degraded and has room for what it now needs (its own reservation there
+//! counts as free). Otherwise, when it may move, it goes to an online node of
+//! its region with enough unreserved CPU and memory, the one with the most free
+//! memory (spread first; capacity fills up evenly). Offline, degraded and
+//! disabled nodes never receive new work. An application whose image lives
+//! only on its node (a built image, scaling) may not move: the answer then
+//! says why it cannot be placed.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use skypanel_domain::lifecycle::NodeStatus;
@@ -24,8 +27,12 @@ pub struct Requirement {
     pub cpu: i64,
     /// MB for all its instances.
     pub memory: i64,
-    /// The node it is on now, if any (its own reservation there is not counted against it).
+    /// The node it is on now, if any.
     pub current: Option<i64>,
+    /// What it reserves on that node now (millicores, MB): free for itself.
+    pub held: (i64, i64),
+    /// Whether it may go to another node (its image can be had there).
+    pub may_move: bool,
 }
 
 pub enum SchedulerMsg {
@@ -35,13 +42,44 @@ pub enum SchedulerMsg {
 /// The placement rule (see the module documentation).
 pub fn choose(nodes: &[NodeCapacity], need: &Requirement) -> Result<i64, Error> {
     let in_region: Vec<&NodeCapacity> = nodes.iter().filter(|n| n.region == need.region).collect();
+    let free = |n: &NodeCapacity| {
+        let (held_cpu, held_memory) = if Some(n.node_id) == need.current {
+            need.held
+        } else {
+            (0, 0)
+        };
+        (
+            i64::from(n.cpu_total) - n.cpu_allocated + held_cpu,
+            i64::from(n.memory_total) - n.memory_allocated + held_memory,
+        )
+    };
+    let fits = |n: &NodeCapacity| {
+        let (cpu, memory) = free(n);
+        cpu >= need.cpu && memory >= need.memory
+    };
     if let Some(current) = need
         .current
         .and_then(|id| in_region.iter().find(|n| n.node_id == id))
     {
         let status = current.status.parse::<NodeStatus>().ok();
-        if matches!(status, Some(NodeStatus::Online | NodeStatus::Degraded)) {
+        let up = matches!(status, Some(NodeStatus::Online | NodeStatus::Degraded));
+        if up && fits(current) {
             return Ok(current.node_id);
+        }
+        if !need.may_move {
+            return Err(Error::NoCapacity(if up {
+                format!(
+                    "the node running this application has no room for {} millicores and {} MB; \
+                     scale down or pick a smaller plan",
+                    need.cpu, need.memory
+                )
+            } else {
+                format!(
+                    "the node running this application is {}; its image lives there, so \
+                     deploy again to build it on another node",
+                    current.status
+                )
+            }));
         }
     }
     let online: Vec<&&NodeCapacity> = in_region
@@ -54,20 +92,9 @@ pub fn choose(nodes: &[NodeCapacity], need: &Requirement) -> Result<i64, Error> 
             need.region
         )));
     }
-    let free = |n: &NodeCapacity| {
-        let own = (Some(n.node_id) == need.current).then_some((need.cpu, need.memory));
-        let (own_cpu, own_memory) = own.unwrap_or((0, 0));
-        (
-            i64::from(n.cpu_total) - n.cpu_allocated + own_cpu,
-            i64::from(n.memory_total) - n.memory_allocated + own_memory,
-        )
-    };
     online
         .iter()
-        .filter(|n| {
-            let (cpu, memory) = free(n);
-            cpu >= need.cpu && memory >= need.memory
-        })
+        .filter(|n| fits(n))
         .max_by_key(|n| (free(n).1, free(n).0, -n.node_id))
         .map(|n| n.node_id)
         .ok_or_else(|| {
@@ -155,6 +182,12 @@ mod tests {
             cpu,
             memory,
             current,
+            held: if current.is_some() {
+                (cpu, memory)
+            } else {
+                (0, 0)
+            },
+            may_move: true,
         }
     }
 
@@ -201,5 +234,37 @@ mod tests {
             node(2, "eu", "online", (8000, 0), (16384, 0)),
         ];
         assert_eq!(choose(&moved, &need(1000, 1024, Some(1))).unwrap(), 2);
+    }
+
+    #[test]
+    fn growing_counts_its_own_reservation_once_and_may_be_refused() {
+        // The app holds 1000/1024 of node 1's 2000/2048; it may double, not triple.
+        let nodes = [node(1, "eu", "online", (2000, 1000), (2048, 1024))];
+        let mut grow = need(2000, 2048, Some(1));
+        grow.held = (1000, 1024);
+        grow.may_move = false;
+        assert_eq!(choose(&nodes, &grow).unwrap(), 1);
+        grow.cpu = 3000;
+        grow.memory = 3072;
+        let err = choose(&nodes, &grow).unwrap_err().to_string();
+        assert!(err.contains("no room"), "{err}");
+        // A full node with a roomy neighbour: a movable app moves.
+        let nodes = [
+            node(1, "eu", "online", (2000, 1000), (2048, 1024)),
+            node(2, "eu", "online", (8000, 0), (16384, 0)),
+        ];
+        grow.may_move = true;
+        assert_eq!(choose(&nodes, &grow).unwrap(), 2);
+        // An app that may not move stays put only on a live node.
+        let nodes = [
+            node(1, "eu", "offline", (2000, 1000), (2048, 1024)),
+            node(2, "eu", "online", (8000, 0), (16384, 0)),
+        ];
+        let stuck = Requirement {
+            may_move: false,
+            ..need(1000, 1024, Some(1))
+        };
+        let err = choose(&nodes, &stuck).unwrap_err().to_string();
+        assert!(err.contains("is offline"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use skypanel_protocol::node::{ContainerReport, ContainerState};
-use skypanel_protocol::task::{AppSpec, AppTarget, TaskSpec};
+use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, TaskSpec};
 
 use crate::crash::CrashPolicy;
 use crate::docker::{Engine, Inspected, Managed, short};
@@ -50,11 +50,41 @@ impl TaskLog {
 
 /// Why a task failed, in words a customer can act on (never a secret).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TaskFailure(pub String);
+#[error("{message}")]
+pub struct TaskFailure {
+    pub message: String,
+    /// The node or its Docker failed, not the application: worth another try elsewhere.
+    pub infrastructure: bool,
+}
+
+impl TaskFailure {
+    /// A failure of the application itself (its code, image or configuration).
+    pub fn app(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            infrastructure: false,
+        }
+    }
+
+    /// A failure of the node, not of the application.
+    pub fn node(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            infrastructure: true,
+        }
+    }
+}
+
+/// What a task produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The application's containers afterwards.
+    pub instances: Vec<ContainerReport>,
+    pub build: Option<BuildResult>,
+}
 
 fn docker(what: &str, err: &bollard::errors::Error) -> TaskFailure {
-    TaskFailure(format!("{what}: {}", short(err)))
+    TaskFailure::node(format!("{what}: {}", short(err)))
 }
 
 /// What is done to containers that must go or stop.
@@ -137,19 +167,26 @@ impl Executor {
         }
     }
 
-    /// Runs a task; answers the application's containers afterwards.
+    /// Runs a task. `cancel` turns true when the control plane cancels it.
     pub async fn run(
         &self,
         spec: &TaskSpec,
         log: &TaskLog,
-    ) -> Result<Vec<ContainerReport>, TaskFailure> {
+        _cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Outcome, TaskFailure> {
         match spec {
             TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
             TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
             TaskSpec::AppStop(target) => self.stop(target, log).await?,
             TaskSpec::AppDelete(target) => self.delete(target, log).await?,
+            TaskSpec::AppBuild(_) => {
+                return Err(TaskFailure::node("this agent cannot build images yet"));
+            }
         }
-        self.report(spec.app_id()).await
+        Ok(Outcome {
+            instances: self.report(spec.app_id()).await?,
+            build: None,
+        })
     }
 
     /// The application's containers as they are now.
@@ -187,7 +224,7 @@ impl Executor {
         self.engine
             .ensure_image(&spec.image)
             .await
-            .map_err(TaskFailure)?;
+            .map_err(TaskFailure::app)?;
         let network = self
             .engine
             .ensure_network(spec.user_id)
@@ -313,12 +350,12 @@ impl Executor {
                     for line in self.engine.tail(name, 20).await {
                         log.line(format!("[instance {instance}] {line}"));
                     }
-                    return Err(TaskFailure(format!(
+                    return Err(TaskFailure::app(format!(
                         "instance {instance} exited with code {exit_code} while starting; see the deploy log"
                     )));
                 }
                 Ok(None) => {
-                    return Err(TaskFailure(format!(
+                    return Err(TaskFailure::node(format!(
                         "instance {instance} disappeared while starting"
                     )));
                 }
@@ -326,7 +363,7 @@ impl Executor {
             }
             if Instant::now() >= deadline {
                 let secs = self.health_timeout.as_secs();
-                return Err(TaskFailure(match (probe.path, last_answer) {
+                return Err(TaskFailure::app(match (probe.path, last_answer) {
                     (Some(path), Some(status)) => format!(
                         "instance {instance} answered {status} on its health check {path} \
                          for {secs} s; it must answer 2xx or 3xx"

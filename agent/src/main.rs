@@ -97,6 +97,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_tasks: args.max_tasks.max(1),
         lease_wait: args.lease_wait.min(skypanel_protocol::MAX_LEASE_WAIT_SECS),
         task_timeout: Duration::from_secs(args.task_timeout),
+        running: Default::default(),
     };
     let leasing = tokio::spawn(runner.run(shutdown, SHUTDOWN_GRACE));
 

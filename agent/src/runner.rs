@@ -2,10 +2,11 @@
 //! with its lease kept alive and its log shipped, and reports the outcome.
 //! A task whose lease is lost is abandoned at once (another attempt owns it).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skypanel_protocol::task::{LeasedTask, LogBatch, ReportedStatus, StatusReport};
+use skypanel_protocol::task::{LeasedTask, LogBatch, ReportedStatus, StatusReport, TaskSpec};
 use tokio::sync::{Semaphore, watch};
 
 use crate::backoff::Backoff;
@@ -19,6 +20,10 @@ pub struct Runner {
     pub max_tasks: usize,
     pub lease_wait: u64,
     pub task_timeout: Duration,
+    /// Tasks being worked on, each with the signal that abandons it: a task
+    /// leased again while an older lease of it still runs here (the agent was
+    /// cut off longer than the lease) replaces the older run.
+    pub running: Arc<std::sync::Mutex<HashMap<i64, watch::Sender<bool>>>>,
 }
 
 impl Runner {
@@ -68,28 +73,70 @@ impl Runner {
         let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
     }
 
+    /// Abandons an older run of the task, if one is still going here, and
+    /// waits until it has stopped.
+    async fn take_over(&self, id: i64) {
+        let older = self.lock_running().get(&id).cloned();
+        let Some(older) = older else { return };
+        tracing::warn!(
+            task_id = id,
+            "leased again while an older lease runs here; abandoning the older run"
+        );
+        let _ = older.send(true);
+        while self.lock_running().contains_key(&id) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<bool>>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Runs one leased task to its report.
     async fn handle(&self, task: LeasedTask) {
         let id = task.task_id;
         let kind = task.spec.kind();
         tracing::info!(task_id = id, kind, attempt = task.attempt, "task leased");
-        if let Err(ClientError::StaleLease) = self
-            .report(&task, ReportedStatus::Running, None, Vec::new())
-            .await
-        {
+        self.take_over(id).await;
+        let (lost_tx, lost) = watch::channel(false);
+        self.lock_running().insert(id, lost_tx.clone());
+        self.run_leased(&task, lost_tx, lost).await;
+        self.lock_running().remove(&id);
+    }
+
+    async fn run_leased(
+        &self,
+        task: &LeasedTask,
+        lost_tx: watch::Sender<bool>,
+        mut lost: watch::Receiver<bool>,
+    ) {
+        let id = task.task_id;
+        let kind = task.spec.kind();
+        let running = StatusReport::new(task.lease_id, ReportedStatus::Running);
+        if let Err(ClientError::StaleLease) = self.report(task, running).await {
             return;
         }
         let log = TaskLog::default();
-        let (lost_tx, mut lost) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
-        let keeper = tokio::spawn(keep_lease(self.client.clone(), task.clone(), lost_tx));
+        let (cancel_tx, cancel) = watch::channel(false);
+        let keeper = tokio::spawn(keep_lease(
+            self.client.clone(),
+            task.clone(),
+            lost_tx,
+            cancel_tx,
+        ));
         let shipper = tokio::spawn(ship_logs(
             self.client.clone(),
             task.clone(),
             log.clone(),
             done,
         ));
-        let work = tokio::time::timeout(self.task_timeout, self.executor.run(&task.spec, &log));
+        let work = tokio::time::timeout(
+            self.task_timeout,
+            self.executor.run(&task.spec, &log, cancel),
+        );
         let result = tokio::select! {
             result = work => Some(result),
             _ = lost.changed() => None,
@@ -101,44 +148,38 @@ impl Runner {
             tracing::warn!(task_id = id, "lease lost; abandoning the task");
             return;
         };
-        let (status, error, instances) = match result {
-            Ok(Ok(instances)) => (ReportedStatus::Succeeded, None, instances),
-            Ok(Err(failure)) => (ReportedStatus::Failed, Some(failure.0), Vec::new()),
-            Err(_) => (
-                ReportedStatus::Failed,
-                Some(format!(
+        let mut report = match result {
+            Ok(Ok(outcome)) => StatusReport {
+                instances: outcome.instances,
+                build: outcome.build,
+                ..StatusReport::new(task.lease_id, ReportedStatus::Succeeded)
+            },
+            Ok(Err(failure)) => StatusReport {
+                error: Some(failure.message),
+                infrastructure: failure.infrastructure,
+                ..StatusReport::new(task.lease_id, ReportedStatus::Failed)
+            },
+            Err(_) => StatusReport {
+                error: Some(format!(
                     "the task ran longer than {} s",
                     self.task_timeout.as_secs()
                 )),
-                Vec::new(),
-            ),
+                ..StatusReport::new(task.lease_id, ReportedStatus::Failed)
+            },
         };
-        let instances = if instances.is_empty() && status == ReportedStatus::Failed {
-            self.executor
+        if report.status == ReportedStatus::Failed && !matches!(task.spec, TaskSpec::AppBuild(_)) {
+            report.instances = self
+                .executor
                 .report(task.spec.app_id())
                 .await
-                .unwrap_or_default()
-        } else {
-            instances
-        };
-        tracing::info!(task_id = id, kind, ?status, "task done");
-        let _ = self.report(&task, status, error, instances).await;
+                .unwrap_or_default();
+        }
+        tracing::info!(task_id = id, kind, status = ?report.status, "task done");
+        let _ = self.report(task, report).await;
     }
 
     /// Sends a status report, retrying while the control plane is unreachable.
-    async fn report(
-        &self,
-        task: &LeasedTask,
-        status: ReportedStatus,
-        error: Option<String>,
-        instances: Vec<skypanel_protocol::node::ContainerReport>,
-    ) -> Result<(), ClientError> {
-        let report = StatusReport {
-            lease_id: task.lease_id,
-            status,
-            error,
-            instances,
-        };
+    async fn report(&self, task: &LeasedTask, report: StatusReport) -> Result<(), ClientError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         for _ in 0..30 {
             match self.client.status(task.task_id, &report).await {
@@ -154,8 +195,14 @@ impl Runner {
     }
 }
 
-/// Extends the lease every third of its length; signals when it is lost.
-async fn keep_lease(client: ControlPlane, task: LeasedTask, lost: watch::Sender<bool>) {
+/// Extends the lease every third of its length; signals when it is lost, and
+/// when the control plane asks to cancel the task.
+async fn keep_lease(
+    client: ControlPlane,
+    task: LeasedTask,
+    lost: watch::Sender<bool>,
+    cancel: watch::Sender<bool>,
+) {
     let total = (task.lease_deadline - chrono::Utc::now())
         .to_std()
         .unwrap_or(Duration::from_secs(3));
@@ -163,7 +210,12 @@ async fn keep_lease(client: ControlPlane, task: LeasedTask, lost: watch::Sender<
     loop {
         tokio::time::sleep(every).await;
         match client.extend(task.task_id, task.lease_id).await {
-            Ok(_) => {}
+            Ok(extended) => {
+                if extended.cancel_requested && !*cancel.borrow() {
+                    tracing::info!(task_id = task.task_id, "the task was cancelled");
+                    let _ = cancel.send(true);
+                }
+            }
             Err(ClientError::StaleLease) => {
                 let _ = lost.send(true);
                 return;

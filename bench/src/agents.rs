@@ -304,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
             app_id: 0,
             user_id: 0,
             generation: 0,
+            hostnames: Vec::new(),
         });
         let new = NewTask {
             node_id: agent.node_id,

@@ -31,6 +31,10 @@ pub struct AppSpec {
     pub cpu_millicores: i32,
     pub memory_mb: i32,
     pub pids_limit: i32,
+    /// The names the node's ingress routes to the application (its system
+    /// domain first, then its custom domains).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
 }
 
 impl std::fmt::Debug for AppSpec {
@@ -53,6 +57,115 @@ pub struct AppTarget {
     pub app_id: i64,
     pub user_id: i64,
     pub generation: i64,
+    /// The names the ingress answers for the application (a stopped
+    /// application's names answer 503).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+}
+
+/// A runtime the builder can generate a Dockerfile for.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RuntimeSpec {
+    pub name: String,
+    /// `node`, `python`, `php`, `static` or `docker`.
+    pub runtime_type: String,
+    pub base_image: String,
+    pub build_cmd: Option<String>,
+    pub start_cmd: Option<String>,
+}
+
+/// Build an image from an application's git repository, on the node that
+/// will run it (images never leave their node: there is no registry).
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct BuildSpec {
+    pub app_id: i64,
+    pub user_id: i64,
+    pub build_id: i64,
+    pub build_number: i32,
+    pub repo_url: String,
+    pub branch: String,
+    /// A pinned commit; the branch's head when absent.
+    pub commit: Option<String>,
+    /// The token of a private repository. Secret: handed to git through
+    /// `GIT_ASKPASS` only, never in a URL, an argument or a log.
+    #[serde(default)]
+    pub git_token: Option<String>,
+    /// The runtime the customer chose, if any.
+    pub runtime: Option<RuntimeSpec>,
+    /// The platform's active runtimes, to pick from by the repository's files.
+    pub runtimes: Vec<RuntimeSpec>,
+    /// The port the application will listen on (`PORT` in generated images).
+    pub port: i32,
+    pub timeout_secs: u64,
+    pub max_log_bytes: u64,
+    pub max_image_mb: u64,
+}
+
+impl std::fmt::Debug for BuildSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildSpec")
+            .field("app_id", &self.app_id)
+            .field("build_id", &self.build_id)
+            .field("build_number", &self.build_number)
+            .field("branch", &self.branch)
+            .field("commit", &self.commit)
+            .field("git_token", &self.git_token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a finished build tells the control plane.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct BuildResult {
+    /// The image's tag on the node.
+    pub image_tag: String,
+    pub image_id: String,
+    pub image_size_mb: i64,
+    pub commit_sha: String,
+    pub commit_message: String,
+    /// `dockerfile`, or the runtime type the Dockerfile was generated for.
+    pub builder: String,
+}
+
+/// What a finished task leaves for the control plane beyond its status,
+/// stored with the task.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
+pub struct TaskResult {
+    /// The failure was the node's or its Docker's, not the application's.
+    #[serde(default)]
+    pub infrastructure: bool,
+    #[serde(default)]
+    pub build: Option<BuildResult>,
+}
+
+impl TaskResult {
+    /// The stored form; `None` when there is nothing to store.
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        if *self == Self::default() {
+            return None;
+        }
+        serde_json::to_value(self).ok()
+    }
+
+    /// Reads a stored result; an absent or unreadable one is empty.
+    pub fn from_json(value: Option<&serde_json::Value>) -> Self {
+        value
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The secret parts of a task, stored sealed apart from its payload and put
+/// back only into the lease answer to its node.
+#[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+pub struct TaskSecrets {
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub git_token: Option<String>,
 }
 
 /// What to do. The `kind` field names the variant.
@@ -79,6 +192,10 @@ pub enum TaskSpec {
     #[serde(rename = "app.delete")]
     #[cfg_attr(feature = "openapi", oai(mapping = "app.delete"))]
     AppDelete(AppTarget),
+    /// Clone the repository and build the application's image.
+    #[serde(rename = "app.build")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "app.build"))]
+    AppBuild(BuildSpec),
 }
 
 impl TaskSpec {
@@ -89,6 +206,31 @@ impl TaskSpec {
             Self::AppRestart(_) => "app.restart",
             Self::AppStop(_) => "app.stop",
             Self::AppDelete(_) => "app.delete",
+            Self::AppBuild(_) => "app.build",
+        }
+    }
+
+    /// Moves the secrets out of the spec (to be stored sealed).
+    pub fn take_secrets(&mut self) -> TaskSecrets {
+        match self {
+            Self::AppApply(s) | Self::AppRestart(s) => TaskSecrets {
+                env: std::mem::take(&mut s.env),
+                git_token: None,
+            },
+            Self::AppBuild(b) => TaskSecrets {
+                env: BTreeMap::new(),
+                git_token: b.git_token.take(),
+            },
+            Self::AppStop(_) | Self::AppDelete(_) => TaskSecrets::default(),
+        }
+    }
+
+    /// Puts opened secrets back into the spec.
+    pub fn put_secrets(&mut self, secrets: TaskSecrets) {
+        match self {
+            Self::AppApply(s) | Self::AppRestart(s) => s.env = secrets.env,
+            Self::AppBuild(b) => b.git_token = secrets.git_token,
+            Self::AppStop(_) | Self::AppDelete(_) => {}
         }
     }
 
@@ -97,6 +239,7 @@ impl TaskSpec {
         match self {
             Self::AppApply(spec) | Self::AppRestart(spec) => spec.app_id,
             Self::AppStop(target) | Self::AppDelete(target) => target.app_id,
+            Self::AppBuild(build) => build.app_id,
         }
     }
 }
@@ -130,6 +273,9 @@ pub struct LeaseRef {
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct Extended {
     pub lease_deadline: DateTime<Utc>,
+    /// The task was cancelled (a cancelled build): stop, clean up and report `failed`.
+    #[serde(default)]
+    pub cancel_requested: bool,
 }
 
 /// How far the agent got.
@@ -153,6 +299,27 @@ pub struct StatusReport {
     /// The application's containers after the work (for apply, restart, stop).
     #[serde(default)]
     pub instances: Vec<super::node::ContainerReport>,
+    /// A failure of the node or its Docker rather than of the application:
+    /// worth trying again elsewhere.
+    #[serde(default)]
+    pub infrastructure: bool,
+    /// What a successful build produced.
+    #[serde(default)]
+    pub build: Option<BuildResult>,
+}
+
+impl StatusReport {
+    /// A report of `status` with nothing else to say.
+    pub fn new(lease_id: Uuid, status: ReportedStatus) -> Self {
+        Self {
+            lease_id,
+            status,
+            error: None,
+            instances: Vec::new(),
+            infrastructure: false,
+            build: None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -190,6 +357,7 @@ mod tests {
             app_id: 1,
             user_id: 2,
             generation: 3,
+            hostnames: vec!["a.example.com".into()],
         });
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["kind"], "app.stop");
@@ -214,8 +382,40 @@ mod tests {
             cpu_millicores: 100,
             memory_mb: 64,
             pids_limit: 64,
+            hostnames: vec![],
         };
         let shown = format!("{spec:?}");
         assert!(shown.contains("SECRET") && !shown.contains("canary-value"));
+    }
+
+    fn build_spec() -> BuildSpec {
+        BuildSpec {
+            app_id: 1,
+            user_id: 2,
+            build_id: 3,
+            build_number: 1,
+            repo_url: "https://git.example.com/a.git".into(),
+            branch: "main".into(),
+            commit: None,
+            git_token: Some("canary-token".into()),
+            runtime: None,
+            runtimes: vec![],
+            port: 8080,
+            timeout_secs: 900,
+            max_log_bytes: 4 << 20,
+            max_image_mb: 2048,
+        }
+    }
+
+    #[test]
+    fn secrets_leave_the_payload_and_come_back() {
+        let mut spec = TaskSpec::AppBuild(build_spec());
+        assert!(!format!("{spec:?}").contains("canary-token"));
+        let secrets = spec.take_secrets();
+        assert_eq!(secrets.git_token.as_deref(), Some("canary-token"));
+        let payload = serde_json::to_string(&spec).unwrap();
+        assert!(!payload.contains("canary-token"), "{payload}");
+        spec.put_secrets(secrets);
+        assert_eq!(spec, TaskSpec::AppBuild(build_spec()));
     }
 }

@@ -112,15 +112,16 @@ pub struct Figures<'a> {
     pub container_count: i32,
 }
 
-/// Records a heartbeat's figures and, when given, the node's new status.
+/// Records a heartbeat's figures and, when given, a status change
+/// `(from, to)`. The change is made only while the node is still `from` (an
+/// admin may have disabled it meanwhile); the answer is the node as stored.
 pub async fn record_heartbeat(
     conn: &mut Conn,
     node_id: i64,
     figures: &Figures<'_>,
-    status: Option<NodeStatus>,
+    change: Option<(NodeStatus, NodeStatus)>,
 ) -> Result<Node> {
-    let status = status.map(|s| s.as_str());
-    Ok(diesel::update(paas_nodes::table.find(node_id))
+    let node = diesel::update(paas_nodes::table.find(node_id))
         .set((
             paas_nodes::agent_version.eq(figures.agent_version),
             paas_nodes::cpu_total.eq(figures.cpu_total),
@@ -131,20 +132,36 @@ pub async fn record_heartbeat(
             paas_nodes::disk_used.eq(figures.disk_used),
             paas_nodes::container_count.eq(figures.container_count),
             paas_nodes::last_heartbeat.eq(Utc::now()),
-            status.map(|s| paas_nodes::status.eq(s)),
         ))
         .returning(Node::as_returning())
         .get_result(conn)
-        .await?)
+        .await?;
+    match change {
+        Some((from, to)) => Ok(change_status(conn, node_id, from, to)
+            .await?
+            .unwrap_or(node)),
+        None => Ok(node),
+    }
 }
 
-/// Sets a node's status (the caller checked the transition).
-pub async fn set_status(conn: &mut Conn, node_id: i64, status: NodeStatus) -> Result<()> {
-    let updated = diesel::update(paas_nodes::table.find(node_id))
-        .set(paas_nodes::status.eq(status.as_str()))
-        .execute(conn)
-        .await?;
-    crate::found(updated)
+/// Moves a node from `from` to `to` (the caller checked the transition);
+/// `None` when the node is no longer `from`.
+pub async fn change_status(
+    conn: &mut Conn,
+    node_id: i64,
+    from: NodeStatus,
+    to: NodeStatus,
+) -> Result<Option<Node>> {
+    Ok(diesel::update(
+        paas_nodes::table
+            .find(node_id)
+            .filter(paas_nodes::status.eq(from.as_str())),
+    )
+    .set(paas_nodes::status.eq(to.as_str()))
+    .returning(Node::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
 /// Every node id, for rebuilding the node actors.

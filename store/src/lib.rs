@@ -11,6 +11,7 @@ pub mod apps;
 pub mod audit;
 pub mod builds;
 pub mod catalog;
+pub mod domains;
 pub mod env_vars;
 pub mod instances;
 pub mod nodes;

@@ -23,6 +23,8 @@ pub struct Release {
     pub description: String,
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// The node holding a built image (none for an image any node can pull).
+    pub node_id: Option<i64>,
 }
 
 impl std::fmt::Debug for Release {
@@ -44,6 +46,10 @@ pub struct NewRelease<'a> {
     pub config: serde_json::Value,
     pub description: &'a str,
     pub created_by: Option<i64>,
+    /// The node holding a built image; `None` for a pullable image.
+    pub node_id: Option<i64>,
+    /// The environment the release runs with, sealed.
+    pub env_snapshot: Option<Vec<u8>>,
 }
 
 /// Records a release with the next version number of its application.
@@ -64,6 +70,8 @@ pub async fn create(conn: &mut Conn, new: &NewRelease<'_>) -> Result<Release> {
             paas_releases::config.eq(&new.config),
             paas_releases::description.eq(new.description),
             paas_releases::created_by.eq(new.created_by),
+            paas_releases::node_id.eq(new.node_id),
+            paas_releases::env_snapshot.eq(&new.env_snapshot),
         ))
         .returning(Release::as_returning())
         .get_result(conn)

@@ -140,6 +140,7 @@ diesel::table! {
         applied_generation -> Int8,
         target_status -> Nullable<Text>,
         last_error -> Nullable<Text>,
+        webhook_secret -> Nullable<Bytea>,
     }
 }
 
@@ -159,6 +160,11 @@ diesel::table! {
         started_at -> Nullable<Timestamptz>,
         completed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        git_branch -> Nullable<Text>,
+        commit_requested -> Nullable<Text>,
+        requested_by -> Nullable<Int8>,
+        builder -> Nullable<Text>,
+        image_size_mb -> Nullable<Int8>,
     }
 }
 
@@ -174,6 +180,7 @@ diesel::table! {
         description -> Text,
         created_by -> Nullable<Int8>,
         created_at -> Timestamptz,
+        node_id -> Nullable<Int8>,
     }
 }
 
@@ -260,15 +267,17 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         sealed_secrets -> Nullable<Bytea>,
         generation -> Nullable<Int8>,
+        cancel_requested -> Bool,
     }
 }
 
 diesel::table! {
-    paas_task_logs (task_id, seq) {
+    paas_task_logs (task_id, attempt, seq) {
         task_id -> Int8,
         seq -> Int4,
         lines -> Text,
         created_at -> Timestamptz,
+        attempt -> Int4,
     }
 }
 

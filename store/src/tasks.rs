@@ -1,7 +1,8 @@
 //! The agent task queue: tasks per node, leased with `FOR UPDATE SKIP LOCKED`,
-//! fenced by lease id, expired back to the queue. Tasks of one application are
-//! handed out strictly in order: a task waits while an earlier one of the same
-//! application is unfinished. Status changes follow `domain::lifecycle::task`.
+//! fenced by lease id, expired back to the queue. Tasks of one application on
+//! one node are handed out strictly in order: a task waits while an earlier
+//! one of the same application on that node is unfinished. Status changes
+//! follow `domain::lifecycle::task`.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -35,6 +36,10 @@ pub struct Task {
     pub sealed_secrets: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Someone cancelled the task while an agent held it.
+    pub cancel_requested: bool,
+    /// What the agent reported beyond the status (`protocol::task::TaskResult`).
+    pub result: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Task {
@@ -131,7 +136,8 @@ pub async fn lease(conn: &mut Conn, node_id: i64, max: i64, ack_secs: i64) -> Re
            FROM (SELECT q.id FROM paas_tasks q
                   WHERE q.node_id = $1 AND q.status = 'queued'
                     AND NOT EXISTS (SELECT 1 FROM paas_tasks p
-                                     WHERE p.application_id = q.application_id AND p.id < q.id
+                                     WHERE p.application_id = q.application_id
+                                       AND p.node_id = q.node_id AND p.id < q.id
                                        AND p.status IN ('queued', 'leased', 'running'))
                   ORDER BY q.id
                   LIMIT $2
@@ -139,7 +145,8 @@ pub async fn lease(conn: &mut Conn, node_id: i64, max: i64, ack_secs: i64) -> Re
           WHERE t.id = chosen.id
       RETURNING t.id, t.node_id, t.application_id, t.database_id, t.build_id, t.kind, t.payload,
                 t.status, t.attempt, t.max_attempts, t.lease_id, t.lease_deadline, t.error,
-                t.generation, t.sealed_secrets, t.created_at, t.finished_at",
+                t.generation, t.sealed_secrets, t.created_at, t.finished_at, t.cancel_requested,
+                t.result",
     )
     .bind::<BigInt, _>(node_id)
     .bind::<BigInt, _>(max)
@@ -159,6 +166,14 @@ fn deadline_in(
     diesel::dsl::sql(&format!("now() + make_interval(secs => {ttl_secs})"))
 }
 
+/// A lease the holder extended.
+#[derive(Debug, Clone, Copy)]
+pub struct Extension {
+    pub deadline: DateTime<Utc>,
+    /// The task was cancelled: the holder should stop and report.
+    pub cancel_requested: bool,
+}
+
 /// Pushes the lease deadline of a task the caller still holds.
 pub async fn extend(
     conn: &mut Conn,
@@ -166,8 +181,8 @@ pub async fn extend(
     node_id: i64,
     lease_id: Uuid,
     ttl_secs: i64,
-) -> Result<Result<DateTime<Utc>, Refusal>> {
-    let deadline: Option<DateTime<Utc>> = diesel::update(
+) -> Result<Result<Extension, Refusal>> {
+    let extended: Option<(Option<DateTime<Utc>>, bool)> = diesel::update(
         paas_tasks::table
             .filter(paas_tasks::id.eq(task_id))
             .filter(paas_tasks::node_id.eq(node_id))
@@ -178,14 +193,16 @@ pub async fn extend(
             ),
     )
     .set(paas_tasks::lease_deadline.eq(deadline_in(ttl_secs)))
-    .returning(paas_tasks::lease_deadline)
-    .get_result::<Option<DateTime<Utc>>>(conn)
+    .returning((paas_tasks::lease_deadline, paas_tasks::cancel_requested))
+    .get_result(conn)
     .await
-    .optional()?
-    .flatten();
-    match deadline {
-        Some(deadline) => Ok(Ok(deadline)),
-        None => {
+    .optional()?;
+    match extended {
+        Some((Some(deadline), cancel_requested)) => Ok(Ok(Extension {
+            deadline,
+            cancel_requested,
+        })),
+        _ => {
             get_for_node(conn, task_id, node_id).await?;
             Ok(Err(Refusal::StaleLease))
         }
@@ -202,6 +219,16 @@ pub async fn get_for_node(conn: &mut Conn, task_id: i64, node_id: i64) -> Result
         .await?)
 }
 
+/// What an agent reports about a task.
+#[derive(Debug, Clone)]
+pub struct Report<'a> {
+    pub lease_id: Uuid,
+    pub event: TaskEvent,
+    pub error: Option<&'a str>,
+    /// What the work produced (`protocol::task::TaskResult`), stored with the task.
+    pub result: Option<serde_json::Value>,
+}
+
 /// Records an agent's report, fenced by its lease id. A report repeating the
 /// recorded status is accepted without change.
 /// A `Run` report acknowledges the lease: its deadline moves to `ttl_secs`
@@ -210,11 +237,15 @@ pub async fn report(
     conn: &mut Conn,
     task_id: i64,
     node_id: i64,
-    lease_id: Uuid,
-    event: TaskEvent,
-    error: Option<&str>,
+    report: Report<'_>,
     ttl_secs: i64,
 ) -> Result<Result<Reported, Refusal>> {
+    let Report {
+        lease_id,
+        event,
+        error,
+        result,
+    } = report;
     conn.transaction(async |conn| {
         let task: Task = paas_tasks::table
             .filter(paas_tasks::id.eq(task_id))
@@ -245,6 +276,7 @@ pub async fn report(
                 paas_tasks::error.eq(error),
                 paas_tasks::finished_at.eq(finished),
                 deadline.map(|d| paas_tasks::lease_deadline.eq(d)),
+                result.map(|r| paas_tasks::result.eq(r)),
             ))
             .returning(Task::as_returning())
             .get_result(conn)
@@ -274,6 +306,7 @@ pub async fn append_log(
     let inserted = diesel::insert_into(paas_task_logs::table)
         .values((
             paas_task_logs::task_id.eq(task_id),
+            paas_task_logs::attempt.eq(task.attempt.max(1)),
             paas_task_logs::seq.eq(seq),
             paas_task_logs::lines.eq(lines),
         ))
@@ -287,7 +320,7 @@ pub async fn append_log(
 pub async fn log_lines(conn: &mut Conn, task_id: i64) -> Result<Vec<String>> {
     Ok(paas_task_logs::table
         .filter(paas_task_logs::task_id.eq(task_id))
-        .order(paas_task_logs::seq)
+        .order((paas_task_logs::attempt, paas_task_logs::seq))
         .select(paas_task_logs::lines)
         .load(conn)
         .await?)
@@ -323,7 +356,13 @@ pub async fn expire_leases(conn: &mut Conn) -> Result<Vec<Expired>> {
             // gone) did not start the work: it costs time, not an attempt.
             let acknowledged = task.status()? == TaskStatus::Running;
             let exhausted = acknowledged && task.attempt >= task.max_attempts;
-            let next = task_transition(task.status()?, TaskEvent::Expire { exhausted })
+            // A cancelled task whose holder went silent ends here.
+            let event = if task.cancel_requested {
+                TaskEvent::Cancel
+            } else {
+                TaskEvent::Expire { exhausted }
+            };
+            let next = task_transition(task.status()?, event)
                 .map_err(|e| Error::Corrupt(e.to_string()))?;
             let requeued = next == TaskStatus::Queued;
             let attempt = if acknowledged {
@@ -331,12 +370,14 @@ pub async fn expire_leases(conn: &mut Conn) -> Result<Vec<Expired>> {
             } else {
                 task.attempt - 1
             };
-            let error = (!requeued).then(|| {
-                format!(
+            let error = match next {
+                TaskStatus::Cancelled => Some("cancelled".to_string()),
+                _ if !requeued => Some(format!(
                     "the node stopped answering {} time(s) while working on it",
                     task.attempt
-                )
-            });
+                )),
+                _ => None,
+            };
             let task: Task = diesel::update(paas_tasks::table.find(task.id))
                 .set((
                     paas_tasks::status.eq(next.as_str()),
@@ -371,6 +412,107 @@ pub async fn cancel_queued_for_app(conn: &mut Conn, application_id: i64) -> Resu
     ))
     .execute(conn)
     .await?)
+}
+
+/// Cancels a task: at once when no agent holds it, else by asking its holder
+/// (who learns it from its next lease extension). Answers the task after it.
+pub async fn request_cancel(conn: &mut Conn, task_id: i64) -> Result<Task> {
+    conn.transaction(async |conn| {
+        let task: Task = paas_tasks::table
+            .find(task_id)
+            .for_update()
+            .select(Task::as_select())
+            .first(conn)
+            .await?;
+        let status = task.status()?;
+        if is_final(status) {
+            return Ok(task);
+        }
+        let update = diesel::update(paas_tasks::table.find(task_id));
+        let task = if status == TaskStatus::Queued {
+            let cancelled = task_transition(status, TaskEvent::Cancel)
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+            update
+                .set((
+                    paas_tasks::status.eq(cancelled.as_str()),
+                    paas_tasks::error.eq(Some("cancelled")),
+                    paas_tasks::finished_at.eq(Utc::now()),
+                ))
+                .returning(Task::as_returning())
+                .get_result(conn)
+                .await?
+        } else {
+            update
+                .set(paas_tasks::cancel_requested.eq(true))
+                .returning(Task::as_returning())
+                .get_result(conn)
+                .await?
+        };
+        Ok::<_, Error>(task)
+    })
+    .await
+}
+
+/// Cancels the application's generation tasks on nodes other than `node`
+/// (it moved there); cleanup tasks without a generation still run. Answers how many.
+pub async fn cancel_elsewhere(conn: &mut Conn, application_id: i64, node: i64) -> Result<usize> {
+    let ids: Vec<i64> = paas_tasks::table
+        .filter(paas_tasks::application_id.eq(application_id))
+        .filter(paas_tasks::node_id.ne(node))
+        .filter(paas_tasks::generation.is_not_null())
+        .filter(paas_tasks::status.eq_any([
+            TaskStatus::Queued.as_str(),
+            TaskStatus::Leased.as_str(),
+            TaskStatus::Running.as_str(),
+        ]))
+        .select(paas_tasks::id)
+        .load(conn)
+        .await?;
+    for id in &ids {
+        request_cancel(conn, *id).await?;
+    }
+    Ok(ids.len())
+}
+
+/// The newest finished task of an application's generation, if any.
+pub async fn finished_of_generation(
+    conn: &mut Conn,
+    application_id: i64,
+    generation: i64,
+) -> Result<Option<Task>> {
+    Ok(paas_tasks::table
+        .filter(paas_tasks::application_id.eq(application_id))
+        .filter(paas_tasks::generation.eq(generation))
+        .filter(paas_tasks::status.eq_any([
+            TaskStatus::Succeeded.as_str(),
+            TaskStatus::Failed.as_str(),
+            TaskStatus::Cancelled.as_str(),
+        ]))
+        .order(paas_tasks::id.desc())
+        .select(Task::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Fails a queued or leased task that cannot be handed out (its stored spec
+/// or secrets do not open): it must not block its node's queue.
+pub async fn fail_unreadable(conn: &mut Conn, task_id: i64, reason: &str) -> Result<()> {
+    let failed = task_transition(TaskStatus::Leased, TaskEvent::Unreadable)
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+    diesel::update(paas_tasks::table.find(task_id).filter(
+        paas_tasks::status.eq_any([TaskStatus::Queued.as_str(), TaskStatus::Leased.as_str()]),
+    ))
+    .set((
+        paas_tasks::status.eq(failed.as_str()),
+        paas_tasks::error.eq(Some(reason)),
+        paas_tasks::lease_id.eq(None::<Uuid>),
+        paas_tasks::lease_deadline.eq(None::<DateTime<Utc>>),
+        paas_tasks::finished_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Unfinished tasks of an application, oldest first.

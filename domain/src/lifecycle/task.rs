@@ -18,6 +18,9 @@ pub enum TaskEvent {
     },
     /// The work is no longer wanted (superseded or its app deleted).
     Cancel,
+    /// The stored task cannot be handed to an agent (its spec or secrets do
+    /// not open): it fails rather than block its node's queue.
+    Unreadable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +46,7 @@ pub fn task_transition(
         (S::Leased | S::Running, E::Expire { exhausted: false }) => Ok(S::Queued),
         (S::Leased | S::Running, E::Expire { exhausted: true }) => Ok(S::Failed),
         (S::Queued | S::Leased | S::Running, E::Cancel) => Ok(S::Cancelled),
+        (S::Queued | S::Leased, E::Unreadable) => Ok(S::Failed),
         (S::Succeeded, E::Succeed) => Ok(S::Succeeded),
         (S::Failed, E::Fail) => Ok(S::Failed),
         (S::Cancelled, E::Cancel) => Ok(S::Cancelled),

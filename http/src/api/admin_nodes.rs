@@ -6,7 +6,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use skypanel_domain::Invalid;
 use skypanel_domain::credentials::{REGISTRATION_TOKEN_PREFIX, generate_token, token_digest};
-use skypanel_domain::lifecycle::NodeStatus;
+use skypanel_domain::lifecycle::{NodeEvent, node_transition};
 use skypanel_domain::names::{normalize_host_address, normalize_hostname, validate_region};
 use skypanel_store::nodes::{self, NodeChanges};
 
@@ -124,14 +124,17 @@ impl AdminNodesApi {
         let b = body.0;
         let mut conn = self.state.store().conn().await?;
         let current = nodes::get(&mut conn, id.0).await.or_not_found("node")?;
-        let status = match (b.disabled, current.status()?) {
-            (Some(true), _) => Some(NodeStatus::Disabled),
-            (Some(false), NodeStatus::Disabled) if current.credential_issued_at.is_some() => {
-                Some(NodeStatus::Offline)
+        let event = b.disabled.map(|disabled| {
+            if disabled {
+                NodeEvent::Disable
+            } else {
+                NodeEvent::Enable {
+                    registered: current.credential_issued_at.is_some(),
+                }
             }
-            (Some(false), NodeStatus::Disabled) => Some(NodeStatus::Pending),
-            _ => None,
-        };
+        });
+        let now = current.status()?;
+        let status = event.and_then(|e| node_transition(now, e));
         let region = match b.region {
             Some(region) => {
                 let region = region.trim().to_string();

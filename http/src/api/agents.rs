@@ -2,7 +2,6 @@
 //! token, heartbeats, credential rotation, long-polled leases, and the
 //! fenced reports on a leased task (extend, status, logs).
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use poem::Request;
@@ -17,7 +16,7 @@ use skypanel_protocol::MAX_LEASE_WAIT_SECS;
 use skypanel_protocol::node::{Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated};
 use skypanel_protocol::task::{
     Extended, LeaseRef, LeasedTask, Leases, LogAck, LogBatch, ReportedStatus, StatusAck,
-    StatusReport, TaskSpec,
+    StatusReport, TaskResult, TaskSecrets, TaskSpec,
 };
 use skypanel_store::agents::{self, MachineInfo};
 use skypanel_store::audit::Actor;
@@ -84,31 +83,27 @@ impl AgentsApi {
         Ok(settings.lease_ack.as_secs().max(1) as i64)
     }
 
-    /// The lease answer for a task: its spec, with its sealed environment opened.
-    fn leased(&self, task: Task) -> ApiResult<LeasedTask> {
-        let mut spec: TaskSpec = serde_json::from_value(task.payload.clone()).map_err(|e| {
-            ApiError::internal(format!("task {} has an unreadable spec: {e}", task.id))
-        })?;
+    /// The lease answer for a task: its spec, with its sealed secrets opened.
+    /// An error says why the stored task cannot be read.
+    fn leased(&self, task: Task) -> Result<LeasedTask, String> {
+        let mut spec: TaskSpec = serde_json::from_value(task.payload.clone())
+            .map_err(|e| format!("unreadable spec: {e}"))?;
         if let Some(sealed) = &task.sealed_secrets {
             let opened = self
                 .state
                 .secrets()
                 .open_str(sealed, &Task::secrets_associated_data(task.id))
-                .map_err(|e| ApiError::internal(format!("task {} secrets: {e}", task.id)))?;
-            let env: BTreeMap<String, String> = serde_json::from_str(&opened)
-                .map_err(|e| ApiError::internal(format!("task {} secrets: {e}", task.id)))?;
-            if let TaskSpec::AppApply(s) | TaskSpec::AppRestart(s) = &mut spec {
-                s.env = env;
-            }
+                .map_err(|e| format!("secrets do not open: {e}"))?;
+            let secrets: TaskSecrets =
+                serde_json::from_str(&opened).map_err(|_| "unreadable secrets".to_string())?;
+            spec.put_secrets(secrets);
         }
         Ok(LeasedTask {
             task_id: task.id,
-            lease_id: task
-                .lease_id
-                .ok_or_else(|| ApiError::internal("a leased task without a lease id"))?,
+            lease_id: task.lease_id.ok_or("a leased task without a lease id")?,
             lease_deadline: task
                 .lease_deadline
-                .ok_or_else(|| ApiError::internal("a leased task without a deadline"))?,
+                .ok_or("a leased task without a deadline")?,
             attempt: task.attempt,
             spec,
         })
@@ -125,7 +120,24 @@ impl AgentsApi {
                 / 1000.0;
             tracing::debug!(task_id = task.id, node_id = node, queued_ms, "task leased");
         }
-        leased.into_iter().map(|t| self.leased(t)).collect()
+        let mut answer = Vec::with_capacity(leased.len());
+        for task in leased {
+            let id = task.id;
+            match self.leased(task) {
+                Ok(leased) => answer.push(leased),
+                // One unreadable task must not hold up the node's queue.
+                Err(reason) => {
+                    tracing::error!(task_id = id, node_id = node, %reason, "failing a task that cannot be handed out");
+                    tasks::fail_unreadable(
+                        &mut conn,
+                        id,
+                        "the task could not be read; it was not run",
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(answer)
     }
 }
 
@@ -237,6 +249,9 @@ impl AgentsApi {
             .on("node", node)
             .write(&mut conn)
             .await;
+        drop(conn);
+        // The node's actor caches when the credential was issued.
+        self.state.orchestrator()?.node_changed(node).await?;
         Ok(JsonReply(Rotated { credential }))
     }
 
@@ -298,12 +313,13 @@ impl AgentsApi {
     ) -> ApiResult<JsonReply<Extended>> {
         let ttl = self.lease_ttl_secs()?;
         let mut conn = self.state.store().conn().await?;
-        let deadline = tasks::extend(&mut conn, task_id.0, auth.0, body.0.lease_id, ttl)
+        let extension = tasks::extend(&mut conn, task_id.0, auth.0, body.0.lease_id, ttl)
             .await
             .or_not_found("task")?
             .map_err(refusal)?;
         Ok(JsonReply(Extended {
-            lease_deadline: deadline,
+            lease_deadline: extension.deadline,
+            cancel_requested: extension.cancel_requested,
         }))
     }
 
@@ -329,20 +345,22 @@ impl AgentsApi {
             ReportedStatus::Failed => TaskEvent::Fail,
         };
         let error: Option<String> = report.error.map(|e| e.chars().take(2000).collect());
+        let result = TaskResult {
+            infrastructure: report.infrastructure,
+            build: report.build,
+        };
         let ttl = self.lease_ttl_secs()?;
         let mut conn = self.state.store().conn().await?;
-        let reported = tasks::report(
-            &mut conn,
-            task_id.0,
-            auth.0,
-            report.lease_id,
+        let stored = tasks::Report {
+            lease_id: report.lease_id,
             event,
-            error.as_deref(),
-            ttl,
-        )
-        .await
-        .or_not_found("task")?
-        .map_err(refusal)?;
+            error: error.as_deref(),
+            result: result.to_json(),
+        };
+        let reported = tasks::report(&mut conn, task_id.0, auth.0, stored, ttl)
+            .await
+            .or_not_found("task")?
+            .map_err(refusal)?;
         drop(conn);
         let task = reported.task;
         if reported.changed && is_final(task.status()?) {

@@ -20,6 +20,9 @@ pub struct Health {
     pub database: String,
     /// `ok`, `unavailable` or `not configured`.
     pub redis: String,
+    /// `ok` while the supervision tree runs, `stopped` after it gave up, or
+    /// `not configured`.
+    pub actors: String,
     pub version: String,
 }
 
@@ -70,11 +73,19 @@ impl SystemApi {
             },
             None => "not configured".to_string(),
         };
-        let healthy = database == "ok" && (redis == "ok" || redis == "not configured");
+        let actors = match self.state.orchestrator() {
+            Ok(orchestrator) if orchestrator.is_running() => "ok",
+            Ok(_) => "stopped",
+            Err(_) => "not configured",
+        }
+        .to_string();
+        let fine = |s: &str| s == "ok" || s == "not configured";
+        let healthy = database == "ok" && fine(&redis) && fine(&actors);
         let health = Health {
             status: if healthy { "ok" } else { "degraded" }.to_string(),
             database,
             redis,
+            actors,
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         if healthy {
