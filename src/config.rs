@@ -84,9 +84,23 @@ impl Raw {
                         values.insert(format!("SKYPANEL_{}", key.to_uppercase()), value);
                     }
                 }
-                Err(err) => errors.push(format!(
-                    "SKYPANEL_CONFIG: the file is not valid TOML: {err}"
-                )),
+                // The error's own text quotes the offending line, which may
+                // hold a secret: name the line only.
+                Err(err) => {
+                    let line = err
+                        .span()
+                        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+                    errors.push(match line {
+                        Some(line) => format!(
+                            "SKYPANEL_CONFIG: the file is not valid TOML (line {line}): {}",
+                            err.message()
+                        ),
+                        None => format!(
+                            "SKYPANEL_CONFIG: the file is not valid TOML: {}",
+                            err.message()
+                        ),
+                    })
+                }
             }
         }
         for (key, value) in env {
@@ -389,6 +403,14 @@ mod tests {
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.platform_domain, "apps.example.com");
         assert!(config.allow_file_git);
+    }
+
+    #[test]
+    fn a_broken_file_is_named_by_line_without_its_text() {
+        let file = "listen = \"127.0.0.1:9000\"\njwt_secret = \"s3cret-in-the-file\n";
+        let err = Config::load(&complete(), Some(file)).unwrap_err().to_string();
+        assert!(err.contains("not valid TOML (line 2)"), "{err}");
+        assert!(!err.contains("s3cret-in-the-file"), "{err}");
     }
 
     #[test]
