@@ -30,6 +30,16 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// How long a task lease lasts unless extended.
     pub lease_ttl: Duration,
+    /// The longest a build may run.
+    pub build_timeout: Duration,
+    /// The most bytes of log a build keeps.
+    pub build_max_log_bytes: i64,
+    /// The largest image a build may make, in MB.
+    pub build_max_image_mb: u64,
+    /// Attempts a build gets when the infrastructure fails it.
+    pub build_attempts: i32,
+    /// Names this platform's job queues in Redis (`<prefix>:builds` …).
+    pub queue_prefix: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -284,6 +294,46 @@ impl Config {
             (2, 3600),
             &mut errors,
         );
+        let build_timeout = parse_number(
+            "SKYPANEL_BUILD_TIMEOUT",
+            raw.get("SKYPANEL_BUILD_TIMEOUT"),
+            900u64,
+            (10, 6 * 3600),
+            &mut errors,
+        );
+        let build_max_log_bytes = parse_number(
+            "SKYPANEL_BUILD_MAX_LOG_BYTES",
+            raw.get("SKYPANEL_BUILD_MAX_LOG_BYTES"),
+            4 * 1024 * 1024i64,
+            (1024, 256 * 1024 * 1024),
+            &mut errors,
+        );
+        let build_max_image_mb = parse_number(
+            "SKYPANEL_BUILD_MAX_IMAGE_MB",
+            raw.get("SKYPANEL_BUILD_MAX_IMAGE_MB"),
+            4096u64,
+            (1, 1024 * 1024),
+            &mut errors,
+        );
+        let build_attempts = parse_number(
+            "SKYPANEL_BUILD_ATTEMPTS",
+            raw.get("SKYPANEL_BUILD_ATTEMPTS"),
+            3i32,
+            (1, 10),
+            &mut errors,
+        );
+        let queue_prefix = raw
+            .get("SKYPANEL_QUEUE_PREFIX")
+            .unwrap_or("skypanel")
+            .to_string();
+        if !queue_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            errors.push(
+                "SKYPANEL_QUEUE_PREFIX: letters, digits, hyphens and underscores only".into(),
+            );
+        }
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -309,6 +359,11 @@ impl Config {
                 node_offline_after: Duration::from_secs(node_offline_after),
                 heartbeat_interval: Duration::from_secs(heartbeat_interval),
                 lease_ttl: Duration::from_secs(lease_ttl),
+                build_timeout: Duration::from_secs(build_timeout),
+                build_max_log_bytes,
+                build_max_image_mb,
+                build_attempts,
+                queue_prefix,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -320,7 +375,19 @@ impl Config {
             node_offline_after: self.node_offline_after,
             heartbeat_interval: self.heartbeat_interval,
             lease_ttl: self.lease_ttl,
+            build_timeout: self.build_timeout,
+            build_max_log_bytes: self.build_max_log_bytes,
+            build_max_image_mb: self.build_max_image_mb,
             ..skypanel_actors::Settings::default()
+        }
+    }
+
+    /// How build jobs drive builds.
+    pub fn build_settings(&self) -> skypanel_jobs::BuildSettings {
+        skypanel_jobs::BuildSettings {
+            max_attempts: self.build_attempts,
+            follow_limit: self.build_timeout + Duration::from_secs(5 * 60),
+            ..skypanel_jobs::BuildSettings::default()
         }
     }
 
@@ -408,7 +475,9 @@ mod tests {
     #[test]
     fn a_broken_file_is_named_by_line_without_its_text() {
         let file = "listen = \"127.0.0.1:9000\"\njwt_secret = \"s3cret-in-the-file\n";
-        let err = Config::load(&complete(), Some(file)).unwrap_err().to_string();
+        let err = Config::load(&complete(), Some(file))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid TOML (line 2)"), "{err}");
         assert!(!err.contains("s3cret-in-the-file"), "{err}");
     }

@@ -79,6 +79,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let orchestrator = skypanel_actors::Orchestrator::start(context)
         .await
         .context("cannot start the actors")?;
+    let queues = skypanel_jobs::Queues::connect(&config.redis_url, &config.queue_prefix)
+        .await
+        .context("cannot reach Redis at SKYPANEL_REDIS_URL for the job queues")?;
+    let workers = skypanel_jobs::Workers::start(skypanel_jobs::WorkersOptions {
+        queues: queues.clone(),
+        orchestrator: orchestrator.clone(),
+        store: store.clone(),
+        builds: config.build_settings(),
+    });
     let state = AppState::new(
         store,
         config.http_settings(),
@@ -86,6 +95,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(redis),
         Some(orchestrator.clone()),
     );
+    state.set_queues(queues);
     let listener = TcpListener::bind(config.listen);
     tracing::info!(
         listen = %config.listen,
@@ -111,6 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .run_with_graceful_shutdown(skypanel_http::app(state), stop, Some(SHUTDOWN_GRACE))
         .await
         .context("the HTTP server stopped")?;
+    workers.stop(SHUTDOWN_GRACE).await;
     orchestrator.shutdown().await;
     if actors_down.load(Ordering::SeqCst) {
         anyhow::bail!("the actors stopped after repeated failures (see the log above)");

@@ -30,6 +30,8 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
             json!({"name": "mallory-app", "plan_id": 1, "region": "local"}),
         ),
         ("createApiToken", json!({"name": "mallory"})),
+        ("rollbackApplication", json!({"release": 1})),
+        ("addDomain", json!({"hostname": "mallory.example.com"})),
     ])
 }
 
@@ -83,6 +85,18 @@ async fn a_customer_cannot_reach_another_customers_resources() {
     )
     .await
     .expect(200);
+    app.exec_sql(&format!(
+        "INSERT INTO paas_releases (application_id, version, image_tag, description) VALUES ({}, 1, 'img:1', 'alice-release')",
+        w.app
+    ))
+    .await;
+    app.post(
+        &format!("/api/paas/applications/{}/domains", w.app),
+        &w.customer,
+        json!({"hostname": "alice-shop.example.com"}),
+    )
+    .await
+    .expect(201);
     let (_, mallory) = app.customer("mallory@example.com").await;
 
     // Strings that must never reach Mallory.
@@ -94,6 +108,8 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         "shop.apps.test",
         "ALICE_SECRET",
         "42.00",
+        "alice-release",
+        "alice-shop.example.com",
     ];
 
     let spec: Value =
@@ -119,6 +135,7 @@ async fn a_customer_cannot_reach_another_customers_resources() {
                     .to_string(),
                 )
                 .replace("{key}", "ALICE_SECRET")
+                .replace("{domain}", "alice-shop.example.com")
                 .replace("{buildId}", &build_id.to_string());
             assert!(
                 !concrete.contains('{'),

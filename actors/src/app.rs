@@ -10,8 +10,10 @@ use skypanel_domain::lifecycle::{AppCommand, AppStatus};
 use skypanel_protocol::node::ContainerReport;
 use skypanel_protocol::task::TaskSpec;
 use skypanel_store::apps::{self, Application};
+use skypanel_store::builds::Build;
 use skypanel_store::tasks::Task;
 
+use crate::app_builds::{BuildStep, StepOutcome};
 use crate::context::Context;
 use crate::error::Error;
 use crate::supervisor::Entity;
@@ -19,8 +21,15 @@ use crate::supervisor::Entity;
 /// What a customer asks of an application.
 #[derive(Debug, Clone)]
 pub enum AppRequest {
-    /// Roll out the application's image as a new release.
+    /// Roll out the application's image as a new release, or build its git
+    /// repository (at `commit`, else its branch's head) and roll that out.
     Deploy {
+        by: i64,
+        commit: Option<String>,
+    },
+    /// Roll release `version`'s image out again, with its environment.
+    Rollback {
+        version: i32,
         by: i64,
     },
     Restart,
@@ -28,18 +37,26 @@ pub enum AppRequest {
     Start,
     Scale(i32),
     Delete,
+    /// Stop a build that has not finished.
+    CancelBuild(i64),
+    /// The application's hostnames changed: rewrite its node's ingress.
+    Reconfigure,
 }
 
 impl AppRequest {
-    pub fn command(&self) -> AppCommand {
-        match self {
+    /// The command the transition table knows it as (`None` for requests
+    /// that change no status).
+    pub fn command(&self) -> Option<AppCommand> {
+        Some(match self {
             Self::Deploy { .. } => AppCommand::Deploy,
+            Self::Rollback { .. } => AppCommand::Rollback,
             Self::Restart => AppCommand::Restart,
             Self::Stop => AppCommand::Stop,
             Self::Start => AppCommand::Start,
             Self::Scale(_) => AppCommand::Scale,
             Self::Delete => AppCommand::Delete,
-        }
+            Self::CancelBuild(_) | Self::Reconfigure => return None,
+        })
     }
 }
 
@@ -47,8 +64,10 @@ impl AppRequest {
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub app: Application,
-    /// The release a deploy rolls out.
+    /// The release a deploy or rollback rolls out.
     pub release: Option<i32>,
+    /// The build a deploy from git started (or a cancel ended).
+    pub build: Option<Build>,
     /// The application is gone already (it never ran anywhere).
     pub deleted: bool,
 }
@@ -98,6 +117,8 @@ impl TaskOutcome {
 
 pub enum AppMsg {
     Request(AppRequest, RpcReplyPort<Result<Accepted, Error>>),
+    /// A step of a build, from its job.
+    Build(BuildStep, RpcReplyPort<Result<StepOutcome, Error>>),
     TaskFinished(TaskOutcome),
     /// The containers of this application a node reported in a heartbeat.
     Observed {
@@ -223,6 +244,14 @@ impl Actor for AppActor {
                     } else {
                         tracing::warn!(app_id = state.id, error = %err, "cannot reconcile");
                     }
+                }
+            }
+            AppMsg::Build(step, reply) => {
+                let outcome = crate::app_builds::step(state, step).await;
+                let gone = matches!(outcome, Err(Error::NotFound));
+                let _ = reply.send(outcome);
+                if gone {
+                    myself.stop(Some("application deleted".into()));
                 }
             }
             AppMsg::CatchUp => match crate::app_events::catch_up(state).await {

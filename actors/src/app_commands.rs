@@ -1,32 +1,35 @@
 //! Customer commands inside the application actor: each is checked against
-//! the transition table, placed if it needs a node, and then the new state,
-//! the new generation and the node's task are written in one transaction.
-
-use std::collections::BTreeMap;
-use std::time::Duration;
+//! the transition table, placed if it needs a node, and then written with
+//! its task in one transaction (see `app_work`).
 
 use diesel_async::AsyncConnection;
-use ractor::ActorRef;
-use skypanel_domain::env::associated_data;
-use skypanel_domain::lifecycle::{AppStatus, CommandPlan, app_transition};
+use skypanel_domain::lifecycle::{
+    AppStatus, BuildEvent, BuildStatus, CommandPlan, app_transition, build_transition,
+};
 use skypanel_domain::{Invalid, validate_instance_count};
-use skypanel_protocol::task::{AppSpec, AppTarget, TaskSpec};
-use skypanel_store::apps::{self, Application, StateChange};
-use skypanel_store::catalog::{self, Plan};
-use skypanel_store::releases::{self, NewRelease, Release};
-use skypanel_store::tasks::{self, NewTask, Task};
-use skypanel_store::{Conn, domains, env_vars, instances};
+use skypanel_store::apps::{self, StateChange};
+use skypanel_store::builds::{self, NewBuild};
+use skypanel_store::{instances, releases, tasks};
 
 use crate::app::{Accepted, AppRequest, AppState};
-use crate::context::Context;
+use crate::app_work::{ReleasePlan, Work, accepted, assigned_node, place, queue, serving_release};
 use crate::error::Error;
-use crate::scheduler::{Requirement, SchedulerMsg};
 
 pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<Accepted, Error> {
     state.refresh().await?;
-    let plan = app_transition(state.status()?, request.command())?;
+    if let AppRequest::CancelBuild(build_id) = request {
+        return crate::app_builds::cancel(state, build_id).await;
+    }
+    if let AppRequest::Reconfigure = request {
+        return reconfigure(state).await;
+    }
+    let Some(command) = request.command() else {
+        unreachable!("every other request names a command")
+    };
+    let plan = app_transition(state.status()?, command)?;
     match request {
-        AppRequest::Deploy { by } => deploy(state, plan, by).await,
+        AppRequest::Deploy { by, commit } => deploy(state, plan, by, commit).await,
+        AppRequest::Rollback { version, by } => rollback(state, plan, version, by).await,
         AppRequest::Scale(count) => scale(state, plan, count).await,
         AppRequest::Start => {
             let release = serving_release(state).await;
@@ -60,6 +63,9 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
             queue(state, plan, node, StateChange::default(), Work::Stop).await
         }
         AppRequest::Delete => delete(state, plan).await,
+        AppRequest::CancelBuild(_) | AppRequest::Reconfigure => {
+            unreachable!("answered before the transition table")
+        }
     }
 }
 
@@ -82,62 +88,117 @@ pub(crate) async fn repair(state: &mut AppState, status: AppStatus) -> Result<()
         .map(|_| ())
 }
 
-/// The node the application runs on; a running application always has one.
-fn assigned_node(app: &Application) -> Result<i64, Error> {
-    app.node_id.ok_or_else(|| {
-        Error::Invalid(Invalid::general(
-            "the application is not placed on any node",
-        ))
-    })
+/// The application's names changed (a domain added or removed): a running
+/// or stopped application's node rewrites its ingress; in other states the
+/// next rollout carries the new names.
+async fn reconfigure(state: &mut AppState) -> Result<Accepted, Error> {
+    let status = state.status()?;
+    if matches!(status, AppStatus::Running | AppStatus::Stopped) && state.app.node_id.is_some() {
+        repair(state, status).await?;
+    }
+    Ok(accepted(state))
 }
 
-/// The release the application serves (or last served).
-async fn serving_release(state: &AppState) -> Result<Release, Error> {
-    let id = state.app.current_release_id.ok_or_else(|| {
-        Error::Invalid(Invalid::general(
-            "the application has no release yet; deploy it first",
-        ))
-    })?;
-    let mut conn = state.ctx.store().conn().await?;
-    Ok(releases::get(&mut conn, id).await?)
-}
-
-async fn deploy(state: &mut AppState, plan: CommandPlan, by: i64) -> Result<Accepted, Error> {
-    let image = state.app.image.clone().ok_or_else(|| {
-        Error::Invalid(Invalid::new(
-            "git_repo_url",
-            "deploying from a git repository needs the build pipeline, which this control plane \
-             does not have yet; set `image` to deploy a prebuilt image",
-        ))
-    })?;
+async fn deploy(
+    state: &mut AppState,
+    plan: CommandPlan,
+    by: i64,
+    commit: Option<String>,
+) -> Result<Accepted, Error> {
+    let Some(image) = state.app.image.clone() else {
+        return build_from_git(state, plan, by, commit).await;
+    };
     let count = state.app.instance_count;
     let node = place(state, count, true).await?;
-    let app = state.app.clone();
-    let config = serde_json::json!({"instances": app.instance_count, "port": app.port});
-    let new = NewRelease {
-        application_id: app.id,
-        build_id: None,
-        image_tag: &image,
-        config,
-        description: &format!("Deploy of image {image}"),
+    let work = Work::Release(Box::new(ReleasePlan {
+        description: format!("Deploy of image {image}"),
+        image,
         created_by: Some(by),
+        build: None,
         node_id: None,
-        env_snapshot: None,
-    };
+        restore_env_of: None,
+    }));
+    queue(state, plan, node, StateChange::default(), work).await
+}
+
+/// Records a build and marks the application building; the build job takes
+/// it from there (it is pushed once this answers).
+async fn build_from_git(
+    state: &mut AppState,
+    plan: CommandPlan,
+    by: i64,
+    commit: Option<String>,
+) -> Result<Accepted, Error> {
+    if state.app.git_repo_url.is_none() {
+        return Err(Error::Invalid(Invalid::new(
+            "git_repo_url",
+            "the application has neither a git repository nor an image to deploy; set one",
+        )));
+    }
+    let current = state.app.clone();
     let mut conn = state.ctx.store().conn().await?;
-    let release = releases::create(&mut conn, &new).await?;
+    let (app, build) = conn
+        .transaction(async |conn| {
+            let new = NewBuild {
+                application_id: current.id,
+                branch: &current.git_branch,
+                commit: commit.as_deref(),
+                requested_by: Some(by),
+            };
+            let build = builds::create(conn, &new).await?;
+            let change = StateChange {
+                status: Some(plan.now.as_str().to_string()),
+                target_status: Some(Some(plan.done.as_str().to_string())),
+                current_build_id: Some(Some(build.id)),
+                last_error: Some(None),
+                ..StateChange::default()
+            };
+            let app = apps::write_state(conn, current.id, current.version, &change).await?;
+            Ok::<_, skypanel_store::Error>((app, build))
+        })
+        .await?;
+    tracing::info!(
+        app_id = state.id,
+        build_id = build.id,
+        number = build.build_number,
+        "build requested"
+    );
+    state.app = app;
+    let mut answer = accepted(state);
+    answer.build = Some(build);
+    Ok(answer)
+}
+
+/// Rolls release `version`'s image out again with the environment it had,
+/// as a new release; nothing is rebuilt.
+async fn rollback(
+    state: &mut AppState,
+    plan: CommandPlan,
+    version: i32,
+    by: i64,
+) -> Result<Accepted, Error> {
+    let mut conn = state.ctx.store().conn().await?;
+    let earlier = releases::by_version(&mut conn, state.id, version).await?;
     drop(conn);
-    let version = release.version;
-    let mut accepted = queue(
-        state,
-        plan,
-        node,
-        StateChange::default(),
-        Work::Apply(release),
-    )
-    .await?;
-    accepted.release = Some(version);
-    Ok(accepted)
+    if let Some(holder) = earlier.node_id
+        && state.app.node_id != Some(holder)
+    {
+        return Err(Error::Conflict(format!(
+            "release {version}'s image was built on a node this application no longer runs \
+             on; deploy again instead"
+        )));
+    }
+    let count = state.app.instance_count;
+    let node = place(state, count, earlier.node_id.is_none()).await?;
+    let work = Work::Release(Box::new(ReleasePlan {
+        image: earlier.image_tag.clone(),
+        description: format!("Rollback to v{version}"),
+        created_by: Some(by),
+        build: None,
+        node_id: earlier.node_id,
+        restore_env_of: Some(earlier),
+    }));
+    queue(state, plan, node, StateChange::default(), work).await
 }
 
 async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Accepted, Error> {
@@ -146,13 +207,16 @@ async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Ac
         instance_count: Some(count),
         ..StateChange::default()
     };
-    if !plan.converge {
+    let status = state.status()?;
+    // While a build runs, the count waits for the release it makes.
+    let building = status == AppStatus::Building && build_in_progress(state).await?;
+    if !plan.converge || building {
         let mut conn = state.ctx.store().conn().await?;
         state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
-        return Ok(accepted(state, None));
+        return Ok(accepted(state));
     }
-    // While a deploy rolls out, scaling applies to the release being rolled out.
-    let release = if state.status()? == AppStatus::Building {
+    // While a release rolls out, scaling applies to the release being rolled out.
+    let release = if status == AppStatus::Building {
         let mut conn = state.ctx.store().conn().await?;
         releases::latest(&mut conn, state.id)
             .await?
@@ -168,9 +232,37 @@ async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Ac
     queue(state, plan, node, change, Work::Apply(release)).await
 }
 
+/// Whether the application's current build has not finished.
+async fn build_in_progress(state: &AppState) -> Result<bool, Error> {
+    let Some(build_id) = state.app.current_build_id else {
+        return Ok(false);
+    };
+    let mut conn = state.ctx.store().conn().await?;
+    let build = builds::by_id(&mut conn, build_id).await?;
+    Ok(!skypanel_domain::lifecycle::build::is_finished(
+        build.status()?,
+    ))
+}
+
 async fn delete(state: &mut AppState, plan: CommandPlan) -> Result<Accepted, Error> {
     let mut conn = state.ctx.store().conn().await?;
     tasks::cancel_queued_for_app(&mut conn, state.id).await?;
+    // A build still running is moot.
+    if let Some(build_id) = state.app.current_build_id {
+        let build = builds::by_id(&mut conn, build_id).await?;
+        if let Ok(next) = build_transition(build.status()?, BuildEvent::Cancel) {
+            let change = builds::BuildChange {
+                status: Some(next),
+                completed: true,
+                failure_reason: Some("the application was deleted".into()),
+                ..Default::default()
+            };
+            builds::change(&mut conn, build_id, build.status()?, &change).await?;
+            if let Some(task) = tasks::latest_for_build(&mut conn, build_id).await? {
+                tasks::request_cancel(&mut conn, task.id).await?;
+            }
+        }
+    }
     let placed = state.app.node_id;
     let running_somewhere = !instances::list_for_app(&mut conn, state.id)
         .await?
@@ -179,9 +271,8 @@ async fn delete(state: &mut AppState, plan: CommandPlan) -> Result<Accepted, Err
         None if !running_somewhere => {
             apps::delete_by_id(&mut conn, state.id).await?;
             Ok(Accepted {
-                app: state.app.clone(),
-                release: None,
                 deleted: true,
+                ..accepted(state)
             })
         }
         _ => {
@@ -192,179 +283,7 @@ async fn delete(state: &mut AppState, plan: CommandPlan) -> Result<Accepted, Err
     }
 }
 
-/// What the node is asked to do.
-enum Work {
-    Apply(Release),
-    Restart(Release),
-    Stop,
-    Delete,
-}
-
-impl Work {
-    async fn spec(
-        &self,
-        conn: &mut Conn,
-        ctx: &Context,
-        app: &Application,
-        generation: i64,
-    ) -> skypanel_store::Result<TaskSpec> {
-        let hostnames = domains::hostnames(conn, app.id).await?;
-        let target = || AppTarget {
-            app_id: app.id,
-            user_id: app.user_id,
-            generation,
-            hostnames: hostnames.clone(),
-        };
-        Ok(match self {
-            Work::Apply(release) => {
-                TaskSpec::AppApply(app_spec(conn, ctx, app, release, generation).await?)
-            }
-            Work::Restart(release) => {
-                TaskSpec::AppRestart(app_spec(conn, ctx, app, release, generation).await?)
-            }
-            Work::Stop => TaskSpec::AppStop(target()),
-            Work::Delete => TaskSpec::AppDelete(target()),
-        })
-    }
-}
-
-/// Writes the accepted command's state with the next generation and queues
-/// the node's task, in one transaction.
-async fn queue(
-    state: &mut AppState,
-    plan: CommandPlan,
-    node: i64,
-    extra: StateChange,
-    work: Work,
-) -> Result<Accepted, Error> {
-    let ctx = state.ctx.clone();
-    let current = state.app.clone();
-    let generation = current.generation + 1;
-    let change = StateChange {
-        status: Some(plan.now.as_str().to_string()),
-        target_status: Some(Some(plan.done.as_str().to_string())),
-        generation: Some(generation),
-        node_id: Some(Some(node)),
-        last_error: Some(None),
-        ..extra
-    };
-    let mut conn = ctx.store().conn().await?;
-    let app = conn
-        .transaction(async |conn| {
-            let app = apps::write_state(conn, current.id, current.version, &change).await?;
-            // Work still queued for a node the application left is moot.
-            tasks::cancel_elsewhere(conn, app.id, node).await?;
-            let mut spec = work.spec(conn, &ctx, &app, generation).await?;
-            let secrets = serde_json::to_string(&spec.take_secrets())
-                .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
-            let new = NewTask {
-                node_id: node,
-                application_id: Some(app.id),
-                kind: spec.kind(),
-                payload: serde_json::to_value(&spec)
-                    .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
-                generation: Some(generation),
-                max_attempts: ctx.settings().task_max_attempts,
-            };
-            let seal = |task_id| {
-                ctx.secrets()
-                    .seal_str(&secrets, &Task::secrets_associated_data(task_id))
-            };
-            tasks::create(conn, &new, Some(&seal)).await?;
-            Ok::<_, skypanel_store::Error>(app)
-        })
-        .await?;
-    state.app = app;
-    tracing::info!(app_id = state.id, generation, node_id = node, status = %plan.now, "command accepted");
-    Ok(accepted(state, None))
-}
-
-fn accepted(state: &AppState, release: Option<i32>) -> Accepted {
-    Accepted {
-        app: state.app.clone(),
-        release,
-        deleted: false,
-    }
-}
-
-/// The desired state of the application's containers: its release, size,
-/// limits and environment (opened here; sealed again for the task).
-async fn app_spec(
-    conn: &mut Conn,
-    ctx: &Context,
-    app: &Application,
-    release: &Release,
-    generation: i64,
-) -> skypanel_store::Result<AppSpec> {
-    let plan: Plan = catalog::get_plan(conn, app.plan_id).await?;
-    let mut env = BTreeMap::new();
-    for var in env_vars::list(conn, app.user_id, app.id).await? {
-        let value = ctx
-            .secrets()
-            .open_str(&var.value, &associated_data(app.id, &var.key))
-            .map_err(|e| {
-                skypanel_store::Error::Corrupt(format!(
-                    "variable {} of app {}: {e}",
-                    var.key, app.id
-                ))
-            })?;
-        env.insert(var.key, value);
-    }
-    env.insert("PORT".to_string(), app.port.to_string());
-    Ok(AppSpec {
-        app_id: app.id,
-        user_id: app.user_id,
-        slug: app.slug.clone(),
-        generation,
-        release: release.version,
-        image: release.image_tag.clone(),
-        instances: app.instance_count,
-        port: app.port,
-        health_check_path: app.health_check_path.clone(),
-        env,
-        cpu_millicores: plan.cpu_limit,
-        memory_mb: plan.memory_limit,
-        pids_limit: ctx.settings().pids_limit,
-        hostnames: domains::hostnames(conn, app.id).await?,
-    })
-}
-
-/// A node for `instances` instances of the application: its current one
-/// while that is up and has room, else (when `may_move`) the Scheduler's
-/// choice, recorded on the row before it answers.
-async fn place(state: &mut AppState, instances: i32, may_move: bool) -> Result<i64, Error> {
-    let app = &state.app;
-    let mut conn = state.ctx.store().conn().await?;
-    let plan = catalog::get_plan(&mut conn, app.plan_id).await?;
-    drop(conn);
-    let (cpu, memory) = (i64::from(plan.cpu_limit), i64::from(plan.memory_limit));
-    let held = i64::from(app.instance_count);
-    let requirement = Requirement {
-        app_id: app.id,
-        region: app.region.clone(),
-        cpu: cpu * i64::from(instances),
-        memory: memory * i64::from(instances),
-        current: app.node_id,
-        held: if app.node_id.is_some() {
-            (cpu * held, memory * held)
-        } else {
-            (0, 0)
-        },
-        may_move,
-    };
-    let scheduler: ActorRef<SchedulerMsg> = ractor::registry::where_is(state.ctx.name("scheduler"))
-        .ok_or_else(|| Error::Unavailable("the scheduler is not running".into()))?
-        .into();
-    let answer = scheduler
-        .call(
-            |reply| SchedulerMsg::Place(requirement, reply),
-            Some(Duration::from_secs(10)),
-        )
-        .await?;
-    let node = match answer {
-        ractor::rpc::CallResult::Success(result) => result?,
-        _ => return Err(Error::Unavailable("the scheduler did not answer".into())),
-    };
-    state.refresh().await?;
-    Ok(node)
+/// The status a build that has not finished can still take.
+pub(crate) fn unfinished(status: BuildStatus) -> bool {
+    !skypanel_domain::lifecycle::build::is_finished(status)
 }

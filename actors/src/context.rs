@@ -29,6 +29,12 @@ pub struct Settings {
     pub restart_budget: u32,
     /// … within this window; beyond that it stays down and is reported.
     pub restart_window: Duration,
+    /// The longest a build may run on its node.
+    pub build_timeout: Duration,
+    /// The most bytes of build log kept.
+    pub build_max_log_bytes: i64,
+    /// The largest image a build may make, in MB.
+    pub build_max_image_mb: u64,
 }
 
 impl Default for Settings {
@@ -43,6 +49,9 @@ impl Default for Settings {
             pids_limit: 256,
             restart_budget: 5,
             restart_window: Duration::from_secs(60),
+            build_timeout: Duration::from_secs(15 * 60),
+            build_max_log_bytes: 4 * 1024 * 1024,
+            build_max_image_mb: 4096,
         }
     }
 }

@@ -13,6 +13,10 @@ pub enum Error {
     /// An input breaks a rule (e.g. nothing to deploy).
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// The request conflicts with what is recorded (e.g. cancelling a build
+    /// that finished).
+    #[error("{0}")]
+    Conflict(String),
     /// No online node in the region has room for the work.
     #[error("{0}")]
     NoCapacity(String),

@@ -8,8 +8,10 @@
 //! Everything outside this crate talks to the actors through [`Orchestrator`].
 
 mod app;
+mod app_builds;
 mod app_commands;
 mod app_events;
+mod app_work;
 mod broker;
 mod context;
 mod error;
@@ -21,6 +23,7 @@ mod supervisor;
 mod wallet;
 
 pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY};
+pub use app_builds::{BuildStep, StepOutcome};
 pub use context::{Context, Settings};
 pub use error::Error;
 pub use orchestrator::{ActorInfo, Orchestrator};

@@ -13,6 +13,7 @@ use skypanel_store::wallets::{Wallet, WalletTransaction};
 use tokio::sync::Notify;
 
 use crate::app::{Accepted, AppMsg, AppRequest, AppSnapshot, TaskOutcome};
+use crate::app_builds::{BuildStep, StepOutcome};
 use crate::context::Context;
 use crate::error::Error;
 use crate::node::NodeMsg;
@@ -132,6 +133,12 @@ impl Orchestrator {
     pub async fn app_request(&self, app_id: i64, request: AppRequest) -> Result<Accepted, Error> {
         let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
         ask(&actor, |reply| AppMsg::Request(request, reply)).await?
+    }
+
+    /// A step of a build, from its job.
+    pub async fn build_step(&self, app_id: i64, step: BuildStep) -> Result<StepOutcome, Error> {
+        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
+        ask(&actor, |reply| AppMsg::Build(step, reply)).await?
     }
 
     pub async fn app_snapshot(&self, app_id: i64) -> Result<AppSnapshot, Error> {

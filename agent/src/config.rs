@@ -48,6 +48,44 @@ pub struct Args {
     )]
     pub ingress_https_port: u16,
 
+    /// The folder of the node's ingress (nginx configuration, sites, logs);
+    /// `<state-dir>/ingress` by default.
+    #[arg(long = "ingress-dir", env = "SKYPANEL_AGENT_INGRESS_DIR")]
+    pub ingress_dir: Option<PathBuf>,
+
+    /// The address the ingress listens on.
+    #[arg(
+        long = "ingress-address",
+        env = "SKYPANEL_AGENT_INGRESS_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
+    pub ingress_address: String,
+
+    /// The nginx binary the ingress runs.
+    #[arg(long, env = "SKYPANEL_AGENT_NGINX", default_value = "nginx")]
+    pub nginx: PathBuf,
+
+    /// Seconds old instances keep serving their requests after a new release
+    /// took over the ingress.
+    #[arg(
+        long = "drain-seconds",
+        env = "SKYPANEL_AGENT_DRAIN_SECONDS",
+        default_value_t = 5
+    )]
+    pub drain_seconds: u64,
+
+    /// Where builds get their working folders; `<state-dir>/builds` by default.
+    #[arg(long = "build-dir", env = "SKYPANEL_AGENT_BUILD_DIR")]
+    pub build_dir: Option<PathBuf>,
+
+    /// Stop the ingress when the agent stops (tests; a node keeps serving
+    /// while its agent restarts).
+    #[arg(
+        long = "stop-ingress-on-exit",
+        env = "SKYPANEL_AGENT_STOP_INGRESS_ON_EXIT"
+    )]
+    pub stop_ingress_on_exit: bool,
+
     /// Tasks worked on at the same time.
     #[arg(
         long = "max-tasks",
@@ -94,6 +132,18 @@ pub struct Args {
 impl Args {
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat_interval.max(1))
+    }
+
+    pub fn ingress_dir(&self) -> PathBuf {
+        self.ingress_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("ingress"))
+    }
+
+    pub fn build_dir(&self) -> PathBuf {
+        self.build_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("builds"))
     }
 
     pub fn control_plane(&self) -> String {

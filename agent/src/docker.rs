@@ -79,6 +79,11 @@ impl Engine {
         })
     }
 
+    /// The prefix of this agent's names (empty on a worker node).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The value of the managed label on this agent's objects.
     pub fn managed_value(&self) -> String {
         if self.namespace.is_empty() {

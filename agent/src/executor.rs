@@ -14,31 +14,76 @@ use std::time::{Duration, Instant};
 use skypanel_protocol::node::{ContainerReport, ContainerState};
 use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, TaskSpec};
 
+use crate::builder::Builder;
 use crate::crash::CrashPolicy;
 use crate::docker::{Engine, Inspected, Managed, short};
+use crate::ingress::{Ingress, Mode};
 
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECS: i32 = 10;
 
-/// Lines of a task's log, collected while it runs and shipped in numbered batches.
+/// Lines of a task's log, collected while it runs and shipped in numbered
+/// batches. A log can be capped (the rest is dropped, with one line saying
+/// so) and told a secret to scrub from every line.
 #[derive(Clone, Default)]
 pub struct TaskLog {
-    lines: Arc<Mutex<Vec<String>>>,
+    inner: Arc<Mutex<LogState>>,
     seq: Arc<AtomicI32>,
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: Vec<String>,
+    /// Bytes accepted so far.
+    bytes: u64,
+    /// The most bytes the log keeps; `None` for no cap.
+    cap: Option<u64>,
+    truncated: bool,
+    secret: Option<String>,
 }
 
 impl TaskLog {
     pub fn line(&self, line: impl Into<String>) {
-        if let Ok(mut lines) = self.lines.lock() {
-            lines.push(line.into());
+        let Ok(mut state) = self.inner.lock() else {
+            return;
+        };
+        let mut line: String = line.into();
+        if let Some(secret) = state.secret.as_deref().filter(|s| !s.is_empty()) {
+            line = line.replace(secret, "***");
+        }
+        let size = line.len() as u64 + 1;
+        if state.cap.is_some_and(|cap| state.bytes + size > cap) {
+            if !state.truncated {
+                state.truncated = true;
+                state
+                    .lines
+                    .push("[log truncated: it reached its size limit]".to_string());
+            }
+            return;
+        }
+        state.bytes += size;
+        state.lines.push(line);
+    }
+
+    /// Keeps at most `bytes` of log.
+    pub fn limit(&self, bytes: u64) {
+        if let Ok(mut state) = self.inner.lock() {
+            state.cap = Some(bytes);
+        }
+    }
+
+    /// Scrubs `secret` from every line from now on.
+    pub fn hide(&self, secret: Option<String>) {
+        if let Ok(mut state) = self.inner.lock() {
+            state.secret = secret;
         }
     }
 
     /// Takes the lines collected so far.
     pub fn drain(&self) -> Vec<String> {
-        self.lines
+        self.inner
             .lock()
-            .map(|mut l| std::mem::take(&mut *l))
+            .map(|mut state| std::mem::take(&mut state.lines))
             .unwrap_or_default()
     }
 
@@ -143,26 +188,45 @@ impl Probe<'_> {
     }
 }
 
+/// What the executor works with.
 #[derive(Clone)]
 pub struct Executor {
     engine: Engine,
     crash: CrashPolicy,
+    builder: Builder,
+    ingress: Ingress,
     health_timeout: Duration,
+    /// How long retired instances keep serving the requests they hold after
+    /// the ingress moved to the new release.
+    drain: Duration,
     /// Asks health-check paths: no redirects followed, a short timeout.
     http: reqwest::Client,
 }
 
+/// The executor's parts and limits.
+pub struct ExecutorOptions {
+    pub engine: Engine,
+    pub crash: CrashPolicy,
+    pub builder: Builder,
+    pub ingress: Ingress,
+    pub health_timeout: Duration,
+    pub drain: Duration,
+}
+
 impl Executor {
-    pub fn new(engine: Engine, crash: CrashPolicy, health_timeout: Duration) -> Self {
+    pub fn new(options: ExecutorOptions) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap_or_default();
         Self {
-            engine,
-            crash,
-            health_timeout,
+            engine: options.engine,
+            crash: options.crash,
+            builder: options.builder,
+            ingress: options.ingress,
+            health_timeout: options.health_timeout,
+            drain: options.drain,
             http,
         }
     }
@@ -172,21 +236,55 @@ impl Executor {
         &self,
         spec: &TaskSpec,
         log: &TaskLog,
-        _cancel: tokio::sync::watch::Receiver<bool>,
+        cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Outcome, TaskFailure> {
         match spec {
             TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
             TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
             TaskSpec::AppStop(target) => self.stop(target, log).await?,
             TaskSpec::AppDelete(target) => self.delete(target, log).await?,
-            TaskSpec::AppBuild(_) => {
-                return Err(TaskFailure::node("this agent cannot build images yet"));
+            TaskSpec::AppBuild(spec) => {
+                let build = self.builder.build(spec, log, cancel).await?;
+                return Ok(Outcome {
+                    instances: Vec::new(),
+                    build: Some(build),
+                });
             }
         }
         Ok(Outcome {
             instances: self.report(spec.app_id()).await?,
             build: None,
         })
+    }
+
+    /// Points the ingress at the running instances of the release it serves,
+    /// where they moved (a crashed instance restarted on a new port). Runs
+    /// every few seconds.
+    pub async fn sync_ingress(&self) {
+        for (app_id, route) in self.ingress.routes().await {
+            let Mode::Serving { release, ports } = &route.mode else {
+                continue;
+            };
+            let Ok(containers) = self.engine.managed(Some(app_id)).await else {
+                continue;
+            };
+            let mut now: Vec<u16> = containers
+                .iter()
+                .filter(|c| c.release == *release && c.state == ContainerState::Running)
+                .filter_map(|c| c.host_port.and_then(|p| u16::try_from(p).ok()))
+                .collect();
+            now.sort_unstable();
+            if &now != ports {
+                tracing::info!(app_id, ?now, "instances moved; updating the ingress");
+                if let Err(err) = self
+                    .ingress
+                    .serve(app_id, &route.hostnames, *release, now)
+                    .await
+                {
+                    tracing::warn!(app_id, error = %err, "cannot update the ingress");
+                }
+            }
+        }
     }
 
     /// The application's containers as they are now.
@@ -256,10 +354,22 @@ impl Executor {
                         .map_err(|e| docker(&format!("cannot start instance {instance}"), &e))?;
                     started.push(name.clone());
                 }
-                self.wait_healthy(&name, instance, &Probe::of(spec), log)
-                    .await?;
+            }
+            let probe = Probe::of(spec);
+            let checks = wanted
+                .iter()
+                .zip(0..)
+                .map(|(name, instance)| self.wait_healthy(name, instance, &probe, log));
+            for (checked, instance) in futures::future::join_all(checks).await.into_iter().zip(0..)
+            {
+                checked?;
                 log.line(format!("instance {instance} is up"));
             }
+            let ports = self.host_ports(&wanted).await?;
+            self.ingress
+                .serve(spec.app_id, &spec.hostnames, spec.release, ports)
+                .await
+                .map_err(TaskFailure::node)?;
             Ok::<_, TaskFailure>(())
         }
         .await;
@@ -271,7 +381,8 @@ impl Executor {
             }
             return Err(failure);
         }
-        // The new release serves: retire everything else of the application.
+        // The new release serves: retire everything else of the application,
+        // once the requests it holds had time to finish.
         let current = self
             .engine
             .managed(Some(spec.app_id))
@@ -281,7 +392,35 @@ impl Executor {
             .iter()
             .filter(|c| !wanted.contains(&c.name))
             .collect();
+        if !retiring.is_empty() && !self.drain.is_zero() {
+            log.line(format!(
+                "the ingress serves release {}; draining the old instances for {} s",
+                spec.release,
+                self.drain.as_secs_f32()
+            ));
+            tokio::time::sleep(self.drain).await;
+        }
         self.each(&retiring, log, Action::Retire).await
+    }
+
+    /// The published ports of running containers, by name.
+    async fn host_ports(&self, names: &[String]) -> Result<Vec<u16>, TaskFailure> {
+        let mut ports = Vec::with_capacity(names.len());
+        for name in names {
+            match self.engine.inspect(name).await {
+                Ok(Some(Inspected {
+                    host_port: Some(port),
+                    ..
+                })) => ports.push(u16::try_from(port).map_err(|_| {
+                    TaskFailure::node(format!("{name} has an impossible port {port}"))
+                })?),
+                Ok(_) => {
+                    return Err(TaskFailure::node(format!("{name} has no published port")));
+                }
+                Err(e) => return Err(docker("cannot inspect an instance", &e)),
+            }
+        }
+        Ok(ports)
     }
 
     /// Does `action` to every container at once (after telling the crash
@@ -388,7 +527,7 @@ impl Executor {
         if containers.is_empty() {
             return self.apply(spec, log).await;
         }
-        for c in containers {
+        for c in &containers {
             log.line(format!("restarting {}", c.name));
             self.crash.expect_stop(&c.name);
             self.engine
@@ -398,11 +537,27 @@ impl Executor {
             self.crash.started(&c.name);
             self.wait_healthy(&c.name, c.instance, &Probe::of(spec), log)
                 .await?;
+            // A restarted container may publish its port elsewhere.
+            let names: Vec<String> = containers
+                .iter()
+                .filter(|c| c.release == spec.release)
+                .map(|c| c.name.clone())
+                .collect();
+            let ports = self.host_ports(&names).await?;
+            self.ingress
+                .serve(spec.app_id, &spec.hostnames, spec.release, ports)
+                .await
+                .map_err(TaskFailure::node)?;
         }
         Ok(())
     }
 
     async fn stop(&self, target: &AppTarget, log: &TaskLog) -> Result<(), TaskFailure> {
+        // Visitors see that it is stopped, not a broken gateway.
+        self.ingress
+            .stopped(target.app_id, &target.hostnames)
+            .await
+            .map_err(TaskFailure::node)?;
         let containers = self
             .engine
             .managed(Some(target.app_id))
@@ -413,6 +568,10 @@ impl Executor {
     }
 
     async fn delete(&self, target: &AppTarget, log: &TaskLog) -> Result<(), TaskFailure> {
+        self.ingress
+            .remove(target.app_id)
+            .await
+            .map_err(TaskFailure::node)?;
         let containers = self
             .engine
             .managed(Some(target.app_id))
@@ -424,6 +583,7 @@ impl Executor {
             .remove_network_if_empty(target.user_id)
             .await
             .map_err(|e| docker("cannot remove the application network", &e))?;
+        self.builder.remove_images(target.app_id).await;
         Ok(())
     }
 }

@@ -3,12 +3,14 @@
 //! carries them out on Docker, and restarts crashed containers (within limits).
 
 mod backoff;
+mod builder;
 mod client;
 mod config;
 mod crash;
 mod docker;
 mod executor;
 mod heartbeat;
+mod ingress;
 mod metrics;
 mod runner;
 mod state;
@@ -22,12 +24,14 @@ use skypanel_protocol::node::RegisterRequest;
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::builder::Builder;
 use crate::client::{ClientError, ControlPlane};
 use crate::config::Args;
 use crate::crash::CrashPolicy;
 use crate::docker::Engine;
-use crate::executor::Executor;
+use crate::executor::{Executor, ExecutorOptions};
 use crate::heartbeat::Heartbeats;
+use crate::ingress::{Ingress, IngressOptions};
 use crate::runner::Runner;
 use crate::state::Credentials;
 
@@ -91,9 +95,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         state_dir: args.state_dir.clone(),
     };
     let beating = tokio::spawn(heartbeats.run(shutdown.clone()));
+    let ingress = Ingress::new(IngressOptions {
+        dir: args.ingress_dir(),
+        nginx: args.nginx.clone(),
+        address: args.ingress_address.clone(),
+        http_port: args.ingress_http_port,
+    });
+    ingress
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the ingress (nginx): {e}"))?;
+    std::fs::create_dir_all(args.build_dir()).context("cannot create the build folder")?;
+    let executor = Executor::new(ExecutorOptions {
+        engine: engine.clone(),
+        crash,
+        builder: Builder::new(engine, args.build_dir()),
+        ingress: ingress.clone(),
+        health_timeout: Duration::from_secs(args.health_timeout),
+        drain: Duration::from_secs(args.drain_seconds),
+    });
+    let syncing = tokio::spawn(sync_ingress_forever(executor.clone()));
     let runner = Runner {
         client,
-        executor: Executor::new(engine, crash, Duration::from_secs(args.health_timeout)),
+        executor,
         max_tasks: args.max_tasks.max(1),
         lease_wait: args.lease_wait.min(skypanel_protocol::MAX_LEASE_WAIT_SECS),
         task_timeout: Duration::from_secs(args.task_timeout),
@@ -107,7 +131,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = leasing.await;
     let _ = beating.await;
     watcher.abort();
+    syncing.abort();
+    if args.stop_ingress_on_exit {
+        ingress.stop().await;
+    }
     Ok(())
+}
+
+/// Keeps the ingress pointed at instances that moved (restarted after a crash).
+async fn sync_ingress_forever(executor: Executor) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        executor.sync_ingress().await;
+    }
 }
 
 /// First start: trades the one-time token for the node credential and saves it.

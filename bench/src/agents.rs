@@ -309,6 +309,7 @@ async fn main() -> anyhow::Result<()> {
         let new = NewTask {
             node_id: agent.node_id,
             application_id: None,
+            build_id: None,
             kind: spec.kind(),
             payload: serde_json::to_value(&spec)?,
             generation: None,

@@ -182,6 +182,7 @@ impl From<skypanel_actors::Error> for ApiError {
             E::Illegal(illegal) => illegal.into(),
             E::Invalid(invalid) => invalid.into(),
             E::NoCapacity(message) => Self::conflict("no_node_available", message, None),
+            E::Conflict(message) => Self::conflict("conflict", message, None),
             E::Unavailable(message) => {
                 tracing::error!(%message, "actor unavailable");
                 Self::unavailable(

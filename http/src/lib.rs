@@ -30,6 +30,7 @@ pub type Apis = (
     api::app_commands::AppCommandsApi,
     api::env::EnvApi,
     api::builds::BuildsApi,
+    api::domains::DomainsApi,
     api::catalog::CatalogApi,
     api::wallet::WalletApi,
     api::admin_catalog::AdminCatalogApi,
@@ -54,6 +55,9 @@ fn apis(state: &AppState) -> Apis {
             state: state.clone(),
         },
         api::builds::BuildsApi {
+            state: state.clone(),
+        },
+        api::domains::DomainsApi {
             state: state.clone(),
         },
         api::catalog::CatalogApi {

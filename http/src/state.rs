@@ -1,6 +1,6 @@
 //! What every handler shares: the store, the settings, the secret key, and Redis.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use skypanel_domain::git::GitUrlPolicy;
@@ -8,6 +8,7 @@ use skypanel_domain::secrets::SecretKey;
 use skypanel_store::Store;
 
 use skypanel_actors::Orchestrator;
+use skypanel_jobs::Queues;
 
 use crate::auth::jwt::JwtKeys;
 use crate::error::ApiError;
@@ -58,6 +59,7 @@ struct Inner {
     jwt: JwtKeys,
     redis: Option<redis::Client>,
     orchestrator: Option<Orchestrator>,
+    queues: OnceLock<Queues>,
 }
 
 impl AppState {
@@ -77,7 +79,21 @@ impl AppState {
             jwt,
             redis,
             orchestrator,
+            queues: OnceLock::new(),
         }))
+    }
+
+    /// Gives the state the job queues (once; later calls are ignored).
+    pub fn set_queues(&self, queues: Queues) {
+        let _ = self.0.queues.set(queues);
+    }
+
+    /// The job queues; 503 when this state runs without them.
+    pub fn queues(&self) -> Result<&Queues, ApiError> {
+        self.0
+            .queues
+            .get()
+            .ok_or_else(|| ApiError::unavailable("unavailable", "the job queues are not running"))
     }
 
     /// The actors; 503 when this state runs without them.

@@ -288,6 +288,7 @@ pub struct StateChange {
     pub applied_generation: Option<i64>,
     pub node_id: Option<Option<i64>>,
     pub current_release_id: Option<Option<i64>>,
+    pub current_build_id: Option<Option<i64>>,
     pub instance_count: Option<i32>,
     pub last_error: Option<Option<String>>,
 }

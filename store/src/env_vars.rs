@@ -112,3 +112,36 @@ pub async fn delete(conn: &mut Conn, owner: i64, application_id: i64, key: &str)
         .await?,
     )
 }
+
+/// Replaces every variable of an application with `vars` (key, sealed
+/// value), as a rollback restores a release's environment. Runs inside the
+/// caller's transaction.
+pub async fn replace_all(
+    conn: &mut Conn,
+    application_id: i64,
+    vars: &[(String, Vec<u8>)],
+) -> Result<()> {
+    diesel::delete(
+        paas_environment_vars::table
+            .filter(paas_environment_vars::application_id.eq(application_id)),
+    )
+    .execute(conn)
+    .await?;
+    let rows: Vec<_> = vars
+        .iter()
+        .map(|(key, sealed)| {
+            (
+                paas_environment_vars::application_id.eq(application_id),
+                paas_environment_vars::key.eq(key),
+                paas_environment_vars::value.eq(sealed),
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(paas_environment_vars::table)
+            .values(rows)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -48,8 +48,28 @@ pub struct NewRelease<'a> {
     pub created_by: Option<i64>,
     /// The node holding a built image; `None` for a pullable image.
     pub node_id: Option<i64>,
-    /// The environment the release runs with, sealed.
-    pub env_snapshot: Option<Vec<u8>>,
+}
+
+impl Release {
+    /// Binds a release's sealed environment to the release.
+    pub fn env_associated_data(id: i64) -> Vec<u8> {
+        format!("paas_releases.env_snapshot:{id}").into_bytes()
+    }
+}
+
+/// Records a release with the next version number of its application; its
+/// environment, when given, is sealed by `seal` once the release's id is known.
+pub async fn create_sealed(
+    conn: &mut Conn,
+    new: &NewRelease<'_>,
+    seal: &(dyn Fn(i64) -> Vec<u8> + Sync),
+) -> Result<Release> {
+    let release = create(conn, new).await?;
+    Ok(diesel::update(paas_releases::table.find(release.id))
+        .set(paas_releases::env_snapshot.eq(Some(seal(release.id))))
+        .returning(Release::as_returning())
+        .get_result(conn)
+        .await?)
 }
 
 /// Records a release with the next version number of its application.
@@ -71,7 +91,6 @@ pub async fn create(conn: &mut Conn, new: &NewRelease<'_>) -> Result<Release> {
             paas_releases::description.eq(new.description),
             paas_releases::created_by.eq(new.created_by),
             paas_releases::node_id.eq(new.node_id),
-            paas_releases::env_snapshot.eq(&new.env_snapshot),
         ))
         .returning(Release::as_returning())
         .get_result(conn)

@@ -70,6 +70,8 @@ impl Task {
 pub struct NewTask {
     pub node_id: i64,
     pub application_id: Option<i64>,
+    /// The build the task carries out, for `app.build`.
+    pub build_id: Option<i64>,
     pub kind: &'static str,
     pub payload: serde_json::Value,
     pub generation: Option<i64>,
@@ -103,6 +105,7 @@ pub async fn create(
         .values((
             paas_tasks::node_id.eq(new.node_id),
             paas_tasks::application_id.eq(new.application_id),
+            paas_tasks::build_id.eq(new.build_id),
             paas_tasks::kind.eq(new.kind),
             paas_tasks::payload.eq(&new.payload),
             paas_tasks::generation.eq(new.generation),
@@ -290,7 +293,8 @@ pub async fn report(
 }
 
 /// Stores a batch of log lines once; answers whether it was new. The lease
-/// must be the task's (current or, for a finished task, its last).
+/// must be the task's (current or, for a finished task, its last). A build
+/// task's lines go to its build's log too (at most `build_log_cap` bytes).
 pub async fn append_log(
     conn: &mut Conn,
     task_id: i64,
@@ -298,22 +302,34 @@ pub async fn append_log(
     lease_id: Uuid,
     seq: i32,
     lines: &str,
+    build_log_cap: i64,
 ) -> Result<Result<bool, Refusal>> {
     let task = get_for_node(conn, task_id, node_id).await?;
     if task.lease_id != Some(lease_id) {
         return Ok(Err(Refusal::StaleLease));
     }
-    let inserted = diesel::insert_into(paas_task_logs::table)
-        .values((
-            paas_task_logs::task_id.eq(task_id),
-            paas_task_logs::attempt.eq(task.attempt.max(1)),
-            paas_task_logs::seq.eq(seq),
-            paas_task_logs::lines.eq(lines),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
+    let attempt = task.attempt.max(1);
+    let stored = conn
+        .transaction(async |conn| {
+            let inserted = diesel::insert_into(paas_task_logs::table)
+                .values((
+                    paas_task_logs::task_id.eq(task_id),
+                    paas_task_logs::attempt.eq(attempt),
+                    paas_task_logs::seq.eq(seq),
+                    paas_task_logs::lines.eq(lines),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if inserted == 1
+                && let Some(build_id) = task.build_id
+            {
+                crate::builds::append_log(conn, build_id, lines, build_log_cap).await?;
+            }
+            Ok::<_, Error>(inserted == 1)
+        })
         .await?;
-    Ok(Ok(inserted == 1))
+    Ok(Ok(stored))
 }
 
 /// The stored log of a task, in order.
@@ -386,6 +402,9 @@ pub async fn expire_leases(conn: &mut Conn) -> Result<Vec<Expired>> {
                     paas_tasks::lease_deadline.eq(None::<DateTime<Utc>>),
                     paas_tasks::error.eq(error),
                     paas_tasks::finished_at.eq((!requeued).then(Utc::now)),
+                    // The node failed, not the work: `protocol::task::TaskResult`'s shape.
+                    paas_tasks::result.eq((next == TaskStatus::Failed)
+                        .then(|| serde_json::json!({"infrastructure": true}))),
                 ))
                 .returning(Task::as_returning())
                 .get_result(conn)
@@ -513,6 +532,26 @@ pub async fn fail_unreadable(conn: &mut Conn, task_id: i64, reason: &str) -> Res
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The newest task of a build, if it has one.
+pub async fn latest_for_build(conn: &mut Conn, build_id: i64) -> Result<Option<Task>> {
+    Ok(paas_tasks::table
+        .filter(paas_tasks::build_id.eq(build_id))
+        .order(paas_tasks::id.desc())
+        .select(Task::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// A task by id (no node check: for the control plane's own jobs).
+pub async fn by_id(conn: &mut Conn, task_id: i64) -> Result<Task> {
+    Ok(paas_tasks::table
+        .find(task_id)
+        .select(Task::as_select())
+        .first(conn)
+        .await?)
 }
 
 /// Unfinished tasks of an application, oldest first.

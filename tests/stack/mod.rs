@@ -14,13 +14,15 @@ use serde_json::{Value, json};
 use skypanel_store::testing::TestDb;
 
 pub const PASSWORD: &str = "correct horse battery";
+/// System domains of test applications are `<slug>.apps.test`.
+pub const PLATFORM_DOMAIN: &str = "apps.test";
 
 /// Images the tests deploy: busybox's httpd serving "hello from skypanel" on $PORT.
-pub const WEB_IMAGE: &str = "skypanel-test/web:1";
+pub const WEB_IMAGE: &str = "skypanel-test/web:2";
 /// Waits 4 s before it listens (a task that is still running when we kill the agent).
-pub const SLOW_IMAGE: &str = "skypanel-test/slow:1";
+pub const SLOW_IMAGE: &str = "skypanel-test/slow:2";
 /// Listens, then exits with code 3 after 2 s, every time.
-pub const CRASHER_IMAGE: &str = "skypanel-test/crasher:1";
+pub const CRASHER_IMAGE: &str = "skypanel-test/crasher:2";
 
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
@@ -57,7 +59,8 @@ pub fn ensure_images() {
         std::fs::create_dir_all(root.join("tmp")).unwrap();
         std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
         for applet in [
-            "sh", "httpd", "sleep", "cat", "echo", "ls", "env", "wget", "nc",
+            "sh", "httpd", "sleep", "cat", "echo", "ls", "env", "wget", "nc", "printf", "hostname",
+            "true", "false", "mkdir", "cp", "rm",
         ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
@@ -94,14 +97,17 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A running agent process.
+/// A running agent process, with the nginx ingress it runs.
 pub struct AgentProcess {
     child: Child,
     pub state_dir: PathBuf,
+    /// The port its ingress answers HTTP on (127.0.0.1).
+    pub ingress_port: u16,
 }
 
 impl AgentProcess {
-    /// SIGKILL: no chance to finish anything.
+    /// SIGKILL: no chance to finish anything. Its nginx keeps running, as
+    /// on a real node.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -111,6 +117,14 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();
+        stop_nginx(&self.state_dir.join("ingress"));
+    }
+}
+
+/// Stops the nginx an agent left running in `ingress_dir`.
+fn stop_nginx(ingress_dir: &std::path::Path) {
+    if let Ok(pid) = std::fs::read_to_string(ingress_dir.join("nginx.pid")) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
     }
 }
 
@@ -164,6 +178,9 @@ impl Stack {
                 timing.offline_after.to_string(),
             )
             .env("SKYPANEL_LEASE_TTL", timing.lease_ttl.to_string())
+            .env("SKYPANEL_ALLOW_FILE_GIT", "true")
+            .env("SKYPANEL_QUEUE_PREFIX", db_queue_prefix(&db))
+            .env("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -287,8 +304,16 @@ impl Stack {
         (id, agent)
     }
 
-    /// Starts an agent process (with a token on its first start).
+    /// Starts an agent process (with a token on its first start); its
+    /// ingress keeps the port of an earlier run from the same state folder.
     pub fn agent(&self, token: Option<&str>, state_dir: PathBuf) -> AgentProcess {
+        let port_file = state_dir.join("test-ingress-port");
+        let ingress_port = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(free_port);
+        std::fs::create_dir_all(&state_dir).unwrap();
+        std::fs::write(&port_file, ingress_port.to_string()).unwrap();
         let mut command = Command::new(binary("skypanel-agent"));
         command
             .env("RUST_LOG", "warn")
@@ -302,6 +327,12 @@ impl Stack {
                 "5",
                 "--health-timeout",
                 "20",
+                "--drain-seconds",
+                "1",
+                "--ingress-address",
+                "127.0.0.1",
+                "--ingress-http-port",
+                &ingress_port.to_string(),
             ])
             .args(["--namespace", &self.namespace])
             .stdout(Stdio::null());
@@ -311,6 +342,7 @@ impl Stack {
         AgentProcess {
             child: command.spawn().unwrap(),
             state_dir,
+            ingress_port,
         }
     }
 
@@ -380,6 +412,93 @@ impl Drop for Stack {
         for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
             docker(&["network", "rm", id]);
         }
+        let images = docker(&["images", "-q", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&images.stdout).split_whitespace() {
+            docker(&["rmi", "-f", id]);
+        }
+    }
+}
+
+/// Stacks share one Redis: each names its queues after its own database.
+fn db_queue_prefix(db: &TestDb) -> String {
+    let name = db.url.rsplit('/').next().unwrap_or("test");
+    format!("test-{name}")
+}
+
+/// GETs `path` from an ingress on 127.0.0.1 with a Host header; answers
+/// (status, body), or `None` when the request itself failed.
+pub async fn through_ingress(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let answer = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", host)
+        .send()
+        .await
+        .ok()?;
+    let status = answer.status().as_u16();
+    Some((status, answer.text().await.ok()?))
+}
+
+/// A git repository on disk for a test, served as a `file://` URL.
+pub struct Repo {
+    pub dir: PathBuf,
+}
+
+impl Repo {
+    /// A repository whose branch `main` holds `files` in one commit.
+    pub fn new(files: &[(&str, &str)]) -> Repo {
+        let dir =
+            std::env::temp_dir().join(format!("skypanel-repo-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let repo = Repo { dir };
+        repo.git(&["init", "--quiet", "--initial-branch", "main"]);
+        repo.commit(files, "first");
+        repo
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Writes `files` and commits them; answers the commit's sha.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, text) in files {
+            let path = self.dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            if path.to_string_lossy().contains("cgi-bin") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "--quiet", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

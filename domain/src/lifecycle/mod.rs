@@ -1,13 +1,15 @@
 //! Lifecycle states of the platform's entities, stored as lowercase strings,
 //! and the transition tables that say which change is legal in which state:
-//! [`app`] for applications, [`node`] for worker nodes, [`task`] for agent
-//! tasks. Every state change goes through one of these functions.
+//! [`app`] for applications, [`build`] for builds, [`node`] for worker nodes,
+//! [`task`] for agent tasks. Every state change goes through one of these functions.
 
 pub mod app;
+pub mod build;
 pub mod node;
 pub mod task;
 
 pub use app::{AppEvent, CommandPlan, IllegalTransition, app_event, app_transition};
+pub use build::{BuildEvent, IllegalBuildTransition, build_transition};
 pub use node::{NodeEvent, node_transition};
 pub use task::{IllegalTaskTransition, TaskEvent, task_transition};
 
@@ -84,6 +86,7 @@ string_enum!(
         Start => "start",
         Scale => "scale",
         Delete => "delete",
+        Rollback => "roll back",
     }
 );
 

@@ -401,6 +401,12 @@ impl AgentsApi {
             ));
         }
         let mut conn = self.state.store().conn().await?;
+        let cap = self
+            .state
+            .orchestrator()?
+            .context()
+            .settings()
+            .build_max_log_bytes;
         let stored = tasks::append_log(
             &mut conn,
             task_id.0,
@@ -408,6 +414,7 @@ impl AgentsApi {
             batch.lease_id,
             batch.seq,
             &text,
+            cap,
         )
         .await
         .or_not_found("task")?

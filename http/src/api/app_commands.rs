@@ -14,8 +14,10 @@ use skypanel_store::{apps, instances};
 use super::{Audit, Tag};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
-use crate::dto::apps::{ApplicationView, DeployAccepted, InstanceView, ScaleRequest};
-use crate::error::{ActorNotFound, ApiResult, OrNotFound};
+use crate::dto::apps::{
+    ApplicationView, BuildView, DeployAccepted, InstanceView, RollbackRequest, ScaleRequest,
+};
+use crate::error::{ActorNotFound, ApiError, ApiResult, OrNotFound};
 use crate::state::AppState;
 
 pub struct AppCommandsApi {
@@ -46,14 +48,23 @@ impl AppCommandsApi {
         drop(conn);
         let action = match &app_request {
             AppRequest::Deploy { .. } => "app.deploy",
+            AppRequest::Rollback { .. } => "app.rollback",
             AppRequest::Restart => "app.restart",
             AppRequest::Stop => "app.stop",
             AppRequest::Start => "app.start",
             AppRequest::Scale(_) => "app.scale",
             AppRequest::Delete => "app.delete",
+            AppRequest::CancelBuild(_) => "build.cancel",
+            AppRequest::Reconfigure => "app.reconfigure",
         };
         let details = match &app_request {
             AppRequest::Scale(count) => serde_json::json!({"instance_count": count}),
+            AppRequest::Rollback { version, .. } => serde_json::json!({"release": version}),
+            AppRequest::CancelBuild(build) => serde_json::json!({"build_id": build}),
+            AppRequest::Deploy {
+                commit: Some(commit),
+                ..
+            } => serde_json::json!({"commit": commit}),
             _ => serde_json::json!({}),
         };
         let accepted = self
@@ -62,6 +73,18 @@ impl AppCommandsApi {
             .app_request(app.id, app_request)
             .await
             .or_not_found("application")?;
+        if let Some(build) = accepted.build.as_ref().filter(|b| b.status == "pending") {
+            // A failed push is not the customer's problem: the sweeper queues
+            // every unfinished build's job again within half a minute.
+            match self.state.queues() {
+                Ok(queues) => {
+                    if let Err(err) = queues.push_build(build.id).await {
+                        tracing::warn!(build_id = build.id, error = %err, "cannot queue the build now; the sweeper will");
+                    }
+                }
+                Err(_) => tracing::warn!(build_id = build.id, "no job queues; the build waits"),
+            }
+        }
         let mut conn = self.state.store().conn().await?;
         Audit::by(request, auth.user_id(), action)
             .on("application", app.id)
@@ -76,9 +99,12 @@ impl AppCommandsApi {
 impl AppCommandsApi {
     /// Deploy the application
     ///
-    /// Rolls out the application's image as a new release: new containers
-    /// start, then the previous release's stop. Follow `status` (`building`,
-    /// then `running`, or `failed` with `last_error`).
+    /// An application with an `image` rolls it out as a new release. One
+    /// with a git repository records a build (numbered per application) and
+    /// queues it: the repository is cloned and built on a node, and the
+    /// image rolled out as a new release without downtime. Follow `status`
+    /// (`building`, then `running`, or `failed` with `last_error`) and the
+    /// build (`GET .../builds/:buildId`, its log live with `?follow=true`).
     #[oai(
         path = "/:id/deploy",
         method = "post",
@@ -91,13 +117,83 @@ impl AppCommandsApi {
         id: Path<i64>,
     ) -> ApiResult<Accepted<DeployAccepted>> {
         let by = auth.user_id();
-        let accepted = self
-            .run(request, &auth, id.0, AppRequest::Deploy { by })
-            .await?;
+        let deploy = AppRequest::Deploy { by, commit: None };
+        let accepted = self.run(request, &auth, id.0, deploy).await?;
         Ok(Accepted::Accepted(Json(DeployAccepted {
             release: accepted.release,
+            build: accepted.build.map(Into::into),
             application: accepted.app.into(),
         })))
+    }
+
+    /// Roll back to an earlier release
+    ///
+    /// Rolls release N's image out again with the environment variables it
+    /// had (they become the application's again), as a new release. Nothing
+    /// is rebuilt.
+    #[oai(
+        path = "/:id/rollback",
+        method = "post",
+        operation_id = "rollbackApplication"
+    )]
+    async fn rollback(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        body: JsonBody<RollbackRequest>,
+    ) -> ApiResult<Accepted<DeployAccepted>> {
+        if body.0.release < 1 {
+            return Err(ApiError::invalid("release", "releases are numbered from 1"));
+        }
+        let rollback = AppRequest::Rollback {
+            version: body.0.release,
+            by: auth.user_id(),
+        };
+        let accepted = self
+            .run(request, &auth, id.0, rollback)
+            .await
+            .map_err(|e| match e {
+                ApiError::NotFound(_) => ApiError::not_found("release"),
+                other => other,
+            })?;
+        Ok(Accepted::Accepted(Json(DeployAccepted {
+            release: accepted.release,
+            build: None,
+            application: accepted.app.into(),
+        })))
+    }
+
+    /// Cancel a build that has not finished
+    ///
+    /// The node stops the build and removes what it made; the release before
+    /// keeps serving. A finished build answers 409.
+    #[oai(
+        path = "/:id/builds/:buildId/cancel",
+        method = "post",
+        operation_id = "cancelBuild",
+        tag = "Tag::Builds"
+    )]
+    async fn cancel_build(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        #[oai(name = "buildId")] build_id: Path<i64>,
+    ) -> ApiResult<Json<BuildView>> {
+        let mut conn = self.state.store().conn().await?;
+        // 404 for a build that is not this customer's application's.
+        skypanel_store::builds::get(&mut conn, auth.user_id(), id.0, build_id.0)
+            .await
+            .or_not_found("build")?;
+        drop(conn);
+        let accepted = self
+            .run(request, &auth, id.0, AppRequest::CancelBuild(build_id.0))
+            .await?;
+        let build = accepted
+            .build
+            .ok_or_else(|| ApiError::internal("a cancelled build was not answered"))?;
+        Ok(Json(build.into()))
     }
 
     /// Restart the application's containers, one after the other
@@ -187,6 +283,22 @@ impl AppCommandsApi {
         let list = instances::list_for_owner(&mut conn, auth.user_id(), app.id).await?;
         Ok(Json(list.into_iter().map(Into::into).collect()))
     }
+}
+
+/// A request to an application's actor from elsewhere in the API (deletion,
+/// domains, webhooks), with the same checks and audit.
+pub(crate) async fn through_actor(
+    state: &AppState,
+    request: &Request,
+    auth: &BearerAuth,
+    id: i64,
+    app_request: AppRequest,
+) -> ApiResult<ActorAccepted> {
+    AppCommandsApi {
+        state: state.clone(),
+    }
+    .run(request, auth, id, app_request)
+    .await
 }
 
 /// Deletion goes through the actor too (see `apps.rs`).

@@ -3,11 +3,12 @@
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use skypanel_store::{apps, builds};
+use skypanel_store::{apps, builds, releases};
 
 use super::{Tag, page};
 use crate::auth::BearerAuth;
 use crate::dto::apps::{BuildLog, BuildView};
+use crate::dto::domains::ReleaseView;
 use crate::error::{ApiResult, OrNotFound};
 use crate::state::AppState;
 
@@ -54,6 +55,33 @@ impl BuildsApi {
             .await
             .or_not_found("build")?;
         Ok(Json(build.into()))
+    }
+
+    /// List an application's releases, newest first
+    #[oai(
+        path = "/:id/releases",
+        method = "get",
+        operation_id = "listReleases",
+        tag = "Tag::Releases"
+    )]
+    async fn releases(
+        &self,
+        auth: BearerAuth,
+        id: Path<i64>,
+        limit: Query<Option<i64>>,
+        offset: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<ReleaseView>>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let list =
+            releases::list(&mut conn, auth.user_id(), app.id, page(limit.0, offset.0)).await?;
+        Ok(Json(
+            list.into_iter()
+                .map(|r| ReleaseView::of(r, app.current_release_id))
+                .collect(),
+        ))
     }
 
     /// Get a build's stored log

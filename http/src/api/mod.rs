@@ -10,6 +10,7 @@ pub mod apps;
 pub mod auth;
 pub mod builds;
 pub mod catalog;
+pub mod domains;
 pub mod env;
 pub mod system;
 pub mod wallet;
@@ -31,8 +32,16 @@ pub enum Tag {
     Applications,
     /// Environment variables of an application (values encrypted at rest).
     Environment,
-    /// Build history and logs of an application.
+    /// Builds of an application: history, live logs, cancelling.
     Builds,
+    /// Releases of an application and rolling back to one.
+    Releases,
+    /// The hostnames an application answers to.
+    Domains,
+    /// Runtime logs and resource usage of an application.
+    Observability,
+    /// Push webhooks from git hosts that deploy an application.
+    Webhooks,
     /// Plans, runtimes and regions customers choose from.
     Catalog,
     /// The customer's prepaid wallet.

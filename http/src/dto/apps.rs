@@ -157,7 +157,13 @@ pub struct BuildView {
     pub image_tag: Option<String>,
     /// Why the build failed, in words a customer can act on.
     pub failure_reason: Option<String>,
+    /// Attempts so far (a failure of the infrastructure starts another).
     pub attempt: i32,
+    /// The branch built.
+    pub git_branch: Option<String>,
+    /// `dockerfile`, or the runtime a Dockerfile was generated for.
+    pub builder: Option<String>,
+    pub image_size_mb: Option<i64>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -175,6 +181,9 @@ impl From<Build> for BuildView {
             image_tag: b.image_tag,
             failure_reason: b.failure_reason,
             attempt: b.attempt,
+            git_branch: b.git_branch,
+            builder: b.builder,
+            image_size_mb: b.image_size_mb,
             started_at: b.started_at,
             completed_at: b.completed_at,
             created_at: b.created_at,
@@ -191,8 +200,16 @@ pub struct BuildLog {
 #[derive(Object, Debug)]
 pub struct DeployAccepted {
     pub application: ApplicationView,
-    /// The release being rolled out.
+    /// The release being rolled out (an image or a rollback).
     pub release: Option<i32>,
+    /// The build a deploy from git started.
+    pub build: Option<BuildView>,
+}
+
+#[derive(Object, Deserialize)]
+pub struct RollbackRequest {
+    /// The release to roll back to.
+    pub release: i32,
 }
 
 #[derive(Object, Debug)]

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod apps;
 pub mod catalog;
+pub mod domains;
 pub mod nodes;
 pub mod wallet;
 

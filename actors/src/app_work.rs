@@ -1,0 +1,379 @@
+//! What an application actor asks of a node, and how it is written: the new
+//! state, the next generation, any release to record and the node's task go
+//! into PostgreSQL in one transaction (version-checked), or not at all.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use diesel_async::AsyncConnection;
+use ractor::ActorRef;
+use skypanel_domain::Invalid;
+use skypanel_domain::env::associated_data;
+use skypanel_domain::lifecycle::{BuildEvent, BuildStatus, CommandPlan, build_transition};
+use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, TaskSpec};
+use skypanel_store::apps::{self, Application, StateChange};
+use skypanel_store::builds::{self, BuildChange};
+use skypanel_store::catalog::{self, Plan};
+use skypanel_store::releases::{self, NewRelease, Release};
+use skypanel_store::tasks::{self, NewTask, Task};
+use skypanel_store::{Conn, domains, env_vars, instances};
+
+use crate::app::{Accepted, AppState};
+use crate::context::Context;
+use crate::error::Error;
+use crate::scheduler::{Requirement, SchedulerMsg};
+
+/// A release recorded in the same transaction as its rollout.
+#[derive(Debug, Clone)]
+pub(crate) struct ReleasePlan {
+    pub image: String,
+    pub description: String,
+    pub created_by: Option<i64>,
+    /// The build that made the image, marked succeeded with its result.
+    pub build: Option<(i64, BuildResult)>,
+    /// The node holding a built image.
+    pub node_id: Option<i64>,
+    /// A rollback: the environment of this earlier release comes back.
+    pub restore_env_of: Option<Release>,
+}
+
+/// What the node is asked to do.
+pub(crate) enum Work {
+    Apply(Release),
+    /// Record a release, then apply it.
+    Release(Box<ReleasePlan>),
+    Restart(Release),
+    Stop,
+    Delete,
+}
+
+/// The node the application runs on; a running application always has one.
+pub(crate) fn assigned_node(app: &Application) -> Result<i64, Error> {
+    app.node_id.ok_or_else(|| {
+        Error::Invalid(Invalid::general(
+            "the application is not placed on any node",
+        ))
+    })
+}
+
+/// The release the application serves (or last served).
+pub(crate) async fn serving_release(state: &AppState) -> Result<Release, Error> {
+    let id = state.app.current_release_id.ok_or_else(|| {
+        Error::Invalid(Invalid::general(
+            "the application has no release yet; deploy it first",
+        ))
+    })?;
+    let mut conn = state.ctx.store().conn().await?;
+    Ok(releases::get(&mut conn, id).await?)
+}
+
+/// Whether an earlier release still serves (so a failed rollout leaves the
+/// application running): it has a release and a running instance.
+pub(crate) async fn still_serving(state: &AppState) -> Result<bool, Error> {
+    if state.app.current_release_id.is_none() {
+        return Ok(false);
+    }
+    let mut conn = state.ctx.store().conn().await?;
+    Ok(instances::list_for_app(&mut conn, state.id)
+        .await?
+        .iter()
+        .any(|i| i.state == "running"))
+}
+
+pub(crate) fn accepted(state: &AppState) -> Accepted {
+    Accepted {
+        app: state.app.clone(),
+        release: None,
+        build: None,
+        deleted: false,
+    }
+}
+
+/// Writes the accepted command's state with the next generation, records the
+/// release the work needs, and queues the node's task: one transaction.
+pub(crate) async fn queue(
+    state: &mut AppState,
+    plan: CommandPlan,
+    node: i64,
+    extra: StateChange,
+    work: Work,
+) -> Result<Accepted, Error> {
+    let ctx = state.ctx.clone();
+    let current = state.app.clone();
+    let generation = current.generation + 1;
+    let mut conn = ctx.store().conn().await?;
+    let (app, release) = conn
+        .transaction(async |conn| {
+            let (work, release) = match work {
+                Work::Release(release_plan) => {
+                    let release = record_release(conn, &ctx, &current, *release_plan).await?;
+                    (Work::Apply(release.clone()), Some(release.version))
+                }
+                other => (other, None),
+            };
+            let mut change = StateChange {
+                status: Some(plan.now.as_str().to_string()),
+                target_status: Some(Some(plan.done.as_str().to_string())),
+                generation: Some(generation),
+                node_id: Some(Some(node)),
+                last_error: Some(None),
+                ..extra
+            };
+            if let Work::Apply(release) = &work
+                && release.build_id.is_some()
+            {
+                change.current_build_id = Some(release.build_id);
+            }
+            let app = apps::write_state(conn, current.id, current.version, &change).await?;
+            // Work still queued for a node the application left is moot.
+            tasks::cancel_elsewhere(conn, app.id, node).await?;
+            let mut spec = work.spec(conn, &ctx, &app, generation).await?;
+            create_task(conn, &ctx, node, &app, Some(generation), None, &mut spec).await?;
+            Ok::<_, skypanel_store::Error>((app, release))
+        })
+        .await?;
+    state.app = app;
+    tracing::info!(app_id = state.id, generation, node_id = node, status = %plan.now, "command accepted");
+    let mut answer = accepted(state);
+    answer.release = release;
+    Ok(answer)
+}
+
+/// Queues a task for the application's node, its secrets sealed apart from
+/// its payload. Runs inside the caller's transaction.
+pub(crate) async fn create_task(
+    conn: &mut Conn,
+    ctx: &Context,
+    node: i64,
+    app: &Application,
+    generation: Option<i64>,
+    build_id: Option<i64>,
+    spec: &mut TaskSpec,
+) -> skypanel_store::Result<Task> {
+    let secrets = serde_json::to_string(&spec.take_secrets())
+        .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
+    let new = NewTask {
+        node_id: node,
+        application_id: Some(app.id),
+        build_id,
+        kind: spec.kind(),
+        payload: serde_json::to_value(&*spec)
+            .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
+        generation,
+        max_attempts: ctx.settings().task_max_attempts,
+    };
+    let seal = |task_id| {
+        ctx.secrets()
+            .seal_str(&secrets, &Task::secrets_associated_data(task_id))
+    };
+    tasks::create(conn, &new, Some(&seal)).await
+}
+
+/// Records a release (and what comes with it) inside the caller's transaction.
+async fn record_release(
+    conn: &mut Conn,
+    ctx: &Context,
+    app: &Application,
+    plan: ReleasePlan,
+) -> skypanel_store::Result<Release> {
+    if let Some((build_id, result)) = &plan.build {
+        let next = build_transition(BuildStatus::Building, BuildEvent::Succeed)
+            .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
+        let change = BuildChange {
+            status: Some(next),
+            completed: true,
+            image_tag: Some(result.image_tag.clone()),
+            git_commit_sha: Some(result.commit_sha.clone()),
+            git_commit_message: Some(result.commit_message.clone()),
+            builder: Some(result.builder.clone()),
+            image_size_mb: Some(result.image_size_mb),
+            ..BuildChange::default()
+        };
+        builds::change(conn, *build_id, BuildStatus::Building, &change)
+            .await?
+            .ok_or_else(|| {
+                skypanel_store::Error::conflict(None, "the build was cancelled meanwhile")
+            })?;
+    }
+    if let Some(earlier) = &plan.restore_env_of {
+        let env = release_environment(ctx, earlier)?;
+        let sealed: Vec<(String, Vec<u8>)> = env
+            .iter()
+            .map(|(key, value)| {
+                let sealed = ctx.secrets().seal_str(value, &associated_data(app.id, key));
+                (key.clone(), sealed)
+            })
+            .collect();
+        env_vars::replace_all(conn, app.id, &sealed).await?;
+    }
+    let env = serde_json::to_string(&environment(conn, ctx, app).await?)
+        .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
+    let config = serde_json::json!({"instances": app.instance_count, "port": app.port});
+    let new = NewRelease {
+        application_id: app.id,
+        build_id: plan
+            .build
+            .as_ref()
+            .map(|(id, _)| *id)
+            .or(plan.restore_env_of.as_ref().and_then(|r| r.build_id)),
+        image_tag: &plan.image,
+        config,
+        description: &plan.description,
+        created_by: plan.created_by,
+        node_id: plan.node_id,
+    };
+    let seal = |release_id| {
+        ctx.secrets()
+            .seal_str(&env, &Release::env_associated_data(release_id))
+    };
+    releases::create_sealed(conn, &new, &seal).await
+}
+
+/// The environment a release was recorded with.
+fn release_environment(
+    ctx: &Context,
+    release: &Release,
+) -> skypanel_store::Result<BTreeMap<String, String>> {
+    let Some(sealed) = &release.env_snapshot else {
+        return Ok(BTreeMap::new());
+    };
+    let opened = ctx
+        .secrets()
+        .open_str(sealed, &Release::env_associated_data(release.id))
+        .map_err(|e| {
+            skypanel_store::Error::Corrupt(format!(
+                "environment of release {}: {e}",
+                release.version
+            ))
+        })?;
+    serde_json::from_str(&opened).map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))
+}
+
+/// The application's environment variables, opened.
+async fn environment(
+    conn: &mut Conn,
+    ctx: &Context,
+    app: &Application,
+) -> skypanel_store::Result<BTreeMap<String, String>> {
+    let mut env = BTreeMap::new();
+    for var in env_vars::list(conn, app.user_id, app.id).await? {
+        let value = ctx
+            .secrets()
+            .open_str(&var.value, &associated_data(app.id, &var.key))
+            .map_err(|e| {
+                skypanel_store::Error::Corrupt(format!(
+                    "variable {} of app {}: {e}",
+                    var.key, app.id
+                ))
+            })?;
+        env.insert(var.key, value);
+    }
+    Ok(env)
+}
+
+impl Work {
+    async fn spec(
+        &self,
+        conn: &mut Conn,
+        ctx: &Context,
+        app: &Application,
+        generation: i64,
+    ) -> skypanel_store::Result<TaskSpec> {
+        let hostnames = domains::hostnames(conn, app.id).await?;
+        let target = || AppTarget {
+            app_id: app.id,
+            user_id: app.user_id,
+            generation,
+            hostnames: hostnames.clone(),
+        };
+        Ok(match self {
+            Work::Apply(release) => {
+                TaskSpec::AppApply(app_spec(conn, ctx, app, release, generation).await?)
+            }
+            Work::Restart(release) => {
+                TaskSpec::AppRestart(app_spec(conn, ctx, app, release, generation).await?)
+            }
+            Work::Release(_) => {
+                return Err(skypanel_store::Error::Corrupt(
+                    "a release must be recorded before its spec is made".into(),
+                ));
+            }
+            Work::Stop => TaskSpec::AppStop(target()),
+            Work::Delete => TaskSpec::AppDelete(target()),
+        })
+    }
+}
+
+/// The desired state of the application's containers: its release, size,
+/// limits, names and environment (opened here; sealed again for the task).
+async fn app_spec(
+    conn: &mut Conn,
+    ctx: &Context,
+    app: &Application,
+    release: &Release,
+    generation: i64,
+) -> skypanel_store::Result<AppSpec> {
+    let plan: Plan = catalog::get_plan(conn, app.plan_id).await?;
+    let mut env = environment(conn, ctx, app).await?;
+    env.insert("PORT".to_string(), app.port.to_string());
+    Ok(AppSpec {
+        app_id: app.id,
+        user_id: app.user_id,
+        slug: app.slug.clone(),
+        generation,
+        release: release.version,
+        image: release.image_tag.clone(),
+        instances: app.instance_count,
+        port: app.port,
+        health_check_path: app.health_check_path.clone(),
+        env,
+        cpu_millicores: plan.cpu_limit,
+        memory_mb: plan.memory_limit,
+        pids_limit: ctx.settings().pids_limit,
+        hostnames: domains::hostnames(conn, app.id).await?,
+    })
+}
+
+/// A node for `instances` instances of the application: its current one
+/// while that is up and has room, else (when `may_move`) the Scheduler's
+/// choice, recorded on the row before it answers.
+pub(crate) async fn place(
+    state: &mut AppState,
+    instances: i32,
+    may_move: bool,
+) -> Result<i64, Error> {
+    let app = &state.app;
+    let mut conn = state.ctx.store().conn().await?;
+    let plan = catalog::get_plan(&mut conn, app.plan_id).await?;
+    drop(conn);
+    let (cpu, memory) = (i64::from(plan.cpu_limit), i64::from(plan.memory_limit));
+    let held = i64::from(app.instance_count);
+    let requirement = Requirement {
+        app_id: app.id,
+        region: app.region.clone(),
+        cpu: cpu * i64::from(instances),
+        memory: memory * i64::from(instances),
+        current: app.node_id,
+        held: if app.node_id.is_some() {
+            (cpu * held, memory * held)
+        } else {
+            (0, 0)
+        },
+        may_move,
+    };
+    let scheduler: ActorRef<SchedulerMsg> = ractor::registry::where_is(state.ctx.name("scheduler"))
+        .ok_or_else(|| Error::Unavailable("the scheduler is not running".into()))?
+        .into();
+    let answer = scheduler
+        .call(
+            |reply| SchedulerMsg::Place(requirement, reply),
+            Some(Duration::from_secs(10)),
+        )
+        .await?;
+    let node = match answer {
+        ractor::rpc::CallResult::Success(result) => result?,
+        _ => return Err(Error::Unavailable("the scheduler did not answer".into())),
+    };
+    state.refresh().await?;
+    Ok(node)
+}

@@ -1,0 +1,272 @@
+//! The builder: clone the repository, choose how to build it (its Dockerfile
+//! or a generated one), and build the image with the Docker Engine from a tar
+//! context, streaming the build's output to the task log. Limits: the task's
+//! time, the log's size (the rest is cut), the image's size. A cancelled
+//! build stops at once; its working folder is always removed.
+
+mod git;
+mod recipe;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions};
+use futures::StreamExt;
+use skypanel_protocol::names::{LABEL_APP, LABEL_MANAGED};
+use skypanel_protocol::task::{BuildResult, BuildSpec};
+use tokio::sync::watch;
+
+use crate::docker::{Engine, short};
+use crate::executor::{TaskFailure, TaskLog};
+
+/// The folder of one build, removed when it goes out of scope.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Clone)]
+pub struct Builder {
+    engine: Engine,
+    /// Where builds get their working folders.
+    root: PathBuf,
+}
+
+/// Resolves when `cancel` turns true.
+async fn cancelled(mut cancel: watch::Receiver<bool>) {
+    while !*cancel.borrow() {
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Builder {
+    pub fn new(engine: Engine, root: PathBuf) -> Self {
+        Self { engine, root }
+    }
+
+    /// The image tag of a build on this node.
+    pub fn image_tag(&self, spec: &BuildSpec) -> String {
+        format!(
+            "{}skypanel/app-{}:{}",
+            self.engine.namespace(),
+            spec.app_id,
+            spec.build_number
+        )
+    }
+
+    /// Builds the image; stops early when `cancel` turns true.
+    pub async fn build(
+        &self,
+        spec: &BuildSpec,
+        log: &TaskLog,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<BuildResult, TaskFailure> {
+        log.limit(spec.max_log_bytes);
+        log.hide(spec.git_token.clone());
+        let work = WorkDir(self.root.join(format!(
+            "build-{}-{}",
+            spec.build_id,
+            uuid::Uuid::new_v4().simple()
+        )));
+        std::fs::create_dir_all(&work.0)
+            .map_err(|e| TaskFailure::node(format!("cannot create the build folder: {e}")))?;
+        let limit = Duration::from_secs(spec.timeout_secs.max(1));
+        let steps = self.steps(spec, &work.0, log);
+        tokio::select! {
+            outcome = tokio::time::timeout(limit, steps) => match outcome {
+                Ok(result) => result,
+                Err(_) => Err(TaskFailure::app(format!(
+                    "the build took longer than {} minutes and was stopped",
+                    limit.as_secs().div_ceil(60)
+                ))),
+            },
+            () = cancelled(cancel) => {
+                log.line("build cancelled");
+                Err(TaskFailure::app("the build was cancelled"))
+            }
+        }
+    }
+
+    async fn steps(
+        &self,
+        spec: &BuildSpec,
+        work: &Path,
+        log: &TaskLog,
+    ) -> Result<BuildResult, TaskFailure> {
+        let clone = git::Clone {
+            url: &spec.repo_url,
+            branch: &spec.branch,
+            commit: spec.commit.as_deref(),
+            token: spec.git_token.as_deref(),
+            work,
+        };
+        let (src, commit) = clone.run_clone(log).await?;
+        let recipe = recipe::choose(
+            |f| src.join(f).is_file(),
+            spec.runtime.as_ref(),
+            &spec.runtimes,
+        )
+        .map_err(TaskFailure::app)?;
+        match &recipe {
+            recipe::Recipe::Dockerfile => log.line("building with the repository's Dockerfile"),
+            recipe::Recipe::Runtime(runtime) => {
+                log.line(format!(
+                    "no Dockerfile: building for {} on {}",
+                    runtime.name, runtime.base_image
+                ));
+                std::fs::write(
+                    src.join("Dockerfile"),
+                    recipe::dockerfile(runtime, spec.port),
+                )
+                .map_err(|e| TaskFailure::node(format!("cannot write the Dockerfile: {e}")))?;
+            }
+        }
+        let context = work.join("context.tar");
+        let (from, to) = (src.clone(), context.clone());
+        tokio::task::spawn_blocking(move || write_context(&from, &to))
+            .await
+            .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?
+            .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?;
+        let tag = self.image_tag(spec);
+        self.docker_build(spec, &context, &tag, log).await?;
+        let image =
+            self.engine.raw().inspect_image(&tag).await.map_err(|e| {
+                TaskFailure::node(format!("cannot inspect the image: {}", short(&e)))
+            })?;
+        let size_mb = (image.size.unwrap_or(0).max(0) as u64).div_ceil(1024 * 1024) as i64;
+        if size_mb > spec.max_image_mb as i64 {
+            self.remove_image(&tag).await;
+            return Err(TaskFailure::app(format!(
+                "the image is {size_mb} MB, more than the limit of {} MB",
+                spec.max_image_mb
+            )));
+        }
+        log.line(format!("built {tag} ({size_mb} MB)"));
+        Ok(BuildResult {
+            image_tag: tag,
+            image_id: image.id.unwrap_or_default(),
+            image_size_mb: size_mb,
+            commit_sha: commit.sha,
+            commit_message: commit.message,
+            builder: recipe.builder(),
+        })
+    }
+
+    async fn docker_build(
+        &self,
+        spec: &BuildSpec,
+        context: &Path,
+        tag: &str,
+        log: &TaskLog,
+    ) -> Result<(), TaskFailure> {
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.to_string()),
+            rm: true,
+            forcerm: true,
+            labels: Some(
+                [
+                    (LABEL_MANAGED.to_string(), self.engine.managed_value()),
+                    (LABEL_APP.to_string(), spec.app_id.to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let file = tokio::fs::File::open(context)
+            .await
+            .map_err(|e| TaskFailure::node(format!("cannot read the build context: {e}")))?;
+        let chunks = futures::stream::unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buffer = vec![0u8; 256 * 1024];
+            match file.read(&mut buffer).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buffer.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buffer)), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        let body = bollard::body_try_stream(chunks);
+        let mut stream = self.engine.raw().build_image(options, None, Some(body));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    for line in info.stream.iter().flat_map(|s| s.lines()) {
+                        if !line.trim().is_empty() {
+                            log.line(line.trim_end().to_string());
+                        }
+                    }
+                }
+                Err(err) => return Err(build_failure(&err)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every image built for the application (it was deleted).
+    pub async fn remove_images(&self, app_id: i64) {
+        let filters = std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_MANAGED}={}", self.engine.managed_value()),
+                format!("{LABEL_APP}={app_id}"),
+            ],
+        )]);
+        let options = bollard::query_parameters::ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let Ok(images) = self.engine.raw().list_images(Some(options)).await else {
+            return;
+        };
+        for image in images {
+            self.remove_image(&image.id).await;
+        }
+    }
+
+    async fn remove_image(&self, tag: &str) {
+        let options = RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = self
+            .engine
+            .raw()
+            .remove_image(tag, Some(options), None)
+            .await;
+    }
+}
+
+/// A failed build in words the customer can act on.
+fn build_failure(err: &bollard::errors::Error) -> TaskFailure {
+    match err {
+        bollard::errors::Error::DockerStreamError { error } => {
+            if let Some(code) = error
+                .rsplit_once("returned a non-zero code: ")
+                .map(|(_, code)| code.trim())
+            {
+                TaskFailure::app(format!("build step exited with code {code}: {error}"))
+            } else {
+                TaskFailure::app(format!("the image build failed: {error}"))
+            }
+        }
+        other => TaskFailure::node(format!("the image build failed: {}", short(other))),
+    }
+}
+
+/// Packs `src` (the checkout) into a tar file for the Docker Engine.
+fn write_context(src: &Path, to: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::create(to)?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", src)?;
+    tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! `/api/paas/applications/:id/domains`: the hostnames an application
+//! answers to. Its system domain (`<slug>.<platform domain>`) is always
+//! there; custom domains are unique across all customers. A change is
+//! written to the application's node's ingress at once.
+
+use poem::Request;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use skypanel_actors::AppRequest;
+use skypanel_domain::names::normalize_hostname;
+use skypanel_store::{apps, domains};
+
+use super::app_commands::through_actor;
+use super::{Audit, Created, NoContent, Tag};
+use crate::auth::BearerAuth;
+use crate::body::JsonBody;
+use crate::dto::domains::{AddDomainRequest, DomainView};
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::state::AppState;
+
+/// The most custom domains one application may have.
+const MAX_CUSTOM_DOMAINS: usize = 20;
+
+pub struct DomainsApi {
+    pub state: AppState,
+}
+
+#[OpenApi(prefix_path = "/paas/applications", tag = "Tag::Domains")]
+impl DomainsApi {
+    /// List an application's domains, its system domain first
+    #[oai(path = "/:id/domains", method = "get", operation_id = "listDomains")]
+    async fn list(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<Vec<DomainView>>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let list = domains::list(&mut conn, auth.user_id(), app.id).await?;
+        Ok(Json(list.into_iter().map(Into::into).collect()))
+    }
+
+    /// Add a custom domain
+    ///
+    /// Point the name's DNS at the application's node (an `A` record to the
+    /// node's address, or a `CNAME` to the system domain); the node's ingress
+    /// answers for it from now on. A name used by any application is 409.
+    #[oai(path = "/:id/domains", method = "post", operation_id = "addDomain")]
+    async fn add(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        body: JsonBody<AddDomainRequest>,
+    ) -> ApiResult<Created<DomainView>> {
+        let hostname = normalize_hostname("hostname", &body.0.hostname)?;
+        if !hostname.contains('.') {
+            return Err(ApiError::invalid(
+                "hostname",
+                "a custom domain is a full name such as shop.example.com",
+            ));
+        }
+        let platform = &self.state.settings().platform_domain;
+        if hostname == *platform || hostname.ends_with(&format!(".{platform}")) {
+            return Err(ApiError::invalid(
+                "hostname",
+                format!("names under {platform} are the platform's own"),
+            ));
+        }
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let existing = domains::list(&mut conn, auth.user_id(), app.id).await?;
+        if existing.iter().filter(|d| !d.is_system).count() >= MAX_CUSTOM_DOMAINS {
+            return Err(ApiError::conflict(
+                "conflict",
+                format!("an application has at most {MAX_CUSTOM_DOMAINS} custom domains"),
+                Some("hostname"),
+            ));
+        }
+        let domain = domains::add(&mut conn, auth.user_id(), app.id, &hostname)
+            .await
+            .or_not_found("application")?;
+        drop(conn);
+        through_actor(&self.state, request, &auth, app.id, AppRequest::Reconfigure).await?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.user_id(), "domain.add")
+            .on("application", app.id)
+            .with(serde_json::json!({"hostname": hostname}))
+            .write(&mut conn)
+            .await;
+        Ok(Created::Created(Json(domain.into())))
+    }
+
+    /// Remove a custom domain
+    #[oai(
+        path = "/:id/domains/:domain",
+        method = "delete",
+        operation_id = "removeDomain"
+    )]
+    async fn remove(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        domain: Path<String>,
+    ) -> ApiResult<NoContent> {
+        let hostname =
+            normalize_hostname("domain", &domain.0).map_err(|_| ApiError::not_found("domain"))?;
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        if hostname == app.system_domain {
+            return Err(ApiError::conflict(
+                "conflict",
+                "the system domain stays with the application",
+                Some("domain"),
+            ));
+        }
+        domains::remove(&mut conn, auth.user_id(), app.id, &hostname)
+            .await
+            .or_not_found("domain")?;
+        drop(conn);
+        through_actor(&self.state, request, &auth, app.id, AppRequest::Reconfigure).await?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.user_id(), "domain.remove")
+            .on("application", app.id)
+            .with(serde_json::json!({"hostname": hostname}))
+            .write(&mut conn)
+            .await;
+        Ok(NoContent::NoContent)
+    }
+}

@@ -1,0 +1,24 @@
+//! Background jobs of the control plane on apalis with Redis queues. A job
+//! is a small, idempotent driver: it reads what PostgreSQL says, takes the
+//! next step through the entity's actor, and can be run again at any time
+//! (delivery is at-least-once). Redis holds only the queues: every job can be
+//! derived again from PostgreSQL, and the sweeper does so.
+//!
+//! - [`Queues`]: the cheap handle that pushes jobs (the HTTP layer holds one).
+//! - [`Workers`]: runs the queues' workers, restarting them when they fail.
+//! - `builds`: the build job (deploys from git).
+
+mod builds;
+mod queues;
+mod workers;
+
+pub use builds::{BuildJob, BuildSettings};
+pub use queues::Queues;
+pub use workers::{Workers, WorkersOptions};
+
+/// `jobs::Error`: why a job could not be pushed or a worker not started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Redis: {0}")]
+    Redis(String),
+}

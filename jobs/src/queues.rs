@@ -1,0 +1,85 @@
+//! The named queues and the handle that pushes jobs onto them. Every push
+//! carries an idempotency key, so pushing the same job twice (a retried
+//! request, the sweeper, another replica) queues it once.
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::{Config, ConnectionManager, RedisStorage};
+
+use crate::Error;
+use crate::builds::BuildJob;
+
+/// How long an idempotency key keeps a second push of the same job out.
+const IDEMPOTENCY: Duration = Duration::from_secs(24 * 3600);
+
+/// The queue names, after the control plane's prefix (they are part of
+/// every key in Redis: never rename one).
+pub const BUILDS: &str = "builds";
+
+/// How often a worker tells Redis it is alive; a worker silent for three of
+/// these has its jobs handed to another.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The queues; cheap to clone.
+#[derive(Clone)]
+pub struct Queues {
+    conn: ConnectionManager,
+    builds: RedisStorage<BuildJob>,
+}
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queues").finish_non_exhaustive()
+    }
+}
+
+/// The configuration of a queue: named, idempotent, with a short heartbeat.
+pub(crate) fn config(queue: &str) -> Config {
+    Config::default()
+        .queue(queue)
+        .idempotency_ttl(Some(IDEMPOTENCY))
+        .heartbeat_interval(HEARTBEAT)
+        .missed_heartbeats(3)
+}
+
+impl Queues {
+    /// Connects to Redis. Its answers may take long under load (apalis-redis
+    /// #76: the default 500 ms response timeout stops workers silently).
+    /// `prefix` names this platform's queues (`<prefix>:builds` …): control
+    /// planes sharing one Redis for different platforms use different ones.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, Error> {
+        let client = apalis_redis::Client::open(url).map_err(|e| Error::Redis(e.to_string()))?;
+        let settings = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(60)));
+        let conn = client
+            .get_connection_manager_with_config(settings)
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))?;
+        let builds =
+            RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{BUILDS}")));
+        Ok(Self { conn, builds })
+    }
+
+    pub(crate) fn builds(&self) -> RedisStorage<BuildJob> {
+        self.builds.clone()
+    }
+
+    /// The Redis connection the queues use (for the inspector's counts).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Queues the build's job (once, whoever asks).
+    pub async fn push_build(&self, build_id: i64) -> Result<(), Error> {
+        let task = TaskBuilder::new(BuildJob { build_id })
+            .idempotency_key(format!("build:{build_id}"))
+            .build();
+        self.builds
+            .clone()
+            .push_task(task)
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))
+    }
+}
