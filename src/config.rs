@@ -21,6 +21,7 @@ pub struct Config {
     pub jwt_ttl: Duration,
     pub platform_domain: String,
     pub allow_file_git: bool,
+    pub allow_plain_http_git: bool,
     pub public_url: String,
     pub db_pool_size: usize,
     pub log_json: bool,
@@ -40,6 +41,8 @@ pub struct Config {
     pub build_attempts: i32,
     /// Names this platform's job queues in Redis (`<prefix>:builds` …).
     pub queue_prefix: String,
+    /// Runtime log lines kept per application.
+    pub app_log_lines: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -252,6 +255,11 @@ impl Config {
             raw.get("SKYPANEL_ALLOW_FILE_GIT"),
             &mut errors,
         );
+        let allow_plain_http_git = parse_bool(
+            "SKYPANEL_ALLOW_PLAIN_HTTP_GIT",
+            raw.get("SKYPANEL_ALLOW_PLAIN_HTTP_GIT"),
+            &mut errors,
+        );
         let jwt_ttl = parse_number(
             "SKYPANEL_JWT_TTL",
             raw.get("SKYPANEL_JWT_TTL"),
@@ -334,6 +342,13 @@ impl Config {
                 "SKYPANEL_QUEUE_PREFIX: letters, digits, hyphens and underscores only".into(),
             );
         }
+        let app_log_lines = parse_number(
+            "SKYPANEL_APP_LOG_LINES",
+            raw.get("SKYPANEL_APP_LOG_LINES"),
+            10_000usize,
+            (100, 1_000_000),
+            &mut errors,
+        );
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -353,6 +368,7 @@ impl Config {
                 jwt_ttl: Duration::from_secs(jwt_ttl),
                 platform_domain,
                 allow_file_git,
+                allow_plain_http_git,
                 public_url,
                 db_pool_size,
                 log_json,
@@ -364,6 +380,7 @@ impl Config {
                 build_max_image_mb,
                 build_attempts,
                 queue_prefix,
+                app_log_lines,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -398,6 +415,7 @@ impl Config {
             jwt_ttl: self.jwt_ttl,
             platform_domain: self.platform_domain.clone(),
             allow_file_git: self.allow_file_git,
+            allow_plain_http_git: self.allow_plain_http_git,
             public_url: self.public_url.clone(),
             registration_ttl: Duration::from_secs(24 * 3600),
         }

@@ -95,6 +95,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(redis),
         Some(orchestrator.clone()),
     );
+    state.set_log_streams(queues.log_streams(config.app_log_lines));
     state.set_queues(queues);
     let listener = TcpListener::bind(config.listen);
     tracing::info!(
@@ -137,6 +138,7 @@ pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
         jwt_ttl: Duration::from_secs(3600),
         platform_domain: "localhost".into(),
         allow_file_git: false,
+        allow_plain_http_git: false,
         public_url: String::new(),
         registration_ttl: Duration::from_secs(3600),
     };

@@ -26,5 +26,6 @@ pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY};
 pub use app_builds::{BuildStep, StepOutcome};
 pub use context::{Context, Settings};
 pub use error::Error;
+pub use node::UsageSample;
 pub use orchestrator::{ActorInfo, Orchestrator};
 pub use wallet::Movement;

@@ -26,8 +26,21 @@ const FULL_RECONCILE_EVERY: u64 = 10;
 /// How long before the removal of a deleted application's containers is queued again.
 const ORPHAN_RETRY: Duration = Duration::from_secs(300);
 
+/// Resource use of one application on the node at one heartbeat.
+#[derive(Debug, Clone)]
+pub struct UsageSample {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Per instance: (instance, release, state, CPU %, memory MB).
+    pub instances: Vec<(i32, i32, String, f64, i64)>,
+}
+
+/// Samples kept per application (about an hour at the default interval).
+const USAGE_SAMPLES: usize = 120;
+
 pub enum NodeMsg {
     Heartbeat(Box<Heartbeat>, RpcReplyPort<Result<HeartbeatAck, Error>>),
+    /// The recent resource use of an application on this node, oldest first.
+    Usage(i64, RpcReplyPort<Vec<UsageSample>>),
     /// Timer: has the node been silent for too long?
     CheckLiveness,
     /// An admin changed the node (disabled, enabled, renamed); reload it.
@@ -47,6 +60,8 @@ pub struct NodeState {
     last_report: HashMap<i64, u64>,
     /// Removal tasks queued for containers of deleted applications, and when.
     orphans: HashMap<i64, Instant>,
+    /// Recent resource use per application, from the heartbeats.
+    usage: HashMap<i64, std::collections::VecDeque<UsageSample>>,
     timer: Option<ractor::concurrency::JoinHandle<()>>,
 }
 
@@ -121,6 +136,7 @@ impl NodeState {
         if let Some(next) = next {
             tracing::info!(node_id = self.id, from = %previous, to = %next, "node status");
         }
+        self.record_usage(&beat.containers, beat.timestamp);
         let back = matches!(previous, NodeStatus::Offline | NodeStatus::Pending) && next.is_some();
         self.relay_containers(&mut conn, &beat.containers, back)
             .await?;
@@ -132,6 +148,35 @@ impl NodeState {
                 .credential_issued_at
                 .is_some_and(|at| chrono::Utc::now() - at > max_age),
         })
+    }
+
+    /// Keeps the heartbeat's usage figures per application (the last
+    /// [`USAGE_SAMPLES`]); applications that left the node are forgotten.
+    fn record_usage(&mut self, containers: &[ContainerReport], at: chrono::DateTime<chrono::Utc>) {
+        let mut now: HashMap<i64, UsageSample> = HashMap::new();
+        for c in containers {
+            now.entry(c.application_id)
+                .or_insert_with(|| UsageSample {
+                    at,
+                    instances: Vec::new(),
+                })
+                .instances
+                .push((
+                    c.instance,
+                    c.release,
+                    c.state.as_str().to_string(),
+                    c.cpu_usage_percent,
+                    c.memory_used_mb,
+                ));
+        }
+        self.usage.retain(|app, _| now.contains_key(app));
+        for (app, sample) in now {
+            let samples = self.usage.entry(app).or_default();
+            if samples.len() == USAGE_SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back(sample);
+        }
     }
 
     /// Records the node's containers and tells each application actor about
@@ -268,6 +313,7 @@ impl Actor for NodeActor {
             beats: 0,
             last_report: HashMap::new(),
             orphans: HashMap::new(),
+            usage: HashMap::new(),
             timer: None,
         };
         state.reload().await?;
@@ -299,6 +345,14 @@ impl Actor for NodeActor {
                     myself.stop(Some("node removed".into()));
                 }
                 let _ = reply.send(answer);
+            }
+            NodeMsg::Usage(app_id, reply) => {
+                let samples = state
+                    .usage
+                    .get(&app_id)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                let _ = reply.send(samples);
             }
             NodeMsg::CheckLiveness => match state.check_liveness().await {
                 Err(Error::NotFound) => myself.stop(Some("node removed".into())),

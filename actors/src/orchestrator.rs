@@ -16,7 +16,7 @@ use crate::app::{Accepted, AppMsg, AppRequest, AppSnapshot, TaskOutcome};
 use crate::app_builds::{BuildStep, StepOutcome};
 use crate::context::Context;
 use crate::error::Error;
-use crate::node::NodeMsg;
+use crate::node::{NodeMsg, UsageSample};
 use crate::root::{Child, Root};
 use crate::supervisor::{SupervisorMsg, actor_name, entity_id};
 use crate::wallet::{Movement, WalletMsg};
@@ -157,6 +157,12 @@ impl Orchestrator {
     pub async fn heartbeat(&self, node_id: i64, beat: Heartbeat) -> Result<HeartbeatAck, Error> {
         let actor: ActorRef<NodeMsg> = self.entity(Child::Nodes, "node", node_id).await?;
         ask(&actor, |reply| NodeMsg::Heartbeat(Box::new(beat), reply)).await?
+    }
+
+    /// The recent resource use of an application on a node, oldest first.
+    pub async fn usage(&self, node_id: i64, app_id: i64) -> Result<Vec<UsageSample>, Error> {
+        let actor: ActorRef<NodeMsg> = self.entity(Child::Nodes, "node", node_id).await?;
+        ask(&actor, |reply| NodeMsg::Usage(app_id, reply)).await
     }
 
     /// A node was registered or changed by an admin.

@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skypanel_protocol::CREDENTIAL_HEADER;
-use skypanel_protocol::node::{Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated};
+use skypanel_protocol::node::{
+    AppLogAck, AppLogBatch, Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated,
+};
 use skypanel_protocol::task::{
     Extended, LeaseRef, LeasedTask, Leases, LogAck, LogBatch, StatusAck, StatusReport,
 };
@@ -186,6 +188,14 @@ impl ControlPlane {
         self.expect(
             &format!("/api/internal/paas/tasks/{task_id}/status"),
             report,
+        )
+        .await
+    }
+
+    pub async fn app_logs(&self, batch: &AppLogBatch) -> Result<AppLogAck, ClientError> {
+        self.expect(
+            &format!("/api/internal/paas/nodes/{}/app-logs", self.node_id()),
+            batch,
         )
         .await
     }

@@ -2,6 +2,7 @@
 //! one-time token, then heartbeats, long-polls the control plane for tasks,
 //! carries them out on Docker, and restarts crashed containers (within limits).
 
+mod applogs;
 mod backoff;
 mod builder;
 mod client;
@@ -95,6 +96,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         state_dir: args.state_dir.clone(),
     };
     let beating = tokio::spawn(heartbeats.run(shutdown.clone()));
+    let logs = applogs::AppLogs::new(engine.clone(), client.clone());
+    let shipping = tokio::spawn(logs.run(shutdown.clone()));
     let ingress = Ingress::new(IngressOptions {
         dir: args.ingress_dir(),
         nginx: args.nginx.clone(),
@@ -130,6 +133,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = leasing.await;
     let _ = beating.await;
+    let _ = shipping.await;
     watcher.abort();
     syncing.abort();
     if args.stop_ingress_on_exit {

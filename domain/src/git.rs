@@ -4,14 +4,17 @@
 
 use crate::Invalid;
 
-/// Which URL forms are accepted. `file://` is for local use and tests only.
+/// Which URL forms are accepted. `file://` and plain `http://` are for
+/// local use and tests only.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GitUrlPolicy {
     pub allow_file: bool,
+    pub allow_plain_http: bool,
 }
 
 /// Checks a repository URL: `https://host/path`, `ssh://[user@]host[:port]/path`,
-/// `user@host:path`, and `file:///path` when the policy allows it.
+/// `user@host:path`, and `file:///path` or `http://host/path` when the policy
+/// allows them.
 pub fn validate_repo_url(url: &str, policy: GitUrlPolicy) -> Result<(), Invalid> {
     let field = "git_repo_url";
     let invalid = |why: &str| Invalid::new(field, format!("not a usable git URL: {why}"));
@@ -24,7 +27,11 @@ pub fn validate_repo_url(url: &str, policy: GitUrlPolicy) -> Result<(), Invalid>
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(invalid("must not contain spaces or control characters"));
     }
-    if let Some(rest) = url.strip_prefix("https://") {
+    let secure = url.strip_prefix("https://");
+    let plain = url
+        .strip_prefix("http://")
+        .filter(|_| policy.allow_plain_http);
+    if let Some(rest) = secure.or(plain) {
         let authority = rest.split('/').next().unwrap_or("");
         if authority.contains('@') {
             return Err(invalid(
@@ -150,8 +157,14 @@ pub fn normalize_commit(field: &str, sha: &str) -> Result<String, Invalid> {
 mod tests {
     use super::*;
 
-    const STRICT: GitUrlPolicy = GitUrlPolicy { allow_file: false };
-    const LOCAL: GitUrlPolicy = GitUrlPolicy { allow_file: true };
+    const STRICT: GitUrlPolicy = GitUrlPolicy {
+        allow_file: false,
+        allow_plain_http: false,
+    };
+    const LOCAL: GitUrlPolicy = GitUrlPolicy {
+        allow_file: true,
+        allow_plain_http: true,
+    };
 
     #[test]
     fn accepted_urls() {
@@ -166,6 +179,8 @@ mod tests {
             assert!(validate_repo_url(url, STRICT).is_ok(), "{url}");
         }
         assert!(validate_repo_url("file:///srv/git/shop", LOCAL).is_ok());
+        assert!(validate_repo_url("http://127.0.0.1:9418/shop.git", LOCAL).is_ok());
+        assert!(validate_repo_url("http://u:p@127.0.0.1/shop.git", LOCAL).is_err());
     }
 
     #[test]

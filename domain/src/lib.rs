@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod money;
 pub mod names;
 pub mod secrets;
+pub mod signatures;
 
 mod invalid;
 

@@ -48,19 +48,62 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let bytes = body
-            .take()?
-            .into_bytes_limit(MAX_BODY_BYTES)
-            .await
-            .map_err(|err| match err {
-                poem::error::ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(),
-                other => ApiError::bad_request(
-                    "bad_request",
-                    format!("cannot read the request body: {other}"),
-                    None,
-                ),
-            })?;
+        let bytes = read_limited(body).await?;
         parse(&bytes).map(JsonBody).map_err(Into::into)
+    }
+}
+
+/// The body's bytes, at most [`MAX_BODY_BYTES`].
+async fn read_limited(body: &mut RequestBody) -> Result<Vec<u8>, ApiError> {
+    let bytes = body
+        .take()
+        .map_err(|_| {
+            ApiError::bad_request("bad_request", "the request body was already read", None)
+        })?
+        .into_bytes_limit(MAX_BODY_BYTES)
+        .await
+        .map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(),
+            other => ApiError::bad_request(
+                "bad_request",
+                format!("cannot read the request body: {other}"),
+                None,
+            ),
+        })?;
+    Ok(bytes.to_vec())
+}
+
+/// A JSON body kept as the bytes that came (a signature covers them);
+/// `T`'s schema documents it, and [`parse`] reads it once it is trusted.
+pub struct JsonBytes<T> {
+    pub bytes: Vec<u8>,
+    _schema: std::marker::PhantomData<T>,
+}
+
+impl<T: Type> Payload for JsonBytes<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        <JsonBody<T> as Payload>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Type> ParsePayload for JsonBytes<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(JsonBytes {
+            bytes: read_limited(body).await?,
+            _schema: std::marker::PhantomData,
+        })
     }
 }
 
@@ -126,51 +169,59 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-impl<'a, T: Type + DeserializeOwned> ApiExtractor<'a> for JsonBody<T> {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+/// Both bodies are request objects checked for their content type first.
+macro_rules! json_extractor {
+    ($body:ident, $($bound:tt)+) => {
+        impl<'a, T: $($bound)+> ApiExtractor<'a> for $body<T> {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
 
-    type ParamType = ();
-    type ParamRawType = ();
+            type ParamType = ();
+            type ParamRawType = ();
 
-    fn register(registry: &mut Registry) {
-        <Self as Payload>::register(registry);
-    }
-
-    fn request_meta() -> Option<MetaRequest> {
-        Some(MetaRequest {
-            description: None,
-            content: vec![MetaMediaType {
-                content_type: <Self as Payload>::CONTENT_TYPE,
-                schema: <Self as Payload>::schema_ref(),
-            }],
-            required: true,
-        })
-    }
-
-    async fn from_request(
-        request: &'a Request,
-        body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        match request.content_type() {
-            Some(content_type) if <Self as Payload>::check_content_type(content_type) => {
-                <Self as ParsePayload>::from_request(request, body).await
+            fn register(registry: &mut Registry) {
+                <Self as Payload>::register(registry);
             }
-            Some(other) => Err(ApiError::bad_request(
-                "unsupported_media_type",
-                format!("send the body as application/json, not {other}"),
-                None,
-            )
-            .into()),
-            None => Err(ApiError::bad_request(
-                "unsupported_media_type",
-                "send the body as application/json (Content-Type header missing)",
-                None,
-            )
-            .into()),
+
+            fn request_meta() -> Option<MetaRequest> {
+                Some(MetaRequest {
+                    description: None,
+                    content: vec![MetaMediaType {
+                        content_type: <Self as Payload>::CONTENT_TYPE,
+                        schema: <Self as Payload>::schema_ref(),
+                    }],
+                    required: true,
+                })
+            }
+
+            async fn from_request(
+                request: &'a Request,
+                body: &mut RequestBody,
+                _param_opts: ExtractParamOptions<Self::ParamType>,
+            ) -> poem::Result<Self> {
+                match request.content_type() {
+                    Some(content_type) if <Self as Payload>::check_content_type(content_type) => {
+                        <Self as ParsePayload>::from_request(request, body).await
+                    }
+                    Some(other) => Err(ApiError::bad_request(
+                        "unsupported_media_type",
+                        format!("send the body as application/json, not {other}"),
+                        None,
+                    )
+                    .into()),
+                    None => Err(ApiError::bad_request(
+                        "unsupported_media_type",
+                        "send the body as application/json (Content-Type header missing)",
+                        None,
+                    )
+                    .into()),
+                }
+            }
         }
-    }
+    };
 }
+
+json_extractor!(JsonBody, Type + DeserializeOwned);
+json_extractor!(JsonBytes, Type);
 
 /// A JSON response body written by serde (not by poem-openapi's ToJSON), for
 /// wire types shared with the agent, which reads them with serde: both sides

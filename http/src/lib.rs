@@ -31,6 +31,8 @@ pub type Apis = (
     api::env::EnvApi,
     api::builds::BuildsApi,
     api::domains::DomainsApi,
+    api::observe::ObserveApi,
+    api::webhooks::WebhooksApi,
     api::catalog::CatalogApi,
     api::wallet::WalletApi,
     api::admin_catalog::AdminCatalogApi,
@@ -58,6 +60,12 @@ fn apis(state: &AppState) -> Apis {
             state: state.clone(),
         },
         api::domains::DomainsApi {
+            state: state.clone(),
+        },
+        api::observe::ObserveApi {
+            state: state.clone(),
+        },
+        api::webhooks::WebhooksApi {
             state: state.clone(),
         },
         api::catalog::CatalogApi {

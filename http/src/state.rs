@@ -8,7 +8,7 @@ use skypanel_domain::secrets::SecretKey;
 use skypanel_store::Store;
 
 use skypanel_actors::Orchestrator;
-use skypanel_jobs::Queues;
+use skypanel_jobs::{LogStreams, Queues};
 
 use crate::auth::jwt::JwtKeys;
 use crate::error::ApiError;
@@ -24,6 +24,8 @@ pub struct Settings {
     pub platform_domain: String,
     /// Accept `file://` git URLs (local use and tests).
     pub allow_file_git: bool,
+    /// Accept plain `http://` git URLs (local use and tests).
+    pub allow_plain_http_git: bool,
     /// The URL agents and users reach this control plane at.
     pub public_url: String,
     /// How long a node registration token stays valid.
@@ -44,6 +46,7 @@ impl Settings {
     pub fn git_policy(&self) -> GitUrlPolicy {
         GitUrlPolicy {
             allow_file: self.allow_file_git,
+            allow_plain_http: self.allow_plain_http_git,
         }
     }
 }
@@ -60,6 +63,7 @@ struct Inner {
     redis: Option<redis::Client>,
     orchestrator: Option<Orchestrator>,
     queues: OnceLock<Queues>,
+    logs: OnceLock<LogStreams>,
 }
 
 impl AppState {
@@ -80,7 +84,20 @@ impl AppState {
             redis,
             orchestrator,
             queues: OnceLock::new(),
+            logs: OnceLock::new(),
         }))
+    }
+
+    /// Gives the state the applications' log streams (once).
+    pub fn set_log_streams(&self, logs: LogStreams) {
+        let _ = self.0.logs.set(logs);
+    }
+
+    /// The applications' log streams; 503 when this state runs without them.
+    pub fn log_streams(&self) -> Result<&LogStreams, ApiError> {
+        self.0.logs.get().ok_or_else(|| {
+            ApiError::unavailable("unavailable", "application logs are not available")
+        })
     }
 
     /// Gives the state the job queues (once; later calls are ignored).

@@ -7,12 +7,15 @@
 //! - [`Queues`]: the cheap handle that pushes jobs (the HTTP layer holds one).
 //! - [`Workers`]: runs the queues' workers, restarting them when they fail.
 //! - `builds`: the build job (deploys from git).
+//! - [`LogStreams`]: applications' runtime logs, capped streams in the same Redis.
 
 mod builds;
+mod logs;
 mod queues;
 mod workers;
 
 pub use builds::{BuildJob, BuildSettings};
+pub use logs::{LogLine, LogStreams, NewLine};
 pub use queues::Queues;
 pub use workers::{Workers, WorkersOptions};
 

@@ -25,6 +25,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Queues {
     conn: ConnectionManager,
+    prefix: String,
     builds: RedisStorage<BuildJob>,
 }
 
@@ -59,7 +60,11 @@ impl Queues {
             .map_err(|e| Error::Redis(e.to_string()))?;
         let builds =
             RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{BUILDS}")));
-        Ok(Self { conn, builds })
+        Ok(Self {
+            conn,
+            prefix: prefix.to_string(),
+            builds,
+        })
     }
 
     pub(crate) fn builds(&self) -> RedisStorage<BuildJob> {
@@ -69,6 +74,11 @@ impl Queues {
     /// The Redis connection the queues use (for the inspector's counts).
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// The applications' log streams, in the same Redis, `cap` lines each.
+    pub fn log_streams(&self, cap: usize) -> crate::LogStreams {
+        crate::LogStreams::new(self.conn.clone(), &self.prefix, cap)
     }
 
     /// Queues the build's job (once, whoever asks).

@@ -137,3 +137,33 @@ pub struct HeartbeatAck {
     /// The credential is old enough to rotate (`POST .../credentials/rotate`).
     pub rotate_credential: bool,
 }
+
+/// A line an application's container wrote, as the node's agent ships it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct AppLogEntry {
+    pub application_id: i64,
+    pub instance: i32,
+    pub release: i32,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When the container wrote it (RFC 3339, from Docker).
+    pub timestamp: String,
+    pub line: String,
+}
+
+/// A batch of application log lines.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct AppLogBatch {
+    pub lines: Vec<AppLogEntry>,
+}
+
+/// How many lines of a batch were kept.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct AppLogAck {
+    pub stored: usize,
+    /// Lines of applications this node does not run (dropped).
+    pub refused: usize,
+}

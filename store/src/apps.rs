@@ -329,6 +329,62 @@ pub async fn place(conn: &mut Conn, id: i64, node_id: i64) -> Result<()> {
     crate::found(updated)
 }
 
+/// Binds an application's sealed webhook secret to the application.
+pub fn webhook_secret_associated_data(id: i64) -> Vec<u8> {
+    format!("paas_applications.webhook_secret:{id}").into_bytes()
+}
+
+/// An application and its sealed webhook secret, by id alone (the webhook
+/// proves who it is by its signature, not by a token).
+pub async fn with_webhook_secret(
+    conn: &mut Conn,
+    id: i64,
+) -> Result<(Application, Option<Vec<u8>>)> {
+    Ok(paas_applications::table
+        .find(id)
+        .select((Application::as_select(), paas_applications::webhook_secret))
+        .first(conn)
+        .await?)
+}
+
+/// Sets the owner's application's sealed webhook secret; with `only_if_unset`,
+/// an existing one is kept. Answers the secret in force.
+pub async fn set_webhook_secret(
+    conn: &mut Conn,
+    owner: i64,
+    id: i64,
+    sealed: &[u8],
+    only_if_unset: bool,
+) -> Result<Vec<u8>> {
+    let mut query = diesel::update(
+        paas_applications::table
+            .filter(paas_applications::id.eq(id))
+            .filter(paas_applications::user_id.eq(owner)),
+    )
+    .into_boxed();
+    if only_if_unset {
+        query = query.filter(paas_applications::webhook_secret.is_null());
+    }
+    let updated: Option<Option<Vec<u8>>> = query
+        .set(paas_applications::webhook_secret.eq(Some(sealed)))
+        .returning(paas_applications::webhook_secret)
+        .get_result(conn)
+        .await
+        .optional()?;
+    match updated {
+        Some(Some(secret)) => Ok(secret),
+        _ => {
+            let current: Option<Vec<u8>> = paas_applications::table
+                .filter(paas_applications::id.eq(id))
+                .filter(paas_applications::user_id.eq(owner))
+                .select(paas_applications::webhook_secret)
+                .first(conn)
+                .await?;
+            current.ok_or(Error::NotFound)
+        }
+    }
+}
+
 /// Whether an application row exists.
 pub async fn exists(conn: &mut Conn, id: i64) -> Result<bool> {
     Ok(

@@ -196,7 +196,7 @@ pub async fn log_since(
         length: i64,
     }
     let part: Part = diesel::sql_query(
-        "SELECT convert_from(substring(convert_to(b.build_log, 'UTF8') FROM $4 + 1), 'UTF8') AS text,
+        "SELECT convert_from(substring(convert_to(b.build_log, 'UTF8') FROM ($4 + 1)::int), 'UTF8') AS text,
                 b.status, octet_length(b.build_log)::bigint AS length
            FROM paas_builds b JOIN paas_applications a ON a.id = b.application_id
           WHERE b.id = $1 AND b.application_id = $2 AND a.user_id = $3",

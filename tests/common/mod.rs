@@ -99,6 +99,7 @@ pub fn settings() -> Settings {
         jwt_ttl: Duration::from_secs(3600),
         platform_domain: "apps.test".into(),
         allow_file_git: false,
+        allow_plain_http_git: false,
         public_url: "http://127.0.0.1:8080".into(),
         registration_ttl: Duration::from_secs(3600),
     }

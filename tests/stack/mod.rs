@@ -131,17 +131,22 @@ fn stop_nginx(ingress_dir: &std::path::Path) {
 pub struct Stack {
     pub db: TestDb,
     control_plane: Child,
+    /// Where the processes of this stack write their logs.
+    pub logs: PathBuf,
+    log_level: &'static str,
     pub base: String,
     pub namespace: String,
     pub http: reqwest::Client,
     pub admin: String,
 }
 
-/// Timing knobs of a stack, in seconds.
+/// Timing knobs of a stack, in seconds, and how much its processes log.
 pub struct Timing {
     pub heartbeat: u64,
     pub offline_after: u64,
     pub lease_ttl: u64,
+    /// `RUST_LOG` of the control plane and the agents.
+    pub log_level: &'static str,
 }
 
 impl Default for Timing {
@@ -150,8 +155,19 @@ impl Default for Timing {
             heartbeat: 1,
             offline_after: 30,
             lease_ttl: 10,
+            log_level: "info",
         }
     }
+}
+
+/// A file for a process's stdout and stderr.
+fn log_file(path: &std::path::Path) -> (Stdio, Stdio) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    (Stdio::from(file.try_clone().unwrap()), Stdio::from(file))
 }
 
 impl Stack {
@@ -162,11 +178,15 @@ impl Stack {
         let base = format!("http://127.0.0.1:{port}");
         let redis = std::env::var("SKYPANEL_TEST_REDIS_URL")
             .expect("SKYPANEL_TEST_REDIS_URL: run the tests through ./ops/test");
+        let logs =
+            std::env::temp_dir().join(format!("skypanel-logs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&logs).unwrap();
+        let (stdout, stderr) = log_file(&logs.join("control-plane.log"));
         let control_plane = Command::new(binary("skypanel"))
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", timing.log_level)
             .env("SKYPANEL_DATABASE_URL", &db.url)
             .env("SKYPANEL_REDIS_URL", redis)
             .env("SKYPANEL_SECRET_KEY", "cd".repeat(32))
@@ -179,9 +199,11 @@ impl Stack {
             )
             .env("SKYPANEL_LEASE_TTL", timing.lease_ttl.to_string())
             .env("SKYPANEL_ALLOW_FILE_GIT", "true")
+            .env("SKYPANEL_ALLOW_PLAIN_HTTP_GIT", "true")
             .env("SKYPANEL_QUEUE_PREFIX", db_queue_prefix(&db))
             .env("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN)
-            .stdout(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let http = reqwest::Client::new();
@@ -205,6 +227,8 @@ impl Stack {
         let mut stack = Stack {
             db,
             control_plane,
+            logs,
+            log_level: timing.log_level,
             base,
             namespace: format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]),
             http,
@@ -314,9 +338,13 @@ impl Stack {
             .unwrap_or_else(free_port);
         std::fs::create_dir_all(&state_dir).unwrap();
         std::fs::write(&port_file, ingress_port.to_string()).unwrap();
+        let (stdout, stderr) = log_file(&self.logs.join(format!(
+            "agent-{}.log",
+            state_dir.file_name().unwrap().to_string_lossy()
+        )));
         let mut command = Command::new(binary("skypanel-agent"));
         command
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", self.log_level)
             .args(["--control-plane", &self.base])
             .arg("--state-dir")
             .arg(&state_dir)
@@ -335,7 +363,8 @@ impl Stack {
                 &ingress_port.to_string(),
             ])
             .args(["--namespace", &self.namespace])
-            .stdout(Stdio::null());
+            .stdout(stdout)
+            .stderr(stderr);
         if let Some(token) = token {
             command.args(["--token", token]);
         }
@@ -365,11 +394,18 @@ impl Stack {
     /// Waits until the application has `status`; answers it.
     pub async fn app_in(&self, token: &str, app: i64, status: &str) -> Value {
         let path = format!("/api/paas/applications/{app}");
-        self.until(40, &format!("application {app} {status}"), || async {
-            self.get(&path, token).await["status"] == status
-        })
-        .await;
-        self.get(&path, token).await
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let now = self.get(&path, token).await;
+            if now["status"] == status {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "application {app} never became {status}; it is {now:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The containers of this stack's agents for an application, as Docker has them.
@@ -399,10 +435,30 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Everything this stack's processes wrote so far (the control plane's
+    /// and the agents' logs).
+    pub fn process_logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&self.logs).unwrap().flatten() {
+            all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+        all
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.control_plane.kill();
         let _ = self.control_plane.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.logs);
+        } else {
+            eprintln!(
+                "the stack's process logs are kept in {}",
+                self.logs.display()
+            );
+        }
         let filter = format!("label=skypanel.managed={}", self.namespace);
         let ids = docker(&["ps", "-aq", "--filter", &filter]);
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {

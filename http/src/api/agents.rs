@@ -12,13 +12,17 @@ use skypanel_domain::credentials::{
 };
 use skypanel_domain::lifecycle::TaskEvent;
 use skypanel_domain::lifecycle::task::is_final;
+use skypanel_jobs::NewLine;
 use skypanel_protocol::MAX_LEASE_WAIT_SECS;
-use skypanel_protocol::node::{Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated};
+use skypanel_protocol::node::{
+    AppLogAck, AppLogBatch, Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated,
+};
 use skypanel_protocol::task::{
     Extended, LeaseRef, LeasedTask, Leases, LogAck, LogBatch, ReportedStatus, StatusAck,
     StatusReport, TaskResult, TaskSecrets, TaskSpec,
 };
 use skypanel_store::agents::{self, MachineInfo};
+use skypanel_store::apps;
 use skypanel_store::audit::Actor;
 use skypanel_store::tasks::{self, Refusal, Task};
 
@@ -38,6 +42,22 @@ const ROTATION_GRACE_MINUTES: i64 = 10;
 const MAX_TASKS_PER_LEASE: i64 = 32;
 /// The longest log batch accepted (lines joined), 256 KiB.
 const MAX_LOG_BATCH_BYTES: usize = 256 * 1024;
+/// The most application log lines in one batch.
+const MAX_APP_LOG_LINES: usize = 5000;
+/// Longer application log lines are cut to this many bytes.
+const MAX_APP_LOG_LINE_BYTES: usize = 8 * 1024;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 #[derive(ApiResponse)]
 pub enum RegisterAnswer {
@@ -217,6 +237,69 @@ impl AgentsApi {
         }
         let ack = self.state.orchestrator()?.heartbeat(node, body.0).await?;
         Ok(JsonReply(ack))
+    }
+
+    /// Ship lines the node's application containers wrote
+    ///
+    /// Kept in a capped stream per application; lines of applications the
+    /// node does not run are dropped.
+    #[oai(
+        path = "/nodes/:id/app-logs",
+        method = "post",
+        operation_id = "agentShipAppLogs"
+    )]
+    async fn app_logs(
+        &self,
+        auth: NodeAuth,
+        id: Path<i64>,
+        body: JsonBody<AppLogBatch>,
+    ) -> ApiResult<JsonReply<AppLogAck>> {
+        let node = auth.require(id.0)?;
+        let batch = body.0;
+        if batch.lines.len() > MAX_APP_LOG_LINES {
+            return Err(ApiError::invalid(
+                "lines",
+                format!("a batch carries at most {MAX_APP_LOG_LINES} lines"),
+            ));
+        }
+        let mut conn = self.state.store().conn().await?;
+        let ours: std::collections::HashSet<i64> = apps::ids_on_node(&mut conn, node)
+            .await?
+            .into_iter()
+            .collect();
+        drop(conn);
+        let mut by_app: std::collections::BTreeMap<i64, Vec<NewLine<'_>>> = Default::default();
+        let mut refused = 0;
+        for entry in &batch.lines {
+            if !ours.contains(&entry.application_id) {
+                refused += 1;
+                continue;
+            }
+            by_app
+                .entry(entry.application_id)
+                .or_default()
+                .push(NewLine {
+                    timestamp: &entry.timestamp,
+                    instance: entry.instance,
+                    release: entry.release,
+                    stream: if entry.stream == "stderr" {
+                        "stderr"
+                    } else {
+                        "stdout"
+                    },
+                    line: clip(&entry.line, MAX_APP_LOG_LINE_BYTES),
+                });
+        }
+        let streams = self.state.log_streams()?;
+        let mut stored = 0;
+        for (app, lines) in &by_app {
+            streams.append(*app, lines).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot store application logs");
+                ApiError::unavailable("unavailable", "application logs cannot be stored right now")
+            })?;
+            stored += lines.len();
+        }
+        Ok(JsonReply(AppLogAck { stored, refused }))
     }
 
     /// Replace the node's credential

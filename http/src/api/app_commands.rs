@@ -37,12 +37,12 @@ impl AppCommandsApi {
     async fn run(
         &self,
         request: &Request,
-        auth: &BearerAuth,
+        user_id: i64,
         id: i64,
         app_request: AppRequest,
     ) -> ApiResult<ActorAccepted> {
         let mut conn = self.state.store().conn().await?;
-        let app = apps::get(&mut conn, auth.user_id(), id)
+        let app = apps::get(&mut conn, user_id, id)
             .await
             .or_not_found("application")?;
         drop(conn);
@@ -86,7 +86,7 @@ impl AppCommandsApi {
             }
         }
         let mut conn = self.state.store().conn().await?;
-        Audit::by(request, auth.user_id(), action)
+        Audit::by(request, user_id, action)
             .on("application", app.id)
             .with(details)
             .write(&mut conn)
@@ -118,7 +118,7 @@ impl AppCommandsApi {
     ) -> ApiResult<Accepted<DeployAccepted>> {
         let by = auth.user_id();
         let deploy = AppRequest::Deploy { by, commit: None };
-        let accepted = self.run(request, &auth, id.0, deploy).await?;
+        let accepted = self.run(request, auth.user_id(), id.0, deploy).await?;
         Ok(Accepted::Accepted(Json(DeployAccepted {
             release: accepted.release,
             build: accepted.build.map(Into::into),
@@ -151,7 +151,7 @@ impl AppCommandsApi {
             by: auth.user_id(),
         };
         let accepted = self
-            .run(request, &auth, id.0, rollback)
+            .run(request, auth.user_id(), id.0, rollback)
             .await
             .map_err(|e| match e {
                 ApiError::NotFound(_) => ApiError::not_found("release"),
@@ -188,7 +188,12 @@ impl AppCommandsApi {
             .or_not_found("build")?;
         drop(conn);
         let accepted = self
-            .run(request, &auth, id.0, AppRequest::CancelBuild(build_id.0))
+            .run(
+                request,
+                auth.user_id(),
+                id.0,
+                AppRequest::CancelBuild(build_id.0),
+            )
             .await?;
         let build = accepted
             .build
@@ -208,7 +213,9 @@ impl AppCommandsApi {
         auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Accepted<ApplicationView>> {
-        let accepted = self.run(request, &auth, id.0, AppRequest::Restart).await?;
+        let accepted = self
+            .run(request, auth.user_id(), id.0, AppRequest::Restart)
+            .await?;
         Ok(Accepted::Accepted(Json(accepted.app.into())))
     }
 
@@ -222,7 +229,9 @@ impl AppCommandsApi {
         auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Accepted<ApplicationView>> {
-        let accepted = self.run(request, &auth, id.0, AppRequest::Stop).await?;
+        let accepted = self
+            .run(request, auth.user_id(), id.0, AppRequest::Stop)
+            .await?;
         Ok(Accepted::Accepted(Json(accepted.app.into())))
     }
 
@@ -238,7 +247,9 @@ impl AppCommandsApi {
         auth: BearerAuth,
         id: Path<i64>,
     ) -> ApiResult<Accepted<ApplicationView>> {
-        let accepted = self.run(request, &auth, id.0, AppRequest::Start).await?;
+        let accepted = self
+            .run(request, auth.user_id(), id.0, AppRequest::Start)
+            .await?;
         Ok(Accepted::Accepted(Json(accepted.app.into())))
     }
 
@@ -260,7 +271,7 @@ impl AppCommandsApi {
     ) -> ApiResult<Accepted<ApplicationView>> {
         let count = skypanel_domain::validate_instance_count(body.0.instance_count)?;
         let accepted = self
-            .run(request, &auth, id.0, AppRequest::Scale(count))
+            .run(request, auth.user_id(), id.0, AppRequest::Scale(count))
             .await?;
         Ok(Accepted::Accepted(Json(accepted.app.into())))
     }
@@ -290,14 +301,14 @@ impl AppCommandsApi {
 pub(crate) async fn through_actor(
     state: &AppState,
     request: &Request,
-    auth: &BearerAuth,
+    user_id: i64,
     id: i64,
     app_request: AppRequest,
 ) -> ApiResult<ActorAccepted> {
     AppCommandsApi {
         state: state.clone(),
     }
-    .run(request, auth, id, app_request)
+    .run(request, user_id, id, app_request)
     .await
 }
 
@@ -311,6 +322,6 @@ pub(crate) async fn delete_through_actor(
     AppCommandsApi {
         state: state.clone(),
     }
-    .run(request, auth, id, AppRequest::Delete)
+    .run(request, auth.user_id(), id, AppRequest::Delete)
     .await
 }

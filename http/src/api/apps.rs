@@ -305,6 +305,12 @@ impl AppsApi {
     ) -> ApiResult<DeleteAnswer> {
         let accepted =
             super::app_commands::delete_through_actor(&self.state, request, &auth, id.0).await?;
+        // Its runtime logs go with it.
+        if let Ok(streams) = self.state.log_streams()
+            && let Err(err) = streams.remove(accepted.app.id).await
+        {
+            tracing::warn!(app_id = accepted.app.id, error = %err, "cannot remove the application's logs");
+        }
         if accepted.deleted {
             Ok(DeleteAnswer::Deleted)
         } else {

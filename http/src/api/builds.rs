@@ -7,7 +7,10 @@ use skypanel_store::{apps, builds, releases};
 
 use super::{Tag, page};
 use crate::auth::BearerAuth;
-use crate::dto::apps::{BuildLog, BuildView};
+use futures::StreamExt;
+
+use super::streams::JsonOrEvents;
+use crate::dto::apps::{BuildLog, BuildLogEvent, BuildView};
 use crate::dto::domains::ReleaseView;
 use crate::error::{ApiResult, OrNotFound};
 use crate::state::AppState;
@@ -84,7 +87,11 @@ impl BuildsApi {
         ))
     }
 
-    /// Get a build's stored log
+    /// Get a build's log
+    ///
+    /// The stored log (capped at the platform's limit). With `follow=true`,
+    /// a Server-Sent Events stream: the log so far, then each line as the
+    /// node sends it, and a last event with the build's final status.
     #[oai(
         path = "/:id/builds/:buildId/logs",
         method = "get",
@@ -95,7 +102,8 @@ impl BuildsApi {
         auth: BearerAuth,
         id: Path<i64>,
         #[oai(name = "buildId")] build_id: Path<i64>,
-    ) -> ApiResult<Json<BuildLog>> {
+        follow: Query<Option<bool>>,
+    ) -> ApiResult<JsonOrEvents<BuildLog, BuildLogEvent>> {
         let mut conn = self.state.store().conn().await?;
         let app = apps::get(&mut conn, auth.user_id(), id.0)
             .await
@@ -103,9 +111,81 @@ impl BuildsApi {
         let log = builds::log(&mut conn, auth.user_id(), app.id, build_id.0)
             .await
             .or_not_found("build")?;
-        Ok(Json(BuildLog {
-            build_id: build_id.0,
-            log,
-        }))
+        if !follow.0.unwrap_or(false) {
+            return Ok(JsonOrEvents::Json(BuildLog {
+                build_id: build_id.0,
+                log,
+            }));
+        }
+        let follower = LogFollower {
+            state: self.state.clone(),
+            owner: auth.user_id(),
+            app: app.id,
+            build: build_id.0,
+            offset: 0,
+            done: false,
+        };
+        let events = futures::stream::unfold(follower, |mut f| async move {
+            let events = f.next_events().await?;
+            Some((futures::stream::iter(events), f))
+        })
+        .flatten()
+        .boxed();
+        Ok(JsonOrEvents::Events(events))
+    }
+}
+
+/// Follows a build's stored log from a byte offset until the build ends.
+struct LogFollower {
+    state: AppState,
+    owner: i64,
+    app: i64,
+    build: i64,
+    offset: i64,
+    done: bool,
+}
+
+/// How often a followed build's log is read again.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(300);
+
+impl LogFollower {
+    /// The next events, waiting for some; `None` once the stream is over.
+    async fn next_events(&mut self) -> Option<Vec<BuildLogEvent>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let read = async {
+                let mut conn = self.state.store().conn().await?;
+                builds::log_since(&mut conn, self.owner, self.app, self.build, self.offset).await
+            };
+            let (text, status, length) = match read.await {
+                Ok(part) => part,
+                Err(err) => {
+                    tracing::warn!(build_id = self.build, error = %err, "a followed build log stopped");
+                    return None;
+                }
+            };
+            self.offset = length;
+            let mut events: Vec<BuildLogEvent> = text
+                .split('\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| BuildLogEvent {
+                    line: Some(l.to_string()),
+                    status: None,
+                })
+                .collect();
+            if !matches!(status.as_str(), "pending" | "building") {
+                self.done = true;
+                events.push(BuildLogEvent {
+                    line: None,
+                    status: Some(status),
+                });
+            }
+            if !events.is_empty() {
+                return Some(events);
+            }
+            tokio::time::sleep(FOLLOW_EVERY).await;
+        }
     }
 }

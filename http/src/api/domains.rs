@@ -82,7 +82,14 @@ impl DomainsApi {
             .await
             .or_not_found("application")?;
         drop(conn);
-        through_actor(&self.state, request, &auth, app.id, AppRequest::Reconfigure).await?;
+        through_actor(
+            &self.state,
+            request,
+            auth.user_id(),
+            app.id,
+            AppRequest::Reconfigure,
+        )
+        .await?;
         let mut conn = self.state.store().conn().await?;
         Audit::by(request, auth.user_id(), "domain.add")
             .on("application", app.id)
@@ -122,7 +129,14 @@ impl DomainsApi {
             .await
             .or_not_found("domain")?;
         drop(conn);
-        through_actor(&self.state, request, &auth, app.id, AppRequest::Reconfigure).await?;
+        through_actor(
+            &self.state,
+            request,
+            auth.user_id(),
+            app.id,
+            AppRequest::Reconfigure,
+        )
+        .await?;
         let mut conn = self.state.store().conn().await?;
         Audit::by(request, auth.user_id(), "domain.remove")
             .on("application", app.id)

@@ -12,8 +12,11 @@ pub mod builds;
 pub mod catalog;
 pub mod domains;
 pub mod env;
+pub mod observe;
+pub mod streams;
 pub mod system;
 pub mod wallet;
+pub mod webhooks;
 
 use poem::Request;
 use poem_openapi::payload::Json;

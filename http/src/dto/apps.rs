@@ -159,6 +159,8 @@ pub struct BuildView {
     pub failure_reason: Option<String>,
     /// Attempts so far (a failure of the infrastructure starts another).
     pub attempt: i32,
+    /// The node the build ran (or runs) on.
+    pub node_id: Option<i64>,
     /// The branch built.
     pub git_branch: Option<String>,
     /// `dockerfile`, or the runtime a Dockerfile was generated for.
@@ -181,6 +183,7 @@ impl From<Build> for BuildView {
             image_tag: b.image_tag,
             failure_reason: b.failure_reason,
             attempt: b.attempt,
+            node_id: b.node_id,
             git_branch: b.git_branch,
             builder: b.builder,
             image_size_mb: b.image_size_mb,
@@ -195,6 +198,14 @@ impl From<Build> for BuildView {
 pub struct BuildLog {
     pub build_id: i64,
     pub log: String,
+}
+
+/// One event of a followed build log: a line, or (last) the final status.
+#[derive(Object, Debug)]
+pub struct BuildLogEvent {
+    pub line: Option<String>,
+    /// `success`, `failed` or `cancelled`, on the last event.
+    pub status: Option<String>,
 }
 
 #[derive(Object, Debug)]

@@ -9,7 +9,9 @@ pub mod apps;
 pub mod catalog;
 pub mod domains;
 pub mod nodes;
+pub mod observe;
 pub mod wallet;
+pub mod webhooks;
 
 use poem_openapi::Object;
 
