@@ -3,7 +3,10 @@
 //! Its state is the application row, reloaded before each decision and
 //! written back with a version check; a crashed actor is rebuilt from it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use skypanel_domain::lifecycle::{AppCommand, AppStatus};
@@ -93,11 +96,17 @@ pub struct TaskOutcome {
     /// The application's containers as the node reported them with the
     /// outcome; `None` when not known (a replayed or expired task).
     pub instances: Option<Vec<ContainerReport>>,
+    /// When the node listed them (its clock).
+    pub observed_at: Option<DateTime<Utc>>,
 }
 
 impl TaskOutcome {
     /// The outcome a finished task records.
-    pub fn of(task: &Task, instances: Option<Vec<ContainerReport>>) -> Self {
+    pub fn of(
+        task: &Task,
+        instances: Option<Vec<ContainerReport>>,
+        observed_at: Option<DateTime<Utc>>,
+    ) -> Self {
         let release = match serde_json::from_value::<TaskSpec>(task.payload.clone()) {
             Ok(TaskSpec::AppApply(spec) | TaskSpec::AppRestart(spec)) => Some(spec.release),
             _ => None,
@@ -111,6 +120,7 @@ impl TaskOutcome {
             succeeded: task.status == "succeeded",
             error: task.error.clone(),
             instances,
+            observed_at,
         }
     }
 }
@@ -124,6 +134,8 @@ pub enum AppMsg {
     Observed {
         node_id: i64,
         containers: Vec<ContainerReport>,
+        /// When the node listed them (its clock).
+        observed_at: DateTime<Utc>,
     },
     Snapshot(RpcReplyPort<AppSnapshot>),
     /// Looks for an outcome the actor missed (a report recorded while it was
@@ -142,6 +154,24 @@ pub struct AppState {
     /// When the last task outcome changed the application; reports a node
     /// gathered before then may not show it yet.
     pub(crate) last_change: Option<Instant>,
+    /// Per node, when the newest container list applied was read (the node's
+    /// clock): an older one arriving late is stale and ignored.
+    pub(crate) newest_report: HashMap<i64, DateTime<Utc>>,
+}
+
+impl AppState {
+    /// Whether a container list read at `at` on `node` is newer than every
+    /// one applied so far; if so it becomes the newest.
+    pub(crate) fn fresh_report(&mut self, node: i64, at: Option<DateTime<Utc>>) -> bool {
+        let Some(at) = at else { return true };
+        match self.newest_report.get(&node) {
+            Some(newest) if *newest >= at => false,
+            _ => {
+                self.newest_report.insert(node, at);
+                true
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -193,6 +223,7 @@ impl Actor for AppActor {
             app,
             started_at: Instant::now(),
             last_change: None,
+            newest_report: HashMap::new(),
         })
     }
 
@@ -237,8 +268,11 @@ impl Actor for AppActor {
             AppMsg::Observed {
                 node_id,
                 containers,
+                observed_at,
             } => {
-                if let Err(err) = crate::app_events::observed(state, node_id, containers).await {
+                if let Err(err) =
+                    crate::app_events::observed(state, node_id, containers, observed_at).await
+                {
                     if matches!(err, Error::NotFound) {
                         myself.stop(Some("application deleted".into()));
                     } else {

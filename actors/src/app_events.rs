@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
+
 use diesel_async::AsyncConnection;
 use skypanel_domain::lifecycle::{AppEvent, AppStatus, app_event};
 
@@ -22,8 +24,13 @@ pub(crate) async fn task_finished(
     state: &mut AppState,
     outcome: TaskOutcome,
 ) -> Result<bool, Error> {
+    // A build's outcome is the build job's business (it reads the task).
+    if outcome.kind == "app.build" {
+        return Ok(false);
+    }
     if let Some(reported) = &outcome.instances
         && (!reported.is_empty() || outcome.succeeded)
+        && state.fresh_report(outcome.node_id, outcome.observed_at)
     {
         let mut conn = state.ctx.store().conn().await?;
         instances::sync_app(&mut conn, state.id, outcome.node_id, reported).await?;
@@ -124,7 +131,7 @@ pub(crate) async fn catch_up(state: &mut AppState) -> Result<bool, Error> {
         task_id = task.id,
         "recording a missed task outcome"
     );
-    task_finished(state, TaskOutcome::of(&task, None)).await
+    task_finished(state, TaskOutcome::of(&task, None, None)).await
 }
 
 /// Compares what a node reports with what should run there, and queues the
@@ -133,12 +140,20 @@ pub(crate) async fn observed(
     state: &mut AppState,
     node_id: i64,
     containers: Vec<ContainerReport>,
+    observed_at: DateTime<Utc>,
 ) -> Result<(), Error> {
+    // A list read before one already applied (a slow heartbeat) says nothing new.
+    if !state.fresh_report(node_id, Some(observed_at)) {
+        return Ok(());
+    }
     state.refresh().await?;
     let status = state.status()?;
     let mut conn = state.ctx.store().conn().await?;
     let unfinished = tasks::unfinished_for_app(&mut conn, state.id).await?;
 
+    if state.app.node_id == Some(node_id) {
+        instances::sync_app(&mut conn, state.id, node_id, &containers).await?;
+    }
     if state.app.node_id != Some(node_id) {
         // Containers left on a node the application moved away from.
         let cleaning = unfinished

@@ -105,7 +105,7 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
         let Some(app_id) = task.application_id else {
             continue;
         };
-        let outcome = TaskOutcome::of(&task, None);
+        let outcome = TaskOutcome::of(&task, None, None);
         if let Some(actor) = ractor::registry::where_is(actor_name(ctx, "app", app_id)) {
             let actor: ActorRef<AppMsg> = actor.into();
             let _ = actor.cast(AppMsg::TaskFinished(outcome));

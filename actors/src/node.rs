@@ -14,7 +14,7 @@ use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
 use skypanel_protocol::task::{AppTarget, TaskSpec};
 use skypanel_store::agents::{self, Figures};
 use skypanel_store::tasks::{self, NewTask};
-use skypanel_store::{apps, instances, nodes};
+use skypanel_store::{apps, nodes};
 
 use crate::app::AppMsg;
 use crate::context::Context;
@@ -138,7 +138,7 @@ impl NodeState {
         }
         self.record_usage(&beat.containers, beat.timestamp);
         let back = matches!(previous, NodeStatus::Offline | NodeStatus::Pending) && next.is_some();
-        self.relay_containers(&mut conn, &beat.containers, back)
+        self.relay_containers(&mut conn, &beat.containers, beat.timestamp, back)
             .await?;
         let max_age = chrono::Duration::from_std(self.ctx.settings().credential_max_age)
             .unwrap_or(chrono::Duration::days(1));
@@ -185,6 +185,7 @@ impl NodeState {
         &mut self,
         conn: &mut skypanel_store::Conn,
         containers: &[ContainerReport],
+        observed_at: chrono::DateTime<chrono::Utc>,
         force: bool,
     ) -> Result<(), Error> {
         let mut by_app: BTreeMap<i64, Vec<&ContainerReport>> = BTreeMap::new();
@@ -202,9 +203,6 @@ impl NodeState {
             .filter(|(app, d)| self.last_report.get(app) != Some(d))
             .map(|(app, _)| *app)
             .collect();
-        if !changed.is_empty() || digests.len() != self.last_report.len() {
-            instances::sync_node(conn, self.id, containers).await?;
-        }
         for (app, reported) in by_app {
             if !full && !changed.contains(&app) {
                 continue;
@@ -216,6 +214,7 @@ impl NodeState {
                 let _ = actor.cast(AppMsg::Observed {
                     node_id: self.id,
                     containers,
+                    observed_at,
                 });
             } else if !reported.is_empty() && !apps::exists(conn, app).await? {
                 let user_id = reported.first().map_or(0, |c| c.user_id);

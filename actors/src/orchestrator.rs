@@ -184,11 +184,12 @@ impl Orchestrator {
         &self,
         task: &Task,
         instances: Vec<ContainerReport>,
+        observed_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), Error> {
         let Some(app_id) = task.application_id else {
             return Ok(());
         };
-        let outcome = TaskOutcome::of(task, Some(instances));
+        let outcome = TaskOutcome::of(task, Some(instances), observed_at);
         match self.entity::<AppMsg>(Child::Apps, "app", app_id).await {
             Ok(actor) => Ok(actor.cast(AppMsg::TaskFinished(outcome))?),
             Err(Error::NotFound) => Ok(()),

@@ -123,8 +123,9 @@ impl TaskFailure {
 /// What a task produced.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// The application's containers afterwards.
+    /// The application's containers afterwards, and when they were listed.
     pub instances: Vec<ContainerReport>,
+    pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub build: Option<BuildResult>,
 }
 
@@ -201,6 +202,27 @@ pub struct Executor {
     drain: Duration,
     /// Asks health-check paths: no redirects followed, a short timeout.
     http: reqwest::Client,
+    /// Applications a task works on now: the ingress sync leaves them alone.
+    busy: Arc<Mutex<std::collections::HashMap<i64, usize>>>,
+}
+
+/// Marks an application busy while it lives.
+struct Busy<'a> {
+    busy: &'a Mutex<std::collections::HashMap<i64, usize>>,
+    app_id: i64,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.busy.lock()
+            && let Some(count) = busy.get_mut(&self.app_id)
+        {
+            *count -= 1;
+            if *count == 0 {
+                busy.remove(&self.app_id);
+            }
+        }
+    }
 }
 
 /// The executor's parts and limits.
@@ -228,6 +250,17 @@ impl Executor {
             health_timeout: options.health_timeout,
             drain: options.drain,
             http,
+            busy: Arc::default(),
+        }
+    }
+
+    fn mark_busy(&self, app_id: i64) -> Busy<'_> {
+        if let Ok(mut busy) = self.busy.lock() {
+            *busy.entry(app_id).or_default() += 1;
+        }
+        Busy {
+            busy: &self.busy,
+            app_id,
         }
     }
 
@@ -238,6 +271,7 @@ impl Executor {
         log: &TaskLog,
         cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Outcome, TaskFailure> {
+        let _busy = self.mark_busy(spec.app_id());
         match spec {
             TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
             TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
@@ -246,13 +280,15 @@ impl Executor {
             TaskSpec::AppBuild(spec) => {
                 let build = self.builder.build(spec, log, cancel).await?;
                 return Ok(Outcome {
-                    instances: Vec::new(),
                     build: Some(build),
+                    ..Outcome::default()
                 });
             }
         }
+        let (instances, observed_at) = self.report(spec.app_id()).await?;
         Ok(Outcome {
-            instances: self.report(spec.app_id()).await?,
+            instances,
+            observed_at: Some(observed_at),
             build: None,
         })
     }
@@ -265,6 +301,9 @@ impl Executor {
             let Mode::Serving { release, ports } = &route.mode else {
                 continue;
             };
+            if self.busy.lock().is_ok_and(|b| b.contains_key(&app_id)) {
+                continue;
+            }
             let Ok(containers) = self.engine.managed(Some(app_id)).await else {
                 continue;
             };
@@ -287,14 +326,18 @@ impl Executor {
         }
     }
 
-    /// The application's containers as they are now.
-    pub async fn report(&self, app_id: i64) -> Result<Vec<ContainerReport>, TaskFailure> {
+    /// The application's containers as they are now, and when they were listed.
+    pub async fn report(
+        &self,
+        app_id: i64,
+    ) -> Result<(Vec<ContainerReport>, chrono::DateTime<chrono::Utc>), TaskFailure> {
+        let listed_at = chrono::Utc::now();
         let managed = self
             .engine
             .managed(Some(app_id))
             .await
             .map_err(|e| docker("cannot list containers", &e))?;
-        Ok(managed
+        let reports = managed
             .into_iter()
             .map(|m| ContainerReport {
                 restart_count: self.crash.restarts(&m.name),
@@ -311,7 +354,8 @@ impl Executor {
                 cpu_usage_percent: 0.0,
                 memory_used_mb: 0,
             })
-            .collect())
+            .collect();
+        Ok((reports, listed_at))
     }
 
     async fn apply(&self, spec: &AppSpec, log: &TaskLog) -> Result<(), TaskFailure> {

@@ -62,6 +62,8 @@ impl Heartbeats {
         previous_cpu: &mut HashMap<String, (u64, u64)>,
     ) -> Heartbeat {
         let host = metrics.sample();
+        // When the list was read: reports are ordered by it, not by arrival.
+        let listed_at = chrono::Utc::now();
         let managed = self.engine.managed(None).await.unwrap_or_else(|err| {
             tracing::warn!(error = %crate::docker::short(&err), "cannot list containers");
             Vec::new()
@@ -108,7 +110,7 @@ impl Heartbeats {
         *previous_cpu = seen;
         Heartbeat {
             node_id: self.client.node_id(),
-            timestamp: chrono::Utc::now(),
+            timestamp: listed_at,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             cpu_usage_percent: host.cpu_percent,
             cpu_total: host.cpu_total,

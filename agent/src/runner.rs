@@ -151,6 +151,7 @@ impl Runner {
         let mut report = match result {
             Ok(Ok(outcome)) => StatusReport {
                 instances: outcome.instances,
+                observed_at: outcome.observed_at,
                 build: outcome.build,
                 ..StatusReport::new(task.lease_id, ReportedStatus::Succeeded)
             },
@@ -167,12 +168,12 @@ impl Runner {
                 ..StatusReport::new(task.lease_id, ReportedStatus::Failed)
             },
         };
-        if report.status == ReportedStatus::Failed && !matches!(task.spec, TaskSpec::AppBuild(_)) {
-            report.instances = self
-                .executor
-                .report(task.spec.app_id())
-                .await
-                .unwrap_or_default();
+        if report.status == ReportedStatus::Failed
+            && !matches!(task.spec, TaskSpec::AppBuild(_))
+            && let Ok((instances, at)) = self.executor.report(task.spec.app_id()).await
+        {
+            report.instances = instances;
+            report.observed_at = Some(at);
         }
         tracing::info!(task_id = id, kind, status = ?report.status, "task done");
         let _ = self.report(task, report).await;

@@ -115,6 +115,8 @@ pub struct ContainerReport {
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct Heartbeat {
     pub node_id: i64,
+    /// When the agent read its container list (its clock): a report is
+    /// newer than another when this is later, whatever order they arrive in.
     pub timestamp: DateTime<Utc>,
     pub agent_version: String,
     pub cpu_usage_percent: f64,

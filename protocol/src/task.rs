@@ -299,6 +299,9 @@ pub struct StatusReport {
     /// The application's containers after the work (for apply, restart, stop).
     #[serde(default)]
     pub instances: Vec<super::node::ContainerReport>,
+    /// When the agent read `instances` (its clock, as a heartbeat's timestamp).
+    #[serde(default)]
+    pub observed_at: Option<DateTime<Utc>>,
     /// A failure of the node or its Docker rather than of the application:
     /// worth trying again elsewhere.
     #[serde(default)]
@@ -316,6 +319,7 @@ impl StatusReport {
             status,
             error: None,
             instances: Vec::new(),
+            observed_at: None,
             infrastructure: false,
             build: None,
         }

@@ -1,6 +1,6 @@
-//! Instances: the application containers nodes report running (or not). The
-//! set for a node is replaced by each heartbeat; a task result replaces the
-//! set of one application on its node.
+//! Instances: the application containers nodes report running (or not). Each
+//! application actor replaces its set with the newest report of its node (a
+//! task's outcome or a heartbeat), older ones arriving late are ignored.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use skypanel_protocol::node::ContainerReport;
 
 use crate::apps::owned_id;
-use crate::schema::{paas_applications, paas_instances};
+use crate::schema::paas_instances;
 use crate::{Conn, Error, Result};
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -83,35 +83,8 @@ async fn upsert(conn: &mut Conn, node_id: i64, reports: &[&ContainerReport]) -> 
     Ok(())
 }
 
-/// Replaces what is recorded for the node with its report. Containers of
-/// applications that no longer exist are left out (the caller removes them).
-pub async fn sync_node(conn: &mut Conn, node_id: i64, reports: &[ContainerReport]) -> Result<()> {
-    conn.transaction(async |conn| {
-        let app_ids: Vec<i64> = reports.iter().map(|r| r.application_id).collect();
-        let known: Vec<i64> = paas_applications::table
-            .filter(paas_applications::id.eq_any(&app_ids))
-            .select(paas_applications::id)
-            .load(conn)
-            .await?;
-        let kept: Vec<&ContainerReport> = reports
-            .iter()
-            .filter(|r| known.contains(&r.application_id))
-            .collect();
-        let names: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
-        diesel::delete(
-            paas_instances::table
-                .filter(paas_instances::node_id.eq(node_id))
-                .filter(paas_instances::container_name.ne_all(&names)),
-        )
-        .execute(conn)
-        .await?;
-        upsert(conn, node_id, &kept).await?;
-        Ok::<_, Error>(())
-    })
-    .await
-}
-
-/// Replaces what is recorded for one application on a node (after a task).
+/// Replaces what is recorded for one application with a node's report (a
+/// task's outcome, or a heartbeat newer than what was recorded).
 pub async fn sync_app(
     conn: &mut Conn,
     application_id: i64,

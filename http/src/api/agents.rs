@@ -449,7 +449,7 @@ impl AgentsApi {
         if reported.changed && is_final(task.status()?) {
             self.state
                 .orchestrator()?
-                .task_finished(&task, report.instances)
+                .task_finished(&task, report.instances, report.observed_at)
                 .await?;
         }
         Ok(JsonReply(StatusAck {
