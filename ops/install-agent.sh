@@ -6,7 +6,9 @@
 #
 # Run it from a SkyPanel checkout: the agent is built here with cargo (or taken
 # from SKYPANEL_AGENT_BINARY); nothing is downloaded from outside Debian's
-# package mirrors. Docker Engine is installed from Debian's packages when missing.
+# package mirrors. Docker Engine, nginx (the node's ingress: the agent runs
+# its own instance on ports 80 and 443) and git (for builds) are installed from
+# Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=ops/lib.sh
@@ -22,6 +24,13 @@ if ! command -v docker >/dev/null 2>&1; then
     ensure_packages docker.io
 fi
 docker info >/dev/null 2>&1 || die "Docker Engine does not answer; start it (systemctl start docker) and run this again"
+ensure_packages nginx git
+# Debian's own nginx service would hold port 80: the agent runs the node's.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now nginx.service >/dev/null 2>&1 || true
+elif [ -x /etc/init.d/nginx ]; then
+    as_root /etc/init.d/nginx stop >/dev/null 2>&1 || true
+fi
 
 binary=${SKYPANEL_AGENT_BINARY:-}
 if [ -z "$binary" ]; then

@@ -235,6 +235,55 @@ async fn docker_a_dockerfile_app_deploys_without_downtime_rolls_back_scales_and_
     }
     assert_eq!(seen.len(), 3, "answers came from {seen:?}");
 
+    // A custom domain answers too; a stopped application answers 503.
+    let (status, domain) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/domains"),
+            &alice,
+            json!({"hostname": "Shop.Example.org"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{domain:#}");
+    assert_eq!(domain["hostname"], "shop.example.org");
+    serves(port, "shop.example.org", "version one").await;
+    let domains = stack
+        .get(&format!("/api/paas/applications/{app}/domains"), &alice)
+        .await;
+    assert_eq!(domains[0]["hostname"], host.as_str());
+    assert_eq!(domains[0]["is_system"], true);
+    let (status, taken) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/domains"),
+            &alice,
+            json!({"hostname": "shop.example.org"}),
+        )
+        .await;
+    assert_eq!((status, taken["field"].as_str()), (409, Some("hostname")));
+    let (status, _) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/stop"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    stack.app_in(&alice, app, "stopped").await;
+    let stopped = through_ingress(port, "shop.example.org", "/")
+        .await
+        .unwrap();
+    assert_eq!(stopped.0, 503, "{stopped:?}");
+    assert!(stopped.1.contains("stopped"), "{stopped:?}");
+    let (status, _) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/start"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    stack.app_in(&alice, app, "running").await;
+    serves(port, &host, "version one").await;
+
     // Deleting the app removes its server block and its containers.
     let (status, _) = stack
         .call(
@@ -316,6 +365,37 @@ async fn docker_a_broken_commit_fails_its_build_and_the_old_release_keeps_servin
         log["log"].as_str().unwrap().contains("compiling"),
         "{log:#}"
     );
+
+    // An image that builds but never listens fails its health check: the
+    // rollout fails and the old release keeps serving.
+    repo.commit(
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {WEB_IMAGE}\nCMD [\"/bin/sh\", \"-c\", \"echo not listening; sleep 600\"]\n"
+            ),
+        )],
+        "never listens",
+    );
+    let deaf = deploy(&stack, &alice, app).await;
+    assert_eq!(deaf["status"], "success", "the image itself builds");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let application = loop {
+        let a = stack
+            .get(&format!("/api/paas/applications/{app}"), &alice)
+            .await;
+        if a["status"] == "running"
+            && a["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("did not accept connections"))
+        {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "{a:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(application["status"], "running");
+    serves(port, &host, "good").await;
 
     // A repository without a Dockerfile or any known file says so.
     repo.commit(&[("README.md", "nothing to run")], "docs only");

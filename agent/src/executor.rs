@@ -19,6 +19,9 @@ use crate::crash::CrashPolicy;
 use crate::docker::{Engine, Inspected, Managed, short};
 use crate::ingress::{Ingress, Mode};
 
+/// How often a starting instance is checked: every wasted wait is deploy time.
+const HEALTH_POLL: Duration = Duration::from_millis(20);
+
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECS: i32 = 10;
 
@@ -363,6 +366,8 @@ impl Executor {
             "applying release {} with {} instance(s)",
             spec.release, spec.instances
         ));
+        let began = Instant::now();
+        let mut phases: Vec<(&str, Duration)> = Vec::new();
         self.engine
             .ensure_image(&spec.image)
             .await
@@ -399,6 +404,7 @@ impl Executor {
                     started.push(name.clone());
                 }
             }
+            phases.push(("started", began.elapsed()));
             let probe = Probe::of(spec);
             let checks = wanted
                 .iter()
@@ -409,11 +415,19 @@ impl Executor {
                 checked?;
                 log.line(format!("instance {instance} is up"));
             }
+            phases.push(("healthy", began.elapsed()));
             let ports = self.host_ports(&wanted).await?;
             self.ingress
                 .serve(spec.app_id, &spec.hostnames, spec.release, ports)
                 .await
                 .map_err(TaskFailure::node)?;
+            phases.push(("routed", began.elapsed()));
+            tracing::debug!(
+                app_id = spec.app_id,
+                release = spec.release,
+                ?phases,
+                "release serves"
+            );
             Ok::<_, TaskFailure>(())
         }
         .await;
@@ -558,7 +572,7 @@ impl Executor {
                     ),
                 }));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(HEALTH_POLL).await;
         }
     }
 

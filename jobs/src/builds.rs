@@ -53,7 +53,7 @@ impl Default for BuildSettings {
         Self {
             max_attempts: 3,
             backoff: Duration::from_secs(2),
-            poll: Duration::from_millis(250),
+            poll: Duration::from_millis(100),
             follow_limit: Duration::from_secs(20 * 60),
         }
     }

@@ -354,7 +354,7 @@ impl Stack {
                 "--lease-wait",
                 "5",
                 "--health-timeout",
-                "20",
+                "10",
                 "--drain-seconds",
                 "1",
                 "--ingress-address",
@@ -468,7 +468,8 @@ impl Drop for Stack {
         for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
             docker(&["network", "rm", id]);
         }
-        let images = docker(&["images", "-q", "--filter", &filter]);
+        let built = format!("reference={}skypanel/*", self.namespace);
+        let images = docker(&["images", "-q", "--filter", &built]);
         for id in String::from_utf8_lossy(&images.stdout).split_whitespace() {
             docker(&["rmi", "-f", id]);
         }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions};
 use futures::StreamExt;
-use skypanel_protocol::names::{LABEL_APP, LABEL_MANAGED};
 use skypanel_protocol::task::{BuildResult, BuildSpec};
 use tokio::sync::watch;
 
@@ -51,12 +50,7 @@ impl Builder {
 
     /// The image tag of a build on this node.
     pub fn image_tag(&self, spec: &BuildSpec) -> String {
-        format!(
-            "{}skypanel/app-{}:{}",
-            self.engine.namespace(),
-            spec.app_id,
-            spec.build_number
-        )
+        format!("{}:{}", self.repository(spec.app_id), spec.build_number)
     }
 
     /// Builds the image; stops early when `cancel` turns true.
@@ -133,7 +127,7 @@ impl Builder {
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?;
         let tag = self.image_tag(spec);
-        self.docker_build(spec, &context, &tag, log).await?;
+        self.docker_build(&context, &tag, log).await?;
         let image =
             self.engine.raw().inspect_image(&tag).await.map_err(|e| {
                 TaskFailure::node(format!("cannot inspect the image: {}", short(&e)))
@@ -159,23 +153,17 @@ impl Builder {
 
     async fn docker_build(
         &self,
-        spec: &BuildSpec,
         context: &Path,
         tag: &str,
         log: &TaskLog,
     ) -> Result<(), TaskFailure> {
+        // No labels: the builder would commit them as one more layer (about a
+        // second). The tag names the application: `<namespace>skypanel/app-<id>`.
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".into(),
             t: Some(tag.to_string()),
             rm: true,
             forcerm: true,
-            labels: Some(
-                [
-                    (LABEL_MANAGED.to_string(), self.engine.managed_value()),
-                    (LABEL_APP.to_string(), spec.app_id.to_string()),
-                ]
-                .into(),
-            ),
             ..Default::default()
         };
         let file = tokio::fs::File::open(context)
@@ -210,14 +198,16 @@ impl Builder {
         Ok(())
     }
 
+    /// The repository part of an application's image tags on this node.
+    fn repository(&self, app_id: i64) -> String {
+        format!("{}skypanel/app-{app_id}", self.engine.namespace())
+    }
+
     /// Removes every image built for the application (it was deleted).
     pub async fn remove_images(&self, app_id: i64) {
         let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{LABEL_MANAGED}={}", self.engine.managed_value()),
-                format!("{LABEL_APP}={app_id}"),
-            ],
+            "reference".to_string(),
+            vec![self.repository(app_id)],
         )]);
         let options = bollard::query_parameters::ListImagesOptions {
             filters: Some(filters),
