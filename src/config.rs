@@ -43,6 +43,8 @@ pub struct Config {
     pub queue_prefix: String,
     /// Runtime log lines kept per application.
     pub app_log_lines: usize,
+    /// How long a wallet may stay below zero before suspension.
+    pub billing_grace: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -349,6 +351,13 @@ impl Config {
             (100, 1_000_000),
             &mut errors,
         );
+        let billing_grace = parse_number(
+            "SKYPANEL_BILLING_GRACE",
+            raw.get("SKYPANEL_BILLING_GRACE"),
+            24 * 3600u64,
+            (0, 90 * 24 * 3600),
+            &mut errors,
+        );
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -381,6 +390,7 @@ impl Config {
                 build_attempts,
                 queue_prefix,
                 app_log_lines,
+                billing_grace: Duration::from_secs(billing_grace),
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -395,6 +405,7 @@ impl Config {
             build_timeout: self.build_timeout,
             build_max_log_bytes: self.build_max_log_bytes,
             build_max_image_mb: self.build_max_image_mb,
+            billing_grace: self.billing_grace,
             ..skypanel_actors::Settings::default()
         }
     }

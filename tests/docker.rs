@@ -321,3 +321,77 @@ async fn docker_a_crashing_app_is_restarted_three_times_then_marked_failed() {
         stack.containers(app)
     );
 }
+
+#[tokio::test]
+async fn docker_an_unpaid_balance_stops_the_containers_and_a_credit_starts_them_again() {
+    let stack = Stack::start(Timing {
+        billing_grace: 0,
+        ..Timing::default()
+    })
+    .await;
+    let plan = stack.plan().await;
+    let (_node, _agent) = stack.node("worker-1").await;
+    let alice = stack.customer("alice@example.com").await;
+    let web = image_app(&stack, &alice, "web", plan, WEB_IMAGE).await;
+    command(&stack, &alice, web, "deploy", json!({})).await;
+    stack.app_in(&alice, web, "running").await;
+    let ports = running_instances(&stack, &alice, web, 1).await;
+    assert!(fetch(ports[0]).await.is_some());
+
+    // The app has run for the last two hours (backdated: the clock is real).
+    let mut conn: diesel_async::AsyncPgConnection =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
+            &stack.db.url,
+        )
+        .await
+        .unwrap();
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE paas_usage SET started_at = started_at - interval '2 hours'"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let hour = chrono::Utc::now() - chrono::Duration::hours(1);
+    let hour = hour.format("%Y-%m-%dT%H:00:00Z").to_string();
+    let (status, run) = stack
+        .post(
+            "/api/admin/paas/billing/run",
+            &stack.admin,
+            json!({"period_start": hour}),
+        )
+        .await;
+    assert_eq!(status, 200, "{run:#}");
+    // (The hourly tick may have billed the hour first, if the test straddles one.)
+    assert!(run["records"].as_i64().unwrap() <= 1);
+
+    // No grace: the wallet is below zero, the app is suspended, Docker stops it.
+    stack.app_in(&alice, web, "suspended").await;
+    stack
+        .until(30, "the container stopped", || async {
+            let list = stack.containers(web);
+            !list.is_empty() && list.iter().all(|c| !c.ends_with(" running"))
+        })
+        .await;
+    let wallet = stack.get("/api/wallet", &alice).await;
+    assert!(
+        wallet["balance"].as_str().unwrap().starts_with('-'),
+        "{wallet:#}"
+    );
+
+    // A credit brings it back, on Docker.
+    let me = stack.get("/api/auth/me", &alice).await;
+    let (status, _) = stack
+        .post(
+            &format!("/api/admin/wallets/{}/credit", me["id"]),
+            &stack.admin,
+            json!({"amount": "5.00", "description": "top-up"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    stack.app_in(&alice, web, "running").await;
+    let ports = running_instances(&stack, &alice, web, 1).await;
+    assert_eq!(
+        fetch(ports[0]).await.as_deref(),
+        Some("hello from skypanel\n")
+    );
+}

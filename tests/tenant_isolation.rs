@@ -43,6 +43,9 @@ const SELF_SCOPED: &[&str] = &[
     "getWallet",
     "listApplications",
     "createApplication",
+    "listBillingRecords",
+    "getBillingUsage",
+    "listNotifications",
 ];
 /// Public catalogue reads: the same for every customer, by design.
 const SHARED: &[&str] = &["listPlans", "listRuntimes", "listRegions"];

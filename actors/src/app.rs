@@ -44,6 +44,11 @@ pub enum AppRequest {
     CancelBuild(i64),
     /// The application's hostnames changed: rewrite its node's ingress.
     Reconfigure,
+    /// Its owner's wallet stayed below zero past the grace period: stop
+    /// its containers (data kept) and remember what it was.
+    Suspend,
+    /// Its owner's wallet is back at zero or above: bring back what it was.
+    Resume,
 }
 
 impl AppRequest {
@@ -58,7 +63,9 @@ impl AppRequest {
             Self::Start => AppCommand::Start,
             Self::Scale(_) => AppCommand::Scale,
             Self::Delete => AppCommand::Delete,
-            Self::CancelBuild(_) | Self::Reconfigure => return None,
+            Self::CancelBuild(_) | Self::Reconfigure | Self::Suspend | Self::Resume => {
+                return None;
+            }
         })
     }
 }

@@ -264,7 +264,7 @@ async fn finish(
                 change.status = Some(after.as_str().to_string());
             }
             Ok(Some(
-                apps::write_state(conn, app.id, app.version, &change).await?,
+                apps::write_state(conn, app.id, app.version, &change, ctx.now()).await?,
             ))
         })
         .await?;
@@ -277,7 +277,11 @@ async fn finish(
 
 /// The customer cancels a build that has not finished: its task is told to
 /// stop, and the release before keeps serving.
-pub(crate) async fn cancel(state: &mut AppState, build_id: i64) -> Result<Accepted, Error> {
+pub(crate) async fn cancel(
+    state: &mut AppState,
+    build_id: i64,
+    reason: &str,
+) -> Result<Accepted, Error> {
     let mut conn = state.ctx.store().conn().await?;
     let build = builds::by_id(&mut conn, build_id).await?;
     if build.application_id != state.id {
@@ -293,13 +297,7 @@ pub(crate) async fn cancel(state: &mut AppState, build_id: i64) -> Result<Accept
         tasks::request_cancel(&mut conn, task.id).await?;
     }
     drop(conn);
-    finish(
-        state,
-        &build,
-        BuildEvent::Cancel,
-        "cancelled by the customer",
-    )
-    .await?;
+    finish(state, &build, BuildEvent::Cancel, reason).await?;
     let mut answer = accepted(state);
     let mut conn = state.ctx.store().conn().await?;
     answer.build = Some(builds::by_id(&mut conn, build_id).await?);

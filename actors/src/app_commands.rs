@@ -4,7 +4,8 @@
 
 use diesel_async::AsyncConnection;
 use skypanel_domain::lifecycle::{
-    AppStatus, BuildEvent, BuildStatus, CommandPlan, app_transition, build_transition,
+    AppEvent, AppStatus, BuildEvent, BuildStatus, CommandPlan, app_event, app_transition,
+    build_transition,
 };
 use skypanel_domain::{Invalid, validate_instance_count};
 use skypanel_store::apps::{self, StateChange};
@@ -18,10 +19,13 @@ use crate::error::Error;
 pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<Accepted, Error> {
     state.refresh().await?;
     if let AppRequest::CancelBuild(build_id) = request {
-        return crate::app_builds::cancel(state, build_id).await;
+        return crate::app_builds::cancel(state, build_id, "cancelled by the customer").await;
     }
-    if let AppRequest::Reconfigure = request {
-        return reconfigure(state).await;
+    match request {
+        AppRequest::Reconfigure => return reconfigure(state).await,
+        AppRequest::Suspend => return suspend(state).await,
+        AppRequest::Resume => return resume(state).await,
+        _ => {}
     }
     let Some(command) = request.command() else {
         unreachable!("every other request names a command")
@@ -63,7 +67,10 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
             queue(state, plan, node, StateChange::default(), Work::Stop).await
         }
         AppRequest::Delete => delete(state, plan).await,
-        AppRequest::CancelBuild(_) | AppRequest::Reconfigure => {
+        AppRequest::CancelBuild(_)
+        | AppRequest::Reconfigure
+        | AppRequest::Suspend
+        | AppRequest::Resume => {
             unreachable!("answered before the transition table")
         }
     }
@@ -96,6 +103,104 @@ async fn reconfigure(state: &mut AppState) -> Result<Accepted, Error> {
     if matches!(status, AppStatus::Running | AppStatus::Stopped) && state.app.node_id.is_some() {
         repair(state, status).await?;
     }
+    Ok(accepted(state))
+}
+
+/// Suspends the application for its owner's unpaid balance: a build in
+/// progress is cancelled, the containers are stopped (data kept), and the
+/// status it had is kept for the resume. Suspended or deleting: nothing to do.
+async fn suspend(state: &mut AppState) -> Result<Accepted, Error> {
+    if let Some(build_id) = state.app.current_build_id
+        && state.status()? == AppStatus::Building
+        && build_in_progress(state).await?
+    {
+        crate::app_builds::cancel(state, build_id, "the owner's balance is below zero").await?;
+        state.refresh().await?;
+    }
+    let status = state.status()?;
+    let Some(next) = app_event(status, AppEvent::Suspend) else {
+        return Ok(accepted(state));
+    };
+    let change = StateChange {
+        suspended_from: Some(Some(status.as_str().to_string())),
+        ..StateChange::default()
+    };
+    match state.app.node_id {
+        // Containers run (or may, after a failure): stop them.
+        Some(node) if !matches!(status, AppStatus::Pending | AppStatus::Stopped) => {
+            let plan = CommandPlan {
+                now: next,
+                done: next,
+                converge: true,
+            };
+            queue(state, plan, node, change, Work::Stop).await
+        }
+        _ => {
+            let change = StateChange {
+                status: Some(next.as_str().to_string()),
+                target_status: Some(None),
+                ..change
+            };
+            write(state, &change).await
+        }
+    }
+}
+
+/// Brings a suspended application back to the status it had: one that ran
+/// is started again on its serving release; any other takes its status back.
+async fn resume(state: &mut AppState) -> Result<Accepted, Error> {
+    let status = state.status()?;
+    let previous = state
+        .app
+        .suspended_from
+        .as_deref()
+        .and_then(|s| s.parse::<AppStatus>().ok())
+        .unwrap_or(AppStatus::Stopped);
+    let Some(back) = app_event(status, AppEvent::Resume { previous }) else {
+        return Ok(accepted(state));
+    };
+    let cleared = StateChange {
+        suspended_from: Some(None),
+        ..StateChange::default()
+    };
+    if matches!(back, AppStatus::Running | AppStatus::Building)
+        && let Ok(release) = serving_release(state).await
+    {
+        let may_move = release.node_id.is_none();
+        let count = state.app.instance_count;
+        let node = place(state, count, may_move).await?;
+        // Stopped until the node reports the containers up, then running.
+        let plan = CommandPlan {
+            now: AppStatus::Stopped,
+            done: AppStatus::Running,
+            converge: true,
+        };
+        return queue(state, plan, node, cleared, Work::Apply(release)).await;
+    }
+    // Nothing ran (or nothing can run without a release): its status comes back.
+    let back = match back {
+        AppStatus::Running | AppStatus::Building => AppStatus::Pending,
+        other => other,
+    };
+    let change = StateChange {
+        status: Some(back.as_str().to_string()),
+        target_status: Some(None),
+        ..cleared
+    };
+    write(state, &change).await
+}
+
+/// Writes a status change that needs no work on a node.
+async fn write(state: &mut AppState, change: &StateChange) -> Result<Accepted, Error> {
+    let mut conn = state.ctx.store().conn().await?;
+    state.app = apps::write_state(
+        &mut conn,
+        state.id,
+        state.app.version,
+        change,
+        state.ctx.now(),
+    )
+    .await?;
     Ok(accepted(state))
 }
 
@@ -136,6 +241,7 @@ async fn build_from_git(
         )));
     }
     let current = state.app.clone();
+    let at = state.ctx.now();
     let mut conn = state.ctx.store().conn().await?;
     let (app, build) = conn
         .transaction(async |conn| {
@@ -153,7 +259,7 @@ async fn build_from_git(
                 last_error: Some(None),
                 ..StateChange::default()
             };
-            let app = apps::write_state(conn, current.id, current.version, &change).await?;
+            let app = apps::write_state(conn, current.id, current.version, &change, at).await?;
             Ok::<_, skypanel_store::Error>((app, build))
         })
         .await?;
@@ -212,7 +318,14 @@ async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Ac
     let building = status == AppStatus::Building && build_in_progress(state).await?;
     if !plan.converge || building {
         let mut conn = state.ctx.store().conn().await?;
-        state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
+        state.app = apps::write_state(
+            &mut conn,
+            state.id,
+            state.app.version,
+            &change,
+            state.ctx.now(),
+        )
+        .await?;
         return Ok(accepted(state));
     }
     // While a release rolls out, scaling applies to the release being rolled out.
@@ -269,7 +382,7 @@ async fn delete(state: &mut AppState, plan: CommandPlan) -> Result<Accepted, Err
         .is_empty();
     match placed {
         None if !running_somewhere => {
-            apps::delete_by_id(&mut conn, state.id).await?;
+            apps::delete_by_id(&mut conn, state.id, state.ctx.now()).await?;
             Ok(Accepted {
                 deleted: true,
                 ..accepted(state)

@@ -50,7 +50,7 @@ pub(crate) async fn task_finished(
     let mut conn = state.ctx.store().conn().await?;
     if status == AppStatus::Deleting {
         if outcome.kind == "app.delete" && outcome.succeeded {
-            apps::delete_by_id(&mut conn, state.id).await?;
+            apps::delete_by_id(&mut conn, state.id, state.ctx.now()).await?;
             tracing::info!(app_id = state.id, "application deleted");
             return Ok(true);
         }
@@ -60,7 +60,14 @@ pub(crate) async fn task_finished(
             applied_generation: Some(generation),
             ..StateChange::default()
         };
-        state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
+        state.app = apps::write_state(
+            &mut conn,
+            state.id,
+            state.app.version,
+            &change,
+            state.ctx.now(),
+        )
+        .await?;
         return Ok(false);
     }
     let target = state
@@ -98,7 +105,14 @@ pub(crate) async fn task_finished(
     if let Some(next) = event.and_then(|e| app_event(status, e)) {
         change.status = Some(next.as_str().to_string());
     }
-    state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
+    state.app = apps::write_state(
+        &mut conn,
+        state.id,
+        state.app.version,
+        &change,
+        state.ctx.now(),
+    )
+    .await?;
     state.last_change = Some(Instant::now());
     tracing::info!(
         app_id = state.id,
@@ -191,7 +205,14 @@ pub(crate) async fn observed(
             last_error: Some(Some(message)),
             ..StateChange::default()
         };
-        state.app = apps::write_state(&mut conn, state.id, state.app.version, &change).await?;
+        state.app = apps::write_state(
+            &mut conn,
+            state.id,
+            state.app.version,
+            &change,
+            state.ctx.now(),
+        )
+        .await?;
         tracing::warn!(app_id = state.id, "application failed: crash loop");
         return Ok(());
     }

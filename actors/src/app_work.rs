@@ -124,7 +124,8 @@ pub(crate) async fn queue(
             {
                 change.current_build_id = Some(release.build_id);
             }
-            let app = apps::write_state(conn, current.id, current.version, &change).await?;
+            let app =
+                apps::write_state(conn, current.id, current.version, &change, ctx.now()).await?;
             // Work still queued for a node the application left is moot.
             tasks::cancel_elsewhere(conn, app.id, node).await?;
             let mut spec = work.spec(conn, &ctx, &app, generation).await?;

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use skypanel_domain::clock::Clock;
 use skypanel_domain::secrets::SecretKey;
 use skypanel_store::Store;
 
@@ -35,6 +37,11 @@ pub struct Settings {
     pub build_max_log_bytes: i64,
     /// The largest image a build may make, in MB.
     pub build_max_image_mb: u64,
+    /// How long a wallet may stay below zero before its owner's
+    /// applications and databases are suspended.
+    pub billing_grace: Duration,
+    /// The time the actors act at (a manual clock in tests).
+    pub clock: Clock,
 }
 
 impl Default for Settings {
@@ -52,6 +59,8 @@ impl Default for Settings {
             build_timeout: Duration::from_secs(15 * 60),
             build_max_log_bytes: 4 * 1024 * 1024,
             build_max_image_mb: 4096,
+            billing_grace: Duration::from_secs(24 * 3600),
+            clock: Clock::system(),
         }
     }
 }
@@ -106,6 +115,11 @@ impl Context {
 
     pub fn secrets(&self) -> &SecretKey {
         &self.0.secrets
+    }
+
+    /// The current time of the control plane's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.0.settings.clock.now()
     }
 
     pub fn settings(&self) -> &Settings {

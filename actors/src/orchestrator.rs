@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::node::{NodeMsg, UsageSample};
 use crate::root::{Child, Root};
 use crate::supervisor::{SupervisorMsg, actor_name, entity_id};
-use crate::wallet::{Movement, WalletMsg};
+use crate::wallet::{Checked, Movement, WalletMsg};
 
 /// How long a request to an actor may take before the caller gives up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,7 +43,38 @@ pub struct Orchestrator {
     root: ActorRef<()>,
 }
 
-async fn ask<M: Send + 'static, R: Send + 'static>(
+/// The actor of entity `id` under `supervisor`, started if it is not running.
+pub(crate) async fn entity_of<M: Send + 'static>(
+    ctx: &Context,
+    supervisor: Child,
+    kind: &str,
+    id: i64,
+) -> Result<ActorRef<M>, Error> {
+    if let Some(cell) = ractor::registry::where_is(actor_name(ctx, kind, id)) {
+        return Ok(cell.into());
+    }
+    let supervisor: ActorRef<SupervisorMsg> =
+        ractor::registry::where_is(ctx.name(supervisor.base_name()))
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "the {} supervisor is not running",
+                    supervisor.base_name()
+                ))
+            })?
+            .into();
+    let cell = ask(&supervisor, |reply| SupervisorMsg::Ensure(id, reply))
+        .await?
+        .map_err(|e| {
+            if e.contains("not found") {
+                Error::NotFound
+            } else {
+                Error::Unavailable(e)
+            }
+        })?;
+    Ok(cell.into())
+}
+
+pub(crate) async fn ask<M: Send + 'static, R: Send + 'static>(
     actor: &ActorRef<M>,
     build: impl FnOnce(RpcReplyPort<R>) -> M,
 ) -> Result<R, Error> {
@@ -105,28 +136,7 @@ impl Orchestrator {
         kind: &str,
         id: i64,
     ) -> Result<ActorRef<M>, Error> {
-        if let Some(cell) = ractor::registry::where_is(actor_name(&self.ctx, kind, id)) {
-            return Ok(cell.into());
-        }
-        let supervisor: ActorRef<SupervisorMsg> =
-            ractor::registry::where_is(self.ctx.name(supervisor.base_name()))
-                .ok_or_else(|| {
-                    Error::Unavailable(format!(
-                        "the {} supervisor is not running",
-                        supervisor.base_name()
-                    ))
-                })?
-                .into();
-        let cell = ask(&supervisor, |reply| SupervisorMsg::Ensure(id, reply))
-            .await?
-            .map_err(|e| {
-                if e.contains("not found") {
-                    Error::NotFound
-                } else {
-                    Error::Unavailable(e)
-                }
-            })?;
-        Ok(cell.into())
+        entity_of(&self.ctx, supervisor, kind, id).await
     }
 
     /// A customer's request to an application (ownership is checked before).
@@ -210,6 +220,12 @@ impl Orchestrator {
     ) -> Result<(Wallet, WalletTransaction), Error> {
         let actor: ActorRef<WalletMsg> = self.entity(Child::Wallets, "wallet", user_id).await?;
         ask(&actor, |reply| WalletMsg::Apply(movement, reply)).await?
+    }
+
+    /// Asks the wallet's actor to act on its balance (notice, suspend, resume).
+    pub async fn wallet_check(&self, user_id: i64) -> Result<Checked, Error> {
+        let actor: ActorRef<WalletMsg> = self.entity(Child::Wallets, "wallet", user_id).await?;
+        ask(&actor, |reply| WalletMsg::Check(Some(reply))).await?
     }
 
     /// The live supervision tree, root first.

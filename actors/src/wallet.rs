@@ -1,13 +1,26 @@
-//! `WalletActor`: one per wallet in use. It serialises every balance change of
-//! its wallet (credits now; hourly debits, low-balance notices and suspension
-//! with billing). Wallet actors start on first use, not all at once.
+//! `WalletActor`: one per wallet in use. It serialises the balance changes
+//! it is asked for (credits, single debits) and owns their side effects:
+//! after every change, and whenever it is asked to check, a wallet below
+//! zero gets one notice per spell, its owner's applications are suspended
+//! once the grace period has passed, and a balance back at zero or above
+//! resumes exactly the applications that were suspended. Hourly billing
+//! debits wallets in batches under the same row lock, then asks each
+//! debited actor to check. Wallet actors start on first use, and at start
+//! for every wallet below zero or owner of a suspended application.
 
 use bigdecimal::BigDecimal;
+use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use skypanel_domain::lifecycle::AppStatus;
+use skypanel_domain::money::format_amount;
 use skypanel_store::wallets::{self, Change, Direction, Wallet, WalletTransaction};
+use skypanel_store::{apps, notifications};
 
+use crate::app::{AppMsg, AppRequest};
 use crate::context::Context;
 use crate::error::Error;
+use crate::orchestrator::{ask, entity_of};
+use crate::root::Child;
 use crate::supervisor::Entity;
 
 /// A balance change to apply, owned so it can travel in a message.
@@ -20,16 +33,31 @@ pub struct Movement {
     pub created_by: Option<i64>,
 }
 
+/// What a balance check did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// A notice of the negative balance was written.
+    pub noticed: bool,
+    /// Applications suspended now.
+    pub suspended: Vec<i64>,
+    /// Applications resumed now.
+    pub resumed: Vec<i64>,
+}
+
 pub enum WalletMsg {
     Apply(
         Movement,
         RpcReplyPort<Result<(Wallet, WalletTransaction), Error>>,
     ),
+    /// Look at the balance and act on it (notice, suspend, resume).
+    Check(Option<RpcReplyPort<Result<Checked, Error>>>),
 }
 
 pub struct WalletState {
     ctx: Context,
     user_id: i64,
+    /// When a timer will check again (the end of the grace period).
+    check_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -42,47 +70,192 @@ impl Actor for WalletActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<WalletMsg>,
+        myself: ActorRef<WalletMsg>,
         (ctx, user_id): (Context, i64),
     ) -> Result<WalletState, ActorProcessingErr> {
         let mut conn = ctx.store().conn().await?;
         wallets::wallet_for_user(&mut conn, user_id).await?;
         drop(conn);
-        Ok(WalletState { ctx, user_id })
+        // A restarted actor picks up where the balance stands.
+        myself.cast(WalletMsg::Check(None))?;
+        Ok(WalletState {
+            ctx,
+            user_id,
+            check_at: None,
+        })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<WalletMsg>,
+        myself: ActorRef<WalletMsg>,
         message: WalletMsg,
         state: &mut WalletState,
     ) -> Result<(), ActorProcessingErr> {
-        let WalletMsg::Apply(movement, reply) = message;
-        let applied = async {
-            let mut conn = state.ctx.store().conn().await?;
-            let change = Change {
-                direction: movement.direction,
-                amount: &movement.amount,
-                description: &movement.description,
-                reference: movement.reference.as_deref(),
-                created_by: movement.created_by,
-            };
-            Ok(wallets::apply_change(&mut conn, state.user_id, change).await?)
+        match message {
+            WalletMsg::Apply(movement, reply) => {
+                let applied = apply(state, movement).await;
+                let changed = applied.is_ok();
+                let _ = reply.send(applied);
+                if changed {
+                    let checked = check(&myself, state).await;
+                    report(state, checked);
+                }
+            }
+            WalletMsg::Check(reply) => {
+                let checked = check(&myself, state).await;
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(checked);
+                    }
+                    None => report(state, checked),
+                }
+            }
         }
-        .await;
-        let _ = reply.send(applied);
         Ok(())
     }
 }
 
-/// Wallets as a supervised entity kind (keyed by user id; started on first use).
+async fn apply(
+    state: &WalletState,
+    movement: Movement,
+) -> Result<(Wallet, WalletTransaction), Error> {
+    let mut conn = state.ctx.store().conn().await?;
+    let change = Change {
+        direction: movement.direction,
+        amount: &movement.amount,
+        description: &movement.description,
+        reference: movement.reference.as_deref(),
+        created_by: movement.created_by,
+        at: state.ctx.now(),
+    };
+    Ok(wallets::apply_change(&mut conn, state.user_id, change).await?)
+}
+
+fn report(state: &WalletState, checked: Result<Checked, Error>) {
+    if let Err(err) = checked {
+        tracing::warn!(user_id = state.user_id, error = %err, "cannot act on the wallet's balance; the next check tries again");
+    }
+}
+
+/// Applications a suspension stops: everything but what is suspended or going away.
+const SUSPENDABLE: [AppStatus; 5] = [
+    AppStatus::Pending,
+    AppStatus::Building,
+    AppStatus::Running,
+    AppStatus::Stopped,
+    AppStatus::Failed,
+];
+
+async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<Checked, Error> {
+    let ctx = state.ctx.clone();
+    let now = ctx.now();
+    let mut checked = Checked::default();
+    let mut conn = ctx.store().conn().await?;
+    let Some(wallet) = wallets::find(&mut conn, state.user_id).await? else {
+        return Ok(checked);
+    };
+    let grace =
+        chrono::Duration::from_std(ctx.settings().billing_grace).unwrap_or(chrono::Duration::MAX);
+    if wallet.balance < 0 {
+        let since = wallet.negative_since.unwrap_or(now);
+        let deadline = since + grace;
+        if wallets::mark_negative_noticed(&mut conn, state.user_id).await? {
+            let message = format!(
+                "Your balance is {} {}. Add credit by {} or your applications will be suspended \
+                 (their data is kept).",
+                format_amount(&wallet.balance, 2),
+                wallet.currency,
+                deadline.format("%Y-%m-%d %H:%M UTC"),
+            );
+            notifications::create(&mut conn, state.user_id, "balance_negative", &message, now)
+                .await?;
+            checked.noticed = true;
+        }
+        if now < deadline {
+            // Check again when the grace period ends (one timer at a time).
+            if state.check_at != Some(deadline) {
+                state.check_at = Some(deadline);
+                let wait = (deadline - now).to_std().unwrap_or_default();
+                myself.send_after(wait, || WalletMsg::Check(None));
+            }
+            return Ok(checked);
+        }
+        let statuses: Vec<&str> = SUSPENDABLE.iter().map(|s| s.as_str()).collect();
+        let ids = apps::ids_of_owner_with_status(&mut conn, state.user_id, &statuses).await?;
+        drop(conn);
+        for id in ids {
+            if request(&ctx, id, AppRequest::Suspend).await? {
+                checked.suspended.push(id);
+            }
+        }
+        if !checked.suspended.is_empty() {
+            let message = format!(
+                "Your balance has been below zero since {}: {} application(s) are suspended. \
+                 Add credit to bring them back; nothing was deleted.",
+                since.format("%Y-%m-%d %H:%M UTC"),
+                checked.suspended.len()
+            );
+            let mut conn = ctx.store().conn().await?;
+            notifications::create(&mut conn, state.user_id, "suspended", &message, now).await?;
+            tracing::info!(user_id = state.user_id, apps = ?checked.suspended, "owner suspended: balance below zero past the grace period");
+        }
+    } else {
+        state.check_at = None;
+        let ids = apps::ids_of_owner_with_status(
+            &mut conn,
+            state.user_id,
+            &[AppStatus::Suspended.as_str()],
+        )
+        .await?;
+        drop(conn);
+        for id in ids {
+            if request(&ctx, id, AppRequest::Resume).await? {
+                checked.resumed.push(id);
+            }
+        }
+        if !checked.resumed.is_empty() {
+            let message = format!(
+                "Thank you: your balance is {} {} and {} application(s) are back as they were.",
+                format_amount(&wallet.balance, 2),
+                wallet.currency,
+                checked.resumed.len()
+            );
+            let mut conn = ctx.store().conn().await?;
+            notifications::create(&mut conn, state.user_id, "resumed", &message, now).await?;
+            tracing::info!(user_id = state.user_id, apps = ?checked.resumed, "owner resumed: balance back at zero or above");
+        }
+    }
+    Ok(checked)
+}
+
+/// Asks an application's actor to suspend or resume; whether it did (the
+/// wallet asks only applications that are not, or are, suspended).
+async fn request(ctx: &Context, app_id: i64, request: AppRequest) -> Result<bool, Error> {
+    let suspending = matches!(request, AppRequest::Suspend);
+    let actor: ActorRef<AppMsg> = match entity_of(ctx, Child::Apps, "app", app_id).await {
+        Ok(actor) => actor,
+        Err(Error::NotFound) => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    let accepted = ask(&actor, |reply| AppMsg::Request(request, reply)).await??;
+    let suspended = accepted.app.status == AppStatus::Suspended.as_str();
+    Ok(suspended == suspending && !accepted.deleted)
+}
+
+/// Wallets as a supervised entity kind (keyed by user id; started on first
+/// use, and at start for every owner the actors must watch).
 pub struct Wallets;
 
 impl Entity for Wallets {
     type Actor = WalletActor;
     const KIND: &'static str = "wallet";
 
-    async fn initial_ids(_ctx: &Context) -> Result<Vec<i64>, Error> {
-        Ok(Vec::new())
+    async fn initial_ids(ctx: &Context) -> Result<Vec<i64>, Error> {
+        let mut conn = ctx.store().conn().await?;
+        let mut ids = wallets::negative_users(&mut conn).await?;
+        ids.extend(apps::owners_with_suspended(&mut conn).await?);
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
     }
 }

@@ -35,6 +35,7 @@ pub type Apis = (
     api::webhooks::WebhooksApi,
     api::catalog::CatalogApi,
     api::wallet::WalletApi,
+    api::billing::BillingApi,
     api::admin_catalog::AdminCatalogApi,
     api::admin_nodes::AdminNodesApi,
     api::admin_platform::AdminPlatformApi,
@@ -72,6 +73,9 @@ fn apis(state: &AppState) -> Apis {
             state: state.clone(),
         },
         api::wallet::WalletApi {
+            state: state.clone(),
+        },
+        api::billing::BillingApi {
             state: state.clone(),
         },
         api::admin_catalog::AdminCatalogApi {

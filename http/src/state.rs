@@ -125,6 +125,15 @@ impl AppState {
         &self.0.store
     }
 
+    /// The control plane's current time (the actors' clock, so that tests
+    /// driving a manual clock drive the API too).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+            .orchestrator
+            .as_ref()
+            .map_or_else(chrono::Utc::now, |o| o.context().now())
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.0.settings
     }

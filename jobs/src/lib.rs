@@ -7,13 +7,16 @@
 //! - [`Queues`]: the cheap handle that pushes jobs (the HTTP layer holds one).
 //! - [`Workers`]: runs the queues' workers, restarting them when they fail.
 //! - `builds`: the build job (deploys from git).
+//! - `billing`: the hourly billing tick and job, and the `notify` queue.
 //! - [`LogStreams`]: applications' runtime logs, capped streams in the same Redis.
 
+mod billing;
 mod builds;
 mod logs;
 mod queues;
 mod workers;
 
+pub use billing::{BillingError, BillingJob, HourBilled, NotifyJob, bill_hour};
 pub use builds::{BuildJob, BuildSettings};
 pub use logs::{LogLine, LogStreams, NewLine};
 pub use queues::Queues;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 
+use skypanel_domain::billing::Period;
+
 use crate::Error;
+use crate::billing::{BillingJob, NotifyJob};
 use crate::builds::BuildJob;
 
 /// How long an idempotency key keeps a second push of the same job out.
@@ -16,6 +19,8 @@ const IDEMPOTENCY: Duration = Duration::from_secs(24 * 3600);
 /// The queue names, after the control plane's prefix (they are part of
 /// every key in Redis: never rename one).
 pub const BUILDS: &str = "builds";
+pub const BILLING: &str = "billing";
+pub const NOTIFY: &str = "notify";
 
 /// How often a worker tells Redis it is alive; a worker silent for three of
 /// these has its jobs handed to another.
@@ -27,6 +32,8 @@ pub struct Queues {
     conn: ConnectionManager,
     prefix: String,
     builds: RedisStorage<BuildJob>,
+    billing: RedisStorage<BillingJob>,
+    notify: RedisStorage<NotifyJob>,
 }
 
 impl std::fmt::Debug for Queues {
@@ -60,15 +67,29 @@ impl Queues {
             .map_err(|e| Error::Redis(e.to_string()))?;
         let builds =
             RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{BUILDS}")));
+        let billing =
+            RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{BILLING}")));
+        let notify =
+            RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{NOTIFY}")));
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
             builds,
+            billing,
+            notify,
         })
     }
 
     pub(crate) fn builds(&self) -> RedisStorage<BuildJob> {
         self.builds.clone()
+    }
+
+    pub(crate) fn billing(&self) -> RedisStorage<BillingJob> {
+        self.billing.clone()
+    }
+
+    pub(crate) fn notify(&self) -> RedisStorage<NotifyJob> {
+        self.notify.clone()
     }
 
     /// The Redis connection the queues use (for the inspector's counts).
@@ -87,6 +108,32 @@ impl Queues {
             .idempotency_key(format!("build:{build_id}"))
             .build();
         self.builds
+            .clone()
+            .push_task(task)
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))
+    }
+
+    /// Queues the billing of one hour (once, however many control planes ask).
+    pub async fn push_billing(&self, period: Period) -> Result<(), Error> {
+        let task = TaskBuilder::new(BillingJob {
+            period_start: period.start(),
+        })
+        .idempotency_key(period.key())
+        .build();
+        self.billing
+            .clone()
+            .push_task(task)
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))
+    }
+
+    /// Queues the delivery of a notice (once).
+    pub async fn push_notice(&self, notification_id: i64) -> Result<(), Error> {
+        let task = TaskBuilder::new(NotifyJob { notification_id })
+            .idempotency_key(format!("notify:{notification_id}"))
+            .build();
+        self.notify
             .clone()
             .push_task(task)
             .await

@@ -1,4 +1,5 @@
-//! Runs the queues' workers for as long as the control plane runs. Each
+//! Runs the queues' workers (builds, billing, notify) and the hourly billing
+//! cron for as long as the control plane runs. Each
 //! worker is started under a name of its own run (a worker restarted under
 //! its old name is refused until its old heartbeat expires), polls every
 //! 100 ms, and is started again a second after it fails. The sweeper pushes
@@ -6,23 +7,29 @@
 //! job lost with Redis, or one whose push failed, comes back (pushes are
 //! idempotent).
 
+use std::future::Future;
+use std::str::FromStr;
 use std::time::Duration;
 
 use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
+use apalis_cron::CronScheduler;
 use skypanel_actors::Orchestrator;
 use skypanel_store::{Store, builds};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Queues;
+use crate::billing::{self, BillingContext};
 use crate::builds::{BuildContext, BuildSettings, handle};
 
 /// How often an idle worker looks for jobs.
 const POLL: Duration = Duration::from_millis(100);
 /// Builds driven at once by one control plane.
 const BUILD_CONCURRENCY: usize = 16;
-/// How often unfinished builds are checked for a job.
+/// How often unfinished builds are checked for a job, and undelivered notices pushed.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// When billing ticks: five seconds past every hour (sec min hour day month weekday).
+const BILLING_SCHEDULE: &str = "5 0 * * * *";
 
 pub struct WorkersOptions {
     pub queues: Queues,
@@ -45,11 +52,19 @@ impl Workers {
             store: options.store.clone(),
             settings: options.builds,
         };
+        let billing_ctx = BillingContext {
+            orchestrator: ctx.orchestrator.clone(),
+            store: options.store.clone(),
+            queues: options.queues.clone(),
+        };
         let builds = tokio::spawn(run_builds(options.queues.clone(), ctx, stopping.clone()));
+        let billing = tokio::spawn(run_billing(billing_ctx.clone(), stopping.clone()));
+        let notify = tokio::spawn(run_notify(billing_ctx.clone(), stopping.clone()));
+        let cron = tokio::spawn(run_billing_cron(billing_ctx, stopping.clone()));
         let sweeper = tokio::spawn(sweep(options.queues, options.store, stopping));
         Self {
             stop,
-            tasks: vec![builds, sweeper],
+            tasks: vec![builds, billing, notify, cron, sweeper],
         }
     }
 
@@ -71,27 +86,99 @@ async fn stopped(mut stopping: watch::Receiver<bool>) -> Result<(), std::io::Err
     Ok(())
 }
 
-async fn run_builds(queues: Queues, ctx: BuildContext, stopping: watch::Receiver<bool>) {
-    let mut run = 0u64;
+/// Runs a worker, starting it again (under a new name) a second after it
+/// stops or fails, until the control plane stops.
+async fn supervise<F, Fut>(what: &str, stopping: watch::Receiver<bool>, mut run: F)
+where
+    F: FnMut(String, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut n = 0u64;
     while !*stopping.borrow() {
-        run += 1;
-        let name = format!("builds-{}-{run}", std::process::id());
+        n += 1;
+        let name = format!("{what}-{}-{n}", std::process::id());
+        match run(name.clone(), stopping.clone()).await {
+            Ok(()) if *stopping.borrow() => return,
+            Ok(()) => tracing::error!(worker = %name, "a worker stopped; starting it again"),
+            Err(err) => {
+                tracing::error!(worker = %name, error = %err, "a worker failed; starting it again")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn run_builds(queues: Queues, ctx: BuildContext, stopping: watch::Receiver<bool>) {
+    supervise("builds", stopping, |name, stopping| {
         let worker = WorkerBuilder::new(name.as_str())
             .backend(queues.builds().poll_with_interval(POLL))
             .data(ctx.clone())
             .concurrency(BUILD_CONCURRENCY)
             .build(handle);
-        match worker.run_until(stopped(stopping.clone())).await {
-            Ok(()) if *stopping.borrow() => return,
-            Ok(()) => {
-                tracing::error!(worker = %name, "the build worker stopped; starting it again")
-            }
-            Err(err) => {
-                tracing::error!(worker = %name, error = %err, "the build worker failed; starting it again")
-            }
+        async move {
+            worker
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+async fn run_billing(ctx: BillingContext, stopping: watch::Receiver<bool>) {
+    supervise("billing", stopping, |name, stopping| {
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(ctx.queues.billing().poll_with_interval(POLL))
+            .data(ctx.clone())
+            .build(billing::handle);
+        async move {
+            worker
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
+async fn run_notify(ctx: BillingContext, stopping: watch::Receiver<bool>) {
+    supervise("notify", stopping, |name, stopping| {
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(ctx.queues.notify().poll_with_interval(POLL))
+            .data(ctx.clone())
+            .build(billing::deliver);
+        async move {
+            worker
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
+/// The hourly tick (a few seconds past the hour, so the hour has ended on
+/// every clock), after one tick at start for the hours missed while down.
+async fn run_billing_cron(ctx: BillingContext, stopping: watch::Receiver<bool>) {
+    if let Err(err) = billing::queue_due_hours(&ctx).await {
+        tracing::warn!(error = %err, "cannot queue the billing hours due at start");
     }
+    billing::push_notices(&ctx.store, &ctx.queues).await;
+    supervise("billing-cron", stopping, |name, stopping| {
+        let schedule = cron::Schedule::from_str(BILLING_SCHEDULE);
+        let ctx = ctx.clone();
+        async move {
+            let schedule = schedule.map_err(|e| e.to_string())?;
+            WorkerBuilder::new(name.as_str())
+                .backend(CronScheduler::new(schedule))
+                .data(ctx)
+                .build(billing::tick)
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
 }
 
 async fn sweep(queues: Queues, store: Store, stopping: watch::Receiver<bool>) {
@@ -115,5 +202,6 @@ async fn sweep(queues: Queues, store: Store, stopping: watch::Receiver<bool>) {
             }
             Err(err) => tracing::warn!(error = %err, "cannot look for unfinished builds"),
         }
+        billing::push_notices(&store, &queues).await;
     }
 }

@@ -44,6 +44,8 @@ pub struct Application {
     pub target_status: Option<String>,
     /// Why the last command failed, in words for the customer.
     pub last_error: Option<String>,
+    /// The status it had before its owner's wallet suspended it.
+    pub suspended_from: Option<String>,
 }
 
 impl std::fmt::Debug for Application {
@@ -202,40 +204,26 @@ pub async fn update(
     owner: i64,
     id: i64,
     changes: &ApplicationChanges,
+    at: DateTime<Utc>,
 ) -> Result<Application> {
     if changes.is_empty() {
         return get(conn, owner, id).await;
     }
-    Ok(diesel::update(
-        paas_applications::table
-            .filter(paas_applications::id.eq(id))
-            .filter(paas_applications::user_id.eq(owner)),
-    )
-    .set(changes)
-    .returning(Application::as_returning())
-    .get_result(conn)
-    .await?)
-}
-
-/// Records a new desired instance count, bumping the version.
-pub async fn set_instance_count(
-    conn: &mut Conn,
-    owner: i64,
-    id: i64,
-    count: i32,
-) -> Result<Application> {
-    Ok(diesel::update(
-        paas_applications::table
-            .filter(paas_applications::id.eq(id))
-            .filter(paas_applications::user_id.eq(owner)),
-    )
-    .set((
-        paas_applications::instance_count.eq(count),
-        paas_applications::version.eq(paas_applications::version + 1),
-    ))
-    .returning(Application::as_returning())
-    .get_result(conn)
-    .await?)
+    conn.transaction(async |conn| {
+        let app = diesel::update(
+            paas_applications::table
+                .filter(paas_applications::id.eq(id))
+                .filter(paas_applications::user_id.eq(owner)),
+        )
+        .set(changes)
+        .returning(Application::as_returning())
+        .get_result(conn)
+        .await?;
+        // A new plan is billed from now on.
+        crate::usage::sync_application(conn, &app, at).await?;
+        Ok(app)
+    })
+    .await
 }
 
 pub async fn delete(conn: &mut Conn, owner: i64, id: i64) -> Result<()> {
@@ -291,30 +279,38 @@ pub struct StateChange {
     pub current_build_id: Option<Option<i64>>,
     pub instance_count: Option<i32>,
     pub last_error: Option<Option<String>>,
+    pub suspended_from: Option<Option<String>>,
 }
 
-/// Writes `change` if the row is still at `expected_version`, bumping it.
+/// Writes `change` if the row is still at `expected_version`, bumping it,
+/// and the application's usage interval as of `at` (one transaction).
 /// Another writer in between is `Error::Stale`: reload and decide again.
 pub async fn write_state(
     conn: &mut Conn,
     id: i64,
     expected_version: i64,
     change: &StateChange,
+    at: DateTime<Utc>,
 ) -> Result<Application> {
-    diesel::update(
-        paas_applications::table
-            .filter(paas_applications::id.eq(id))
-            .filter(paas_applications::version.eq(expected_version)),
-    )
-    .set((
-        change,
-        paas_applications::version.eq(paas_applications::version + 1),
-    ))
-    .returning(Application::as_returning())
-    .get_result(conn)
+    conn.transaction(async |conn| {
+        let app = diesel::update(
+            paas_applications::table
+                .filter(paas_applications::id.eq(id))
+                .filter(paas_applications::version.eq(expected_version)),
+        )
+        .set((
+            change,
+            paas_applications::version.eq(paas_applications::version + 1),
+        ))
+        .returning(Application::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(Error::Stale)?;
+        crate::usage::sync_application(conn, &app, at).await?;
+        Ok(app)
+    })
     .await
-    .optional()?
-    .ok_or(Error::Stale)
 }
 
 /// Records the node an application is placed on, bumping its version.
@@ -394,12 +390,15 @@ pub async fn exists(conn: &mut Conn, id: i64) -> Result<bool> {
     )
 }
 
-/// Removes an application row once its containers are gone.
-pub async fn delete_by_id(conn: &mut Conn, id: i64) -> Result<()> {
-    diesel::delete(paas_applications::table.find(id))
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Removes an application row once its containers are gone, ending its usage at `at`.
+pub async fn delete_by_id(conn: &mut Conn, id: i64, at: DateTime<Utc>) -> Result<()> {
+    conn.transaction(async |conn| {
+        diesel::delete(paas_applications::table.find(id))
+            .execute(conn)
+            .await?;
+        crate::usage::close(conn, crate::usage::APPLICATION, id, at).await
+    })
+    .await
 }
 
 /// Counts every customer's applications by status, for the admin statistics.
@@ -407,6 +406,40 @@ pub async fn count_by_status(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
     Ok(paas_applications::table
         .group_by(paas_applications::status)
         .select((paas_applications::status, diesel::dsl::count_star()))
+        .load(conn)
+        .await?)
+}
+
+/// Ids of a customer's applications in any of `statuses`.
+pub async fn ids_of_owner_with_status(
+    conn: &mut Conn,
+    owner: i64,
+    statuses: &[&str],
+) -> Result<Vec<i64>> {
+    Ok(paas_applications::table
+        .filter(paas_applications::user_id.eq(owner))
+        .filter(paas_applications::status.eq_any(statuses))
+        .select(paas_applications::id)
+        .order(paas_applications::id)
+        .load(conn)
+        .await?)
+}
+
+/// Owners of suspended applications, for the actors to watch at start.
+pub async fn owners_with_suspended(conn: &mut Conn) -> Result<Vec<i64>> {
+    Ok(paas_applications::table
+        .filter(paas_applications::status.eq(AppStatus::Suspended.as_str()))
+        .select(paas_applications::user_id)
+        .distinct()
+        .load(conn)
+        .await?)
+}
+
+/// A customer's applications' ids and names.
+pub async fn names_of_owner(conn: &mut Conn, owner: i64) -> Result<Vec<(i64, String)>> {
+    Ok(paas_applications::table
+        .filter(paas_applications::user_id.eq(owner))
+        .select((paas_applications::id, paas_applications::name))
         .load(conn)
         .await?)
 }

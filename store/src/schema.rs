@@ -35,6 +35,7 @@ diesel::table! {
         negative_since -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        negative_noticed -> Bool,
     }
 }
 
@@ -141,6 +142,7 @@ diesel::table! {
         target_status -> Nullable<Text>,
         last_error -> Nullable<Text>,
         webhook_secret -> Nullable<Bytea>,
+        suspended_from -> Nullable<Text>,
     }
 }
 
@@ -320,6 +322,39 @@ diesel::table! {
 }
 
 diesel::table! {
+    paas_usage (id) {
+        id -> Int8,
+        user_id -> Int8,
+        resource_type -> Text,
+        resource_id -> Int8,
+        plan_id -> Int8,
+        instances -> Int4,
+        started_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    paas_billing_runs (period_start) {
+        period_start -> Timestamptz,
+        records -> Int4,
+        charged -> Numeric,
+        finished_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    paas_notifications (id) {
+        id -> Int8,
+        user_id -> Int8,
+        kind -> Text,
+        message -> Text,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         actor_user_id -> Nullable<Int8>,
@@ -353,6 +388,9 @@ diesel::joinable!(paas_billing_records -> users (user_id));
 diesel::joinable!(paas_task_logs -> paas_tasks (task_id));
 diesel::joinable!(paas_instances -> paas_applications (application_id));
 diesel::joinable!(paas_instances -> paas_nodes (node_id));
+diesel::joinable!(paas_usage -> users (user_id));
+diesel::joinable!(paas_usage -> paas_plans (plan_id));
+diesel::joinable!(paas_notifications -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -373,5 +411,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_task_logs,
     paas_instances,
     paas_billing_records,
+    paas_usage,
+    paas_billing_runs,
+    paas_notifications,
     audit_log,
 );

@@ -20,6 +20,8 @@ pub struct Wallet {
     pub negative_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// This spell below zero has had its notice.
+    pub negative_noticed: bool,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct Change<'a> {
     /// Idempotency key: a second change with the same reference is a conflict.
     pub reference: Option<&'a str>,
     pub created_by: Option<i64>,
+    /// When it happens (a wallet going below zero is negative since then).
+    pub at: DateTime<Utc>,
 }
 
 /// The user's wallet, created empty if the user has none yet.
@@ -131,7 +135,7 @@ pub async fn apply_change(
                 other => other,
             })?;
         let negative_since = if balance < 0 {
-            Some(wallet.negative_since.unwrap_or_else(Utc::now))
+            Some(wallet.negative_since.unwrap_or(change.at))
         } else {
             None
         };
@@ -139,6 +143,7 @@ pub async fn apply_change(
             .set((
                 wallets::balance.eq(&balance),
                 wallets::negative_since.eq(negative_since),
+                wallets::negative_noticed.eq(balance < 0 && wallet.negative_noticed),
             ))
             .returning(Wallet::as_returning())
             .get_result(conn)
@@ -146,4 +151,39 @@ pub async fn apply_change(
         Ok::<_, Error>((wallet, entry))
     })
     .await
+}
+
+/// The user's wallet, if it has one.
+pub async fn find(conn: &mut Conn, user_id: i64) -> Result<Option<Wallet>> {
+    Ok(wallets::table
+        .filter(wallets::user_id.eq(user_id))
+        .select(Wallet::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Records that this spell below zero has had its notice; false when it
+/// had one already (or the wallet is not below zero any more).
+pub async fn mark_negative_noticed(conn: &mut Conn, user_id: i64) -> Result<bool> {
+    let updated = diesel::update(
+        wallets::table
+            .filter(wallets::user_id.eq(user_id))
+            .filter(wallets::negative_since.is_not_null())
+            .filter(wallets::negative_noticed.eq(false)),
+    )
+    .set(wallets::negative_noticed.eq(true))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Users whose wallet is below zero, for the actors to watch at start.
+pub async fn negative_users(conn: &mut Conn) -> Result<Vec<i64>> {
+    Ok(wallets::table
+        .filter(wallets::negative_since.is_not_null())
+        .select(wallets::user_id)
+        .order(wallets::user_id)
+        .load(conn)
+        .await?)
 }

@@ -118,6 +118,18 @@ async fn schema_rs_matches_the_migrated_database() {
         paas_billing_records::table.select(paas_billing_records::all_columns),
     ));
     expected.extend(diesel_columns(
+        "paas_usage",
+        paas_usage::table.select(paas_usage::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_billing_runs",
+        paas_billing_runs::table.select(paas_billing_runs::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_notifications",
+        paas_notifications::table.select(paas_notifications::all_columns),
+    ));
+    expected.extend(diesel_columns(
         "audit_log",
         audit_log::table.select(audit_log::all_columns),
     ));

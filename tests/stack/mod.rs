@@ -147,6 +147,8 @@ pub struct Timing {
     pub lease_ttl: u64,
     /// `RUST_LOG` of the control plane and the agents.
     pub log_level: &'static str,
+    /// Seconds a wallet may stay below zero before suspension.
+    pub billing_grace: u64,
 }
 
 impl Default for Timing {
@@ -156,6 +158,7 @@ impl Default for Timing {
             offline_after: 30,
             lease_ttl: 10,
             log_level: "info",
+            billing_grace: 24 * 3600,
         }
     }
 }
@@ -202,6 +205,7 @@ impl Stack {
             .env("SKYPANEL_ALLOW_PLAIN_HTTP_GIT", "true")
             .env("SKYPANEL_QUEUE_PREFIX", db_queue_prefix(&db))
             .env("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN)
+            .env("SKYPANEL_BILLING_GRACE", timing.billing_grace.to_string())
             .stdout(stdout)
             .stderr(stderr)
             .spawn()

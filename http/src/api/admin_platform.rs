@@ -1,5 +1,6 @@
 //! `/api/admin/paas/stats`, `/api/admin/paas/capacity` and
-//! `/api/admin/wallets/:userId/credit`: the platform as a whole, admin only.
+//! `/api/admin/wallets/:userId/credit` and `/api/admin/paas/billing/run`: the
+//! platform as a whole, admin only.
 
 use std::collections::BTreeMap;
 
@@ -8,17 +9,20 @@ use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use skypanel_actors::Movement;
+use skypanel_domain::billing::Period;
 use skypanel_domain::lifecycle::NodeStatus;
 use skypanel_domain::money::{self, CREDIT, format_amount};
 use skypanel_domain::names::clean_text;
+use skypanel_jobs::bill_hour;
 use skypanel_store::reports::{self, NodeCapacity};
 use skypanel_store::wallets::Direction;
-use skypanel_store::{accounts, apps, builds};
+use skypanel_store::{accounts, apps, billing, builds};
 
 use super::{Audit, Tag};
 use crate::auth::AdminAuth;
 use crate::body::JsonBody;
 use crate::dto::admin::*;
+use crate::dto::billing::{BillingRunRequest, BillingRunResult, HourRevenue};
 use crate::dto::wallet::{CreditRequest, CreditResult};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -68,6 +72,7 @@ impl AdminPlatformApi {
     async fn stats(&self, _auth: AdminAuth) -> ApiResult<Json<Stats>> {
         let mut conn = self.state.store().conn().await?;
         let revenue = reports::revenue(&mut conn).await?;
+        let now = self.state.now();
         Ok(Json(Stats {
             users: accounts::count_users_by_role(&mut conn)
                 .await?
@@ -93,6 +98,19 @@ impl AdminPlatformApi {
                 billed_this_month: format_amount(&revenue.billed_this_month, 2),
                 credited_this_month: format_amount(&revenue.credited_this_month, 2),
                 wallet_balances: format_amount(&revenue.wallet_balances, 2),
+                per_hour: billing::revenue_per_hour(
+                    &mut conn,
+                    now - chrono::Duration::hours(48),
+                    now,
+                )
+                .await?
+                .into_iter()
+                .map(|(period_start, records, total)| HourRevenue {
+                    period_start,
+                    records,
+                    total: format_amount(&total, 4),
+                })
+                .collect(),
             },
         }))
     }
@@ -118,7 +136,10 @@ impl AdminPlatformApi {
     /// Credit a customer's wallet
     ///
     /// Positive amounts only, at most two decimals. Writes a ledger entry and
-    /// the new balance in one transaction.
+    /// the new balance in one transaction. With a `reference` (a payment
+    /// provider's payment id) it is a top-up applied at most once: the same
+    /// reference again answers 409. A balance back at zero or above resumes
+    /// what its owner's unpaid balance had suspended.
     #[oai(
         path = "/admin/wallets/:userId/credit",
         method = "post",
@@ -134,6 +155,12 @@ impl AdminPlatformApi {
         let admin = &auth.0;
         let amount = money::parse_amount("amount", &body.0.amount, CREDIT)?;
         let description = clean_text("description", &body.0.description, 255)?;
+        let reference = body
+            .0
+            .reference
+            .as_deref()
+            .map(|r| clean_text("reference", r, 128))
+            .transpose()?;
         let mut conn = self.state.store().conn().await?;
         if !accounts::user_exists(&mut conn, user_id.0).await? {
             return Err(ApiError::not_found("user"));
@@ -143,7 +170,7 @@ impl AdminPlatformApi {
             direction: Direction::Credit,
             amount: amount.clone(),
             description,
-            reference: None,
+            reference: reference.map(|r| format!("credit:{r}")),
             created_by: Some(admin.user_id),
         };
         let (wallet, entry) = self
@@ -162,6 +189,53 @@ impl AdminPlatformApi {
         Ok(Json(CreditResult {
             balance: format_amount(&wallet.balance, 4),
             transaction: entry.into(),
+        }))
+    }
+
+    /// Bill one complete hour now
+    ///
+    /// Charges every resource that ran in the hour starting at `period_start`
+    /// (UTC, on the hour) and is not billed for it yet. An hour that has not
+    /// ended answers 422. Running it again, or concurrently, charges nothing
+    /// twice: the second run writes no record.
+    #[oai(
+        path = "/admin/paas/billing/run",
+        method = "post",
+        operation_id = "adminRunBilling"
+    )]
+    async fn run(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        body: JsonBody<BillingRunRequest>,
+    ) -> ApiResult<Json<BillingRunResult>> {
+        let period = Period::starting(body.0.period_start)?;
+        let now = self.state.now();
+        if !period.has_ended(now) {
+            return Err(ApiError::invalid(
+                "period_start",
+                format!(
+                    "the hour from {} has not ended yet; only complete hours are billed",
+                    period.start().to_rfc3339()
+                ),
+            ));
+        }
+        let orchestrator = self.state.orchestrator()?;
+        let done = bill_hour(orchestrator, self.state.store(), period).await?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.0.user_id, "billing.run")
+            .with(serde_json::json!({
+                "period_start": period.start().to_rfc3339(),
+                "records": done.records,
+            }))
+            .write(&mut conn)
+            .await;
+        Ok(Json(BillingRunResult {
+            period_start: period.start(),
+            period_end: period.end(),
+            records: i64::try_from(done.records).unwrap_or(i64::MAX),
+            debited: i64::try_from(done.debited).unwrap_or(i64::MAX),
+            charged: format_amount(&done.charged, 4),
         }))
     }
 }

@@ -56,6 +56,8 @@ impl AppCommandsApi {
             AppRequest::Delete => "app.delete",
             AppRequest::CancelBuild(_) => "build.cancel",
             AppRequest::Reconfigure => "app.reconfigure",
+            AppRequest::Suspend => "app.suspend",
+            AppRequest::Resume => "app.resume",
         };
         let details = match &app_request {
             AppRequest::Scale(count) => serde_json::json!({"instance_count": count}),

@@ -281,9 +281,15 @@ impl AppsApi {
             health_check_path: health,
             auto_deploy: b.auto_deploy,
         };
-        let app = apps::update(&mut conn, auth.user_id(), app.id, &changes)
-            .await
-            .or_not_found("application")?;
+        let app = apps::update(
+            &mut conn,
+            auth.user_id(),
+            app.id,
+            &changes,
+            self.state.now(),
+        )
+        .await
+        .or_not_found("application")?;
         Audit::by(request, auth.user_id(), "app.update")
             .on("application", app.id)
             .write(&mut conn)

@@ -8,6 +8,7 @@ pub mod agents;
 pub mod app_commands;
 pub mod apps;
 pub mod auth;
+pub mod billing;
 pub mod builds;
 pub mod catalog;
 pub mod domains;
@@ -49,6 +50,8 @@ pub enum Tag {
     Catalog,
     /// The customer's prepaid wallet.
     Wallet,
+    /// Hourly charges, this month's usage, balance notices; billing runs (admin).
+    Billing,
     /// Admin: hosting plans.
     AdminPlans,
     /// Admin: runtimes.

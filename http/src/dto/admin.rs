@@ -13,6 +13,8 @@ pub struct Revenue {
     pub credited_this_month: String,
     /// Sum of every wallet's balance now.
     pub wallet_balances: String,
+    /// Revenue per billing hour over the last 48 hours, newest first.
+    pub per_hour: Vec<crate::dto::billing::HourRevenue>,
 }
 
 #[derive(Object, Debug)]

@@ -62,6 +62,9 @@ pub struct CreditRequest {
     pub amount: String,
     /// Shown to the customer in their ledger.
     pub description: String,
+    /// Makes the credit idempotent: a payment provider's payment id.
+    /// A second credit with the same reference answers 409.
+    pub reference: Option<String>,
 }
 
 #[derive(Object, Debug)]

@@ -1,0 +1,76 @@
+//! Notices to customers: stored here, pushed on the `notify` queue, and
+//! marked delivered by its worker.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::schema::paas_notifications;
+use crate::{Conn, Page, Result};
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = paas_notifications, check_for_backend(diesel::pg::Pg))]
+pub struct Notification {
+    pub id: i64,
+    pub user_id: i64,
+    /// `balance_negative`, `suspended` or `resumed`.
+    pub kind: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+pub async fn create(
+    conn: &mut Conn,
+    user_id: i64,
+    kind: &str,
+    message: &str,
+    at: DateTime<Utc>,
+) -> Result<Notification> {
+    Ok(diesel::insert_into(paas_notifications::table)
+        .values((
+            paas_notifications::user_id.eq(user_id),
+            paas_notifications::kind.eq(kind),
+            paas_notifications::message.eq(message),
+            paas_notifications::created_at.eq(at),
+        ))
+        .returning(Notification::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// A customer's notices, newest first.
+pub async fn list(conn: &mut Conn, user_id: i64, page: Page) -> Result<Vec<Notification>> {
+    Ok(paas_notifications::table
+        .filter(paas_notifications::user_id.eq(user_id))
+        .order(paas_notifications::id.desc())
+        .limit(page.limit)
+        .offset(page.offset)
+        .select(Notification::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Notices not delivered yet, oldest first.
+pub async fn undelivered(conn: &mut Conn, limit: i64) -> Result<Vec<Notification>> {
+    Ok(paas_notifications::table
+        .filter(paas_notifications::delivered_at.is_null())
+        .order(paas_notifications::id)
+        .limit(limit)
+        .select(Notification::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Marks a notice delivered (a second call changes nothing).
+pub async fn mark_delivered(conn: &mut Conn, id: i64, at: DateTime<Utc>) -> Result<bool> {
+    let updated = diesel::update(
+        paas_notifications::table
+            .find(id)
+            .filter(paas_notifications::delivered_at.is_null()),
+    )
+    .set(paas_notifications::delivered_at.eq(at))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
