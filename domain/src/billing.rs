@@ -153,16 +153,18 @@ pub struct HourUsage {
     pub plan_id: i64,
     pub hourly_rate: BigDecimal,
     pub monthly_price: BigDecimal,
-    /// Unrounded charge of the hour.
+    /// The hour's charge before the monthly cap, rounded half-even to [`CHARGE_SCALE`].
     pub raw: BigDecimal,
 }
 
 /// The hour's usage of one resource from its stretches (any order); `None`
 /// when it did not run in the hour.
 pub fn hour_usage(period: Period, stretches: &[Stretch]) -> Option<HourUsage> {
+    // Exact integer arithmetic (a rate has at most four decimals): BigDecimal
+    // division is slow, and billing runs it for every resource every hour.
     let (from, to) = (period.start(), period.end());
-    let mut instance_micros = BigDecimal::from(0);
-    let mut raw = BigDecimal::from(0);
+    let mut instance_micros: i128 = 0;
+    let mut cost_micro_e4: i128 = 0;
     let mut peak = 0;
     let mut latest: Option<&Stretch> = None;
     for stretch in stretches {
@@ -170,8 +172,8 @@ pub fn hour_usage(period: Period, stretches: &[Stretch]) -> Option<HourUsage> {
         if micros == 0 || stretch.instances <= 0 {
             continue;
         }
-        let used = BigDecimal::from(micros) * BigDecimal::from(stretch.instances);
-        raw += &used * &stretch.hourly_rate;
+        let used = i128::from(micros) * i128::from(stretch.instances);
+        cost_micro_e4 += used * in_units(&stretch.hourly_rate, CHARGE_SCALE);
         instance_micros += used;
         peak = peak.max(stretch.instances);
         if latest.is_none_or(|l| l.started_at <= stretch.started_at) {
@@ -179,15 +181,38 @@ pub fn hour_usage(period: Period, stretches: &[Stretch]) -> Option<HourUsage> {
         }
     }
     let latest = latest?;
-    let hour = BigDecimal::from(MICROS_PER_HOUR);
+    let hour = i128::from(MICROS_PER_HOUR);
+    // Instance-hours at HOURS_SCALE: micros × 10^6 / micros per hour.
+    let hours = div_half_even(instance_micros * 1_000_000, hour);
+    let charge = div_half_even(cost_micro_e4, hour);
     Some(HourUsage {
-        hours_used: (instance_micros / &hour).with_scale_round(HOURS_SCALE, RoundingMode::HalfEven),
+        hours_used: from_units(hours, HOURS_SCALE),
         peak_instances: peak,
         plan_id: latest.plan_id,
         hourly_rate: latest.hourly_rate.clone(),
         monthly_price: latest.monthly_price.clone(),
-        raw: raw / hour,
+        raw: from_units(charge, CHARGE_SCALE),
     })
+}
+
+/// `value` in units of 10^-scale (a rate or price stored with at most `scale` decimals).
+fn in_units(value: &BigDecimal, scale: i64) -> i128 {
+    let (digits, _) = value.with_scale(scale).as_bigint_and_exponent();
+    i128::try_from(&digits).unwrap_or(i128::MAX)
+}
+
+fn from_units(units: i128, scale: i64) -> BigDecimal {
+    BigDecimal::new(units.into(), scale)
+}
+
+/// `n / d` rounded half to even (`n >= 0`, `d > 0`).
+fn div_half_even(n: i128, d: i128) -> i128 {
+    let (q, r) = (n / d, n % d);
+    if 2 * r > d || (2 * r == d && q % 2 == 1) {
+        q + 1
+    } else {
+        q
+    }
 }
 
 /// The charge of an hour: its raw cost rounded to [`CHARGE_SCALE`], but no
@@ -289,6 +314,32 @@ mod tests {
         assert_eq!(
             capped_charge(&usage.raw, &usage.monthly_price, 2, &dec("0")),
             dec("0.0100")
+        );
+    }
+
+    #[test]
+    fn integer_rounding_is_half_even() {
+        assert_eq!(div_half_even(5, 2), 2);
+        assert_eq!(div_half_even(7, 2), 4);
+        assert_eq!(div_half_even(11, 4), 3);
+        assert_eq!(div_half_even(9, 4), 2);
+        assert_eq!(in_units(&BigDecimal::from_str("0.0137").unwrap(), 4), 137);
+        assert_eq!(from_units(175, 2), BigDecimal::from_str("1.75").unwrap());
+        // One second of one instance at 0.0137 an hour: 0.0000038… → 0.0000.
+        let p = Period::starting(at("2026-11-22T10:00:00Z")).unwrap();
+        let second = [stretch(
+            "2026-11-22T10:00:00Z",
+            Some("2026-11-22T10:00:01Z"),
+            1,
+            "0.0137",
+        )];
+        assert_eq!(
+            hour_usage(p, &second).unwrap().raw,
+            BigDecimal::from_str("0.0000").unwrap()
+        );
+        assert_eq!(
+            hour_usage(p, &second).unwrap().hours_used,
+            BigDecimal::from_str("0.000278").unwrap()
         );
     }
 

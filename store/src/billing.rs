@@ -11,16 +11,13 @@ use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use diesel::dsl::{max, min, sum};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Numeric, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use skypanel_domain::billing::{Period, Stretch, capped_charge, hour_usage, next_month_start};
 
 use crate::schema::{paas_billing_records, paas_billing_runs, paas_plans, paas_usage, wallets};
 use crate::wallets::Wallet;
 use crate::{Conn, Error, Page, Result};
-
-/// Rows per INSERT: 11 binds a record keeps the statement under PostgreSQL's 65,535 binds.
-const INSERT_ROWS: usize = 4000;
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = paas_billing_records, check_for_backend(diesel::pg::Pg))]
@@ -51,8 +48,7 @@ pub struct Charged {
     pub balances: Vec<(i64, BigDecimal)>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = paas_billing_records)]
+/// A billing record about to be written.
 struct NewRecord {
     user_id: i64,
     resource_type: String,
@@ -62,8 +58,6 @@ struct NewRecord {
     hourly_rate: BigDecimal,
     hours_used: BigDecimal,
     total_cost: BigDecimal,
-    billing_period_start: DateTime<Utc>,
-    billing_period_end: DateTime<Utc>,
 }
 
 type Resource = (String, i64);
@@ -244,29 +238,15 @@ async fn charge_in(
             hourly_rate: usage.hourly_rate,
             hours_used: usage.hours_used,
             total_cost: total,
-            billing_period_start: period.start(),
-            billing_period_end: period.end(),
         });
     }
-    let mut written: Vec<(i64, BigDecimal)> = Vec::with_capacity(records.len());
-    for batch in records.chunks(INSERT_ROWS) {
-        written.extend(
-            diesel::insert_into(paas_billing_records::table)
-                .values(batch)
-                .on_conflict_do_nothing()
-                .returning((
-                    paas_billing_records::user_id,
-                    paas_billing_records::total_cost,
-                ))
-                .load::<(i64, BigDecimal)>(conn)
-                .await?,
-        );
-    }
 
-    // 5. One debit per wallet for the hour's sum.
+    // 5. One debit per wallet for the hour's sum, then the records pointing
+    //    at it. Each statement takes whole columns as arrays (unnest): one
+    //    round trip for thousands of rows.
     let mut per_customer: BTreeMap<i64, BigDecimal> = BTreeMap::new();
-    for (user_id, cost) in &written {
-        *per_customer.entry(*user_id).or_default() += cost;
+    for record in &records {
+        *per_customer.entry(record.user_id).or_default() += &record.total_cost;
     }
     let by_user: HashMap<i64, &Wallet> = locked.iter().map(|w| (w.user_id, w)).collect();
     let description = format!(
@@ -274,7 +254,7 @@ async fn charge_in(
         period.start().format("%Y-%m-%d %H:%M"),
         period.end().format("%H:%M")
     );
-    let mut entries = Vec::new();
+    let mut debit = Debits::default();
     let mut balances = Vec::new();
     let mut total = BigDecimal::from(0);
     for (user_id, amount) in per_customer {
@@ -285,78 +265,119 @@ async fn charge_in(
             .get(&user_id)
             .ok_or_else(|| Error::Corrupt(format!("no wallet for user {user_id}")))?;
         let after = &wallet.balance - &amount;
-        entries.push((
-            wallet.id,
-            user_id,
-            amount.clone(),
-            after.clone(),
-            format!("{}:{user_id}", period.key()),
-        ));
+        debit.wallet_ids.push(wallet.id);
+        debit.amounts.push(amount.clone());
+        debit.after.push(after.clone());
+        debit.references.push(format!("{}:{user_id}", period.key()));
         balances.push((user_id, after));
         total += amount;
     }
-    let mut debited = 0;
-    for batch in entries.chunks(INSERT_ROWS) {
-        let values: Vec<_> = batch
-            .iter()
-            .map(|(wallet_id, _, amount, after, reference)| {
-                (
-                    crate::schema::wallet_transactions::wallet_id.eq(*wallet_id),
-                    crate::schema::wallet_transactions::kind.eq("debit"),
-                    crate::schema::wallet_transactions::amount.eq(amount),
-                    crate::schema::wallet_transactions::balance_after.eq(after),
-                    crate::schema::wallet_transactions::description.eq(&description),
-                    crate::schema::wallet_transactions::reference.eq(reference),
-                )
-            })
-            .collect();
-        let ids: Vec<(i64, i64)> = diesel::insert_into(crate::schema::wallet_transactions::table)
-            .values(values)
-            .returning((
-                crate::schema::wallet_transactions::wallet_id,
-                crate::schema::wallet_transactions::id,
-            ))
-            .load(conn)
-            .await?;
-        debited += ids.len();
-        let (wallet_ids, tx_ids): (Vec<i64>, Vec<i64>) = ids.into_iter().unzip();
-        let users: Vec<i64> = batch.iter().map(|e| e.1).collect();
-        let after: Vec<BigDecimal> = batch.iter().map(|e| e.3.clone()).collect();
-        diesel::sql_query(
-            "UPDATE wallets AS w SET balance = v.balance, \
-               negative_since = CASE WHEN v.balance < 0 THEN COALESCE(w.negative_since, $3) END, \
-               negative_noticed = (v.balance < 0 AND w.negative_noticed) \
-             FROM unnest($1::bigint[], $2::numeric[]) AS v(id, balance) WHERE w.id = v.id",
-        )
-        .bind::<Array<BigInt>, _>(batch.iter().map(|e| e.0).collect::<Vec<i64>>())
-        .bind::<Array<Numeric>, _>(after)
-        .bind::<Timestamptz, _>(at)
-        .execute(conn)
-        .await?;
-        // Ledger rows come back in insert order, but match them by wallet anyway.
-        let by_wallet: HashMap<i64, i64> = wallet_ids.into_iter().zip(tx_ids).collect();
-        let txs: Vec<i64> = batch
-            .iter()
-            .map(|e| by_wallet.get(&e.0).copied().unwrap_or_default())
-            .collect();
-        diesel::sql_query(
-            "UPDATE paas_billing_records AS r SET wallet_transaction_id = v.tx \
-             FROM unnest($1::bigint[], $2::bigint[]) AS v(user_id, tx) \
-             WHERE r.user_id = v.user_id AND r.billing_period_start = $3 \
-               AND r.wallet_transaction_id IS NULL",
-        )
-        .bind::<Array<BigInt>, _>(users)
-        .bind::<Array<BigInt>, _>(txs)
-        .bind::<Timestamptz, _>(period.start())
-        .execute(conn)
-        .await?;
+    let entries: Vec<LedgerId> = diesel::sql_query(
+        "INSERT INTO wallet_transactions (wallet_id, kind, amount, balance_after, description, reference) \
+         SELECT w, 'debit', a, b, $5, r FROM unnest($1::bigint[], $2::numeric[], $3::numeric[], $4::text[]) AS v(w, a, b, r) \
+         RETURNING id, wallet_id",
+    )
+    .bind::<Array<BigInt>, _>(&debit.wallet_ids)
+    .bind::<Array<Numeric>, _>(&debit.amounts)
+    .bind::<Array<Numeric>, _>(&debit.after)
+    .bind::<Array<Text>, _>(&debit.references)
+    .bind::<Text, _>(&description)
+    .load(conn)
+    .await?;
+    diesel::sql_query(
+        "UPDATE wallets AS w SET balance = v.balance, \
+           negative_since = CASE WHEN v.balance < 0 THEN COALESCE(w.negative_since, $3) END, \
+           negative_noticed = (v.balance < 0 AND w.negative_noticed) \
+         FROM unnest($1::bigint[], $2::numeric[]) AS v(id, balance) WHERE w.id = v.id",
+    )
+    .bind::<Array<BigInt>, _>(&debit.wallet_ids)
+    .bind::<Array<Numeric>, _>(&debit.after)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    let wallet_of_user: HashMap<i64, i64> = locked.iter().map(|w| (w.id, w.user_id)).collect();
+    let entry_of_user: HashMap<i64, i64> = entries
+        .iter()
+        .filter_map(|e| wallet_of_user.get(&e.wallet_id).map(|&u| (u, e.id)))
+        .collect();
+    let mut columns = RecordColumns::default();
+    for r in &records {
+        columns.user_ids.push(r.user_id);
+        columns.types.push(r.resource_type.clone());
+        columns.ids.push(r.resource_id);
+        columns.plans.push(r.plan_id);
+        columns.instances.push(r.instance_count);
+        columns.rates.push(r.hourly_rate.clone());
+        columns.hours.push(r.hours_used.clone());
+        columns.costs.push(r.total_cost.clone());
+        columns.entries.push(entry_of_user.get(&r.user_id).copied());
     }
-    tracing::debug!(period = %period.start(), records = written.len(), debits = debited, "hour charged");
+    let written = diesel::sql_query(
+        "INSERT INTO paas_billing_records (user_id, resource_type, resource_id, plan_id, instance_count, \
+           hourly_rate, hours_used, total_cost, billing_period_start, billing_period_end, wallet_transaction_id) \
+         SELECT u, t, i, p, n, r, h, c, $10, $11, e \
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::numeric[], \
+                     $7::numeric[], $8::numeric[], $9::bigint[]) AS v(u, t, i, p, n, r, h, c, e) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<Array<BigInt>, _>(&columns.user_ids)
+    .bind::<Array<Text>, _>(&columns.types)
+    .bind::<Array<BigInt>, _>(&columns.ids)
+    .bind::<Array<BigInt>, _>(&columns.plans)
+    .bind::<Array<Integer>, _>(&columns.instances)
+    .bind::<Array<Numeric>, _>(&columns.rates)
+    .bind::<Array<Numeric>, _>(&columns.hours)
+    .bind::<Array<Numeric>, _>(&columns.costs)
+    .bind::<Array<Nullable<BigInt>>, _>(&columns.entries)
+    .bind::<Timestamptz, _>(period.start())
+    .bind::<Timestamptz, _>(period.end())
+    .execute(conn)
+    .await?;
+    // Under the wallets' locks nobody else bills these customers, so every
+    // record is new; a conflict means the debits above are wrong: undo all.
+    if written != records.len() {
+        return Err(Error::conflict(
+            None,
+            "another run billed these customers for the hour at the same time",
+        ));
+    }
+    tracing::debug!(period = %period.start(), records = written, debits = entries.len(), "hour charged");
     Ok(Charged {
-        records: written.len(),
+        records: written,
         total,
         balances,
     })
+}
+
+/// The debits of one batch, column by column.
+#[derive(Default)]
+struct Debits {
+    wallet_ids: Vec<i64>,
+    amounts: Vec<BigDecimal>,
+    after: Vec<BigDecimal>,
+    references: Vec<String>,
+}
+
+/// The billing records of one batch, column by column.
+#[derive(Default)]
+struct RecordColumns {
+    user_ids: Vec<i64>,
+    types: Vec<String>,
+    ids: Vec<i64>,
+    plans: Vec<i64>,
+    instances: Vec<i32>,
+    rates: Vec<BigDecimal>,
+    hours: Vec<BigDecimal>,
+    costs: Vec<BigDecimal>,
+    entries: Vec<Option<i64>>,
+}
+
+#[derive(QueryableByName)]
+struct LedgerId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    wallet_id: i64,
 }
 
 /// Records that the hour's job finished (charging it again would do nothing).
