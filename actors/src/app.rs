@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use skypanel_domain::lifecycle::{AppCommand, AppStatus};
 use skypanel_protocol::node::ContainerReport;
 use skypanel_protocol::task::TaskSpec;
-use skypanel_store::apps::{self, Application};
+use skypanel_store::apps::{self, Application, StateChange};
 use skypanel_store::builds::Build;
 use skypanel_store::tasks::Task;
 
@@ -191,6 +191,15 @@ impl AppState {
 
     pub(crate) fn status(&self) -> Result<AppStatus, Error> {
         Ok(self.app.status()?)
+    }
+
+    /// Writes a state change of the row as it was read (version-checked),
+    /// with its usage interval at the clock's time, and keeps the new row.
+    pub(crate) async fn write(&mut self, change: &StateChange) -> Result<(), Error> {
+        let mut conn = self.ctx.store().conn().await?;
+        self.app =
+            apps::write_state(&mut conn, self.id, self.app.version, change, self.ctx.now()).await?;
+        Ok(())
     }
 
     /// Whether node reports may be stale (gathered before the last change).

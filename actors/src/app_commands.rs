@@ -141,7 +141,8 @@ async fn suspend(state: &mut AppState) -> Result<Accepted, Error> {
                 target_status: Some(None),
                 ..change
             };
-            write(state, &change).await
+            state.write(&change).await?;
+            Ok(accepted(state))
         }
     }
 }
@@ -187,20 +188,7 @@ async fn resume(state: &mut AppState) -> Result<Accepted, Error> {
         target_status: Some(None),
         ..cleared
     };
-    write(state, &change).await
-}
-
-/// Writes a status change that needs no work on a node.
-async fn write(state: &mut AppState, change: &StateChange) -> Result<Accepted, Error> {
-    let mut conn = state.ctx.store().conn().await?;
-    state.app = apps::write_state(
-        &mut conn,
-        state.id,
-        state.app.version,
-        change,
-        state.ctx.now(),
-    )
-    .await?;
+    state.write(&change).await?;
     Ok(accepted(state))
 }
 
@@ -317,15 +305,7 @@ async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Ac
     // While a build runs, the count waits for the release it makes.
     let building = status == AppStatus::Building && build_in_progress(state).await?;
     if !plan.converge || building {
-        let mut conn = state.ctx.store().conn().await?;
-        state.app = apps::write_state(
-            &mut conn,
-            state.id,
-            state.app.version,
-            &change,
-            state.ctx.now(),
-        )
-        .await?;
+        state.write(&change).await?;
         return Ok(accepted(state));
     }
     // While a release rolls out, scaling applies to the release being rolled out.

@@ -60,14 +60,7 @@ pub(crate) async fn task_finished(
             applied_generation: Some(generation),
             ..StateChange::default()
         };
-        state.app = apps::write_state(
-            &mut conn,
-            state.id,
-            state.app.version,
-            &change,
-            state.ctx.now(),
-        )
-        .await?;
+        state.write(&change).await?;
         return Ok(false);
     }
     let target = state
@@ -105,14 +98,7 @@ pub(crate) async fn task_finished(
     if let Some(next) = event.and_then(|e| app_event(status, e)) {
         change.status = Some(next.as_str().to_string());
     }
-    state.app = apps::write_state(
-        &mut conn,
-        state.id,
-        state.app.version,
-        &change,
-        state.ctx.now(),
-    )
-    .await?;
+    state.write(&change).await?;
     state.last_change = Some(Instant::now());
     tracing::info!(
         app_id = state.id,
@@ -205,14 +191,7 @@ pub(crate) async fn observed(
             last_error: Some(Some(message)),
             ..StateChange::default()
         };
-        state.app = apps::write_state(
-            &mut conn,
-            state.id,
-            state.app.version,
-            &change,
-            state.ctx.now(),
-        )
-        .await?;
+        state.write(&change).await?;
         tracing::warn!(app_id = state.id, "application failed: crash loop");
         return Ok(());
     }
