@@ -121,8 +121,15 @@ async fn suspend(state: &mut AppState) -> Result<Accepted, Error> {
     let Some(next) = app_event(status, AppEvent::Suspend) else {
         return Ok(accepted(state));
     };
+    // What the application is becoming (a stop in flight) is what comes back.
+    let becoming = state
+        .app
+        .target_status
+        .as_deref()
+        .and_then(|t| t.parse::<AppStatus>().ok())
+        .unwrap_or(status);
     let change = StateChange {
-        suspended_from: Some(Some(status.as_str().to_string())),
+        suspended_from: Some(Some(becoming.as_str().to_string())),
         ..StateChange::default()
     };
     match state.app.node_id {

@@ -102,6 +102,10 @@ impl Actor for WalletActor {
                 }
             }
             WalletMsg::Check(reply) => {
+                if reply.is_none() {
+                    // From a timer (or the start): whatever timer was armed has fired.
+                    state.check_at = None;
+                }
                 let checked = check(&myself, state).await;
                 match reply {
                     Some(reply) => {
@@ -136,6 +140,9 @@ fn report(state: &WalletState, checked: Result<Checked, Error>) {
         tracing::warn!(user_id = state.user_id, error = %err, "cannot act on the wallet's balance; the next check tries again");
     }
 }
+
+/// How soon a suspension or resume that failed for an application is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Applications a suspension stops: everything but what is suspended or going away.
 const SUSPENDABLE: [AppStatus; 5] = [
@@ -183,11 +190,7 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
         let statuses: Vec<&str> = SUSPENDABLE.iter().map(|s| s.as_str()).collect();
         let ids = apps::ids_of_owner_with_status(&mut conn, state.user_id, &statuses).await?;
         drop(conn);
-        for id in ids {
-            if request(&ctx, id, AppRequest::Suspend).await? {
-                checked.suspended.push(id);
-            }
-        }
+        checked.suspended = each(myself, &ctx, ids, || AppRequest::Suspend).await;
         if !checked.suspended.is_empty() {
             let message = format!(
                 "Your balance has been below zero since {}: {} application(s) are suspended. \
@@ -208,11 +211,7 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
         )
         .await?;
         drop(conn);
-        for id in ids {
-            if request(&ctx, id, AppRequest::Resume).await? {
-                checked.resumed.push(id);
-            }
-        }
+        checked.resumed = each(myself, &ctx, ids, || AppRequest::Resume).await;
         if !checked.resumed.is_empty() {
             let message = format!(
                 "Thank you: your balance is {} {} and {} application(s) are back as they were.",
@@ -226,6 +225,33 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
         }
     }
     Ok(checked)
+}
+
+/// Asks each application to suspend or resume; answers those that did. One
+/// that cannot (no node has room to start it again, an actor is down) does
+/// not hold up the others, and the wallet checks again a little later.
+async fn each(
+    myself: &ActorRef<WalletMsg>,
+    ctx: &Context,
+    ids: Vec<i64>,
+    make: impl Fn() -> AppRequest,
+) -> Vec<i64> {
+    let mut done = Vec::new();
+    let mut failed = false;
+    for id in ids {
+        match request(ctx, id, make()).await {
+            Ok(true) => done.push(id),
+            Ok(false) => {}
+            Err(err) => {
+                failed = true;
+                tracing::warn!(app_id = id, error = %err, "cannot suspend or resume an application; trying again shortly");
+            }
+        }
+    }
+    if failed {
+        myself.send_after(RETRY, || WalletMsg::Check(None));
+    }
+    done
 }
 
 /// Asks an application's actor to suspend or resume; whether it did (the

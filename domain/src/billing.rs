@@ -110,14 +110,16 @@ pub fn next_month_start(at: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(at)
 }
 
-/// How many instances of an application are billed right now: all of them
-/// while it runs, and while a new release builds or rolls out beside one
-/// that serves; none while pending, stopped, failed, suspended or deleted.
-pub fn billable_instances(status: AppStatus, serving_release: bool, instance_count: i32) -> i32 {
+/// How many instances of an application are billed in `status`: all of them
+/// while it runs, none while pending, stopped, failed, suspended or deleted.
+/// `None` while a release builds or rolls out: billing goes on as it was
+/// (an application that ran keeps being billed, with its current count, while
+/// its old release serves; one that did not run is not billed for its build).
+pub fn billable_instances(status: AppStatus, instance_count: i32) -> Option<i32> {
     match status {
-        AppStatus::Running => instance_count.max(0),
-        AppStatus::Building if serving_release => instance_count.max(0),
-        _ => 0,
+        AppStatus::Running => Some(instance_count.max(0)),
+        AppStatus::Building => None,
+        _ => Some(0),
     }
 }
 
@@ -345,9 +347,8 @@ mod tests {
 
     #[test]
     fn only_serving_applications_are_billed() {
-        assert_eq!(billable_instances(AppStatus::Running, true, 3), 3);
-        assert_eq!(billable_instances(AppStatus::Building, true, 2), 2);
-        assert_eq!(billable_instances(AppStatus::Building, false, 2), 0);
+        assert_eq!(billable_instances(AppStatus::Running, 3), Some(3));
+        assert_eq!(billable_instances(AppStatus::Building, 2), None);
         for idle in [
             AppStatus::Pending,
             AppStatus::Stopped,
@@ -355,7 +356,7 @@ mod tests {
             AppStatus::Suspended,
             AppStatus::Deleting,
         ] {
-            assert_eq!(billable_instances(idle, true, 3), 0, "{idle}");
+            assert_eq!(billable_instances(idle, 3), Some(0), "{idle}");
         }
     }
 

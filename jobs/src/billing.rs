@@ -24,8 +24,8 @@ use crate::Queues;
 pub const BATCH: i64 = 2000;
 /// Batches charged at once.
 const CONCURRENT_BATCHES: usize = 2;
-/// Runs of a billing job before it gives up (the next tick pushes it again
-/// once its idempotency key has expired).
+/// Runs of a billing job before it gives up (the hour stays due: a later
+/// tick pushes it again once its idempotency key has expired).
 const JOB_ATTEMPTS: usize = 5;
 /// The most hours one tick queues (a control plane down for over a month
 /// catches up over several ticks).

@@ -42,11 +42,21 @@ impl std::fmt::Debug for Queues {
     }
 }
 
+/// How long a billing hour's key keeps a second push out: less than the
+/// hour between ticks, so an hour whose job gave up is queued by a later tick
+/// (a second run of an hour charges nothing), while the replicas' pushes of
+/// one tick still make one job.
+const BILLING_IDEMPOTENCY: Duration = Duration::from_secs(50 * 60);
+
 /// The configuration of a queue: named, idempotent, with a short heartbeat.
 pub(crate) fn config(queue: &str) -> Config {
+    config_with(queue, IDEMPOTENCY)
+}
+
+fn config_with(queue: &str, idempotency: Duration) -> Config {
     Config::default()
         .queue(queue)
-        .idempotency_ttl(Some(IDEMPOTENCY))
+        .idempotency_ttl(Some(idempotency))
         .heartbeat_interval(HEARTBEAT)
         .missed_heartbeats(3)
 }
@@ -67,8 +77,10 @@ impl Queues {
             .map_err(|e| Error::Redis(e.to_string()))?;
         let builds =
             RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{BUILDS}")));
-        let billing =
-            RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{BILLING}")));
+        let billing = RedisStorage::new(conn.clone()).with_config(config_with(
+            &format!("{prefix}:{BILLING}"),
+            BILLING_IDEMPOTENCY,
+        ));
         let notify =
             RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{NOTIFY}")));
         Ok(Self {

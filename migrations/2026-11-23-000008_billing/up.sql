@@ -21,6 +21,10 @@ CREATE INDEX paas_usage_resource_idx ON paas_usage (resource_type, resource_id, 
 CREATE INDEX paas_usage_user_id_idx ON paas_usage (user_id);
 CREATE INDEX paas_usage_plan_id_idx ON paas_usage (plan_id);
 CREATE INDEX paas_usage_period_idx ON paas_usage (started_at, ended_at);
+-- Applications running when billing arrives are billed from now on.
+INSERT INTO paas_usage (user_id, resource_type, resource_id, plan_id, instances, started_at)
+SELECT user_id, 'application', id, plan_id, instance_count, now()
+FROM paas_applications WHERE status = 'running' AND instance_count > 0;
 
 -- Billing hours whose job has finished: the hourly tick charges every hour
 -- after the newest one here, so hours missed while the control plane was down

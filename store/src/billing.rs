@@ -401,32 +401,38 @@ pub async fn finish_run(
     Ok(())
 }
 
-/// The hours that have ended by `now` and have no finished run: from the
-/// hour after the newest finished run (or the oldest usage, on the first
-/// run) to the last complete hour, oldest first, at most `limit`.
+/// How far back the hours due are looked for.
+pub const LOOKBACK_HOURS: i64 = 62 * 24;
+
+/// The hours that have ended by `now` and have no finished run, from the
+/// oldest usage (at most [`LOOKBACK_HOURS`] back) to the last complete hour,
+/// oldest first, at most `limit`. An hour whose job gave up, or that was
+/// skipped while a later one ran, stays due until it has run.
 pub async fn hours_due(conn: &mut Conn, now: DateTime<Utc>, limit: usize) -> Result<Vec<Period>> {
-    let newest: Option<DateTime<Utc>> = paas_billing_runs::table
-        .select(max(paas_billing_runs::period_start))
+    let oldest: Option<DateTime<Utc>> = paas_usage::table
+        .select(min(paas_usage::started_at))
         .first(conn)
         .await?;
-    let first = match newest {
-        Some(start) => Period::containing(start).next(),
-        None => {
-            let oldest: Option<DateTime<Utc>> = paas_usage::table
-                .select(min(paas_usage::started_at))
-                .first(conn)
-                .await?;
-            match oldest {
-                Some(at) => Period::containing(at),
-                None => return Ok(Vec::new()),
-            }
-        }
+    let Some(oldest) = oldest else {
+        return Ok(Vec::new());
     };
     let last = Period::last_complete(now);
+    let horizon = last.start() - chrono::Duration::hours(LOOKBACK_HOURS);
+    let first = Period::containing(oldest.max(horizon));
+    let ran: HashSet<DateTime<Utc>> = paas_billing_runs::table
+        .filter(paas_billing_runs::period_start.ge(first.start()))
+        .filter(paas_billing_runs::period_start.le(last.start()))
+        .select(paas_billing_runs::period_start)
+        .load::<DateTime<Utc>>(conn)
+        .await?
+        .into_iter()
+        .collect();
     let mut due = Vec::new();
     let mut hour = first;
     while hour <= last && due.len() < limit {
-        due.push(hour);
+        if !ran.contains(&hour.start()) {
+            due.push(hour);
+        }
         hour = hour.next();
     }
     Ok(due)

@@ -41,18 +41,42 @@ pub struct Running {
 /// Brings the application's open interval in line with its row: called in
 /// the transaction that wrote the row, with the instant of the change.
 pub async fn sync_application(conn: &mut Conn, app: &Application, at: DateTime<Utc>) -> Result<()> {
-    let instances = match app.status() {
-        Ok(status) => {
-            billable_instances(status, app.current_release_id.is_some(), app.instance_count)
-        }
-        Err(_) => 0,
+    let billed = match app.status() {
+        Ok(status) => billable_instances(status, app.instance_count),
+        Err(_) => Some(0),
     };
-    let now = (instances > 0).then_some(Running {
-        user_id: app.user_id,
-        plan_id: app.plan_id,
-        instances,
-    });
-    sync(conn, APPLICATION, app.id, now, at).await
+    let running = |instances: i32| {
+        (instances > 0).then_some(Running {
+            user_id: app.user_id,
+            plan_id: app.plan_id,
+            instances,
+        })
+    };
+    match billed {
+        Some(instances) => sync(conn, APPLICATION, app.id, running(instances), at).await,
+        // A rollout: an interval already open goes on (with the current count
+        // and plan); none is opened for a build of something that did not run.
+        None => {
+            if open(conn, APPLICATION, app.id).await?.is_some() {
+                sync(conn, APPLICATION, app.id, running(app.instance_count), at).await
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The resource's open interval, locked for the caller's transaction.
+async fn open(conn: &mut Conn, resource_type: &str, resource_id: i64) -> Result<Option<Interval>> {
+    Ok(paas_usage::table
+        .filter(paas_usage::resource_type.eq(resource_type))
+        .filter(paas_usage::resource_id.eq(resource_id))
+        .filter(paas_usage::ended_at.is_null())
+        .for_update()
+        .select(Interval::as_select())
+        .first(conn)
+        .await
+        .optional()?)
 }
 
 /// Closes the open interval of a resource that is gone.
@@ -73,15 +97,7 @@ pub async fn sync(
     now: Option<Running>,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let open: Option<Interval> = paas_usage::table
-        .filter(paas_usage::resource_type.eq(resource_type))
-        .filter(paas_usage::resource_id.eq(resource_id))
-        .filter(paas_usage::ended_at.is_null())
-        .for_update()
-        .select(Interval::as_select())
-        .first(conn)
-        .await
-        .optional()?;
+    let open = open(conn, resource_type, resource_id).await?;
     let unchanged = match (&open, now) {
         (Some(open), Some(now)) => open.plan_id == now.plan_id && open.instances == now.instances,
         (None, None) => true,
@@ -90,12 +106,12 @@ pub async fn sync(
     if unchanged {
         return Ok(());
     }
+    // A clock never runs backwards for a resource: an instant before the open
+    // interval's start (clock skew, a racing writer) is taken as that start.
+    let at = open.as_ref().map_or(at, |o| at.max(o.started_at));
     if let Some(open) = open {
-        // A clock never runs backwards for an interval: an end before its
-        // start (clock skew) ends it where it began.
-        let end = at.max(open.started_at);
         diesel::update(paas_usage::table.find(open.id))
-            .set(paas_usage::ended_at.eq(end))
+            .set(paas_usage::ended_at.eq(at))
             .execute(conn)
             .await?;
     }
