@@ -82,20 +82,15 @@ impl DomainsApi {
             .await
             .or_not_found("application")?;
         drop(conn);
-        through_actor(
+        names_changed(
             &self.state,
             request,
             auth.user_id(),
             app.id,
-            AppRequest::Reconfigure,
+            "domain.add",
+            &hostname,
         )
         .await?;
-        let mut conn = self.state.store().conn().await?;
-        Audit::by(request, auth.user_id(), "domain.add")
-            .on("application", app.id)
-            .with(serde_json::json!({"hostname": hostname}))
-            .write(&mut conn)
-            .await;
         Ok(Created::Created(Json(domain.into())))
     }
 
@@ -129,20 +124,35 @@ impl DomainsApi {
             .await
             .or_not_found("domain")?;
         drop(conn);
-        through_actor(
+        names_changed(
             &self.state,
             request,
             auth.user_id(),
             app.id,
-            AppRequest::Reconfigure,
+            "domain.remove",
+            &hostname,
         )
         .await?;
-        let mut conn = self.state.store().conn().await?;
-        Audit::by(request, auth.user_id(), "domain.remove")
-            .on("application", app.id)
-            .with(serde_json::json!({"hostname": hostname}))
-            .write(&mut conn)
-            .await;
         Ok(NoContent::NoContent)
     }
+}
+
+/// After a hostname was added or removed: the application's node rewrites
+/// its ingress (through the actor), and the change is audited.
+async fn names_changed(
+    state: &AppState,
+    request: &Request,
+    user_id: i64,
+    app_id: i64,
+    action: &'static str,
+    hostname: &str,
+) -> ApiResult<()> {
+    through_actor(state, request, user_id, app_id, AppRequest::Reconfigure).await?;
+    let mut conn = state.store().conn().await?;
+    Audit::by(request, user_id, action)
+        .on("application", app_id)
+        .with(serde_json::json!({"hostname": hostname}))
+        .write(&mut conn)
+        .await;
+    Ok(())
 }
