@@ -45,6 +45,8 @@ pub struct Config {
     pub app_log_lines: usize,
     /// How long a wallet may stay below zero before suspension.
     pub billing_grace: Duration,
+    /// Automatic HTTPS (off without `SKYPANEL_ACME_DIRECTORY`).
+    pub ssl: skypanel_jobs::SslSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -358,6 +360,7 @@ impl Config {
             (0, 90 * 24 * 3600),
             &mut errors,
         );
+        let ssl = ssl_settings(&raw, &mut errors);
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -391,6 +394,7 @@ impl Config {
                 queue_prefix,
                 app_log_lines,
                 billing_grace: Duration::from_secs(billing_grace),
+                ssl,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -419,6 +423,11 @@ impl Config {
         }
     }
 
+    /// How certificates are had (cloned for the workers).
+    pub fn ssl_settings(&self) -> skypanel_jobs::SslSettings {
+        self.ssl.clone()
+    }
+
     /// The HTTP layer's part of the configuration.
     pub fn http_settings(&self) -> skypanel_http::Settings {
         skypanel_http::Settings {
@@ -429,7 +438,59 @@ impl Config {
             allow_plain_http_git: self.allow_plain_http_git,
             public_url: self.public_url.clone(),
             registration_ttl: Duration::from_secs(24 * 3600),
+            https: self.ssl.enabled(),
+            renew_before: self.ssl.renew_before,
         }
+    }
+}
+
+/// `SKYPANEL_ACME_*` and `SKYPANEL_SSL_*`: where certificates come from and
+/// when they are renewed.
+fn ssl_settings(raw: &Raw, errors: &mut Vec<String>) -> skypanel_jobs::SslSettings {
+    let directory = raw.get("SKYPANEL_ACME_DIRECTORY").map(str::to_string);
+    if let Some(url) = &directory
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        errors.push("SKYPANEL_ACME_DIRECTORY: must be the URL of an ACME directory".into());
+    }
+    let ca_bundle = raw
+        .get("SKYPANEL_ACME_CA_BUNDLE")
+        .map(std::path::PathBuf::from);
+    if let Some(path) = &ca_bundle
+        && !path.is_file()
+    {
+        errors.push(format!(
+            "SKYPANEL_ACME_CA_BUNDLE: {} is not a readable file",
+            path.display()
+        ));
+    }
+    let contact = raw.get("SKYPANEL_ACME_CONTACT").map(str::to_string);
+    if let Some(email) = &contact
+        && skypanel_domain::names::normalize_email(email).is_err()
+    {
+        errors.push("SKYPANEL_ACME_CONTACT: must be an e-mail address".into());
+    }
+    let renew_days = parse_number(
+        "SKYPANEL_SSL_RENEW_BEFORE_DAYS",
+        raw.get("SKYPANEL_SSL_RENEW_BEFORE_DAYS"),
+        30u64,
+        (1, 36500),
+        errors,
+    );
+    let retry_secs = parse_number(
+        "SKYPANEL_SSL_RETRY_SECONDS",
+        raw.get("SKYPANEL_SSL_RETRY_SECONDS"),
+        60u64,
+        (1, 86400),
+        errors,
+    );
+    skypanel_jobs::SslSettings {
+        directory,
+        ca_bundle,
+        contact,
+        renew_before: Duration::from_secs(renew_days * 24 * 3600),
+        retry_base: Duration::from_secs(retry_secs),
+        ..skypanel_jobs::SslSettings::default()
     }
 }
 

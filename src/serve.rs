@@ -87,6 +87,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         orchestrator: orchestrator.clone(),
         store: store.clone(),
         builds: config.build_settings(),
+        ssl: config.ssl_settings(),
     });
     let state = AppState::new(
         store,
@@ -141,6 +142,8 @@ pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
         allow_plain_http_git: false,
         public_url: String::new(),
         registration_ttl: Duration::from_secs(3600),
+        https: false,
+        renew_before: Duration::from_secs(30 * 24 * 3600),
     };
     let key = skypanel_domain::secrets::SecretKey::from_hex(&"00".repeat(32))?;
     let store = Store::connect("postgres://spec-only@127.0.0.1/none", 1)?;

@@ -170,6 +170,7 @@ pub(crate) async fn observed(
                 user_id: state.app.user_id,
                 generation: 0,
                 hostnames: Vec::new(),
+                certificates: Vec::new(),
             });
             queue_plain(&mut conn, &state.ctx, node_id, state.id, spec).await?;
         }

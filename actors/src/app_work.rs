@@ -10,13 +10,14 @@ use ractor::ActorRef;
 use skypanel_domain::Invalid;
 use skypanel_domain::env::associated_data;
 use skypanel_domain::lifecycle::{BuildEvent, BuildStatus, CommandPlan, build_transition};
-use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, TaskSpec};
+use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, Certificate, TaskSpec};
 use skypanel_store::apps::{self, Application, StateChange};
 use skypanel_store::builds::{self, BuildChange};
 use skypanel_store::catalog::{self, Plan};
+use skypanel_store::domains::Domain;
 use skypanel_store::releases::{self, NewRelease, Release};
 use skypanel_store::tasks::{self, NewTask, Task};
-use skypanel_store::{Conn, domains, env_vars, instances};
+use skypanel_store::{Conn, certificates, domains, env_vars, instances};
 
 use crate::app::{Accepted, AppState};
 use crate::context::Context;
@@ -281,11 +282,13 @@ impl Work {
         generation: i64,
     ) -> skypanel_store::Result<TaskSpec> {
         let hostnames = domains::hostnames(conn, app.id).await?;
+        let certificates = tls_certificates(conn, ctx, app).await?;
         let target = || AppTarget {
             app_id: app.id,
             user_id: app.user_id,
             generation,
             hostnames: hostnames.clone(),
+            certificates: certificates.clone(),
         };
         Ok(match self {
             Work::Apply(release) => {
@@ -332,7 +335,38 @@ async fn app_spec(
         memory_mb: plan.memory_limit,
         pids_limit: ctx.settings().pids_limit,
         hostnames: domains::hostnames(conn, app.id).await?,
+        certificates: tls_certificates(conn, ctx, app).await?,
     })
+}
+
+/// The HTTPS certificates of the application's names, keys opened (sealed
+/// again with the task). A key that does not open is left out, with a
+/// warning: the name is then served over HTTP only.
+async fn tls_certificates(
+    conn: &mut Conn,
+    ctx: &Context,
+    app: &Application,
+) -> skypanel_store::Result<Vec<Certificate>> {
+    let mut list = Vec::new();
+    for cert in certificates::installable(conn, app.id).await? {
+        match ctx.secrets().open_str(
+            &cert.sealed_key,
+            &Domain::key_associated_data(cert.domain_id),
+        ) {
+            Ok(key_pem) => list.push(Certificate {
+                hostname: cert.hostname,
+                chain_pem: cert.chain_pem,
+                key_pem,
+            }),
+            Err(err) => tracing::warn!(
+                app_id = app.id,
+                hostname = %cert.hostname,
+                error = %err,
+                "a certificate's key does not open; the name is served over HTTP"
+            ),
+        }
+    }
+    Ok(list)
 }
 
 /// A node for `instances` instances of the application: its current one

@@ -250,6 +250,7 @@ impl NodeState {
             user_id,
             generation: 0,
             hostnames: Vec::new(),
+            certificates: Vec::new(),
         });
         let new = NewTask {
             node_id: self.id,

@@ -17,7 +17,7 @@ use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, TaskSpec};
 use crate::builder::Builder;
 use crate::crash::CrashPolicy;
 use crate::docker::{Engine, Inspected, Managed, short};
-use crate::ingress::{Ingress, Mode};
+use crate::ingress::{Ingress, Mode, Names};
 
 /// How often a starting instance is checked: every wasted wait is deploy time.
 const HEALTH_POLL: Duration = Duration::from_millis(20);
@@ -280,6 +280,17 @@ impl Executor {
             TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
             TaskSpec::AppStop(target) => self.stop(target, log).await?,
             TaskSpec::AppDelete(target) => self.delete(target, log).await?,
+            TaskSpec::IngressChallenge(challenge) => {
+                self.ingress
+                    .answer_challenge(&challenge.token, &challenge.key_authorization)
+                    .await
+                    .map_err(TaskFailure::node)?;
+                log.line(format!(
+                    "the ingress answers the ACME challenge for {}",
+                    challenge.hostname
+                ));
+                return Ok(Outcome::default());
+            }
             TaskSpec::AppBuild(spec) => {
                 let build = self.builder.build(spec, log, cancel).await?;
                 return Ok(Outcome {
@@ -318,11 +329,7 @@ impl Executor {
             now.sort_unstable();
             if &now != ports {
                 tracing::info!(app_id, ?now, "instances moved; updating the ingress");
-                if let Err(err) = self
-                    .ingress
-                    .serve(app_id, &route.hostnames, *release, now)
-                    .await
-                {
+                if let Err(err) = self.ingress.reroute(app_id, *release, now).await {
                     tracing::warn!(app_id, error = %err, "cannot update the ingress");
                 }
             }
@@ -418,7 +425,15 @@ impl Executor {
             phases.push(("healthy", began.elapsed()));
             let ports = self.host_ports(&wanted).await?;
             self.ingress
-                .serve(spec.app_id, &spec.hostnames, spec.release, ports)
+                .serve(
+                    spec.app_id,
+                    Names {
+                        hostnames: &spec.hostnames,
+                        certificates: &spec.certificates,
+                    },
+                    spec.release,
+                    ports,
+                )
                 .await
                 .map_err(TaskFailure::node)?;
             phases.push(("routed", began.elapsed()));
@@ -603,7 +618,15 @@ impl Executor {
                 .collect();
             let ports = self.host_ports(&names).await?;
             self.ingress
-                .serve(spec.app_id, &spec.hostnames, spec.release, ports)
+                .serve(
+                    spec.app_id,
+                    Names {
+                        hostnames: &spec.hostnames,
+                        certificates: &spec.certificates,
+                    },
+                    spec.release,
+                    ports,
+                )
                 .await
                 .map_err(TaskFailure::node)?;
         }
@@ -613,7 +636,13 @@ impl Executor {
     async fn stop(&self, target: &AppTarget, log: &TaskLog) -> Result<(), TaskFailure> {
         // Visitors see that it is stopped, not a broken gateway.
         self.ingress
-            .stopped(target.app_id, &target.hostnames)
+            .stopped(
+                target.app_id,
+                Names {
+                    hostnames: &target.hostnames,
+                    certificates: &target.certificates,
+                },
+            )
             .await
             .map_err(TaskFailure::node)?;
         let containers = self

@@ -103,6 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         nginx: args.nginx.clone(),
         address: args.ingress_address.clone(),
         http_port: args.ingress_http_port,
+        https_port: args.ingress_https_port,
     });
     ingress
         .start()

@@ -169,7 +169,10 @@ impl Runner {
             },
         };
         if report.status == ReportedStatus::Failed
-            && !matches!(task.spec, TaskSpec::AppBuild(_))
+            && !matches!(
+                task.spec,
+                TaskSpec::AppBuild(_) | TaskSpec::IngressChallenge(_)
+            )
             && let Ok((instances, at)) = self.executor.report(task.spec.app_id()).await
         {
             report.instances = instances;

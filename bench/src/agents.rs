@@ -305,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
             user_id: 0,
             generation: 0,
             hostnames: Vec::new(),
+            certificates: Vec::new(),
         });
         let new = NewTask {
             node_id: agent.node_id,

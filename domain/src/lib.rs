@@ -1,6 +1,7 @@
 //! Plain types and rules of SkyPanel with no I/O: validation, lifecycle states
 //! and their transitions, money, and the sealing of secrets at rest.
 
+pub mod acme;
 pub mod billing;
 pub mod clock;
 pub mod credentials;

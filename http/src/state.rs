@@ -30,6 +30,10 @@ pub struct Settings {
     pub public_url: String,
     /// How long a node registration token stays valid.
     pub registration_ttl: Duration,
+    /// Domains get certificates from an ACME server (`SKYPANEL_ACME_DIRECTORY`).
+    pub https: bool,
+    /// Certificates expiring within this are renewed.
+    pub renew_before: Duration,
 }
 
 impl std::fmt::Debug for Settings {

@@ -8,18 +8,21 @@
 //! - [`Workers`]: runs the queues' workers, restarting them when they fail.
 //! - `builds`: the build job (deploys from git).
 //! - `billing`: the hourly billing tick and job, and the `notify` queue.
+//! - `ssl`: certificates from an ACME server, one job per attempt, and the daily renewal.
 //! - [`LogStreams`]: applications' runtime logs, capped streams in the same Redis.
 
 mod billing;
 mod builds;
 mod logs;
 mod queues;
+mod ssl;
 mod workers;
 
 pub use billing::{BillingError, BillingJob, HourBilled, NotifyJob, bill_hour};
 pub use builds::{BuildJob, BuildSettings};
 pub use logs::{LogLine, LogStreams, NewLine};
 pub use queues::Queues;
+pub use ssl::{SslJob, SslSettings, request_certificate, request_renewals};
 pub use workers::{Workers, WorkersOptions};
 
 /// `jobs::Error`: why a job could not be pushed or a worker not started.

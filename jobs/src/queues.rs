@@ -12,6 +12,7 @@ use skypanel_domain::billing::Period;
 use crate::Error;
 use crate::billing::{BillingJob, NotifyJob};
 use crate::builds::BuildJob;
+use crate::ssl::SslJob;
 
 /// How long an idempotency key keeps a second push of the same job out.
 const IDEMPOTENCY: Duration = Duration::from_secs(24 * 3600);
@@ -21,6 +22,12 @@ const IDEMPOTENCY: Duration = Duration::from_secs(24 * 3600);
 pub const BUILDS: &str = "builds";
 pub const BILLING: &str = "billing";
 pub const NOTIFY: &str = "notify";
+pub const SSL: &str = "ssl";
+
+/// How long an ssl job's key keeps a second push out: only the pushes of
+/// one moment (the claim in PostgreSQL makes a second run harmless, and a
+/// deferred attempt is pushed again under the same key).
+const SSL_IDEMPOTENCY: Duration = Duration::from_secs(20);
 
 /// How often a worker tells Redis it is alive; a worker silent for three of
 /// these has its jobs handed to another.
@@ -34,6 +41,7 @@ pub struct Queues {
     builds: RedisStorage<BuildJob>,
     billing: RedisStorage<BillingJob>,
     notify: RedisStorage<NotifyJob>,
+    ssl: RedisStorage<SslJob>,
 }
 
 impl std::fmt::Debug for Queues {
@@ -83,12 +91,15 @@ impl Queues {
         ));
         let notify =
             RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{NOTIFY}")));
+        let ssl = RedisStorage::new(conn.clone())
+            .with_config(config_with(&format!("{prefix}:{SSL}"), SSL_IDEMPOTENCY));
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
             builds,
             billing,
             notify,
+            ssl,
         })
     }
 
@@ -102,6 +113,10 @@ impl Queues {
 
     pub(crate) fn notify(&self) -> RedisStorage<NotifyJob> {
         self.notify.clone()
+    }
+
+    pub(crate) fn ssl(&self) -> RedisStorage<SslJob> {
+        self.ssl.clone()
     }
 
     /// The Redis connection the queues use (for the inspector's counts).
@@ -148,6 +163,20 @@ impl Queues {
         self.notify
             .clone()
             .push_task(task)
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))
+    }
+
+    /// Queues an attempt of a certificate request, to run after `delay`.
+    pub async fn push_ssl(&self, job: &SslJob, delay: Option<Duration>) -> Result<(), Error> {
+        let key = format!("ssl:{}:{}:{}", job.domain_id, job.request, job.attempt);
+        let mut task = TaskBuilder::new(job.clone()).idempotency_key(key);
+        if let Some(delay) = delay {
+            task = task.run_after(delay);
+        }
+        self.ssl
+            .clone()
+            .push_task(task.build())
             .await
             .map_err(|e| Error::Redis(e.to_string()))
     }

@@ -1,5 +1,5 @@
-//! Runs the queues' workers (builds, billing, notify) and the hourly billing
-//! cron for as long as the control plane runs. Each
+//! Runs the queues' workers (builds, billing, notify, ssl), the hourly
+//! billing cron and the daily certificate renewal for as long as the control plane runs. Each
 //! worker is started under a name of its own run (a worker restarted under
 //! its old name is refused until its old heartbeat expires), polls every
 //! 100 ms, and is started again a second after it fails. The sweeper pushes
@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::Queues;
 use crate::billing::{self, BillingContext};
 use crate::builds::{BuildContext, BuildSettings, handle};
+use crate::ssl::{self, SslContext, SslSettings};
 
 /// How often an idle worker looks for jobs.
 const POLL: Duration = Duration::from_millis(100);
@@ -30,12 +31,17 @@ const BUILD_CONCURRENCY: usize = 16;
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// When billing ticks: five seconds past every hour (sec min hour day month weekday).
 const BILLING_SCHEDULE: &str = "5 0 * * * *";
+/// When certificates due for renewal are renewed: daily at 03:30.
+const RENEWAL_SCHEDULE: &str = "0 30 3 * * *";
+/// Certificate attempts run at once by one control plane.
+const SSL_CONCURRENCY: usize = 8;
 
 pub struct WorkersOptions {
     pub queues: Queues,
     pub orchestrator: Orchestrator,
     pub store: Store,
     pub builds: BuildSettings,
+    pub ssl: SslSettings,
 }
 
 /// The running workers; dropping it does not stop them, [`Workers::stop`] does.
@@ -57,15 +63,34 @@ impl Workers {
             store: options.store.clone(),
             queues: options.queues.clone(),
         };
-        let builds = tokio::spawn(run_builds(options.queues.clone(), ctx, stopping.clone()));
-        let billing = tokio::spawn(run_billing(billing_ctx.clone(), stopping.clone()));
-        let notify = tokio::spawn(run_notify(billing_ctx.clone(), stopping.clone()));
-        let cron = tokio::spawn(run_billing_cron(billing_ctx, stopping.clone()));
-        let sweeper = tokio::spawn(sweep(options.queues, options.store, stopping));
-        Self {
-            stop,
-            tasks: vec![builds, billing, notify, cron, sweeper],
+        let ssl_ctx = SslContext {
+            orchestrator: ctx.orchestrator.clone(),
+            store: options.store.clone(),
+            queues: options.queues.clone(),
+            settings: std::sync::Arc::new(options.ssl),
+            account: std::sync::Arc::default(),
+        };
+        let https = ssl_ctx.settings.enabled();
+        let mut tasks = vec![
+            tokio::spawn(run_builds(options.queues.clone(), ctx, stopping.clone())),
+            tokio::spawn(run_billing(billing_ctx.clone(), stopping.clone())),
+            tokio::spawn(run_notify(billing_ctx.clone(), stopping.clone())),
+            tokio::spawn(run_billing_cron(billing_ctx, stopping.clone())),
+        ];
+        if https {
+            tasks.push(tokio::spawn(run_ssl(ssl_ctx.clone(), stopping.clone())));
+            tasks.push(tokio::spawn(run_renewal_cron(
+                ssl_ctx.clone(),
+                stopping.clone(),
+            )));
         }
+        tasks.push(tokio::spawn(sweep(
+            options.queues,
+            options.store,
+            https.then_some(ssl_ctx),
+            stopping,
+        )));
+        Self { stop, tasks }
     }
 
     /// Stops taking jobs and waits (up to `grace`) for the running ones.
@@ -181,7 +206,54 @@ async fn run_billing_cron(ctx: BillingContext, stopping: watch::Receiver<bool>) 
     .await
 }
 
-async fn sweep(queues: Queues, store: Store, stopping: watch::Receiver<bool>) {
+async fn run_ssl(ctx: SslContext, stopping: watch::Receiver<bool>) {
+    supervise("ssl", stopping, |name, stopping| {
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(ctx.queues.ssl().poll_with_interval(POLL))
+            .data(ctx.clone())
+            .concurrency(SSL_CONCURRENCY)
+            .build(ssl::handle);
+        async move {
+            worker
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
+/// The daily renewal tick, after one at start.
+async fn run_renewal_cron(ctx: SslContext, stopping: watch::Receiver<bool>) {
+    let now = ctx.orchestrator.context().now();
+    if let Err(err) =
+        ssl::request_renewals(&ctx.store, &ctx.queues, now, ctx.settings.renew_before).await
+    {
+        tracing::warn!(error = %err, "cannot start the renewals due at start");
+    }
+    supervise("ssl-cron", stopping, |name, stopping| {
+        let schedule = cron::Schedule::from_str(RENEWAL_SCHEDULE);
+        let ctx = ctx.clone();
+        async move {
+            let schedule = schedule.map_err(|e| e.to_string())?;
+            WorkerBuilder::new(name.as_str())
+                .backend(CronScheduler::new(schedule))
+                .data(ctx)
+                .build(ssl::tick)
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
+async fn sweep(
+    queues: Queues,
+    store: Store,
+    ssl: Option<SslContext>,
+    stopping: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
@@ -203,5 +275,11 @@ async fn sweep(queues: Queues, store: Store, stopping: watch::Receiver<bool>) {
             Err(err) => tracing::warn!(error = %err, "cannot look for unfinished builds"),
         }
         billing::push_notices(&store, &queues).await;
+        if let Some(ssl) = &ssl {
+            let now = ssl.orchestrator.context().now();
+            if let Err(err) = ssl::sweep(&store, &queues, now).await {
+                tracing::warn!(error = %err, "cannot look for certificate work that is due");
+            }
+        }
     }
 }

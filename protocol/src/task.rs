@@ -35,6 +35,43 @@ pub struct AppSpec {
     /// domain first, then its custom domains).
     #[serde(default)]
     pub hostnames: Vec<String>,
+    /// HTTPS certificates of some of those names.
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
+}
+
+/// An HTTPS certificate the ingress serves one name with. The private key
+/// is a secret: it travels sealed with the task and is put back only into
+/// the lease answer to the node.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct Certificate {
+    pub hostname: String,
+    /// The certificate and its chain, PEM.
+    pub chain_pem: String,
+    /// The private key, PEM. Secret: empty in stored payloads.
+    #[serde(default)]
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("hostname", &self.hostname)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answer an ACME HTTP-01 challenge: the node's ingress serves
+/// `key_authorization` at `/.well-known/acme-challenge/<token>` for every name.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ChallengeSpec {
+    /// The application whose name is being validated (for the logs).
+    pub app_id: i64,
+    pub hostname: String,
+    pub token: String,
+    pub key_authorization: String,
 }
 
 impl std::fmt::Debug for AppSpec {
@@ -61,6 +98,9 @@ pub struct AppTarget {
     /// application's names answer 503).
     #[serde(default)]
     pub hostnames: Vec<String>,
+    /// HTTPS certificates of some of those names.
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
 }
 
 /// A runtime the builder can generate a Dockerfile for.
@@ -166,6 +206,26 @@ pub struct TaskSecrets {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub git_token: Option<String>,
+    /// Certificates' private keys by hostname.
+    #[serde(default)]
+    pub tls_keys: BTreeMap<String, String>,
+}
+
+/// Moves certificates' keys out (leaving them empty).
+fn take_keys(certificates: &mut [Certificate]) -> BTreeMap<String, String> {
+    certificates
+        .iter_mut()
+        .map(|c| (c.hostname.clone(), std::mem::take(&mut c.key_pem)))
+        .collect()
+}
+
+/// Puts certificates' keys back.
+fn put_keys(certificates: &mut [Certificate], mut keys: BTreeMap<String, String>) {
+    for c in certificates {
+        if let Some(key) = keys.remove(&c.hostname) {
+            c.key_pem = key;
+        }
+    }
 }
 
 /// What to do. The `kind` field names the variant.
@@ -196,6 +256,10 @@ pub enum TaskSpec {
     #[serde(rename = "app.build")]
     #[cfg_attr(feature = "openapi", oai(mapping = "app.build"))]
     AppBuild(BuildSpec),
+    /// Serve an ACME HTTP-01 challenge's answer from the node's ingress.
+    #[serde(rename = "ingress.challenge")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "ingress.challenge"))]
+    IngressChallenge(ChallengeSpec),
 }
 
 impl TaskSpec {
@@ -207,6 +271,7 @@ impl TaskSpec {
             Self::AppStop(_) => "app.stop",
             Self::AppDelete(_) => "app.delete",
             Self::AppBuild(_) => "app.build",
+            Self::IngressChallenge(_) => "ingress.challenge",
         }
     }
 
@@ -215,22 +280,33 @@ impl TaskSpec {
         match self {
             Self::AppApply(s) | Self::AppRestart(s) => TaskSecrets {
                 env: std::mem::take(&mut s.env),
-                git_token: None,
+                tls_keys: take_keys(&mut s.certificates),
+                ..TaskSecrets::default()
             },
             Self::AppBuild(b) => TaskSecrets {
-                env: BTreeMap::new(),
                 git_token: b.git_token.take(),
+                ..TaskSecrets::default()
             },
-            Self::AppStop(_) | Self::AppDelete(_) => TaskSecrets::default(),
+            Self::AppStop(t) | Self::AppDelete(t) => TaskSecrets {
+                tls_keys: take_keys(&mut t.certificates),
+                ..TaskSecrets::default()
+            },
+            Self::IngressChallenge(_) => TaskSecrets::default(),
         }
     }
 
     /// Puts opened secrets back into the spec.
     pub fn put_secrets(&mut self, secrets: TaskSecrets) {
         match self {
-            Self::AppApply(s) | Self::AppRestart(s) => s.env = secrets.env,
+            Self::AppApply(s) | Self::AppRestart(s) => {
+                s.env = secrets.env;
+                put_keys(&mut s.certificates, secrets.tls_keys);
+            }
             Self::AppBuild(b) => b.git_token = secrets.git_token,
-            Self::AppStop(_) | Self::AppDelete(_) => {}
+            Self::AppStop(t) | Self::AppDelete(t) => {
+                put_keys(&mut t.certificates, secrets.tls_keys)
+            }
+            Self::IngressChallenge(_) => {}
         }
     }
 
@@ -240,6 +316,7 @@ impl TaskSpec {
             Self::AppApply(spec) | Self::AppRestart(spec) => spec.app_id,
             Self::AppStop(target) | Self::AppDelete(target) => target.app_id,
             Self::AppBuild(build) => build.app_id,
+            Self::IngressChallenge(challenge) => challenge.app_id,
         }
     }
 }
@@ -362,6 +439,7 @@ mod tests {
             user_id: 2,
             generation: 3,
             hostnames: vec!["a.example.com".into()],
+            certificates: vec![],
         });
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["kind"], "app.stop");
@@ -387,6 +465,7 @@ mod tests {
             memory_mb: 64,
             pids_limit: 64,
             hostnames: vec![],
+            certificates: vec![],
         };
         let shown = format!("{spec:?}");
         assert!(shown.contains("SECRET") && !shown.contains("canary-value"));
@@ -421,5 +500,29 @@ mod tests {
         assert!(!payload.contains("canary-token"), "{payload}");
         spec.put_secrets(secrets);
         assert_eq!(spec, TaskSpec::AppBuild(build_spec()));
+    }
+
+    #[test]
+    fn certificate_keys_leave_the_payload_and_come_back() {
+        let certificate = Certificate {
+            hostname: "shop.example.com".into(),
+            chain_pem: "-----BEGIN CERTIFICATE-----".into(),
+            key_pem: "canary-private-key".into(),
+        };
+        let original = TaskSpec::AppStop(AppTarget {
+            app_id: 1,
+            user_id: 2,
+            generation: 3,
+            hostnames: vec!["shop.example.com".into()],
+            certificates: vec![certificate.clone()],
+        });
+        let mut spec = original.clone();
+        assert!(!format!("{certificate:?}").contains("canary"));
+        let secrets = spec.take_secrets();
+        let payload = serde_json::to_string(&spec).unwrap();
+        assert!(!payload.contains("canary-private-key"), "{payload}");
+        assert!(payload.contains("BEGIN CERTIFICATE"));
+        spec.put_secrets(secrets);
+        assert_eq!(spec, original);
     }
 }

@@ -11,7 +11,7 @@ use crate::schema::{paas_applications, paas_domains};
 use crate::{Conn, Result, found};
 
 /// A domain without its certificate's private key.
-#[derive(Queryable, Selectable, Debug, Clone)]
+#[derive(Queryable, QueryableByName, Selectable, Debug, Clone)]
 #[diesel(table_name = paas_domains, check_for_backend(diesel::pg::Pg))]
 pub struct Domain {
     pub id: i64,
@@ -22,6 +22,20 @@ pub struct Domain {
     pub ssl_error: Option<String>,
     pub certificate_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Attempts used of the current certificate request (at most 3).
+    pub ssl_attempts: i32,
+    /// When the next attempt may run; `None`: nothing to do.
+    pub ssl_due_at: Option<DateTime<Utc>>,
+    /// Numbers the certificate requests of this domain.
+    pub ssl_request: i32,
+    pub certificate_issued_at: Option<DateTime<Utc>>,
+}
+
+impl Domain {
+    /// Binds a domain's sealed private key to the domain.
+    pub fn key_associated_data(id: i64) -> Vec<u8> {
+        format!("paas_domains.private_key:{id}").into_bytes()
+    }
 }
 
 /// The names the ingress routes to an application: the system domain first,

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod billing;
 pub mod builds;
 pub mod catalog;
+pub mod certificates;
 pub mod domains;
 pub mod env_vars;
 pub mod instances;

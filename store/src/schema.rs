@@ -210,6 +210,19 @@ diesel::table! {
         certificate_expires_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        ssl_attempts -> Int4,
+        ssl_due_at -> Nullable<Timestamptz>,
+        ssl_request -> Int4,
+        certificate_issued_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    paas_acme_accounts (id) {
+        id -> Int8,
+        directory_url -> Text,
+        credentials -> Bytea,
+        created_at -> Timestamptz,
     }
 }
 
@@ -414,5 +427,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_usage,
     paas_billing_runs,
     paas_notifications,
+    paas_acme_accounts,
     audit_log,
 );

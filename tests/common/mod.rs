@@ -102,6 +102,8 @@ pub fn settings() -> Settings {
         allow_plain_http_git: false,
         public_url: "http://127.0.0.1:8080".into(),
         registration_ttl: Duration::from_secs(3600),
+        https: false,
+        renew_before: Duration::from_secs(30 * 24 * 3600),
     }
 }
 

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use skypanel_store::testing::TestDb;
 
+pub mod pebble;
+
 pub const PASSWORD: &str = "correct horse battery";
 /// System domains of test applications are `<slug>.apps.test`.
 pub const PLATFORM_DOMAIN: &str = "apps.test";
@@ -103,6 +105,8 @@ pub struct AgentProcess {
     pub state_dir: PathBuf,
     /// The port its ingress answers HTTP on (127.0.0.1).
     pub ingress_port: u16,
+    /// The port its ingress answers HTTPS on (127.0.0.1).
+    pub https_port: u16,
 }
 
 impl AgentProcess {
@@ -149,6 +153,8 @@ pub struct Timing {
     pub log_level: &'static str,
     /// Seconds a wallet may stay below zero before suspension.
     pub billing_grace: u64,
+    /// More environment of the control plane.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Timing {
@@ -159,6 +165,7 @@ impl Default for Timing {
             lease_ttl: 10,
             log_level: "info",
             billing_grace: 24 * 3600,
+            env: Vec::new(),
         }
     }
 }
@@ -206,6 +213,7 @@ impl Stack {
             .env("SKYPANEL_QUEUE_PREFIX", db_queue_prefix(&db))
             .env("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN)
             .env("SKYPANEL_BILLING_GRACE", timing.billing_grace.to_string())
+            .envs(timing.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
@@ -308,13 +316,17 @@ impl Stack {
 
     /// Registers a node and starts its agent; answers (node id, agent).
     pub async fn node(&self, name: &str) -> (i64, AgentProcess) {
+        self.node_in(name, agent_dir()).await
+    }
+
+    /// Registers a node and starts its agent in `state_dir` (where a test
+    /// may have chosen its ingress port: [`write_ingress_port`]).
+    pub async fn node_in(&self, name: &str, state_dir: PathBuf) -> (i64, AgentProcess) {
         let body = json!({"name": name, "region": "local", "host_address": "127.0.0.1"});
         let (status, registered) = self
             .post("/api/admin/paas/nodes/register", &self.admin, body)
             .await;
         assert_eq!(status, 201, "{registered:#}");
-        let state_dir =
-            std::env::temp_dir().join(format!("skypanel-agent-{}", uuid::Uuid::new_v4().simple()));
         let agent = self.agent(
             Some(registered["registration_token"].as_str().unwrap()),
             state_dir,
@@ -335,13 +347,8 @@ impl Stack {
     /// Starts an agent process (with a token on its first start); its
     /// ingress keeps the port of an earlier run from the same state folder.
     pub fn agent(&self, token: Option<&str>, state_dir: PathBuf) -> AgentProcess {
-        let port_file = state_dir.join("test-ingress-port");
-        let ingress_port = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(free_port);
-        std::fs::create_dir_all(&state_dir).unwrap();
-        std::fs::write(&port_file, ingress_port.to_string()).unwrap();
+        let ingress_port = kept_port(&state_dir, "test-ingress-port");
+        let https_port = kept_port(&state_dir, "test-ingress-https-port");
         let (stdout, stderr) = log_file(&self.logs.join(format!(
             "agent-{}.log",
             state_dir.file_name().unwrap().to_string_lossy()
@@ -365,6 +372,8 @@ impl Stack {
                 "127.0.0.1",
                 "--ingress-http-port",
                 &ingress_port.to_string(),
+                "--ingress-https-port",
+                &https_port.to_string(),
             ])
             .args(["--namespace", &self.namespace])
             .stdout(stdout)
@@ -376,6 +385,7 @@ impl Stack {
             child: command.spawn().unwrap(),
             state_dir,
             ingress_port,
+            https_port,
         }
     }
 
@@ -478,6 +488,29 @@ impl Drop for Stack {
             docker(&["rmi", "-f", id]);
         }
     }
+}
+
+/// A fresh state folder for an agent.
+pub fn agent_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("skypanel-agent-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Chooses the HTTP port of the ingress of the agent that will run in
+/// `state_dir` (before it starts: an ACME server must know it).
+pub fn write_ingress_port(state_dir: &std::path::Path) -> u16 {
+    kept_port(state_dir, "test-ingress-port")
+}
+
+/// The port kept in `state_dir/file`, or a free one, written there.
+fn kept_port(state_dir: &std::path::Path, file: &str) -> u16 {
+    let file = state_dir.join(file);
+    let port = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(free_port);
+    std::fs::create_dir_all(state_dir).unwrap();
+    std::fs::write(&file, port.to_string()).unwrap();
+    port
 }
 
 /// Stacks share one Redis: each names its queues after its own database.

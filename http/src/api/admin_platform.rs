@@ -1,6 +1,6 @@
-//! `/api/admin/paas/stats`, `/api/admin/paas/capacity` and
-//! `/api/admin/wallets/:userId/credit` and `/api/admin/paas/billing/run`: the
-//! platform as a whole, admin only.
+//! `/api/admin/paas/stats`, `/api/admin/paas/capacity`,
+//! `/api/admin/wallets/:userId/credit`, `/api/admin/paas/billing/run` and
+//! `/api/admin/paas/ssl/renew`: the platform as a whole, admin only.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ use skypanel_domain::names::clean_text;
 use skypanel_jobs::bill_hour;
 use skypanel_store::reports::{self, NodeCapacity};
 use skypanel_store::wallets::Direction;
-use skypanel_store::{accounts, apps, billing, builds};
+use skypanel_store::{accounts, apps, billing, builds, certificates};
 
 use super::{Audit, Tag};
 use crate::auth::AdminAuth;
@@ -73,6 +73,7 @@ impl AdminPlatformApi {
         let mut conn = self.state.store().conn().await?;
         let revenue = reports::revenue(&mut conn).await?;
         let now = self.state.now();
+        let certs = certificates::summary(&mut conn, 50).await?;
         Ok(Json(Stats {
             users: accounts::count_users_by_role(&mut conn)
                 .await?
@@ -111,6 +112,18 @@ impl AdminPlatformApi {
                     total: format_amount(&total, 4),
                 })
                 .collect(),
+            },
+            certificates: Certificates {
+                by_status: certs.by_status.into_iter().collect(),
+                expiring_first: certs
+                    .expiring_first
+                    .into_iter()
+                    .map(|(hostname, expires_at, ssl_status)| CertificateExpiry {
+                        hostname,
+                        expires_at,
+                        ssl_status,
+                    })
+                    .collect(),
             },
         }))
     }
@@ -236,6 +249,62 @@ impl AdminPlatformApi {
             records: i64::try_from(done.records).unwrap_or(i64::MAX),
             debited: i64::try_from(done.debited).unwrap_or(i64::MAX),
             charged: format_amount(&done.charged, 4),
+        }))
+    }
+
+    /// Renew certificates now
+    ///
+    /// Starts the renewal of every certificate expiring within `within_days`
+    /// (the daily run uses `SKYPANEL_SSL_RENEW_BEFORE_DAYS`). Each renewal
+    /// gets 3 attempts; the current certificate serves until a new one is
+    /// installed. 409 when the platform issues no certificates.
+    #[oai(
+        path = "/admin/paas/ssl/renew",
+        method = "post",
+        operation_id = "adminRenewCertificates"
+    )]
+    async fn renew(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        body: JsonBody<RenewalRequest>,
+    ) -> ApiResult<Json<RenewalResult>> {
+        if !self.state.settings().https {
+            return Err(ApiError::conflict(
+                "https_disabled",
+                "this platform does not issue certificates (SKYPANEL_ACME_DIRECTORY is not set)",
+                None,
+            ));
+        }
+        let within = match body.0.within_days {
+            Some(days) if (1..=36500).contains(&days) => {
+                std::time::Duration::from_secs(u64::from(days) * 24 * 3600)
+            }
+            Some(_) => {
+                return Err(ApiError::invalid("within_days", "between 1 and 36500 days"));
+            }
+            None => self.state.settings().renew_before,
+        };
+        let started = skypanel_jobs::request_renewals(
+            self.state.store(),
+            self.state.queues()?,
+            self.state.now(),
+            within,
+        )
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(
+                "queue_unavailable",
+                format!("cannot queue the renewals: {e}"),
+            )
+        })?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.0.user_id, "ssl.renew")
+            .with(serde_json::json!({"started": started}))
+            .write(&mut conn)
+            .await;
+        Ok(Json(RenewalResult {
+            started: i64::try_from(started).unwrap_or(i64::MAX),
         }))
     }
 }

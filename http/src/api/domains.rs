@@ -12,7 +12,7 @@ use skypanel_domain::names::normalize_hostname;
 use skypanel_store::{apps, domains};
 
 use super::app_commands::through_actor;
-use super::{Audit, Created, NoContent, Tag};
+use super::{Accepted, Audit, Created, NoContent, Tag};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
 use crate::dto::domains::{AddDomainRequest, DomainView};
@@ -91,7 +91,66 @@ impl DomainsApi {
             &hostname,
         )
         .await?;
+        let domain = if self.state.settings().https {
+            match request_certificate(&self.state, domain.id).await {
+                Ok(requested) => requested,
+                Err(err) => {
+                    // The sweeper asks for it within half a minute.
+                    tracing::warn!(hostname = %hostname, error = ?err, "cannot request a certificate now");
+                    domain
+                }
+            }
+        } else {
+            domain
+        };
         Ok(Created::Created(Json(domain.into())))
+    }
+
+    /// Ask for a domain's HTTPS certificate again
+    ///
+    /// After a request failed (fix the domain's DNS first), or to renew now.
+    /// The attempts start again; the domain is `pending` until a certificate
+    /// is issued (`active`) or every attempt failed (`failed`). A domain
+    /// whose certificate still serves stays `active` meanwhile.
+    #[oai(
+        path = "/:id/domains/:domain/ssl/retry",
+        method = "post",
+        operation_id = "retryDomainSsl"
+    )]
+    async fn retry_ssl(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        domain: Path<String>,
+    ) -> ApiResult<Accepted<DomainView>> {
+        let hostname =
+            normalize_hostname("domain", &domain.0).map_err(|_| ApiError::not_found("domain"))?;
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let found = domains::list(&mut conn, auth.user_id(), app.id)
+            .await?
+            .into_iter()
+            .find(|d| d.hostname == hostname)
+            .ok_or_else(|| ApiError::not_found("domain"))?;
+        drop(conn);
+        if !self.state.settings().https {
+            return Err(ApiError::conflict(
+                "https_disabled",
+                "this platform does not issue certificates (SKYPANEL_ACME_DIRECTORY is not set)",
+                None,
+            ));
+        }
+        let domain = request_certificate(&self.state, found.id).await?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.user_id(), "domain.ssl_retry")
+            .on("application", app.id)
+            .with(serde_json::json!({"hostname": hostname}))
+            .write(&mut conn)
+            .await;
+        Ok(Accepted::Accepted(Json(domain.into())))
     }
 
     /// Remove a custom domain
@@ -135,6 +194,19 @@ impl DomainsApi {
         .await?;
         Ok(NoContent::NoContent)
     }
+}
+
+/// Starts a certificate request for the domain and queues its first attempt.
+async fn request_certificate(state: &AppState, domain_id: i64) -> ApiResult<domains::Domain> {
+    let queues = state.queues()?;
+    skypanel_jobs::request_certificate(state.store(), queues, domain_id, state.now())
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(
+                "queue_unavailable",
+                format!("cannot queue the certificate request: {e}"),
+            )
+        })
 }
 
 /// After a hostname was added or removed: the application's node rewrites

@@ -74,6 +74,14 @@ pub enum Created<T: ToJSON> {
     Created(Json<T>),
 }
 
+/// 202 with the resource as it is now: the work goes on in the background.
+#[derive(ApiResponse, Debug)]
+pub enum Accepted<T: ToJSON> {
+    /// Accepted.
+    #[oai(status = 202)]
+    Accepted(Json<T>),
+}
+
 /// 204 without a body.
 #[derive(ApiResponse, Debug)]
 pub enum NoContent {

@@ -30,6 +30,37 @@ pub struct Stats {
     /// Builds created in the last 24 hours, by status.
     pub builds_last_24h: BTreeMap<String, i64>,
     pub revenue: Revenue,
+    pub certificates: Certificates,
+}
+
+/// HTTPS certificates of every domain.
+#[derive(Object, Debug)]
+pub struct Certificates {
+    /// Domains by certificate status (`none`, `pending`, `active`, `failed`).
+    pub by_status: BTreeMap<String, i64>,
+    /// The 50 certificates expiring first.
+    pub expiring_first: Vec<CertificateExpiry>,
+}
+
+#[derive(Object, Debug)]
+pub struct CertificateExpiry {
+    pub hostname: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub ssl_status: String,
+}
+
+/// Renew certificates now instead of at the daily run.
+#[derive(Object, Debug, serde::Deserialize)]
+pub struct RenewalRequest {
+    /// Renew the certificates expiring within this many days (the
+    /// configured `SKYPANEL_SSL_RENEW_BEFORE_DAYS` when absent).
+    pub within_days: Option<u32>,
+}
+
+#[derive(Object, Debug)]
+pub struct RenewalResult {
+    /// Certificates whose renewal started.
+    pub started: i64,
 }
 
 #[derive(Object, Debug)]

@@ -11,10 +11,16 @@ pub struct DomainView {
     pub hostname: String,
     /// The `<slug>.<platform domain>` name every application has.
     pub is_system: bool,
-    /// `none`, `pending`, `active` or `failed` (HTTPS certificates).
+    /// The HTTPS certificate: `none` (the platform issues none), `pending`
+    /// (being requested), `active` (served over HTTPS; HTTP redirects there)
+    /// or `failed` (served over HTTP only; see `ssl_error`).
     pub ssl_status: String,
-    /// Why the certificate could not be had, when it could not.
+    /// Why the last attempt failed, in words the owner can act on (also
+    /// while a renewal failed and the current certificate keeps serving).
     pub ssl_error: Option<String>,
+    /// Attempts used by the current certificate request (at most 3).
+    pub ssl_attempts: i32,
+    pub certificate_issued_at: Option<DateTime<Utc>>,
     pub certificate_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -26,6 +32,8 @@ impl From<Domain> for DomainView {
             is_system: d.is_system,
             ssl_status: d.ssl_status,
             ssl_error: d.ssl_error,
+            ssl_attempts: d.ssl_attempts,
+            certificate_issued_at: d.certificate_issued_at,
             certificate_expires_at: d.certificate_expires_at,
             created_at: d.created_at,
         }
