@@ -50,7 +50,7 @@ registration=$(curl -fsS "$api/admin/paas/nodes/register" -H "authorization: Bea
     | json_field registration_token)
 "$target/skypanel-agent" --control-plane http://127.0.0.1:18098 --token "$registration" \
     --state-dir "$work/agent" --namespace bench- --heartbeat-interval 5 \
-    --ingress-address 127.0.0.1 --ingress-http-port 18180 --drain-seconds 1 \
+    --ingress-address 127.0.0.1 --ingress-http-port 18180 --ingress-https-port 18543 --drain-seconds 1 \
     > "$work/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 1 100); do

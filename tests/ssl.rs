@@ -3,7 +3,8 @@
 //! over HTTPS (HTTP redirects there); a renewal swaps the certificate while
 //! requests keep succeeding; a domain whose DNS points elsewhere fails after
 //! three attempts with a reason its owner can act on, keeps being served over
-//! HTTP, and succeeds when retried after DNS is fixed.
+//! HTTP, and succeeds when retried after DNS is fixed; a renewal that fails
+//! leaves the current certificate serving.
 
 #![allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
 
@@ -310,6 +311,47 @@ async fn docker_https_a_domain_that_cannot_validate_fails_after_three_attempts_a
             )
         })
         .await;
+    // A renewal that cannot validate keeps the current certificate serving,
+    // says why, and tells the owner.
+    let served = domain(&stack, &alice, app, "shop.example.net").await;
+    pebble.resolve("shop.example.net", "127.0.0.2");
+    let (status, renewal) = stack
+        .post(
+            "/api/admin/paas/ssl/renew",
+            &stack.admin,
+            json!({"within_days": 36500}),
+        )
+        .await;
+    assert_eq!(status, 200, "{renewal:#}");
+    stack
+        .until(60, "the owner is told the renewal failed", || async {
+            let notices = stack.get("/api/paas/notifications", &alice).await;
+            notices
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["kind"] == "ssl_renewal_failed")
+        })
+        .await;
+    let after = domain(&stack, &alice, app, "shop.example.net").await;
+    assert_eq!(after["ssl_status"], "active", "{after:#}");
+    assert_eq!(after["ssl_attempts"], 3, "{after:#}");
+    assert!(
+        after["ssl_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("DNS for shop.example.net does not point at this platform"),
+        "{after:#}"
+    );
+    assert_eq!(
+        after["certificate_expires_at"],
+        served["certificate_expires_at"]
+    );
+    assert_eq!(
+        https_get(&pebble, &root, "shop.example.net", agent.https_port).as_deref(),
+        Some("hello from skypanel\n")
+    );
+
     // Another customer cannot retry it.
     let bob = stack.customer("bob@example.com").await;
     let (status, _) = stack.post(&path, &bob, json!({})).await;

@@ -130,6 +130,10 @@ async fn schema_rs_matches_the_migrated_database() {
         paas_notifications::table.select(paas_notifications::all_columns),
     ));
     expected.extend(diesel_columns(
+        "paas_acme_accounts",
+        paas_acme_accounts::table.select(paas_acme_accounts::all_columns),
+    ));
+    expected.extend(diesel_columns(
         "audit_log",
         audit_log::table.select(audit_log::all_columns),
     ));

@@ -153,6 +153,8 @@ impl Pebble {
             .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
+            // Every order validates again (no authorization of an earlier one reused).
+            .env("PEBBLE_AUTHZREUSE", "0")
             .stdout(out)
             .stderr(err)
             .spawn()
