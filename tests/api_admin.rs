@@ -28,6 +28,12 @@ fn admin_operations() -> Vec<(Method, &'static str)> {
         (Method::GET, "/api/admin/paas/stats"),
         (Method::GET, "/api/admin/paas/capacity"),
         (Method::POST, "/api/admin/wallets/1/credit"),
+        (Method::POST, "/api/admin/paas/billing/run"),
+        (Method::POST, "/api/admin/paas/ssl/renew"),
+        (Method::GET, "/api/admin/paas/database-engines"),
+        (Method::POST, "/api/admin/paas/database-engines"),
+        (Method::PUT, "/api/admin/paas/database-engines/1"),
+        (Method::DELETE, "/api/admin/paas/database-engines/1"),
     ]
 }
 
@@ -171,6 +177,112 @@ async fn a_plan_or_runtime_in_use_cannot_be_deleted() {
     app.delete("/api/admin/paas/runtimes/1", &w.admin)
         .await
         .expect(204);
+}
+
+#[tokio::test]
+async fn database_engines_are_seeded_and_managed() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let path = "/api/admin/paas/database-engines";
+    let seeded = app.get(path, &admin).await;
+    let engines: Vec<(String, String, String)> = seeded
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap().to_string();
+            (text("db_type"), text("version"), text("image"))
+        })
+        .collect();
+    let expected = [
+        ("mongodb", "7", "mongo:7"),
+        ("mysql", "8", "mysql:8"),
+        ("postgresql", "16", "postgres:16"),
+        ("redis", "7", "redis:7"),
+    ];
+    assert_eq!(
+        engines,
+        expected.map(|(t, v, i)| (t.to_string(), v.to_string(), i.to_string()))
+    );
+
+    let created = app
+        .post(
+            path,
+            &admin,
+            json!({"db_type": "postgresql", "version": "15", "image": "postgres:15"}),
+        )
+        .await;
+    let id = created.expect(201)["id"].as_i64().unwrap();
+    // The same type and version again, a type that does not exist, a bad
+    // version and a bad image: each names its field, and nothing is added.
+    let twice = app
+        .post(
+            path,
+            &admin,
+            json!({"db_type": "postgresql", "version": "15", "image": "x:1"}),
+        )
+        .await;
+    twice.expect_error(409, "conflict");
+    assert_eq!(twice.field(), Some("version"));
+    for (body, field) in [
+        (
+            json!({"db_type": "oracle", "version": "1", "image": "x:1"}),
+            "db_type",
+        ),
+        (
+            json!({"db_type": "redis", "version": "../7", "image": "x:1"}),
+            "version",
+        ),
+        (
+            json!({"db_type": "redis", "version": "8", "image": "NOT AN IMAGE"}),
+            "image",
+        ),
+    ] {
+        let refused = app.post(path, &admin, body).await;
+        refused.expect_error(422, "invalid");
+        assert_eq!(refused.field(), Some(field));
+    }
+    assert_eq!(
+        app.get(path, &admin)
+            .await
+            .expect(200)
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    let updated = app
+        .put(
+            &format!("{path}/{id}"),
+            &admin,
+            json!({"image": "registry.local/postgres:15.8"}),
+        )
+        .await;
+    assert_eq!(updated.expect(200)["image"], "registry.local/postgres:15.8");
+    app.put(&format!("{path}/999999"), &admin, json!({"image": "a:1"}))
+        .await
+        .expect_error(404, "not_found");
+
+    // An engine a database runs cannot go.
+    let (alice, _) = app.customer("alice@example.com").await;
+    let plan = app.plan(&admin, "small").await;
+    app.exec_sql(&format!(
+        "INSERT INTO paas_databases (user_id, name, db_type, version, plan_id, region) \
+         VALUES ({alice}, 'main', 'postgresql', '15', {plan}, 'local')"
+    ))
+    .await;
+    app.delete(&format!("{path}/{id}"), &admin)
+        .await
+        .expect_error(409, "conflict");
+    app.exec_sql("DELETE FROM paas_databases").await;
+    app.delete(&format!("{path}/{id}"), &admin)
+        .await
+        .expect(204);
+    app.delete(&format!("{path}/{id}"), &admin)
+        .await
+        .expect_error(404, "not_found");
 }
 
 #[tokio::test]

@@ -83,6 +83,11 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
         "this variable already exists",
     ),
     (
+        "paas_database_engines_db_type_version_key",
+        "version",
+        "an engine of this type and version already exists",
+    ),
+    (
         "paas_databases_user_id_name_key",
         "name",
         "a database with this name already exists",

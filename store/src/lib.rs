@@ -13,6 +13,7 @@ pub mod billing;
 pub mod builds;
 pub mod catalog;
 pub mod certificates;
+pub mod database_engines;
 pub mod domains;
 pub mod env_vars;
 pub mod instances;

@@ -218,6 +218,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    paas_database_engines (id) {
+        id -> Int8,
+        db_type -> Text,
+        version -> Text,
+        image -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     paas_acme_accounts (id) {
         id -> Int8,
         directory_url -> Text,
@@ -428,5 +439,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_billing_runs,
     paas_notifications,
     paas_acme_accounts,
+    paas_database_engines,
     audit_log,
 );

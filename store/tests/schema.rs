@@ -134,6 +134,10 @@ async fn schema_rs_matches_the_migrated_database() {
         paas_acme_accounts::table.select(paas_acme_accounts::all_columns),
     ));
     expected.extend(diesel_columns(
+        "paas_database_engines",
+        paas_database_engines::table.select(paas_database_engines::all_columns),
+    ));
+    expected.extend(diesel_columns(
         "audit_log",
         audit_log::table.select(audit_log::all_columns),
     ));

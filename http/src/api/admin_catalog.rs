@@ -1,4 +1,5 @@
-//! `/api/admin/paas/plans` and `/api/admin/paas/runtimes`: the catalog, admin only.
+//! `/api/admin/paas/plans`, `/api/admin/paas/runtimes` and
+//! `/api/admin/paas/database-engines`: the catalog, admin only.
 
 use poem::Request;
 use poem_openapi::OpenApi;
@@ -10,6 +11,7 @@ use skypanel_domain::money::{self, PRICE, RATE};
 use skypanel_domain::names::{clean_text, validate_image_reference};
 use skypanel_store::Conn;
 use skypanel_store::catalog::{self, PlanFields, RuntimeFields};
+use skypanel_store::database_engines;
 
 use super::{Audit, Created, NoContent, Tag};
 use crate::auth::AdminAuth;
@@ -330,4 +332,117 @@ impl AdminCatalogApi {
             .await;
         Ok(NoContent::NoContent)
     }
+
+    /// List the managed database engines
+    #[oai(
+        path = "/database-engines",
+        method = "get",
+        tag = "Tag::AdminDatabaseEngines",
+        operation_id = "adminListDatabaseEngines"
+    )]
+    async fn list_engines(&self, _auth: AdminAuth) -> ApiResult<Json<Vec<DatabaseEngineView>>> {
+        let mut conn = self.state.store().conn().await?;
+        let engines = database_engines::list(&mut conn).await?;
+        Ok(Json(engines.into_iter().map(Into::into).collect()))
+    }
+
+    /// Add a database engine
+    ///
+    /// The same type and version twice is 409.
+    #[oai(
+        path = "/database-engines",
+        method = "post",
+        tag = "Tag::AdminDatabaseEngines",
+        operation_id = "adminCreateDatabaseEngine"
+    )]
+    async fn create_engine(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        body: JsonBody<CreateDatabaseEngineRequest>,
+    ) -> ApiResult<Created<DatabaseEngineView>> {
+        let b = body.0;
+        if !DB_TYPES.contains(&b.db_type.as_str()) {
+            return Err(ApiError::invalid(
+                "db_type",
+                format!("db_type is one of {}", DB_TYPES.join(", ")),
+            ));
+        }
+        let version_ok = b.version.len() <= 32
+            && b.version.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && b.version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !version_ok {
+            return Err(ApiError::invalid(
+                "version",
+                "a version is letters, digits, '.', '_' and '-', up to 32, starting with a letter or digit",
+            ));
+        }
+        validate_image_reference("image", &b.image)?;
+        let mut conn = self.state.store().conn().await?;
+        let engine = database_engines::create(&mut conn, &b.db_type, &b.version, &b.image).await?;
+        Audit::by(request, auth.0.user_id, "database_engine.create")
+            .on("database_engine", engine.id)
+            .with(serde_json::json!({"db_type": engine.db_type, "version": engine.version, "image": engine.image}))
+            .write(&mut conn)
+            .await;
+        Ok(Created::Created(Json(engine.into())))
+    }
+
+    /// Change a database engine's image
+    #[oai(
+        path = "/database-engines/:id",
+        method = "put",
+        tag = "Tag::AdminDatabaseEngines",
+        operation_id = "adminUpdateDatabaseEngine"
+    )]
+    async fn update_engine(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        id: Path<i64>,
+        body: JsonBody<UpdateDatabaseEngineRequest>,
+    ) -> ApiResult<Json<DatabaseEngineView>> {
+        validate_image_reference("image", &body.0.image)?;
+        let mut conn = self.state.store().conn().await?;
+        let engine = database_engines::set_image(&mut conn, id.0, &body.0.image)
+            .await
+            .or_not_found("database engine")?;
+        Audit::by(request, auth.0.user_id, "database_engine.update")
+            .on("database_engine", engine.id)
+            .with(serde_json::json!({"image": engine.image}))
+            .write(&mut conn)
+            .await;
+        Ok(Json(engine.into()))
+    }
+
+    /// Remove a database engine
+    ///
+    /// An engine some database runs answers 409.
+    #[oai(
+        path = "/database-engines/:id",
+        method = "delete",
+        tag = "Tag::AdminDatabaseEngines",
+        operation_id = "adminDeleteDatabaseEngine"
+    )]
+    async fn delete_engine(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        id: Path<i64>,
+    ) -> ApiResult<NoContent> {
+        let mut conn = self.state.store().conn().await?;
+        database_engines::delete(&mut conn, id.0)
+            .await
+            .or_not_found("database engine")?;
+        Audit::by(request, auth.0.user_id, "database_engine.delete")
+            .on("database_engine", id.0)
+            .write(&mut conn)
+            .await;
+        Ok(NoContent::NoContent)
+    }
 }
+
+/// The database types the platform runs.
+const DB_TYPES: [&str; 4] = ["postgresql", "mysql", "redis", "mongodb"];

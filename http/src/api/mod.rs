@@ -56,6 +56,8 @@ pub enum Tag {
     AdminPlans,
     /// Admin: runtimes.
     AdminRuntimes,
+    /// Admin: managed database engines (the image per type and version).
+    AdminDatabaseEngines,
     /// Admin: worker nodes.
     AdminNodes,
     /// Admin: statistics, capacity and wallet credits.

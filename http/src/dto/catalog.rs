@@ -173,3 +173,46 @@ pub struct RegionView {
     /// MB not yet reserved by plans, over online nodes.
     pub free_memory: i64,
 }
+
+/// A managed database engine: the image a database type and version runs.
+#[derive(Object, Debug)]
+pub struct DatabaseEngineView {
+    pub id: i64,
+    /// `postgresql`, `mysql`, `redis` or `mongodb`.
+    pub db_type: String,
+    pub version: String,
+    /// The image, started the way the official image of its type expects
+    /// (`POSTGRES_PASSWORD`, `MYSQL_ROOT_PASSWORD`, `redis-server --requirepass`,
+    /// `MONGO_INITDB_ROOT_PASSWORD` …).
+    pub image: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<skypanel_store::database_engines::Engine> for DatabaseEngineView {
+    fn from(e: skypanel_store::database_engines::Engine) -> Self {
+        Self {
+            id: e.id,
+            db_type: e.db_type,
+            version: e.version,
+            image: e.image,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+#[derive(Object, Debug, serde::Deserialize)]
+pub struct CreateDatabaseEngineRequest {
+    /// `postgresql`, `mysql`, `redis` or `mongodb`.
+    pub db_type: String,
+    /// Letters, digits, `.`, `_` and `-`, up to 32 (`16`, `8.4`, `7.2-alpine`).
+    pub version: String,
+    pub image: String,
+}
+
+#[derive(Object, Debug, serde::Deserialize)]
+pub struct UpdateDatabaseEngineRequest {
+    /// The image databases created from now on run.
+    pub image: String,
+}

@@ -1,0 +1,1 @@
+DROP TABLE paas_database_engines;
