@@ -268,6 +268,12 @@ async fn docker_https_a_domain_that_cannot_validate_fails_after_three_attempts_a
         )
         .await;
     assert_eq!(status, 201, "{added:#}");
+    // While a request runs, another one is refused (each is an order at the
+    // certificate authority).
+    let path = format!("/api/paas/applications/{app}/domains/shop.example.net/ssl/retry");
+    let (status, busy) = stack.post(&path, &alice, json!({})).await;
+    assert_eq!(status, 409, "{busy:#}");
+    assert_eq!(busy["code"], "ssl_in_progress");
     let failed = domain_in(&stack, &alice, app, "shop.example.net", "failed").await;
     assert_eq!(failed["ssl_attempts"], 3, "{failed:#}");
     let error = failed["ssl_error"].as_str().unwrap();
@@ -297,7 +303,6 @@ async fn docker_https_a_domain_that_cannot_validate_fails_after_three_attempts_a
 
     // DNS fixed, the owner retries: the attempts start again and succeed.
     pebble.resolve("shop.example.net", "127.0.0.1");
-    let path = format!("/api/paas/applications/{app}/domains/shop.example.net/ssl/retry");
     let (status, retried) = stack.post(&path, &alice, json!({})).await;
     assert_eq!(status, 202, "{retried:#}");
     assert_eq!(retried["ssl_status"], "pending");

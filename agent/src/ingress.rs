@@ -205,10 +205,12 @@ impl Ingress {
             let digest = Sha256::digest(format!("{}\n{}", cert.chain_pem, cert.key_pem));
             let fingerprint = hex::encode(&digest[..8]);
             let (crt, key) = cert_files(&dir, &cert.hostname, &fingerprint);
-            if !crt.exists() || !key.exists() {
+            // Written aside and renamed: a file with this name is always whole.
+            if !key.exists() {
                 write_private(&key, cert.key_pem.as_bytes())?;
-                std::fs::write(&crt, &cert.chain_pem)
-                    .map_err(|e| format!("cannot write {}: {e}", crt.display()))?;
+            }
+            if !crt.exists() {
+                write_private(&crt, cert.chain_pem.as_bytes())?;
             }
             names.push(TlsName {
                 hostname: cert.hostname.clone(),
@@ -279,14 +281,13 @@ impl Ingress {
         mut ports: Vec<u16>,
     ) -> Result<(), String> {
         ports.sort_unstable();
-        let tls = self.install(names.hostnames, names.certificates)?;
-        self.apply(Route {
+        let route = Route {
             app_id,
             hostnames: names.hostnames.to_vec(),
             mode: Mode::Serving { release, ports },
-            tls,
-        })
-        .await
+            tls: Vec::new(),
+        };
+        self.apply(route, Some(names.certificates)).await
     }
 
     /// Points a route that serves `release` at other ports (its instances
@@ -301,23 +302,22 @@ impl Ingress {
         let Some(route) = self.routes.lock().await.get(&app_id).cloned() else {
             return Ok(());
         };
-        self.apply(Route {
+        let route = Route {
             mode: Mode::Serving { release, ports },
             ..route
-        })
-        .await
+        };
+        self.apply(route, None).await
     }
 
     /// Answers 503 for a stopped application's hostnames.
     pub async fn stopped(&self, app_id: i64, names: Names<'_>) -> Result<(), String> {
-        let tls = self.install(names.hostnames, names.certificates)?;
-        self.apply(Route {
+        let route = Route {
             app_id,
             hostnames: names.hostnames.to_vec(),
             mode: Mode::Stopped,
-            tls,
-        })
-        .await
+            tls: Vec::new(),
+        };
+        self.apply(route, Some(names.certificates)).await
     }
 
     /// Removes the application's server block; its hostnames answer 404.
@@ -336,11 +336,22 @@ impl Ingress {
         Ok(())
     }
 
-    async fn apply(&self, route: Route) -> Result<(), String> {
+    /// Writes, checks and loads a route. With `certificates`, the route's
+    /// names are served over HTTPS where one is given (files written under
+    /// the lock, so no other change prunes them before they are used);
+    /// without, the route keeps the ones it has.
+    async fn apply(
+        &self,
+        mut route: Route,
+        certificates: Option<&[Certificate]>,
+    ) -> Result<(), String> {
         if let Some(bad) = route.hostnames.iter().find(|h| !safe_hostname(h)) {
             return Err(format!("refusing to route the hostname {bad:?}"));
         }
         let mut routes = self.routes.lock().await;
+        if let Some(certificates) = certificates {
+            route.tls = self.install(&route.hostnames, certificates)?;
+        }
         if routes.get(&route.app_id) == Some(&route) && self.site_file(route.app_id).exists() {
             return Ok(());
         }
@@ -441,19 +452,23 @@ fn cert_files(dir: &Path, hostname: &str, fingerprint: &str) -> (PathBuf, PathBu
     )
 }
 
-/// Writes a file only its owner may read.
+/// Writes a file only its owner may read: to a temporary name first, then
+/// renamed, so the file is whole whenever it exists.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let partial = path.with_extension("partial");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.write_all(bytes)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .open(&partial)
+        .map_err(failed)?;
+    file.write_all(bytes).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    std::fs::rename(&partial, path).map_err(failed)
 }
 
 /// The route a site file was written for.

@@ -130,21 +130,31 @@ impl Failure {
     }
 }
 
+/// A database error inside an attempt: logged; the owner reads only that
+/// the platform failed.
+fn store_err(err: skypanel_store::Error) -> Failure {
+    tracing::error!(error = %err, "database error during a certificate attempt");
+    Failure::Platform("an internal error of the platform".into())
+}
+
 fn platform(what: &str) -> impl Fn(instant_acme::Error) -> Failure + '_ {
     move |err| Failure::Platform(format!("{what}: {err}"))
 }
 
-/// Starts a certificate request for a domain and queues its first attempt.
+/// Starts a certificate request for a domain and queues its first attempt
+/// (when the push fails, the sweeper pushes it within half a minute).
 pub async fn request_certificate(
     store: &Store,
     queues: &Queues,
     domain_id: i64,
     at: DateTime<Utc>,
-) -> Result<Domain, BoxDynError> {
+) -> Result<Domain, skypanel_store::Error> {
     let mut conn = store.conn().await?;
     let domain = certificates::request(&mut conn, domain_id, at).await?;
     drop(conn);
-    queues.push_ssl(&SslJob::next_of(&domain), None).await?;
+    if let Err(err) = queues.push_ssl(&SslJob::next_of(&domain), None).await {
+        tracing::warn!(domain_id, error = %err, "cannot queue a certificate attempt; the sweeper will");
+    }
     Ok(domain)
 }
 
@@ -155,13 +165,15 @@ pub async fn request_renewals(
     queues: &Queues,
     at: DateTime<Utc>,
     within: Duration,
-) -> Result<usize, BoxDynError> {
-    let before = at + chrono::Duration::from_std(within)?;
+) -> Result<usize, skypanel_store::Error> {
+    let before = at + chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
     let mut conn = store.conn().await?;
     let renewing = certificates::request_renewals(&mut conn, at, before).await?;
     drop(conn);
     for domain in &renewing {
-        queues.push_ssl(&SslJob::next_of(domain), None).await?;
+        if let Err(err) = queues.push_ssl(&SslJob::next_of(domain), None).await {
+            tracing::warn!(domain_id = domain.id, error = %err, "cannot queue a renewal; the sweeper will");
+        }
     }
     if !renewing.is_empty() {
         tracing::info!(count = renewing.len(), "certificate renewals started");
@@ -169,19 +181,27 @@ pub async fn request_renewals(
     Ok(renewing.len())
 }
 
-/// Requests certificates of domains that never had one asked for, and
-/// pushes the job of every attempt that is due. Run by the sweeper.
-pub(crate) async fn sweep(
-    store: &Store,
-    queues: &Queues,
-    at: DateTime<Utc>,
-) -> Result<(), BoxDynError> {
-    let mut conn = store.conn().await?;
+/// Requests certificates of domains that never had one asked for, pushes
+/// the job of every attempt that is due, and has certificates issued during
+/// a rollout installed. Run by the sweeper.
+pub(crate) async fn sweep(ctx: &SslContext) -> Result<(), BoxDynError> {
+    let at = ctx.orchestrator.context().now();
+    let mut conn = ctx.store.conn().await?;
     certificates::request_unasked(&mut conn, at).await?;
     let due = certificates::due(&mut conn, at, SWEEP_BATCH).await?;
+    let uninstalled = certificates::awaiting_install(&mut conn, SWEEP_BATCH).await?;
     drop(conn);
     for domain in &due {
-        queues.push_ssl(&SslJob::next_of(domain), None).await?;
+        ctx.queues.push_ssl(&SslJob::next_of(domain), None).await?;
+    }
+    for app_id in uninstalled {
+        if let Err(err) = ctx
+            .orchestrator
+            .app_request(app_id, AppRequest::Reconfigure)
+            .await
+        {
+            tracing::warn!(app_id, error = %err, "cannot install a new certificate yet");
+        }
     }
     Ok(())
 }
@@ -189,9 +209,8 @@ pub(crate) async fn sweep(
 /// The daily renewal tick.
 pub(crate) async fn tick(_tick: Tick, ctx: Data<SslContext>) -> Result<(), BoxDynError> {
     let now = ctx.orchestrator.context().now();
-    request_renewals(&ctx.store, &ctx.queues, now, ctx.settings.renew_before)
-        .await
-        .map(|_| ())
+    request_renewals(&ctx.store, &ctx.queues, now, ctx.settings.renew_before).await?;
+    Ok(())
 }
 
 /// The `ssl` queue's handler: runs one attempt, if it is still the one due.
@@ -234,6 +253,7 @@ pub(crate) async fn handle(job: SslJob, ctx: Data<SslContext>) -> Result<(), Box
             &mut conn,
             job.domain_id,
             job.request,
+            job.attempt - 1,
             until,
             "waiting for the application's first deploy: its certificate is requested once it runs on a node",
         )
@@ -256,7 +276,16 @@ pub(crate) async fn handle(job: SslJob, ctx: Data<SslContext>) -> Result<(), Box
     drop(conn);
     work.domain.ssl_attempts = job.attempt;
     tracing::info!(hostname = %hostname, attempt = job.attempt, renewal = work.serving, "requesting a certificate");
-    match obtain(&ctx, &work, node_id).await {
+    // The attempt ends well within its hold, so the next one never runs beside it.
+    let limit = ATTEMPT_HOLD - Duration::from_secs(60);
+    let outcome = tokio::time::timeout(limit, obtain(&ctx, &work, node_id))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::Platform(
+                "the certificate authority did not finish in time".into(),
+            ))
+        });
+    match outcome {
         Ok((chain_pem, key_pem, expires_at)) => {
             let sealed_key = ctx
                 .orchestrator
@@ -270,7 +299,16 @@ pub(crate) async fn handle(job: SslJob, ctx: Data<SslContext>) -> Result<(), Box
                 sealed_key,
                 expires_at,
             };
-            if certificates::issued(&mut conn, job.domain_id, job.request, cert, now).await? {
+            if certificates::issued(
+                &mut conn,
+                job.domain_id,
+                job.request,
+                job.attempt,
+                cert,
+                now,
+            )
+            .await?
+            {
                 drop(conn);
                 tracing::info!(hostname = %hostname, %expires_at, "certificate issued");
                 let app_id = work.domain.application_id;
@@ -296,6 +334,7 @@ pub(crate) async fn handle(job: SslJob, ctx: Data<SslContext>) -> Result<(), Box
                     &mut conn,
                     job.domain_id,
                     job.request,
+                    job.attempt,
                     failure.message(),
                     retry_at,
                 )
@@ -325,8 +364,15 @@ async fn give_up(
     now: DateTime<Utc>,
 ) -> Result<(), BoxDynError> {
     let mut conn = ctx.store.conn().await?;
-    let Some(domain) =
-        certificates::gave_up(&mut conn, job.domain_id, job.request, reason, now).await?
+    let Some(domain) = certificates::gave_up(
+        &mut conn,
+        job.domain_id,
+        job.request,
+        job.attempt,
+        reason,
+        now,
+    )
+    .await?
     else {
         return Ok(());
     };
@@ -372,7 +418,6 @@ async fn account(ctx: &SslContext) -> Result<Account, Failure> {
     };
     let secrets = ctx.orchestrator.context().secrets();
     let data = certificates::account_associated_data(&directory);
-    let store_err = |e: skypanel_store::Error| Failure::Platform(format!("database: {e}"));
     let mut conn = ctx.store.conn().await.map_err(store_err)?;
     let stored = certificates::acme_account(&mut conn, &directory)
         .await

@@ -276,8 +276,7 @@ async fn sweep(
         }
         billing::push_notices(&store, &queues).await;
         if let Some(ssl) = &ssl {
-            let now = ssl.orchestrator.context().now();
-            if let Err(err) = ssl::sweep(&store, &queues, now).await {
+            if let Err(err) = ssl::sweep(ssl).await {
                 tracing::warn!(error = %err, "cannot look for certificate work that is due");
             }
         }

@@ -150,18 +150,21 @@ pub async fn claim(
 }
 
 /// Puts the request off until `until` without using an attempt (the
-/// application has no node yet); `reason` says why to its owner.
+/// application has no node yet; `used` attempts so far); `reason` says why
+/// to its owner.
 pub async fn defer(
     conn: &mut Conn,
     domain_id: i64,
     request: i32,
+    used: i32,
     until: DateTime<Utc>,
     reason: &str,
 ) -> Result<bool> {
     let rows = diesel::update(
         paas_domains::table
             .filter(paas_domains::id.eq(domain_id))
-            .filter(paas_domains::ssl_request.eq(request)),
+            .filter(paas_domains::ssl_request.eq(request))
+            .filter(paas_domains::ssl_attempts.eq(used)),
     )
     .set((
         paas_domains::ssl_due_at.eq(Some(until)),
@@ -180,73 +183,100 @@ pub struct Issued<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Stores the request's certificate: the domain is `active`. `false` when
-/// a newer request replaced this one (its certificate is not stored).
+/// Stores the certificate attempt `attempt` obtained: the domain is
+/// `active`. `false` when the attempt is no longer the current one (a newer
+/// request, or the next attempt took over after the hold): nothing is stored.
 pub async fn issued(
     conn: &mut Conn,
     domain_id: i64,
     request: i32,
+    attempt: i32,
     cert: Issued<'_>,
     at: DateTime<Utc>,
 ) -> Result<bool> {
-    let rows = diesel::update(
-        paas_domains::table
-            .filter(paas_domains::id.eq(domain_id))
-            .filter(paas_domains::ssl_request.eq(request)),
-    )
-    .set((
-        paas_domains::ssl_status.eq("active"),
-        paas_domains::ssl_error.eq(None::<String>),
-        paas_domains::certificate_pem.eq(Some(cert.chain_pem)),
-        paas_domains::private_key.eq(Some(cert.sealed_key)),
-        paas_domains::certificate_expires_at.eq(Some(cert.expires_at)),
-        paas_domains::certificate_issued_at.eq(Some(at)),
-        paas_domains::ssl_attempts.eq(0),
-        paas_domains::ssl_due_at.eq(None::<DateTime<Utc>>),
-    ))
-    .execute(conn)
-    .await?;
+    let rows = diesel::update(current(domain_id, request, attempt))
+        .set((
+            paas_domains::ssl_status.eq("active"),
+            paas_domains::ssl_error.eq(None::<String>),
+            paas_domains::certificate_pem.eq(Some(cert.chain_pem)),
+            paas_domains::private_key.eq(Some(cert.sealed_key)),
+            paas_domains::certificate_expires_at.eq(Some(cert.expires_at)),
+            paas_domains::certificate_issued_at.eq(Some(at)),
+            paas_domains::ssl_attempts.eq(0),
+            paas_domains::ssl_due_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await?;
     Ok(rows == 1)
 }
 
-/// An attempt failed with attempts left: the next is due at `retry_at`.
+/// The filters selecting the row of the current attempt (see [`current`]).
+type CurrentAttempt = diesel::dsl::Filter<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<
+            diesel::dsl::Filter<paas_domains::table, diesel::dsl::Eq<paas_domains::id, i64>>,
+            diesel::dsl::Eq<paas_domains::ssl_request, i32>,
+        >,
+        diesel::dsl::Eq<paas_domains::ssl_attempts, i32>,
+    >,
+    diesel::dsl::IsNotNull<paas_domains::ssl_due_at>,
+>;
+
+/// The domains row of attempt `attempt` while it is the current one: its
+/// request, its number, and still holding the domain.
+fn current(domain_id: i64, request: i32, attempt: i32) -> CurrentAttempt {
+    paas_domains::table
+        .filter(paas_domains::id.eq(domain_id))
+        .filter(paas_domains::ssl_request.eq(request))
+        .filter(paas_domains::ssl_attempts.eq(attempt))
+        .filter(paas_domains::ssl_due_at.is_not_null())
+}
+
+/// Attempt `attempt` failed with attempts left: the next is due at
+/// `retry_at`. `false` when the attempt is no longer the current one.
 pub async fn attempt_failed(
     conn: &mut Conn,
     domain_id: i64,
     request: i32,
+    attempt: i32,
     error: &str,
     retry_at: DateTime<Utc>,
 ) -> Result<bool> {
-    defer(conn, domain_id, request, retry_at, error).await
+    let rows = diesel::update(current(domain_id, request, attempt))
+        .set((
+            paas_domains::ssl_due_at.eq(Some(retry_at)),
+            paas_domains::ssl_error.eq(Some(error)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(rows == 1)
 }
 
-/// The last attempt failed: the domain is `failed`, unless a certificate
-/// still serves it (a renewal that failed keeps the old one, `active`).
-/// Answers the domain, or `None` when a newer request replaced this one.
+/// The last attempt (`attempt`) failed: the domain is `failed`, unless a
+/// certificate still serves it (a renewal that failed keeps the old one,
+/// `active`). Answers the domain, or `None` when the attempt is no longer
+/// the current one (so the owner is told once).
 pub async fn gave_up(
     conn: &mut Conn,
     domain_id: i64,
     request: i32,
+    attempt: i32,
     error: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<Domain>> {
     let status = sql::<Text>("CASE WHEN certificate_pem IS NOT NULL AND certificate_expires_at > ")
         .bind::<Timestamptz, _>(at)
         .sql(" THEN 'active' ELSE 'failed' END");
-    Ok(diesel::update(
-        paas_domains::table
-            .filter(paas_domains::id.eq(domain_id))
-            .filter(paas_domains::ssl_request.eq(request)),
-    )
-    .set((
-        paas_domains::ssl_status.eq(status),
-        paas_domains::ssl_error.eq(Some(error)),
-        paas_domains::ssl_due_at.eq(None::<DateTime<Utc>>),
-    ))
-    .returning(Domain::as_returning())
-    .get_result(conn)
-    .await
-    .optional()?)
+    Ok(diesel::update(current(domain_id, request, attempt))
+        .set((
+            paas_domains::ssl_status.eq(status),
+            paas_domains::ssl_error.eq(Some(error)),
+            paas_domains::ssl_due_at.eq(None::<DateTime<Utc>>),
+        ))
+        .returning(Domain::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
 }
 
 /// A certificate to install, its key still sealed.
@@ -294,6 +324,32 @@ pub async fn installable(conn: &mut Conn, application_id: i64) -> Result<Vec<Ins
             })
         })
         .collect())
+}
+
+/// Running or stopped applications with a certificate issued after their
+/// node was last told their names (no apply, restart or stop task created
+/// since): their ingress still lacks it (it was issued during a rollout).
+pub async fn awaiting_install(conn: &mut Conn, limit: i64) -> Result<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        application_id: i64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT DISTINCT d.application_id
+           FROM paas_domains d JOIN paas_applications a ON a.id = d.application_id
+          WHERE d.certificate_issued_at IS NOT NULL
+            AND a.status IN ('running', 'stopped') AND a.node_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM paas_tasks t
+                             WHERE t.application_id = d.application_id
+                               AND t.kind IN ('app.apply', 'app.restart', 'app.stop')
+                               AND t.created_at > d.certificate_issued_at)
+          LIMIT $1",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.application_id).collect())
 }
 
 /// Certificates by status, and the ones expiring first (for the admin).

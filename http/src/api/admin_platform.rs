@@ -291,13 +291,7 @@ impl AdminPlatformApi {
             self.state.now(),
             within,
         )
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(
-                "queue_unavailable",
-                format!("cannot queue the renewals: {e}"),
-            )
-        })?;
+        .await?;
         let mut conn = self.state.store().conn().await?;
         Audit::by(request, auth.0.user_id, "ssl.renew")
             .with(serde_json::json!({"started": started}))

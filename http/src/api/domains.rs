@@ -95,7 +95,7 @@ impl DomainsApi {
             match request_certificate(&self.state, domain.id).await {
                 Ok(requested) => requested,
                 Err(err) => {
-                    // The sweeper asks for it within half a minute.
+                    // The domain stays `none`: the sweeper asks for it within half a minute.
                     tracing::warn!(hostname = %hostname, error = ?err, "cannot request a certificate now");
                     domain
                 }
@@ -141,6 +141,18 @@ impl DomainsApi {
                 "https_disabled",
                 "this platform does not issue certificates (SKYPANEL_ACME_DIRECTORY is not set)",
                 None,
+            ));
+        }
+        // One request at a time per name (each one is an order at the
+        // certificate authority, whose limits the whole platform shares).
+        if found.ssl_due_at.is_some() {
+            return Err(ApiError::conflict(
+                "ssl_in_progress",
+                format!(
+                    "a certificate request for {hostname} is in progress (attempt {} of 3)",
+                    found.ssl_attempts.max(1)
+                ),
+                Some("domain"),
             ));
         }
         let domain = request_certificate(&self.state, found.id).await?;
@@ -201,12 +213,7 @@ async fn request_certificate(state: &AppState, domain_id: i64) -> ApiResult<doma
     let queues = state.queues()?;
     skypanel_jobs::request_certificate(state.store(), queues, domain_id, state.now())
         .await
-        .map_err(|e| {
-            ApiError::unavailable(
-                "queue_unavailable",
-                format!("cannot queue the certificate request: {e}"),
-            )
-        })
+        .or_not_found("domain")
 }
 
 /// After a hostname was added or removed: the application's node rewrites
