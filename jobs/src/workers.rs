@@ -275,10 +275,10 @@ async fn sweep(
             Err(err) => tracing::warn!(error = %err, "cannot look for unfinished builds"),
         }
         billing::push_notices(&store, &queues).await;
-        if let Some(ssl) = &ssl {
-            if let Err(err) = ssl::sweep(ssl).await {
-                tracing::warn!(error = %err, "cannot look for certificate work that is due");
-            }
+        if let Some(ssl) = &ssl
+            && let Err(err) = ssl::sweep(ssl).await
+        {
+            tracing::warn!(error = %err, "cannot look for certificate work that is due");
         }
     }
 }
