@@ -1,0 +1,137 @@
+//! Database engine images for tests, made from Debian's packages (no
+//! registry here): one root file system with PostgreSQL 15 and Redis 7 from
+//! `debootstrap`, imported once and tagged as the stand-ins of the official
+//! `postgres` and `redis` images. Its entry point honours the official
+//! images' contract: `POSTGRES_PASSWORD`, `POSTGRES_USER` and `POSTGRES_DB`
+//! on first start with an empty data folder, then `postgres` listening on
+//! every address with password authentication; a command starting with
+//! `redis-server` runs as given (`redis-server --requirepass … --appendonly yes`).
+
+use std::path::Path;
+use std::process::Command;
+
+/// Stands in for `postgres:16`.
+pub const POSTGRES_IMAGE: &str = "skypanel-test/postgres:1";
+/// Stands in for `redis:7`.
+pub const REDIS_IMAGE: &str = "skypanel-test/redis:1";
+/// The imported root file system both are tags of.
+const BASE_IMAGE: &str = "skypanel-test/engines:1";
+
+/// The entry point: what the official images do, in a few lines of shell.
+const ENTRYPOINT: &str = r#"#!/bin/sh
+set -eu
+case "${1:-postgres}" in
+redis-server)
+    mkdir -p /data && cd /data
+    exec "$@"
+    ;;
+postgres)
+    PGDATA=${PGDATA:-/var/lib/postgresql/data}
+    BIN=/usr/lib/postgresql/15/bin
+    as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+    mkdir -p "$PGDATA" /run/postgresql
+    chown -R postgres:postgres "$PGDATA" /run/postgresql
+    chmod 700 "$PGDATA"
+    if [ ! -s "$PGDATA/PG_VERSION" ]; then
+        : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+        user=${POSTGRES_USER:-postgres}
+        db=${POSTGRES_DB:-$user}
+        printf '%s\n' "$POSTGRES_PASSWORD" > /run/postgresql/pw
+        chown postgres /run/postgresql/pw
+        as_postgres "$BIN/initdb" -D "$PGDATA" -U "$user" --pwfile=/run/postgresql/pw \
+            --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+        rm -f /run/postgresql/pw
+        echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+        if [ "$db" != postgres ]; then
+            as_postgres "$BIN/postgres" --single -D "$PGDATA" postgres \
+                <<EOF >/dev/null
+CREATE DATABASE "$db" OWNER "$user";
+EOF
+        fi
+    fi
+    exec setpriv --reuid=postgres --regid=postgres --init-groups \
+        "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*'
+    ;;
+*)
+    exec "$@"
+    ;;
+esac
+"#;
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker CLI")
+}
+
+fn exists(tag: &str) -> bool {
+    docker(&["image", "inspect", tag]).status.success()
+}
+
+/// The Debian mirror apt uses here.
+fn mirror() -> String {
+    std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("URIs:").map(|u| u.trim().to_string()))
+        })
+        .and_then(|uris| uris.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into())
+}
+
+/// Builds the engine images unless they exist (about a minute, once per machine).
+pub fn ensure_engine_images() {
+    if exists(POSTGRES_IMAGE) && exists(REDIS_IMAGE) {
+        return;
+    }
+    if !exists(BASE_IMAGE) {
+        let root = std::env::temp_dir().join(format!(
+            "skypanel-engines-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let out = Command::new("debootstrap")
+            .args([
+                "--variant=minbase",
+                "--include=postgresql-15,postgresql-client-15,redis-server,redis-tools",
+                "bookworm",
+            ])
+            .arg(&root)
+            .arg(mirror())
+            .output()
+            .expect("debootstrap (apt-get install debootstrap)");
+        assert!(
+            out.status.success(),
+            "debootstrap failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        write_entrypoint(&root);
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} -c . | docker import \
+                 --change 'ENTRYPOINT [\"/usr/local/bin/docker-entrypoint.sh\"]' \
+                 --change 'CMD [\"postgres\"]' \
+                 --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+                 - {BASE_IMAGE}",
+                root.display()
+            ))
+            .status()
+            .expect("run docker import");
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(status.success(), "cannot import {BASE_IMAGE}");
+    }
+    for tag in [POSTGRES_IMAGE, REDIS_IMAGE] {
+        assert!(docker(&["tag", BASE_IMAGE, tag]).status.success());
+    }
+}
+
+fn write_entrypoint(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join("usr/local/bin/docker-entrypoint.sh");
+    std::fs::create_dir_all(path.parent().expect("a folder")).expect("create the folder");
+    std::fs::write(&path, ENTRYPOINT).expect("write the entry point");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("make the entry point executable");
+}
