@@ -124,12 +124,33 @@ pub struct Args {
     #[arg(long, env = "SKYPANEL_AGENT_NAMESPACE", default_value = "")]
     pub namespace: String,
 
+    /// The IPv4 range customer networks take their /24 subnets from, or
+    /// `docker` for Docker's own default pools (about 31 networks in all).
+    /// It must not overlap the node's other networks.
+    #[arg(
+        long = "network-pool",
+        env = "SKYPANEL_AGENT_NETWORK_POOL",
+        default_value = "10.200.0.0/14"
+    )]
+    pub network_pool: String,
+
     /// Log as JSON lines.
     #[arg(long = "log-json", env = "SKYPANEL_AGENT_LOG_JSON")]
     pub log_json: bool,
 }
 
 impl Args {
+    /// The subnet pool of customer networks (`None`: Docker's own).
+    pub fn network_pool(&self) -> anyhow::Result<Option<crate::docker::SubnetPool>> {
+        if self.network_pool == "docker" {
+            return Ok(None);
+        }
+        self.network_pool
+            .parse()
+            .map(Some)
+            .map_err(|e: String| anyhow::anyhow!("--network-pool: {e}"))
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat_interval.max(1))
     }

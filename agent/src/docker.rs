@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
     RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StatsOptions,
@@ -58,6 +60,8 @@ pub struct Engine {
     /// that several agents (tests, or a test beside a local platform) can share
     /// one Docker without touching each other's containers. Empty in production.
     namespace: String,
+    /// Where customer networks get their subnets.
+    pool: Option<SubnetPool>,
 }
 
 fn status_of(err: &DockerError) -> Option<u16> {
@@ -71,11 +75,63 @@ fn label<T: std::str::FromStr>(labels: &HashMap<String, String>, key: &str) -> O
     labels.get(key).and_then(|v| v.parse().ok())
 }
 
+/// The addresses customer networks are given: /24 subnets of one range.
+/// Docker's own default pools hold about 31 bridge networks, far fewer than
+/// a node's customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubnetPool {
+    /// The first address of the range.
+    base: u32,
+    /// How many /24 subnets it holds.
+    count: u32,
+}
+
+impl std::str::FromStr for SubnetPool {
+    type Err = String;
+
+    /// An IPv4 range with a prefix of /8 to /24, such as `10.200.0.0/14`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not an IPv4 range such as 10.200.0.0/14");
+        let (address, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let address: std::net::Ipv4Addr = address.parse().map_err(|_| bad())?;
+        let prefix: u32 = prefix.parse().map_err(|_| bad())?;
+        if !(8..=24).contains(&prefix) {
+            return Err(format!("{text:?}: the prefix must be /8 to /24"));
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Self {
+            base: u32::from(address) & mask,
+            count: 1 << (24 - prefix),
+        })
+    }
+}
+
+impl SubnetPool {
+    /// Subnet `index` (modulo the pool's size) and its gateway.
+    pub fn subnet(&self, index: u64) -> (String, String) {
+        let offset = u32::try_from(index % u64::from(self.count)).unwrap_or(0);
+        let network = std::net::Ipv4Addr::from(self.base + offset * 256);
+        let gateway = std::net::Ipv4Addr::from(self.base + offset * 256 + 1);
+        (format!("{network}/24"), gateway.to_string())
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+}
+
+/// Subnets tried before a network creation gives up (they are taken by
+/// other networks on this Docker).
+const SUBNET_PROBES: u64 = 64;
+
 impl Engine {
-    pub fn connect(namespace: String) -> anyhow::Result<Self> {
+    /// Connects to the local Docker. Customer networks take their subnets
+    /// from `pool`, or from Docker's own default pools without one.
+    pub fn connect(namespace: String, pool: Option<SubnetPool>) -> anyhow::Result<Self> {
         Ok(Self {
             docker: Docker::connect_with_defaults()?,
             namespace,
+            pool,
         })
     }
 
@@ -187,21 +243,52 @@ impl Engine {
         if self.docker.inspect_network(&name, None).await.is_ok() {
             return Ok(name);
         }
-        let request = NetworkCreateRequest {
+        let request = |subnet: Option<(String, String)>| NetworkCreateRequest {
             name: name.clone(),
             driver: Some("bridge".into()),
             labels: Some(HashMap::from([
                 (LABEL_MANAGED.to_string(), self.managed_value()),
                 (LABEL_USER.to_string(), user_id.to_string()),
             ])),
+            ipam: subnet.map(|(subnet, gateway)| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet),
+                    gateway: Some(gateway),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        match self.docker.create_network(request).await {
-            Ok(_) => Ok(name),
-            // Created meanwhile by a concurrent task: fine.
-            Err(err) if status_of(&err) == Some(409) => Ok(name),
-            Err(err) => Err(err),
+        let Some(pool) = self.pool else {
+            return match self.docker.create_network(request(None)).await {
+                Ok(_) => Ok(name),
+                // Created meanwhile by a concurrent task: fine.
+                Err(err) if status_of(&err) == Some(409) => Ok(name),
+                Err(err) => Err(err),
+            };
+        };
+        // The customer's own subnet first, then the next ones while they are taken.
+        let start = u64::try_from(user_id).unwrap_or(0);
+        let mut last = None;
+        for probe in 0..SUBNET_PROBES.min(u64::from(pool.len())) {
+            match self
+                .docker
+                .create_network(request(Some(pool.subnet(start + probe))))
+                .await
+            {
+                Ok(_) => return Ok(name),
+                Err(err) if status_of(&err) == Some(409) => return Ok(name),
+                Err(err) if short(&err).contains("overlap") => last = Some(err),
+                Err(err) => return Err(err),
+            }
         }
+        Err(
+            last.unwrap_or_else(|| DockerError::DockerResponseServerError {
+                status_code: 503,
+                message: "the network pool has no free subnet".into(),
+            }),
+        )
     }
 
     /// Removes the customer's network when no container uses it any more.
@@ -407,5 +494,81 @@ pub fn short(err: &DockerError) -> String {
     match err {
         DockerError::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_is_cut_into_24s_from_its_masked_base() {
+        let pool: SubnetPool = "10.200.7.9/14".parse().unwrap();
+        assert_eq!(pool.len(), 1024);
+        assert_eq!(
+            pool.subnet(0),
+            ("10.200.0.0/24".to_string(), "10.200.0.1".to_string())
+        );
+        assert_eq!(pool.subnet(257).0, "10.201.1.0/24");
+        // Indexes wrap around the pool.
+        assert_eq!(pool.subnet(1024 + 3), pool.subnet(3));
+        let single: SubnetPool = "192.168.50.0/24".parse().unwrap();
+        assert_eq!(single.len(), 1);
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/25",
+            "10.0.0.0/7",
+            "x/16",
+            "10.0.0.300/16",
+        ] {
+            assert!(bad.parse::<SubnetPool>().is_err(), "{bad}");
+        }
+    }
+
+    /// More customer networks than Docker's default pools hold (about 31),
+    /// on the real Docker; customers whose first subnets collide each get a
+    /// free one.
+    #[tokio::test]
+    async fn docker_a_node_holds_more_customer_networks_than_dockers_default_pools() {
+        let namespace = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        // A pool of 64 subnets of its own (one of 32, so that runs at the same
+        // time rarely share one): users 1 and 65 start on the same subnet.
+        let seed = uuid::Uuid::new_v4().as_bytes()[0];
+        let pool: SubnetPool = format!("10.{}.{}.0/18", 220 + seed % 8, (seed / 8 % 4) * 64)
+            .parse()
+            .unwrap();
+        let engine = Engine::connect(namespace, Some(pool)).unwrap();
+        let users: Vec<i64> = (1..=40).chain([65]).collect();
+        let mut subnets = std::collections::HashSet::new();
+        let mut outcome = Ok(());
+        for &user in &users {
+            if let Err(err) = engine.ensure_network(user).await {
+                outcome = Err(format!("network of user {user}: {}", short(&err)));
+                break;
+            }
+            let info = engine
+                .raw()
+                .inspect_network(&engine.network_name(user), None)
+                .await
+                .unwrap();
+            let subnet = info.ipam.and_then(|i| i.config).unwrap_or_default()[0]
+                .subnet
+                .clone()
+                .unwrap();
+            assert!(subnets.insert(subnet.clone()), "{subnet} given twice");
+        }
+        // Asking again is fine, and answers the same network.
+        if outcome.is_ok() {
+            outcome = engine
+                .ensure_network(65)
+                .await
+                .map(|_| ())
+                .map_err(|e| short(&e));
+        }
+        for &user in &users {
+            engine.remove_network_if_empty(user).await.unwrap();
+        }
+        outcome.unwrap();
+        assert_eq!(subnets.len(), users.len());
     }
 }

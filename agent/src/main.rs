@@ -72,7 +72,8 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let client = ControlPlane::new(args.control_plane())?;
-    let engine = Engine::connect(args.namespace.clone()).context("cannot reach Docker")?;
+    let engine = Engine::connect(args.namespace.clone(), args.network_pool()?)
+        .context("cannot reach Docker")?;
     engine
         .ping()
         .await
