@@ -32,6 +32,10 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
         ("createApiToken", json!({"name": "mallory"})),
         ("rollbackApplication", json!({"release": 1})),
         ("addDomain", json!({"hostname": "mallory.example.com"})),
+        (
+            "createDatabase",
+            json!({"name": "mallory-db", "db_type": "postgresql", "version": "16", "plan_id": 1, "region": "local"}),
+        ),
     ])
 }
 
@@ -46,9 +50,16 @@ const SELF_SCOPED: &[&str] = &[
     "listBillingRecords",
     "getBillingUsage",
     "listNotifications",
+    "listDatabases",
+    "createDatabase",
 ];
 /// Public catalogue reads: the same for every customer, by design.
-const SHARED: &[&str] = &["listPlans", "listRuntimes", "listRegions"];
+const SHARED: &[&str] = &[
+    "listPlans",
+    "listRuntimes",
+    "listRegions",
+    "listDatabaseEngines",
+];
 
 #[tokio::test]
 async fn a_customer_cannot_reach_another_customers_resources() {

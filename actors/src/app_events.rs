@@ -260,6 +260,7 @@ async fn queue_plain(
         node_id,
         application_id: Some(app_id),
         build_id: None,
+        database_id: None,
         kind: spec.kind(),
         payload: serde_json::to_value(&spec)
             .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,

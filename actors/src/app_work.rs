@@ -22,7 +22,7 @@ use skypanel_store::{Conn, certificates, domains, env_vars, instances};
 use crate::app::{Accepted, AppState};
 use crate::context::Context;
 use crate::error::Error;
-use crate::scheduler::{Requirement, SchedulerMsg};
+use crate::scheduler::{Placed, Requirement, SchedulerMsg};
 
 /// A release recorded in the same transaction as its rollout.
 #[derive(Debug, Clone)]
@@ -158,6 +158,7 @@ pub(crate) async fn create_task(
         node_id: node,
         application_id: Some(app.id),
         build_id,
+        database_id: None,
         kind: spec.kind(),
         payload: serde_json::to_value(&*spec)
             .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
@@ -384,7 +385,7 @@ pub(crate) async fn place(
     let (cpu, memory) = (i64::from(plan.cpu_limit), i64::from(plan.memory_limit));
     let held = i64::from(app.instance_count);
     let requirement = Requirement {
-        app_id: app.id,
+        entity: Placed::App(app.id),
         region: app.region.clone(),
         cpu: cpu * i64::from(instances),
         memory: memory * i64::from(instances),

@@ -14,6 +14,7 @@ mod app_events;
 mod app_work;
 mod broker;
 mod context;
+mod databases;
 mod error;
 mod node;
 mod orchestrator;

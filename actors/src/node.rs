@@ -256,6 +256,7 @@ impl NodeState {
             node_id: self.id,
             application_id: None,
             build_id: None,
+            database_id: None,
             kind: spec.kind(),
             payload: serde_json::to_value(&spec)
                 .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,

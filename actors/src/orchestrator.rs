@@ -196,6 +196,9 @@ impl Orchestrator {
         instances: Vec<ContainerReport>,
         observed_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), Error> {
+        if let Some(database_id) = task.database_id {
+            return crate::databases::task_finished(&self.ctx, task, database_id).await;
+        }
         let Some(app_id) = task.application_id else {
             return Ok(());
         };
@@ -205,6 +208,23 @@ impl Orchestrator {
             Err(Error::NotFound) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+
+    /// Places a new managed database and queues its provisioning; answers the node.
+    pub async fn provision_database(
+        &self,
+        db: &skypanel_store::databases::Database,
+    ) -> Result<i64, Error> {
+        crate::databases::provision(&self.ctx, db).await
+    }
+
+    /// Queues the removal of a deleted database from its node.
+    pub async fn remove_database(
+        &self,
+        db: &skypanel_store::databases::Database,
+        purge: bool,
+    ) -> Result<(), Error> {
+        crate::databases::remove(&self.ctx, db, purge).await
     }
 
     /// The handle that wakes a node's long-polls when a task may be ready.

@@ -1,6 +1,6 @@
-//! The Scheduler: places an application on a node. Placements are serialised
-//! here and recorded on the application row before the answer, so two
-//! placements never count the same free capacity twice.
+//! The Scheduler: places an application or a managed database on a node.
+//! Placements are serialised here and recorded on the entity's row before the
+//! answer, so two placements never count the same free capacity twice.
 //!
 //! Rule: an application stays on its node while that node is online or
 //! degraded and has room for what it now needs (its own reservation there
@@ -18,10 +18,17 @@ use skypanel_store::reports::{self, NodeCapacity};
 use crate::context::Context;
 use crate::error::Error;
 
-/// What an application needs.
+/// What is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    App(i64),
+    Database(i64),
+}
+
+/// What an application or database needs.
 #[derive(Debug, Clone)]
 pub struct Requirement {
-    pub app_id: i64,
+    pub entity: Placed,
     pub region: String,
     /// Millicores for all its instances.
     pub cpu: i64,
@@ -134,8 +141,13 @@ impl Actor for Scheduler {
             let nodes = reports::node_capacity(&mut conn).await?;
             let node = choose(&nodes, &need)?;
             if need.current != Some(node) {
-                skypanel_store::apps::place(&mut conn, need.app_id, node).await?;
-                tracing::info!(app_id = need.app_id, node_id = node, "placed");
+                match need.entity {
+                    Placed::App(id) => skypanel_store::apps::place(&mut conn, id, node).await?,
+                    Placed::Database(id) => {
+                        skypanel_store::databases::place(&mut conn, id, node).await?
+                    }
+                }
+                tracing::info!(entity = ?need.entity, node_id = node, "placed");
             }
             Ok::<_, Error>(node)
         }
@@ -177,7 +189,7 @@ mod tests {
 
     fn need(cpu: i64, memory: i64, current: Option<i64>) -> Requirement {
         Requirement {
-            app_id: 1,
+            entity: Placed::App(1),
             region: "eu".into(),
             cpu,
             memory,

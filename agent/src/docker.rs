@@ -16,9 +16,10 @@ use bollard::query_parameters::{
     StopContainerOptions,
 };
 use futures::StreamExt;
+use skypanel_protocol::database::{DatabaseSpec, Launch};
 use skypanel_protocol::names::{
-    LABEL_APP, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RELEASE, LABEL_USER,
-    app_container, user_network,
+    LABEL_APP, LABEL_DATABASE, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RELEASE,
+    LABEL_USER, app_container, database_container, database_host, database_volume, user_network,
 };
 use skypanel_protocol::node::ContainerState;
 use skypanel_protocol::task::AppSpec;
@@ -374,6 +375,118 @@ impl Engine {
             Err(err) if status_of(&err) == Some(409) => Ok(name),
             Err(err) => Err(err),
         }
+    }
+
+    /// The container of managed database `id`.
+    pub fn database_container_name(&self, id: i64) -> String {
+        format!("{}{}", self.namespace, database_container(id))
+    }
+
+    /// The volume of managed database `id`.
+    pub fn database_volume_name(&self, id: i64) -> String {
+        format!("{}{}", self.namespace, database_volume(id))
+    }
+
+    /// Creates a managed database's data volume and container unless they
+    /// exist; answers the container's name. The container has the plan's
+    /// limits and the applications' hardening (with the few capabilities
+    /// an engine's entry point needs to hand its files to its own user), is
+    /// on the customer's network only (reachable there as
+    /// `sp-db-<id>`), and publishes no port.
+    pub async fn ensure_database(
+        &self,
+        spec: &DatabaseSpec,
+        launch: &Launch,
+        network: &str,
+    ) -> Result<String, DockerError> {
+        let name = self.database_container_name(spec.database_id);
+        if self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .is_ok()
+        {
+            return Ok(name);
+        }
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), self.managed_value()),
+            (LABEL_DATABASE.to_string(), spec.database_id.to_string()),
+            (LABEL_USER.to_string(), spec.user_id.to_string()),
+        ]);
+        let volume = self.database_volume_name(spec.database_id);
+        self.docker
+            .create_volume(bollard::models::VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?;
+        let host = HostConfig {
+            memory: Some(i64::from(spec.memory_mb) * 1024 * 1024),
+            nano_cpus: Some(i64::from(spec.cpu_millicores) * 1_000_000),
+            pids_limit: Some(i64::from(spec.pids_limit)),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(
+                ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            init: Some(true),
+            network_mode: Some(network.to_string()),
+            mounts: Some(vec![bollard::models::Mount {
+                target: Some(launch.data_dir.to_string()),
+                source: Some(volume),
+                typ: Some(bollard::models::MountType::VOLUME),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let endpoint = bollard::models::EndpointSettings {
+            aliases: Some(vec![database_host(spec.database_id)]),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: launch.cmd.clone(),
+            labels: Some(labels),
+            host_config: Some(host),
+            networking_config: Some(bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network.to_string(), endpoint)])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => Ok(name),
+            Err(err) if status_of(&err) == Some(409) => Ok(name),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Removes a managed database's container and, with `purge`, its data volume.
+    pub async fn remove_database(&self, id: i64, purge: bool) -> Result<(), DockerError> {
+        self.remove(&self.database_container_name(id)).await?;
+        if purge {
+            match self
+                .docker
+                .remove_volume(
+                    &self.database_volume_name(id),
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err(err) if status_of(&err) == Some(404) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 
     pub async fn start(&self, name: &str) -> Result<(), DockerError> {

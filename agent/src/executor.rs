@@ -274,8 +274,26 @@ impl Executor {
         log: &TaskLog,
         cancel: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Outcome, TaskFailure> {
+        match spec {
+            TaskSpec::DbProvision(db) => {
+                crate::dbs::provision(
+                    &self.engine,
+                    db,
+                    log,
+                    self.health_timeout.max(Duration::from_secs(120)),
+                )
+                .await?;
+                return Ok(Outcome::default());
+            }
+            TaskSpec::DbDelete(target) => {
+                crate::dbs::remove(&self.engine, target).await?;
+                return Ok(Outcome::default());
+            }
+            _ => {}
+        }
         let _busy = self.mark_busy(spec.app_id());
         match spec {
+            TaskSpec::DbProvision(_) | TaskSpec::DbDelete(_) => unreachable!("answered above"),
             TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
             TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
             TaskSpec::AppStop(target) => self.stop(target, log).await?,

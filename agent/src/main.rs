@@ -8,6 +8,7 @@ mod builder;
 mod client;
 mod config;
 mod crash;
+mod dbs;
 mod docker;
 mod executor;
 mod heartbeat;

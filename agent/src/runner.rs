@@ -171,7 +171,10 @@ impl Runner {
         if report.status == ReportedStatus::Failed
             && !matches!(
                 task.spec,
-                TaskSpec::AppBuild(_) | TaskSpec::IngressChallenge(_)
+                TaskSpec::AppBuild(_)
+                    | TaskSpec::IngressChallenge(_)
+                    | TaskSpec::DbProvision(_)
+                    | TaskSpec::DbDelete(_)
             )
             && let Ok((instances, at)) = self.executor.report(task.spec.app_id()).await
         {

@@ -311,6 +311,7 @@ async fn main() -> anyhow::Result<()> {
             node_id: agent.node_id,
             application_id: None,
             build_id: None,
+            database_id: None,
             kind: spec.kind(),
             payload: serde_json::to_value(&spec)?,
             generation: None,

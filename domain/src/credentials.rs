@@ -74,6 +74,21 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A managed database's generated user name: `u` and 11 random hex digits.
+pub fn generate_database_user() -> String {
+    let mut bytes = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("u{}", &hex::encode(bytes)[..11])
+}
+
+/// A managed database's generated password: 32 hex digits (128 random bits),
+/// safe in a URL without escaping.
+pub fn generate_database_password() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ pub type Apis = (
     api::domains::DomainsApi,
     api::observe::ObserveApi,
     api::webhooks::WebhooksApi,
-    api::catalog::CatalogApi,
+    (api::catalog::CatalogApi, api::databases::DatabasesApi),
     api::wallet::WalletApi,
     api::billing::BillingApi,
     api::admin_catalog::AdminCatalogApi,
@@ -69,9 +69,14 @@ fn apis(state: &AppState) -> Apis {
         api::webhooks::WebhooksApi {
             state: state.clone(),
         },
-        api::catalog::CatalogApi {
-            state: state.clone(),
-        },
+        (
+            api::catalog::CatalogApi {
+                state: state.clone(),
+            },
+            api::databases::DatabasesApi {
+                state: state.clone(),
+            },
+        ),
         api::wallet::WalletApi {
             state: state.clone(),
         },

@@ -594,6 +594,7 @@ async fn answer_on_node(
         node_id,
         application_id: None,
         build_id: None,
+        database_id: None,
         kind: task_spec.kind(),
         payload,
         generation: None,

@@ -3,6 +3,7 @@
 //! No I/O. With the `openapi` feature the types also describe themselves for
 //! the control plane's OpenAPI document.
 
+pub mod database;
 pub mod names;
 pub mod node;
 pub mod task;

@@ -9,6 +9,23 @@ pub const LABEL_USER: &str = "skypanel.user";
 pub const LABEL_RELEASE: &str = "skypanel.release";
 pub const LABEL_INSTANCE: &str = "skypanel.instance";
 pub const LABEL_GENERATION: &str = "skypanel.generation";
+pub const LABEL_DATABASE: &str = "skypanel.database";
+
+/// The container of managed database `id`.
+pub fn database_container(id: i64) -> String {
+    format!("sp-db-{id}")
+}
+
+/// The named volume holding managed database `id`'s data.
+pub fn database_volume(id: i64) -> String {
+    format!("sp-db-{id}-data")
+}
+
+/// The name the customer's other containers reach database `id` by (an
+/// alias on the customer's network).
+pub fn database_host(id: i64) -> String {
+    format!("sp-db-{id}")
+}
 
 /// The container of `instance` (0-based) of `release` of application `app_id`.
 pub fn app_container(app_id: i64, release: i32, instance: i32) -> String {

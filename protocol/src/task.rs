@@ -209,6 +209,9 @@ pub struct TaskSecrets {
     /// Certificates' private keys by hostname.
     #[serde(default)]
     pub tls_keys: BTreeMap<String, String>,
+    /// A managed database's password.
+    #[serde(default)]
+    pub database_password: Option<String>,
 }
 
 /// Moves certificates' keys out (leaving them empty).
@@ -260,6 +263,14 @@ pub enum TaskSpec {
     #[serde(rename = "ingress.challenge")]
     #[cfg_attr(feature = "openapi", oai(mapping = "ingress.challenge"))]
     IngressChallenge(ChallengeSpec),
+    /// Run a managed database (its volume and container), until it accepts connections.
+    #[serde(rename = "db.provision")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "db.provision"))]
+    DbProvision(crate::database::DatabaseSpec),
+    /// Remove a managed database's container (and, with `purge`, its data).
+    #[serde(rename = "db.delete")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "db.delete"))]
+    DbDelete(crate::database::DatabaseTarget),
 }
 
 impl TaskSpec {
@@ -272,6 +283,8 @@ impl TaskSpec {
             Self::AppDelete(_) => "app.delete",
             Self::AppBuild(_) => "app.build",
             Self::IngressChallenge(_) => "ingress.challenge",
+            Self::DbProvision(_) => "db.provision",
+            Self::DbDelete(_) => "db.delete",
         }
     }
 
@@ -291,7 +304,11 @@ impl TaskSpec {
                 tls_keys: take_keys(&mut t.certificates),
                 ..TaskSecrets::default()
             },
-            Self::IngressChallenge(_) => TaskSecrets::default(),
+            Self::DbProvision(d) => TaskSecrets {
+                database_password: Some(std::mem::take(&mut d.password)),
+                ..TaskSecrets::default()
+            },
+            Self::IngressChallenge(_) | Self::DbDelete(_) => TaskSecrets::default(),
         }
     }
 
@@ -306,13 +323,15 @@ impl TaskSpec {
             Self::AppStop(t) | Self::AppDelete(t) => {
                 put_keys(&mut t.certificates, secrets.tls_keys)
             }
-            Self::IngressChallenge(_) => {}
+            Self::DbProvision(d) => d.password = secrets.database_password.unwrap_or_default(),
+            Self::IngressChallenge(_) | Self::DbDelete(_) => {}
         }
     }
 
-    /// The application the task acts on.
+    /// The application the task acts on (0 for a database's task).
     pub fn app_id(&self) -> i64 {
         match self {
+            Self::DbProvision(_) | Self::DbDelete(_) => 0,
             Self::AppApply(spec) | Self::AppRestart(spec) => spec.app_id,
             Self::AppStop(target) | Self::AppDelete(target) => target.app_id,
             Self::AppBuild(build) => build.app_id,

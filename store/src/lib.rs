@@ -14,6 +14,7 @@ pub mod builds;
 pub mod catalog;
 pub mod certificates;
 pub mod database_engines;
+pub mod databases;
 pub mod domains;
 pub mod env_vars;
 pub mod instances;

@@ -258,6 +258,7 @@ diesel::table! {
         volume_path -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        image -> Nullable<Text>,
     }
 }
 

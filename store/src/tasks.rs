@@ -72,6 +72,8 @@ pub struct NewTask {
     pub application_id: Option<i64>,
     /// The build the task carries out, for `app.build`.
     pub build_id: Option<i64>,
+    /// The managed database the task acts on, for `db.*`.
+    pub database_id: Option<i64>,
     pub kind: &'static str,
     pub payload: serde_json::Value,
     pub generation: Option<i64>,
@@ -106,6 +108,7 @@ pub async fn create(
             paas_tasks::node_id.eq(new.node_id),
             paas_tasks::application_id.eq(new.application_id),
             paas_tasks::build_id.eq(new.build_id),
+            paas_tasks::database_id.eq(new.database_id),
             paas_tasks::kind.eq(new.kind),
             paas_tasks::payload.eq(&new.payload),
             paas_tasks::generation.eq(new.generation),

@@ -5,11 +5,13 @@
 
 pub mod app;
 pub mod build;
+pub mod database;
 pub mod node;
 pub mod task;
 
 pub use app::{AppEvent, CommandPlan, IllegalTransition, app_event, app_transition};
 pub use build::{BuildEvent, IllegalBuildTransition, build_transition};
+pub use database::{DatabaseEvent, IllegalDatabaseTransition, database_transition};
 pub use node::{NodeEvent, node_transition};
 pub use task::{IllegalTaskTransition, TaskEvent, task_transition};
 

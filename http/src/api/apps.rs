@@ -26,7 +26,7 @@ pub struct AppsApi {
 }
 
 /// An active plan, or 422 on `plan_id`.
-async fn usable_plan(conn: &mut Conn, plan_id: i64) -> ApiResult<Plan> {
+pub(crate) async fn usable_plan(conn: &mut Conn, plan_id: i64) -> ApiResult<Plan> {
     match catalog::get_plan(conn, plan_id).await {
         Ok(plan) if plan.is_active => Ok(plan),
         Ok(_) => Err(ApiError::invalid(

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod billing;
 pub mod builds;
 pub mod catalog;
+pub mod databases;
 pub mod domains;
 pub mod env;
 pub mod observe;
@@ -48,6 +49,8 @@ pub enum Tag {
     Webhooks,
     /// Plans, runtimes and regions customers choose from.
     Catalog,
+    /// Managed databases (PostgreSQL, MySQL, Redis, MongoDB) on the nodes.
+    Databases,
     /// The customer's prepaid wallet.
     Wallet,
     /// Hourly charges, this month's usage, balance notices; billing runs (admin).

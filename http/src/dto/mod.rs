@@ -8,6 +8,7 @@ pub mod admin;
 pub mod apps;
 pub mod billing;
 pub mod catalog;
+pub mod databases;
 pub mod domains;
 pub mod nodes;
 pub mod observe;

@@ -1,0 +1,156 @@
+//! Managed databases through the orchestrator: placement by the Scheduler,
+//! the node's `db.provision` and `db.delete` tasks (the password sealed with
+//! the task, never in its payload), and what a finished task means for the
+//! database's state (checked against `domain::lifecycle::database`, with
+//! its usage interval kept in line).
+
+use std::time::Duration;
+
+use ractor::ActorRef;
+use skypanel_domain::lifecycle::DatabaseEvent;
+use skypanel_protocol::database::{DatabaseSpec, DatabaseTarget};
+use skypanel_protocol::task::TaskSpec;
+use skypanel_store::databases::{self, Database};
+use skypanel_store::tasks::{self, NewTask, Task};
+use skypanel_store::{Conn, catalog};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::scheduler::{Placed, Requirement, SchedulerMsg};
+
+/// Places the database and queues its provisioning on the chosen node.
+pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error> {
+    let mut conn = ctx.store().conn().await?;
+    let plan = catalog::get_plan(&mut conn, db.plan_id).await?;
+    drop(conn);
+    let requirement = Requirement {
+        entity: Placed::Database(db.id),
+        region: db.region.clone(),
+        cpu: i64::from(plan.cpu_limit),
+        memory: i64::from(plan.memory_limit),
+        current: db.node_id,
+        held: if db.node_id.is_some() {
+            (i64::from(plan.cpu_limit), i64::from(plan.memory_limit))
+        } else {
+            (0, 0)
+        },
+        may_move: db.node_id.is_none(),
+    };
+    let scheduler: ActorRef<SchedulerMsg> = ractor::registry::where_is(ctx.name("scheduler"))
+        .ok_or_else(|| Error::Unavailable("the scheduler is not running".into()))?
+        .into();
+    let answer = scheduler
+        .call(
+            |reply| SchedulerMsg::Place(requirement, reply),
+            Some(Duration::from_secs(10)),
+        )
+        .await?;
+    let node = match answer {
+        ractor::rpc::CallResult::Success(result) => result?,
+        _ => return Err(Error::Unavailable("the scheduler did not answer".into())),
+    };
+    let mut conn = ctx.store().conn().await?;
+    let sealed = databases::sealed_password(&mut conn, db.user_id, db.id).await?;
+    let password = ctx
+        .secrets()
+        .open_str(&sealed, &Database::password_associated_data(db.id))
+        .map_err(|e| {
+            skypanel_store::Error::Corrupt(format!("password of database {}: {e}", db.id))
+        })?;
+    let spec = TaskSpec::DbProvision(DatabaseSpec {
+        database_id: db.id,
+        user_id: db.user_id,
+        db_type: db.db_type.clone(),
+        image: db.image.clone().unwrap_or_default(),
+        username: db.username.clone().unwrap_or_default(),
+        database_name: db.database_name.clone().unwrap_or_default(),
+        password,
+        cpu_millicores: plan.cpu_limit,
+        memory_mb: plan.memory_limit,
+        pids_limit: ctx.settings().pids_limit,
+    });
+    queue(&mut conn, ctx, node, db.id, spec).await?;
+    tracing::info!(
+        database_id = db.id,
+        node_id = node,
+        "database provisioning queued"
+    );
+    Ok(node)
+}
+
+/// Queues the removal of a deleted database's container (and data with `purge`).
+pub(crate) async fn remove(ctx: &Context, db: &Database, purge: bool) -> Result<(), Error> {
+    let Some(node) = db.node_id else {
+        return Ok(());
+    };
+    let spec = TaskSpec::DbDelete(DatabaseTarget {
+        database_id: db.id,
+        user_id: db.user_id,
+        purge,
+    });
+    let mut conn = ctx.store().conn().await?;
+    queue(&mut conn, ctx, node, db.id, spec).await?;
+    Ok(())
+}
+
+/// Writes a database's task, its secrets sealed apart from the payload.
+async fn queue(
+    conn: &mut Conn,
+    ctx: &Context,
+    node: i64,
+    database_id: i64,
+    mut spec: TaskSpec,
+) -> skypanel_store::Result<Task> {
+    let secrets = serde_json::to_string(&spec.take_secrets())
+        .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
+    let new = NewTask {
+        node_id: node,
+        application_id: None,
+        build_id: None,
+        // A deleted database's row is gone: its removal task stands alone.
+        database_id: matches!(spec, TaskSpec::DbProvision(_)).then_some(database_id),
+        kind: spec.kind(),
+        payload: serde_json::to_value(&spec)
+            .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
+        generation: None,
+        max_attempts: ctx.settings().task_max_attempts,
+    };
+    let seal = |task_id| {
+        ctx.secrets()
+            .seal_str(&secrets, &Task::secrets_associated_data(task_id))
+    };
+    tasks::create(conn, &new, Some(&seal)).await
+}
+
+/// A database's provisioning task ended: the database runs, or failed with the reason.
+pub(crate) async fn task_finished(
+    ctx: &Context,
+    task: &Task,
+    database_id: i64,
+) -> Result<(), Error> {
+    if task.kind != "db.provision" {
+        return Ok(());
+    }
+    let (event, reason) = match task.status.as_str() {
+        "succeeded" => (DatabaseEvent::Provisioned, None),
+        "failed" | "cancelled" => (
+            DatabaseEvent::Fail,
+            Some(
+                task.error
+                    .clone()
+                    .unwrap_or_else(|| "provisioning failed".into()),
+            ),
+        ),
+        _ => return Ok(()),
+    };
+    let mut conn = ctx.store().conn().await?;
+    match databases::transition(&mut conn, database_id, event, reason.as_deref(), ctx.now()).await {
+        Ok(db) => {
+            tracing::info!(database_id, status = %db.status, "database provisioning ended");
+            Ok(())
+        }
+        // Deleted meanwhile, or already past this (a repeated report).
+        Err(skypanel_store::Error::NotFound | skypanel_store::Error::Conflict { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}

@@ -1,0 +1,113 @@
+//! Managed databases on the node: a named volume and a hardened container
+//! per database on its customer's network, started the way the engine's
+//! official image expects; provisioning waits until the engine accepts TCP
+//! connections.
+
+use std::time::{Duration, Instant};
+
+use skypanel_protocol::database::{DatabaseSpec, DatabaseTarget, launch};
+use skypanel_protocol::node::ContainerState;
+
+use crate::docker::{Engine, Inspected, short};
+use crate::executor::{TaskFailure, TaskLog};
+
+/// Runs the database (idempotent: an existing one is started if stopped)
+/// and waits up to `timeout` for its engine to accept connections.
+pub async fn provision(
+    engine: &Engine,
+    spec: &DatabaseSpec,
+    log: &TaskLog,
+    timeout: Duration,
+) -> Result<(), TaskFailure> {
+    let Some(launch) = launch(spec) else {
+        return Err(TaskFailure::app(format!(
+            "this node does not run {} databases",
+            spec.db_type
+        )));
+    };
+    engine.ensure_image(&spec.image).await.map_err(|e| {
+        TaskFailure::node(format!(
+            "the engine image {} is not available: {e}",
+            spec.image
+        ))
+    })?;
+    let network = engine.ensure_network(spec.user_id).await.map_err(|e| {
+        TaskFailure::node(format!(
+            "cannot create the customer's network: {}",
+            short(&e)
+        ))
+    })?;
+    let name = engine
+        .ensure_database(spec, &launch, &network)
+        .await
+        .map_err(|e| {
+            TaskFailure::node(format!(
+                "cannot create the database container: {}",
+                short(&e)
+            ))
+        })?;
+    engine
+        .start(&name)
+        .await
+        .map_err(|e| TaskFailure::node(format!("cannot start the database: {}", short(&e))))?;
+    log.line(format!(
+        "{} started; waiting for it to accept connections",
+        spec.db_type
+    ));
+    let deadline = Instant::now() + timeout;
+    loop {
+        match engine.inspect(&name).await {
+            Ok(Some(Inspected {
+                state: ContainerState::Running,
+                address: Some(ip),
+                ..
+            })) => {
+                let address = std::net::SocketAddr::new(ip, launch.port);
+                let connect = tokio::net::TcpStream::connect(address);
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    log.line(format!("{} accepts connections", spec.db_type));
+                    return Ok(());
+                }
+            }
+            Ok(Some(Inspected {
+                state: ContainerState::Exited | ContainerState::Dead,
+                exit_code,
+                ..
+            })) => {
+                for line in engine.tail(&name, 20).await {
+                    log.line(line);
+                }
+                return Err(TaskFailure::app(format!(
+                    "the database exited with code {exit_code} while starting"
+                )));
+            }
+            Ok(None) => return Err(TaskFailure::node("the database container disappeared")),
+            Ok(Some(_)) | Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(TaskFailure::app(format!(
+                "the database did not accept connections within {} s",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Removes the database's container (and its data with `purge`), then the
+/// customer's network once nothing uses it.
+pub async fn remove(engine: &Engine, target: &DatabaseTarget) -> Result<(), TaskFailure> {
+    engine
+        .remove_database(target.database_id, target.purge)
+        .await
+        .map_err(|e| TaskFailure::node(format!("cannot remove the database: {}", short(&e))))?;
+    engine
+        .remove_network_if_empty(target.user_id)
+        .await
+        .map_err(|e| {
+            TaskFailure::node(format!(
+                "cannot remove the customer's network: {}",
+                short(&e)
+            ))
+        })
+}

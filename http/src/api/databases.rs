@@ -1,0 +1,203 @@
+//! `/api/paas/databases`: a customer's managed databases. Creating one
+//! places it with the Scheduler and queues its provisioning on the node
+//! (`pending` until the engine accepts connections, then `running`, or
+//! `failed` with the reason). Connection details, password included, are
+//! shown to the owner on the database itself only.
+
+use poem::Request;
+use poem_openapi::OpenApi;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use skypanel_domain::credentials::{generate_database_password, generate_database_user};
+use skypanel_domain::names::{validate_region, validate_slug};
+use skypanel_protocol::database::port_of;
+use skypanel_protocol::names::database_host;
+use skypanel_store::database_engines;
+use skypanel_store::databases::{self, Database, NewDatabase};
+
+use super::apps::usable_plan;
+use super::{Audit, Created, NoContent, Tag};
+use crate::auth::BearerAuth;
+use crate::body::JsonBody;
+use crate::dto::databases::*;
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::state::AppState;
+
+pub struct DatabasesApi {
+    pub state: AppState,
+}
+
+#[OpenApi(prefix_path = "/paas", tag = "Tag::Databases")]
+impl DatabasesApi {
+    /// The database types and versions this platform runs
+    #[oai(
+        path = "/database-engines",
+        method = "get",
+        operation_id = "listDatabaseEngines"
+    )]
+    async fn engines(&self, _auth: BearerAuth) -> ApiResult<Json<Vec<EngineChoice>>> {
+        let mut conn = self.state.store().conn().await?;
+        let list = database_engines::list(&mut conn).await?;
+        Ok(Json(
+            list.into_iter()
+                .map(|e| EngineChoice {
+                    db_type: e.db_type,
+                    version: e.version,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Create a managed database
+    ///
+    /// Placed on a node of the region with room for the plan, and provisioned
+    /// there: `pending` until it accepts connections. No node with room is 409
+    /// `no_node_available`, and nothing is kept.
+    #[oai(path = "/databases", method = "post", operation_id = "createDatabase")]
+    async fn create(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        body: JsonBody<CreateDatabaseRequest>,
+    ) -> ApiResult<Created<DatabaseView>> {
+        let b = body.0;
+        validate_slug(&b.name).map_err(|e| ApiError::invalid("name", e.to_string()))?;
+        validate_region("region", &b.region)?;
+        let Some(port) = port_of(&b.db_type) else {
+            return Err(ApiError::invalid(
+                "db_type",
+                "db_type is one of postgresql, mysql, redis, mongodb",
+            ));
+        };
+        let mut conn = self.state.store().conn().await?;
+        let engine = database_engines::find(&mut conn, &b.db_type, &b.version)
+            .await
+            .map_err(|_| {
+                ApiError::invalid(
+                    "version",
+                    format!("this platform runs no {} {}", b.db_type, b.version),
+                )
+            })?;
+        let plan = usable_plan(&mut conn, b.plan_id).await?;
+        let password = generate_database_password();
+        let secrets = self.state.secrets();
+        let seal = |id| secrets.seal_str(&password, &Database::password_associated_data(id));
+        let new = NewDatabase {
+            user_id: auth.user_id(),
+            name: &b.name,
+            db_type: &b.db_type,
+            version: &b.version,
+            plan_id: plan.id,
+            region: &b.region,
+            image: &engine.image,
+            host_of: database_host,
+            port: i32::from(port),
+            username: &generate_database_user(),
+            database_name: &b.name.replace('-', "_"),
+        };
+        let db = databases::create(&mut conn, &new, &seal).await?;
+        drop(conn);
+        if let Err(err) = self.state.orchestrator()?.provision_database(&db).await {
+            // Nothing is kept of a database that could not be placed.
+            let mut conn = self.state.store().conn().await?;
+            databases::delete(&mut conn, auth.user_id(), db.id, self.state.now()).await?;
+            return Err(err.into());
+        }
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.user_id(), "database.create")
+            .on("database", db.id)
+            .with(
+                serde_json::json!({"name": db.name, "db_type": db.db_type, "version": db.version}),
+            )
+            .write(&mut conn)
+            .await;
+        let db = databases::get(&mut conn, auth.user_id(), db.id).await?;
+        Ok(Created::Created(Json(self.with_connection(db).await?)))
+    }
+
+    /// List the customer's databases (no passwords)
+    #[oai(path = "/databases", method = "get", operation_id = "listDatabases")]
+    async fn list(&self, auth: BearerAuth) -> ApiResult<Json<Vec<DatabaseView>>> {
+        let mut conn = self.state.store().conn().await?;
+        let list = databases::list(&mut conn, auth.user_id()).await?;
+        Ok(Json(list.into_iter().map(Into::into).collect()))
+    }
+
+    /// A database, with its connection details
+    #[oai(path = "/databases/:id", method = "get", operation_id = "getDatabase")]
+    async fn get(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<DatabaseView>> {
+        let mut conn = self.state.store().conn().await?;
+        let db = databases::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("database")?;
+        drop(conn);
+        Ok(Json(self.with_connection(db).await?))
+    }
+
+    /// Delete a database
+    ///
+    /// Its container is stopped and removed. Its data volume stays on the
+    /// node unless `purge=true`.
+    #[oai(
+        path = "/databases/:id",
+        method = "delete",
+        operation_id = "deleteDatabase"
+    )]
+    async fn delete(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        purge: Query<Option<bool>>,
+    ) -> ApiResult<NoContent> {
+        let purge = purge.0.unwrap_or(false);
+        let mut conn = self.state.store().conn().await?;
+        let db = databases::delete(&mut conn, auth.user_id(), id.0, self.state.now())
+            .await
+            .or_not_found("database")?;
+        drop(conn);
+        self.state
+            .orchestrator()?
+            .remove_database(&db, purge)
+            .await?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.user_id(), "database.delete")
+            .on("database", db.id)
+            .with(serde_json::json!({"name": db.name, "purge": purge}))
+            .write(&mut conn)
+            .await;
+        Ok(NoContent::NoContent)
+    }
+}
+
+impl DatabasesApi {
+    /// The view with the connection details (the password opened).
+    async fn with_connection(&self, db: Database) -> ApiResult<DatabaseView> {
+        let mut conn = self.state.store().conn().await?;
+        let sealed = databases::sealed_password(&mut conn, db.user_id, db.id).await?;
+        let password = self
+            .state
+            .secrets()
+            .open_str(&sealed, &Database::password_associated_data(db.id))
+            .map_err(|e| {
+                ApiError::from(skypanel_store::Error::Corrupt(format!(
+                    "password of database {}: {e}",
+                    db.id
+                )))
+            })?;
+        let (host, port) = (db.host.clone().unwrap_or_default(), db.port.unwrap_or(0));
+        let user = db.username.clone().unwrap_or_default();
+        let database = db.database_name.clone().unwrap_or_default();
+        let url = connection_url(&db.db_type, &host, port, &user, &password, &database);
+        let mut view = DatabaseView::from(db);
+        view.connection = Some(ConnectionView {
+            host,
+            port,
+            username: user,
+            password,
+            database,
+            url,
+        });
+        Ok(view)
+    }
+}

@@ -1,0 +1,1 @@
+ALTER TABLE paas_databases DROP COLUMN image;

@@ -1,0 +1,185 @@
+//! Managed databases on the wire: what a node is asked to run, and how each
+//! engine is started the way its official image expects (environment,
+//! command, port, data folder). Shared by the control plane (connection
+//! details) and the agent (containers).
+
+use serde::{Deserialize, Serialize};
+
+/// Run (or keep running) one database on the node.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct DatabaseSpec {
+    pub database_id: i64,
+    pub user_id: i64,
+    /// `postgresql`, `mysql`, `redis` or `mongodb`.
+    pub db_type: String,
+    pub image: String,
+    pub username: String,
+    pub database_name: String,
+    /// Secret: travels sealed with the task, empty in stored payloads.
+    #[serde(default)]
+    pub password: String,
+    pub cpu_millicores: i32,
+    pub memory_mb: i32,
+    pub pids_limit: i32,
+}
+
+impl std::fmt::Debug for DatabaseSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSpec")
+            .field("database_id", &self.database_id)
+            .field("db_type", &self.db_type)
+            .field("image", &self.image)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database by identity, to remove it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct DatabaseTarget {
+    pub database_id: i64,
+    pub user_id: i64,
+    /// Remove its data volume too (otherwise it is kept).
+    pub purge: bool,
+}
+
+/// How an engine's official image is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub env: Vec<(String, String)>,
+    /// The command, when the image's default is not enough.
+    pub cmd: Option<Vec<String>>,
+    pub port: u16,
+    /// Where the image keeps its data (the named volume goes there).
+    pub data_dir: &'static str,
+}
+
+/// The port a database type listens on.
+pub fn port_of(db_type: &str) -> Option<u16> {
+    match db_type {
+        "postgresql" => Some(5432),
+        "mysql" => Some(3306),
+        "redis" => Some(6379),
+        "mongodb" => Some(27017),
+        _ => None,
+    }
+}
+
+/// How to start `spec`'s engine; `None` for a type the platform does not run.
+pub fn launch(spec: &DatabaseSpec) -> Option<Launch> {
+    let env = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (user, password, name) = (
+        spec.username.as_str(),
+        spec.password.as_str(),
+        spec.database_name.as_str(),
+    );
+    let port = port_of(&spec.db_type)?;
+    Some(match spec.db_type.as_str() {
+        "postgresql" => Launch {
+            env: env(&[
+                ("POSTGRES_USER", user),
+                ("POSTGRES_PASSWORD", password),
+                ("POSTGRES_DB", name),
+            ]),
+            cmd: None,
+            port,
+            data_dir: "/var/lib/postgresql/data",
+        },
+        "mysql" => Launch {
+            env: env(&[
+                ("MYSQL_ROOT_PASSWORD", password),
+                ("MYSQL_DATABASE", name),
+                ("MYSQL_USER", user),
+                ("MYSQL_PASSWORD", password),
+            ]),
+            cmd: None,
+            port,
+            data_dir: "/var/lib/mysql",
+        },
+        "redis" => Launch {
+            env: Vec::new(),
+            cmd: Some(
+                [
+                    "redis-server",
+                    "--requirepass",
+                    password,
+                    "--appendonly",
+                    "yes",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            port,
+            data_dir: "/data",
+        },
+        "mongodb" => Launch {
+            env: env(&[
+                ("MONGO_INITDB_ROOT_USERNAME", user),
+                ("MONGO_INITDB_ROOT_PASSWORD", password),
+                ("MONGO_INITDB_DATABASE", name),
+            ]),
+            cmd: None,
+            port,
+            data_dir: "/data/db",
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(db_type: &str) -> DatabaseSpec {
+        DatabaseSpec {
+            database_id: 1,
+            user_id: 2,
+            db_type: db_type.into(),
+            image: "img".into(),
+            username: "shop".into(),
+            database_name: "shopdb".into(),
+            password: "canary-password".into(),
+            cpu_millicores: 250,
+            memory_mb: 256,
+            pids_limit: 256,
+        }
+    }
+
+    #[test]
+    fn each_engine_starts_the_way_its_official_image_expects() {
+        let pg = launch(&spec("postgresql")).unwrap();
+        assert!(
+            pg.env
+                .contains(&("POSTGRES_PASSWORD".into(), "canary-password".into()))
+        );
+        assert_eq!((pg.port, pg.data_dir), (5432, "/var/lib/postgresql/data"));
+        let redis = launch(&spec("redis")).unwrap();
+        assert_eq!(
+            redis.cmd.unwrap(),
+            [
+                "redis-server",
+                "--requirepass",
+                "canary-password",
+                "--appendonly",
+                "yes"
+            ]
+        );
+        let mysql = launch(&spec("mysql")).unwrap();
+        assert!(mysql.env.iter().any(|(k, _)| k == "MYSQL_ROOT_PASSWORD"));
+        let mongo = launch(&spec("mongodb")).unwrap();
+        assert!(
+            mongo
+                .env
+                .iter()
+                .any(|(k, _)| k == "MONGO_INITDB_ROOT_PASSWORD")
+        );
+        assert!(launch(&spec("oracle")).is_none());
+        assert!(!format!("{:?}", spec("redis")).contains("canary"));
+    }
+}

@@ -1,0 +1,208 @@
+//! Managed databases of customers: the row, its sealed password, placement
+//! and the state its node reports. Status changes follow
+//! `domain::lifecycle::database` and keep the usage interval in line.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use skypanel_domain::lifecycle::{DatabaseEvent, DatabaseStatus, database_transition};
+
+use crate::schema::paas_databases;
+use crate::usage::{self, Running};
+use crate::{Conn, Error, Result};
+
+/// A database without its password.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = paas_databases, check_for_backend(diesel::pg::Pg))]
+pub struct Database {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub db_type: String,
+    pub version: String,
+    pub plan_id: i64,
+    pub node_id: Option<i64>,
+    pub region: String,
+    /// The name other containers on the customer's network reach it by.
+    pub host: Option<String>,
+    pub port: Option<i32>,
+    pub username: Option<String>,
+    pub database_name: Option<String>,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub image: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Database {
+    pub fn status(&self) -> Result<DatabaseStatus> {
+        Ok(self.status.parse()?)
+    }
+
+    /// Binds a database's sealed password to the database.
+    pub fn password_associated_data(id: i64) -> Vec<u8> {
+        format!("paas_databases.password:{id}").into_bytes()
+    }
+}
+
+/// What a new database is.
+#[derive(Debug, Clone)]
+pub struct NewDatabase<'a> {
+    pub user_id: i64,
+    pub name: &'a str,
+    pub db_type: &'a str,
+    pub version: &'a str,
+    pub plan_id: i64,
+    pub region: &'a str,
+    pub image: &'a str,
+    /// The host name other containers reach database `id` by.
+    pub host_of: fn(i64) -> String,
+    pub port: i32,
+    pub username: &'a str,
+    pub database_name: &'a str,
+}
+
+/// Creates a pending database with its password sealed by `seal(id)`, in
+/// one transaction. A name the customer already uses is a conflict on `name`.
+pub async fn create(
+    conn: &mut Conn,
+    new: &NewDatabase<'_>,
+    seal: &(dyn Fn(i64) -> Vec<u8> + Sync),
+) -> Result<Database> {
+    conn.transaction(async |conn| {
+        let db: Database = diesel::insert_into(paas_databases::table)
+            .values((
+                paas_databases::user_id.eq(new.user_id),
+                paas_databases::name.eq(new.name),
+                paas_databases::db_type.eq(new.db_type),
+                paas_databases::version.eq(new.version),
+                paas_databases::plan_id.eq(new.plan_id),
+                paas_databases::region.eq(new.region),
+                paas_databases::image.eq(new.image),
+                paas_databases::port.eq(new.port),
+                paas_databases::username.eq(new.username),
+                paas_databases::database_name.eq(new.database_name),
+            ))
+            .returning(Database::as_returning())
+            .get_result(conn)
+            .await?;
+        let host = (new.host_of)(db.id);
+        Ok(diesel::update(paas_databases::table.find(db.id))
+            .set((
+                paas_databases::password.eq(Some(seal(db.id))),
+                paas_databases::host.eq(Some(host)),
+            ))
+            .returning(Database::as_returning())
+            .get_result(conn)
+            .await?)
+    })
+    .await
+}
+
+/// The owner's database.
+pub async fn get(conn: &mut Conn, owner: i64, id: i64) -> Result<Database> {
+    Ok(paas_databases::table
+        .filter(paas_databases::id.eq(id))
+        .filter(paas_databases::user_id.eq(owner))
+        .select(Database::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// A database by id alone (for the platform's own work).
+pub async fn by_id(conn: &mut Conn, id: i64) -> Result<Database> {
+    Ok(paas_databases::table
+        .find(id)
+        .select(Database::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// The owner's sealed password of a database.
+pub async fn sealed_password(conn: &mut Conn, owner: i64, id: i64) -> Result<Vec<u8>> {
+    paas_databases::table
+        .filter(paas_databases::id.eq(id))
+        .filter(paas_databases::user_id.eq(owner))
+        .select(paas_databases::password)
+        .first::<Option<Vec<u8>>>(conn)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// The owner's databases, oldest first.
+pub async fn list(conn: &mut Conn, owner: i64) -> Result<Vec<Database>> {
+    Ok(paas_databases::table
+        .filter(paas_databases::user_id.eq(owner))
+        .order(paas_databases::id.asc())
+        .select(Database::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Records the node the Scheduler chose.
+pub async fn place(conn: &mut Conn, id: i64, node_id: i64) -> Result<()> {
+    let rows = diesel::update(paas_databases::table.find(id))
+        .set(paas_databases::node_id.eq(Some(node_id)))
+        .execute(conn)
+        .await?;
+    crate::found(rows)
+}
+
+/// Applies `event` to the database (checked against the transition table),
+/// with `reason` for a failure, and keeps its usage interval in line, in one
+/// transaction at `at`. Answers the database as it is now; an event the
+/// table refuses changes nothing and is an error.
+pub async fn transition(
+    conn: &mut Conn,
+    id: i64,
+    event: DatabaseEvent,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<Database> {
+    conn.transaction(async |conn| {
+        let db: Database = paas_databases::table
+            .find(id)
+            .select(Database::as_select())
+            .for_update()
+            .first(conn)
+            .await?;
+        let next = database_transition(db.status()?, event)
+            .map_err(|e| Error::conflict(None, e.to_string()))?;
+        let updated: Database = diesel::update(paas_databases::table.find(id))
+            .set((
+                paas_databases::status.eq(next.as_str()),
+                paas_databases::failure_reason.eq(reason),
+            ))
+            .returning(Database::as_returning())
+            .get_result(conn)
+            .await?;
+        let running = skypanel_domain::lifecycle::database::is_billed(next).then_some(Running {
+            user_id: db.user_id,
+            plan_id: db.plan_id,
+            instances: 1,
+        });
+        usage::sync(conn, "database", id, running, at).await?;
+        Ok(updated)
+    })
+    .await
+}
+
+/// Deletes the owner's database row (its billing interval closed at `at`).
+pub async fn delete(conn: &mut Conn, owner: i64, id: i64, at: DateTime<Utc>) -> Result<Database> {
+    conn.transaction(async |conn| {
+        let db: Database = paas_databases::table
+            .filter(paas_databases::id.eq(id))
+            .filter(paas_databases::user_id.eq(owner))
+            .select(Database::as_select())
+            .for_update()
+            .first(conn)
+            .await?;
+        usage::sync(conn, "database", id, None, at).await?;
+        diesel::delete(paas_databases::table.find(id))
+            .execute(conn)
+            .await?;
+        Ok(db)
+    })
+    .await
+}

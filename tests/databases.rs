@@ -1,0 +1,217 @@
+//! Managed databases on real Docker, through the real control plane and
+//! agent: a PostgreSQL database is placed, provisioned from the engine's
+//! image with a generated password, reachable with its connection details
+//! from the owner's network only, never published on the host, and removed
+//! with its data on a purging delete.
+
+#![allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
+
+mod stack;
+
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use stack::engines::{POSTGRES_IMAGE, ensure_engine_images};
+use stack::{Stack, Timing};
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
+/// Points the platform's PostgreSQL 16 engine at the local stand-in image.
+async fn local_postgres_engine(stack: &Stack) {
+    let engines = stack
+        .get("/api/admin/paas/database-engines", &stack.admin)
+        .await;
+    let id = engines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["db_type"] == "postgresql" && e["version"] == "16")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = stack
+        .call(
+            Method::PUT,
+            &format!("/api/admin/paas/database-engines/{id}"),
+            &stack.admin,
+            Some(json!({"image": POSTGRES_IMAGE})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+}
+
+/// A plan with room for a database engine.
+async fn database_plan(stack: &Stack) -> i64 {
+    let body = json!({"name": "db-small", "cpu_limit": 500, "memory_limit": 512, "storage_limit": 1000,
+                      "monthly_price": "7.00", "hourly_rate": "0.0100"});
+    let (status, plan) = stack
+        .post("/api/admin/paas/plans", &stack.admin, body)
+        .await;
+    assert_eq!(status, 201, "{plan:#}");
+    plan["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn docker_a_postgresql_database_is_provisioned_reachable_from_its_owners_network_only_and_purged()
+ {
+    ensure_engine_images();
+    let stack = Stack::start(Timing::default()).await;
+    local_postgres_engine(&stack).await;
+    let plan = database_plan(&stack).await;
+    let (_node, _agent) = stack.node("worker-1").await;
+    let alice = stack.customer("alice@example.com").await;
+
+    // Bad input names its field and keeps nothing.
+    for (body, field) in [
+        (
+            json!({"name": "x", "db_type": "postgresql", "version": "16", "plan_id": plan, "region": "local"}),
+            "name",
+        ),
+        (
+            json!({"name": "shop-db", "db_type": "oracle", "version": "16", "plan_id": plan, "region": "local"}),
+            "db_type",
+        ),
+        (
+            json!({"name": "shop-db", "db_type": "postgresql", "version": "9", "plan_id": plan, "region": "local"}),
+            "version",
+        ),
+        (
+            json!({"name": "shop-db", "db_type": "postgresql", "version": "16", "plan_id": 99999, "region": "local"}),
+            "plan_id",
+        ),
+    ] {
+        let (status, refused) = stack.post("/api/paas/databases", &alice, body).await;
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (422, Some(field)),
+            "{refused:#}"
+        );
+    }
+    // No node in the region: 409, nothing kept.
+    let (status, refused) = stack
+        .post(
+            "/api/paas/databases",
+            &alice,
+            json!({"name": "far-db", "db_type": "postgresql", "version": "16", "plan_id": plan, "region": "mars"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused:#}");
+    assert_eq!(stack.get("/api/paas/databases", &alice).await, json!([]));
+
+    let (status, created) = stack
+        .post(
+            "/api/paas/databases",
+            &alice,
+            json!({"name": "shop-db", "db_type": "postgresql", "version": "16", "plan_id": plan, "region": "local"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created:#}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["status"], "pending");
+    let path = format!("/api/paas/databases/{id}");
+    stack
+        .until(120, "the database runs", || async {
+            let db = stack.get(&path, &alice).await;
+            assert_ne!(db["status"], "failed", "{db:#}");
+            db["status"] == "running"
+        })
+        .await;
+    let db = stack.get(&path, &alice).await;
+    let connection = &db["connection"];
+    let url = connection["url"].as_str().unwrap();
+    assert_eq!(connection["host"], format!("sp-db-{id}"));
+    assert_eq!(connection["port"], 5432);
+    assert_eq!(connection["database"], "shop_db");
+    assert!(
+        url.starts_with("postgresql://") && url.ends_with(&format!("@sp-db-{id}:5432/shop_db"))
+    );
+    // The list never shows the password; another customer sees nothing.
+    let listed = stack.get("/api/paas/databases", &alice).await;
+    assert_eq!(listed[0]["status"], "running");
+    assert!(listed[0]["connection"].is_null());
+    assert!(
+        !listed
+            .to_string()
+            .contains(connection["password"].as_str().unwrap())
+    );
+    let bob = stack.customer("bob@example.com").await;
+    let (status, _) = stack.call(Method::GET, &path, &bob, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = stack.call(Method::DELETE, &path, &bob, None).await;
+    assert_eq!(status, 404);
+
+    // The container: the plan's limits, hardened, no published port, on the
+    // owner's network only.
+    let container = format!("{}sp-db-{id}", stack.namespace);
+    let info = stack.inspect(&container);
+    let host = &info["HostConfig"];
+    assert_eq!(host["Memory"], 512 * 1024 * 1024);
+    assert_eq!(host["CapDrop"], json!(["ALL"]));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
+    assert_eq!(host["Privileged"], false);
+    assert!(
+        info["NetworkSettings"]["Ports"]
+            .as_object()
+            .is_none_or(|p| p.values().all(Value::is_null))
+    );
+    let networks = info["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert_eq!(networks.len(), 1);
+    let (owner_network, endpoint) = networks.iter().next().unwrap();
+    assert!(owner_network.starts_with(&format!("{}sp-user-", stack.namespace)));
+    let address = endpoint["IPAddress"].as_str().unwrap().to_string();
+
+    // From the owner's network, the URL works.
+    let psql = |network: &str, url: &str| {
+        docker(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "--entrypoint",
+            "psql",
+            POSTGRES_IMAGE,
+            url,
+            "-tAc",
+            "SELECT 40 + 2",
+        ])
+    };
+    let (ok, out) = psql(owner_network, url);
+    assert!(ok && out == "42", "{out}");
+    // From another network (another customer's), not even by address.
+    let other = format!("{}sp-test-other-{id}", stack.namespace);
+    assert!(docker(&["network", "create", &other]).0);
+    let by_address = format!(
+        "{}?connect_timeout=3",
+        url.replace(&format!("sp-db-{id}"), &address)
+    );
+    let (ok, out) = psql(&other, &by_address);
+    docker(&["network", "rm", &other]);
+    assert!(
+        !ok && out.contains("connection to server"),
+        "another network reached the database: {out}"
+    );
+
+    // A purging delete removes the container and the data.
+    let (status, _) = stack
+        .call(Method::DELETE, &format!("{path}?purge=true"), &alice, None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = stack.call(Method::GET, &path, &alice, None).await;
+    assert_eq!(status, 404);
+    let volume = format!("{}sp-db-{id}-data", stack.namespace);
+    stack
+        .until(60, "the container and its volume are gone", || async {
+            !docker(&["container", "inspect", &container]).0
+                && !docker(&["volume", "inspect", &volume]).0
+        })
+        .await;
+}
