@@ -12,8 +12,8 @@ use std::process::Command;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use stack::engines::{POSTGRES_IMAGE, ensure_engine_images};
-use stack::{Stack, Timing};
+use stack::engines::{PG_APP_IMAGE, POSTGRES_IMAGE, ensure_engine_images};
+use stack::{Stack, Timing, through_ingress};
 
 fn docker(args: &[&str]) -> (bool, String) {
     let out = Command::new("docker").args(args).output().unwrap();
@@ -67,7 +67,7 @@ async fn docker_a_postgresql_database_is_provisioned_reachable_from_its_owners_n
     let stack = Stack::start(Timing::default()).await;
     local_postgres_engine(&stack).await;
     let plan = database_plan(&stack).await;
-    let (_node, _agent) = stack.node("worker-1").await;
+    let (_node, agent) = stack.node("worker-1").await;
     let alice = stack.customer("alice@example.com").await;
 
     // Bad input names its field and keeps nothing.
@@ -199,6 +199,100 @@ async fn docker_a_postgresql_database_is_provisioned_reachable_from_its_owners_n
         !ok && out.contains("connection to server"),
         "another network reached the database: {out}"
     );
+
+    // Linked into an application, which writes and reads rows through DATABASE_URL.
+    let body = json!({"name": "shop", "plan_id": plan, "region": "local", "image": PG_APP_IMAGE});
+    let (status, app) = stack.post("/api/paas/applications", &alice, body).await;
+    assert_eq!(status, 201, "{app:#}");
+    let app = app["id"].as_i64().unwrap();
+    let (status, _) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/deploy"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    stack.app_in(&alice, app, "running").await;
+    let links = format!("/api/paas/applications/{app}/databases");
+    let (status, bad) = stack
+        .post(
+            &format!("{links}/{id}"),
+            &alice,
+            json!({"env_var_prefix": "bad-prefix"}),
+        )
+        .await;
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (422, Some("env_var_prefix"))
+    );
+    let (status, link) = stack
+        .post(&format!("{links}/{id}"), &alice, json!({}))
+        .await;
+    assert_eq!(status, 201, "{link:#}");
+    assert_eq!(link["env_var_prefix"], "DATABASE");
+    assert_eq!(link["variables"][0], "DATABASE_URL");
+    let (status, _) = stack
+        .post(&format!("{links}/{id}"), &alice, json!({}))
+        .await;
+    assert_eq!(status, 409, "the same link twice");
+    // Bob can link neither Alice's database into his app nor into hers.
+    let (status, _) = stack.post(&format!("{links}/{id}"), &bob, json!({})).await;
+    assert_eq!(status, 404);
+    let host = "shop.apps.test";
+    let visit = || through_ingress(agent.ingress_port, host, "/cgi-bin/visit");
+    stack
+        .until(
+            60,
+            "the restarted application counts its visits",
+            || async {
+                visit()
+                    .await
+                    .is_some_and(|(code, body)| code == 200 && body.trim() == "1")
+            },
+        )
+        .await;
+    assert_eq!(
+        visit().await.map(|(_, b)| b.trim().to_string()).as_deref(),
+        Some("2")
+    );
+    let env = stack
+        .get(&format!("/api/paas/applications/{app}/env"), &alice)
+        .await;
+    assert!(
+        !env.to_string().contains("DATABASE_PASSWORD"),
+        "link variables are not the customer's own: {env}"
+    );
+    // A linked database cannot be deleted; unlinked, the application loses
+    // the variables (a new release once the current rollout is done).
+    stack.app_in(&alice, app, "running").await;
+    let releases = stack
+        .get(&format!("/api/paas/applications/{app}/releases"), &alice)
+        .await;
+    assert!(
+        releases.to_string().contains("Link shop-db (DATABASE_URL)"),
+        "{releases:#}"
+    );
+    let (status, refused) = stack.call(Method::DELETE, &path, &alice, None).await;
+    assert_eq!(status, 409, "{refused:#}");
+    let (status, _) = stack
+        .call(Method::DELETE, &format!("{links}/{id}"), &alice, None)
+        .await;
+    assert_eq!(status, 204);
+    stack
+        .until(
+            60,
+            "the restarted application has no DATABASE_URL",
+            || async {
+                visit().await.is_some_and(|(code, body)| {
+                    code == 200
+                        && body.trim() != "3"
+                        && !body.trim().chars().all(|c| c.is_ascii_digit())
+                })
+            },
+        )
+        .await;
+    assert_eq!(stack.get(&links, &alice).await, json!([]));
 
     // A purging delete removes the container and the data.
     let (status, _) = stack

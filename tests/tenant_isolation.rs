@@ -32,6 +32,7 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
         ("createApiToken", json!({"name": "mallory"})),
         ("rollbackApplication", json!({"release": 1})),
         ("addDomain", json!({"hostname": "mallory.example.com"})),
+        ("linkDatabase", json!({"env_var_prefix": "MALLORY"})),
         (
             "createDatabase",
             json!({"name": "mallory-db", "db_type": "postgresql", "version": "16", "plan_id": 1, "region": "local"}),
@@ -111,6 +112,19 @@ async fn a_customer_cannot_reach_another_customers_resources() {
     )
     .await
     .expect(201);
+    // A database of Alice's, linked into her application.
+    let alice_db = 777_001;
+    app.exec_sql(&format!(
+        "INSERT INTO paas_databases (id, user_id, name, db_type, version, plan_id, region, status) \
+         VALUES ({alice_db}, {}, 'alice-db', 'postgresql', '16', {}, 'local', 'running')",
+        w.customer_id, w.plan
+    ))
+    .await;
+    app.exec_sql(&format!(
+        "INSERT INTO paas_app_databases (application_id, database_id) VALUES ({}, {alice_db})",
+        w.app
+    ))
+    .await;
     let (_, mallory) = app.customer("mallory@example.com").await;
 
     // Strings that must never reach Mallory.
@@ -124,6 +138,7 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         "42.00",
         "alice-release",
         "alice-shop.example.com",
+        "alice-db",
     ];
 
     let spec: Value =
@@ -143,11 +158,14 @@ async fn a_customer_cannot_reach_another_customers_resources() {
                     "{id}",
                     &if path.starts_with("/auth/tokens") {
                         token_id
+                    } else if path.starts_with("/paas/databases/") {
+                        alice_db
                     } else {
                         w.app
                     }
                     .to_string(),
                 )
+                .replace("{dbId}", &alice_db.to_string())
                 .replace("{key}", "ALICE_SECRET")
                 .replace("{domain}", "alice-shop.example.com")
                 .replace("{buildId}", &build_id.to_string());

@@ -35,6 +35,13 @@ pub enum AppRequest {
         version: i32,
         by: i64,
     },
+    /// Roll the serving release's image out again as a new release with
+    /// the configuration as it is now (a database linked or unlinked), as
+    /// Heroku does when config vars change.
+    NewConfig {
+        description: String,
+        by: i64,
+    },
     Restart,
     Stop,
     Start,
@@ -57,7 +64,7 @@ impl AppRequest {
     pub fn command(&self) -> Option<AppCommand> {
         Some(match self {
             Self::Deploy { .. } => AppCommand::Deploy,
-            Self::Rollback { .. } => AppCommand::Rollback,
+            Self::Rollback { .. } | Self::NewConfig { .. } => AppCommand::Rollback,
             Self::Restart => AppCommand::Restart,
             Self::Stop => AppCommand::Stop,
             Self::Start => AppCommand::Start,

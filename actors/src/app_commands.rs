@@ -34,6 +34,7 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
     match request {
         AppRequest::Deploy { by, commit } => deploy(state, plan, by, commit).await,
         AppRequest::Rollback { version, by } => rollback(state, plan, version, by).await,
+        AppRequest::NewConfig { description, by } => new_config(state, plan, description, by).await,
         AppRequest::Scale(count) => scale(state, plan, count).await,
         AppRequest::Start => {
             let release = serving_release(state).await;
@@ -298,6 +299,27 @@ async fn rollback(
         build: None,
         node_id: earlier.node_id,
         restore_env_of: Some(earlier),
+    }));
+    queue(state, plan, node, StateChange::default(), work).await
+}
+
+/// A new release of the serving release's image with today's configuration.
+async fn new_config(
+    state: &mut AppState,
+    plan: CommandPlan,
+    description: String,
+    by: i64,
+) -> Result<Accepted, Error> {
+    let serving = serving_release(state).await?;
+    let count = state.app.instance_count;
+    let node = place(state, count, serving.node_id.is_none()).await?;
+    let work = Work::Release(Box::new(ReleasePlan {
+        image: serving.image_tag.clone(),
+        description,
+        created_by: Some(by),
+        build: None,
+        node_id: serving.node_id,
+        restore_env_of: None,
     }));
     queue(state, plan, node, StateChange::default(), work).await
 }

@@ -10,6 +10,7 @@ use ractor::ActorRef;
 use skypanel_domain::Invalid;
 use skypanel_domain::env::associated_data;
 use skypanel_domain::lifecycle::{BuildEvent, BuildStatus, CommandPlan, build_transition};
+use skypanel_protocol::database::Connection;
 use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, Certificate, TaskSpec};
 use skypanel_store::apps::{self, Application, StateChange};
 use skypanel_store::builds::{self, BuildChange};
@@ -17,7 +18,7 @@ use skypanel_store::catalog::{self, Plan};
 use skypanel_store::domains::Domain;
 use skypanel_store::releases::{self, NewRelease, Release};
 use skypanel_store::tasks::{self, NewTask, Task};
-use skypanel_store::{Conn, certificates, domains, env_vars, instances};
+use skypanel_store::{Conn, certificates, databases, domains, env_vars, instances};
 
 use crate::app::{Accepted, AppState};
 use crate::context::Context;
@@ -320,6 +321,10 @@ async fn app_spec(
 ) -> skypanel_store::Result<AppSpec> {
     let plan: Plan = catalog::get_plan(conn, app.plan_id).await?;
     let mut env = environment(conn, ctx, app).await?;
+    // Linked databases' variables, unless the customer set one of the same name.
+    for (key, value) in linked_variables(conn, ctx, app).await? {
+        env.entry(key).or_insert(value);
+    }
     env.insert("PORT".to_string(), app.port.to_string());
     Ok(AppSpec {
         app_id: app.id,
@@ -338,6 +343,38 @@ async fn app_spec(
         hostnames: domains::hostnames(conn, app.id).await?,
         certificates: tls_certificates(conn, ctx, app).await?,
     })
+}
+
+/// The variables of the databases linked into the application (passwords opened).
+async fn linked_variables(
+    conn: &mut Conn,
+    ctx: &Context,
+    app: &Application,
+) -> skypanel_store::Result<Vec<(String, String)>> {
+    let mut vars = Vec::new();
+    for link in databases::links(conn, app.id).await? {
+        let db = &link.database;
+        let sealed = databases::sealed_password_of(conn, db.id).await?;
+        let password = ctx
+            .secrets()
+            .open_str(
+                &sealed,
+                &databases::Database::password_associated_data(db.id),
+            )
+            .map_err(|e| {
+                skypanel_store::Error::Corrupt(format!("password of database {}: {e}", db.id))
+            })?;
+        let connection = Connection {
+            db_type: &db.db_type,
+            host: db.host.as_deref().unwrap_or_default(),
+            port: db.port.unwrap_or_default(),
+            user: db.username.as_deref().unwrap_or_default(),
+            password: &password,
+            database: db.database_name.as_deref().unwrap_or_default(),
+        };
+        vars.extend(connection.variables(&link.env_var_prefix));
+    }
+    Ok(vars)
 }
 
 /// The HTTPS certificates of the application's names, keys opened (sealed

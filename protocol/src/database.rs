@@ -132,6 +132,60 @@ pub fn launch(spec: &DatabaseSpec) -> Option<Launch> {
     })
 }
 
+/// How a database is reached: what its owner sees and what a linked
+/// application's environment says.
+#[derive(Clone, Copy)]
+pub struct Connection<'a> {
+    pub db_type: &'a str,
+    pub host: &'a str,
+    pub port: i32,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub database: &'a str,
+}
+
+impl Connection<'_> {
+    /// One URL in the scheme its engine's clients read.
+    pub fn url(&self) -> String {
+        let Self {
+            host,
+            port,
+            user,
+            password,
+            database,
+            ..
+        } = *self;
+        match self.db_type {
+            "postgresql" => format!("postgresql://{user}:{password}@{host}:{port}/{database}"),
+            "mysql" => format!("mysql://{user}:{password}@{host}:{port}/{database}"),
+            "redis" => format!("redis://:{password}@{host}:{port}/0"),
+            _ => format!("mongodb://{user}:{password}@{host}:{port}/{database}?authSource=admin"),
+        }
+    }
+
+    /// The variables a linked application gets: `<PREFIX>_URL`, `_HOST`,
+    /// `_PORT`, `_USER`, `_PASSWORD` and `_NAME`.
+    pub fn variables(&self, prefix: &str) -> Vec<(String, String)> {
+        vec![
+            (format!("{prefix}_URL"), self.url()),
+            (format!("{prefix}_HOST"), self.host.to_string()),
+            (format!("{prefix}_PORT"), self.port.to_string()),
+            (format!("{prefix}_USER"), self.user.to_string()),
+            (format!("{prefix}_PASSWORD"), self.password.to_string()),
+            (format!("{prefix}_NAME"), self.database.to_string()),
+        ]
+    }
+}
+
+/// The prefix of a link's variables when the customer names none.
+pub fn default_prefix(db_type: &str) -> &'static str {
+    if db_type == "redis" {
+        "REDIS"
+    } else {
+        "DATABASE"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +235,45 @@ mod tests {
         );
         assert!(launch(&spec("oracle")).is_none());
         assert!(!format!("{:?}", spec("redis")).contains("canary"));
+    }
+
+    #[test]
+    fn a_link_gives_url_host_port_user_password_and_name() {
+        let c = Connection {
+            db_type: "postgresql",
+            host: "sp-db-7",
+            port: 5432,
+            user: "u1",
+            password: "pw",
+            database: "shop",
+        };
+        let vars = c.variables("DATABASE");
+        assert_eq!(
+            vars[0],
+            (
+                "DATABASE_URL".into(),
+                "postgresql://u1:pw@sp-db-7:5432/shop".into()
+            )
+        );
+        let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "DATABASE_URL",
+                "DATABASE_HOST",
+                "DATABASE_PORT",
+                "DATABASE_USER",
+                "DATABASE_PASSWORD",
+                "DATABASE_NAME"
+            ]
+        );
+        let redis = Connection {
+            db_type: "redis",
+            port: 6379,
+            ..c
+        };
+        assert_eq!(redis.url(), "redis://:pw@sp-db-7:6379/0");
+        assert_eq!(default_prefix("redis"), "REDIS");
+        assert_eq!(default_prefix("mysql"), "DATABASE");
     }
 }

@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use skypanel_domain::lifecycle::{DatabaseEvent, DatabaseStatus, database_transition};
 
-use crate::schema::paas_databases;
+use crate::apps::owned_id;
+use crate::schema::{paas_app_databases, paas_databases};
 use crate::usage::{self, Running};
 use crate::{Conn, Error, Result};
 
@@ -205,4 +206,107 @@ pub async fn delete(conn: &mut Conn, owner: i64, id: i64, at: DateTime<Utc>) -> 
         Ok(db)
     })
     .await
+}
+
+/// A database linked into an application under a variable prefix.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub database: Database,
+    pub env_var_prefix: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Links the owner's database into the owner's application. Either one
+/// missing or another customer's is `NotFound`; the same link twice, or a
+/// prefix another link of the application uses, is a conflict.
+pub async fn link(
+    conn: &mut Conn,
+    owner: i64,
+    application_id: i64,
+    database_id: i64,
+    prefix: &str,
+) -> Result<Link> {
+    let database = get(conn, owner, database_id).await?;
+    let app: i64 = crate::schema::paas_applications::table
+        .filter(crate::schema::paas_applications::id.eq(application_id))
+        .filter(crate::schema::paas_applications::user_id.eq(owner))
+        .select(crate::schema::paas_applications::id)
+        .first(conn)
+        .await?;
+    let created_at: DateTime<Utc> = diesel::insert_into(paas_app_databases::table)
+        .values((
+            paas_app_databases::application_id.eq(app),
+            paas_app_databases::database_id.eq(database.id),
+            paas_app_databases::env_var_prefix.eq(prefix),
+        ))
+        .returning(paas_app_databases::created_at)
+        .get_result(conn)
+        .await?;
+    Ok(Link {
+        database,
+        env_var_prefix: prefix.to_string(),
+        created_at,
+    })
+}
+
+/// Removes a link of the owner's application.
+pub async fn unlink(
+    conn: &mut Conn,
+    owner: i64,
+    application_id: i64,
+    database_id: i64,
+) -> Result<()> {
+    let rows = diesel::delete(
+        paas_app_databases::table
+            .filter(paas_app_databases::application_id.eq_any(owned_id(owner, application_id)))
+            .filter(paas_app_databases::database_id.eq(database_id)),
+    )
+    .execute(conn)
+    .await?;
+    crate::found(rows)
+}
+
+/// The databases linked into an application, oldest link first.
+pub async fn links(conn: &mut Conn, application_id: i64) -> Result<Vec<Link>> {
+    let rows: Vec<(Database, String, DateTime<Utc>)> = paas_app_databases::table
+        .inner_join(paas_databases::table)
+        .filter(paas_app_databases::application_id.eq(application_id))
+        .order(paas_app_databases::id.asc())
+        .select((
+            Database::as_select(),
+            paas_app_databases::env_var_prefix,
+            paas_app_databases::created_at,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(database, env_var_prefix, created_at)| Link {
+            database,
+            env_var_prefix,
+            created_at,
+        })
+        .collect())
+}
+
+/// A database's sealed password by id alone (for the platform's own work).
+pub async fn sealed_password_of(conn: &mut Conn, id: i64) -> Result<Vec<u8>> {
+    paas_databases::table
+        .find(id)
+        .select(paas_databases::password)
+        .first::<Option<Vec<u8>>>(conn)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// The names of the applications a database is linked into.
+pub async fn linked_applications(conn: &mut Conn, database_id: i64) -> Result<Vec<String>> {
+    use crate::schema::paas_applications;
+    Ok(paas_app_databases::table
+        .inner_join(paas_applications::table)
+        .filter(paas_app_databases::database_id.eq(database_id))
+        .order(paas_applications::name.asc())
+        .select(paas_applications::name)
+        .load(conn)
+        .await?)
 }

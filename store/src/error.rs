@@ -88,6 +88,16 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
         "an engine of this type and version already exists",
     ),
     (
+        "paas_app_databases_application_id_database_id_key",
+        "database_id",
+        "this database is already linked to the application",
+    ),
+    (
+        "paas_app_databases_application_id_env_var_prefix_key",
+        "env_var_prefix",
+        "another database of the application uses this prefix",
+    ),
+    (
         "paas_databases_user_id_name_key",
         "name",
         "a database with this name already exists",

@@ -11,11 +11,23 @@ use std::path::Path;
 use std::process::Command;
 
 /// Stands in for `postgres:16`.
-pub const POSTGRES_IMAGE: &str = "skypanel-test/postgres:1";
+pub const POSTGRES_IMAGE: &str = "skypanel-test/postgres:2";
 /// Stands in for `redis:7`.
-pub const REDIS_IMAGE: &str = "skypanel-test/redis:1";
-/// The imported root file system both are tags of.
-const BASE_IMAGE: &str = "skypanel-test/engines:1";
+pub const REDIS_IMAGE: &str = "skypanel-test/redis:2";
+/// An application with PostgreSQL's client: `GET /cgi-bin/visit` inserts a
+/// row through `DATABASE_URL` and answers how many rows there are.
+pub const PG_APP_IMAGE: &str = "skypanel-test/pg-app:1";
+/// The imported root file system all three are made of.
+const BASE_IMAGE: &str = "skypanel-test/engines:2";
+
+/// The application's one page.
+const VISIT_CGI: &str = r#"#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+psql "$DATABASE_URL" -tA -v ON_ERROR_STOP=1 \
+    -c "CREATE TABLE IF NOT EXISTS visits (id serial PRIMARY KEY, at timestamptz DEFAULT now())" \
+    -c "INSERT INTO visits DEFAULT VALUES" \
+    -c "SELECT count(*) FROM visits" 2>&1 | tail -n 1
+"#;
 
 /// The entry point: what the official images do, in a few lines of shell.
 const ENTRYPOINT: &str = r#"#!/bin/sh
@@ -81,9 +93,33 @@ fn mirror() -> String {
         .unwrap_or_else(|| "http://deb.debian.org/debian".into())
 }
 
-/// Builds the engine images unless they exist (about a minute, once per machine).
+/// Builds the engine images unless they exist (about a minute, once per
+/// machine; test processes running at once build them once).
 pub fn ensure_engine_images() {
-    if exists(POSTGRES_IMAGE) && exists(REDIS_IMAGE) {
+    if exists(POSTGRES_IMAGE) && exists(REDIS_IMAGE) && exists(PG_APP_IMAGE) {
+        return;
+    }
+    // A folder as a lock between test processes; a stale one (a process
+    // killed while building) is taken over after 10 minutes.
+    let lock = std::env::temp_dir().join("skypanel-test-engines.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::fs::create_dir(&lock).is_err() {
+        if exists(POSTGRES_IMAGE) && exists(REDIS_IMAGE) && exists(PG_APP_IMAGE) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = std::fs::remove_dir(&lock);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    struct Unlock(std::path::PathBuf);
+    impl Drop for Unlock {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _unlock = Unlock(lock);
+    if exists(POSTGRES_IMAGE) && exists(REDIS_IMAGE) && exists(PG_APP_IMAGE) {
         return;
     }
     if !exists(BASE_IMAGE) {
@@ -94,7 +130,7 @@ pub fn ensure_engine_images() {
         let out = Command::new("debootstrap")
             .args([
                 "--variant=minbase",
-                "--include=postgresql-15,postgresql-client-15,redis-server,redis-tools",
+                "--include=postgresql-15,postgresql-client-15,redis-server,redis-tools,busybox",
                 "bookworm",
             ])
             .arg(&root)
@@ -125,6 +161,38 @@ pub fn ensure_engine_images() {
     for tag in [POSTGRES_IMAGE, REDIS_IMAGE] {
         assert!(docker(&["tag", BASE_IMAGE, tag]).status.success());
     }
+    build_pg_app();
+}
+
+/// The application image: the same files, busybox's httpd serving a CGI page on $PORT.
+fn build_pg_app() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir =
+        std::env::temp_dir().join(format!("skypanel-pg-app-{}", uuid::Uuid::new_v4().simple()));
+    let cgi = dir.join("www/cgi-bin/visit");
+    std::fs::create_dir_all(cgi.parent().expect("a folder")).expect("create the folder");
+    std::fs::write(&cgi, VISIT_CGI).expect("write the page");
+    std::fs::set_permissions(&cgi, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.join("www/index.html"), "pg-app\n").expect("write the index");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {BASE_IMAGE}\nCOPY www /www\nENTRYPOINT []\n\
+             CMD [\"/bin/sh\", \"-c\", \"exec busybox httpd -f -p ${{PORT:-8080}} -h /www\"]\n"
+        ),
+    )
+    .expect("write the Dockerfile");
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", PG_APP_IMAGE])
+        .arg(&dir)
+        .output()
+        .expect("run docker build");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "cannot build {PG_APP_IMAGE}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_entrypoint(root: &Path) {

@@ -49,6 +49,7 @@ impl AppCommandsApi {
         let action = match &app_request {
             AppRequest::Deploy { .. } => "app.deploy",
             AppRequest::Rollback { .. } => "app.rollback",
+            AppRequest::NewConfig { .. } => "app.new_config",
             AppRequest::Restart => "app.restart",
             AppRequest::Stop => "app.stop",
             AppRequest::Start => "app.start",

@@ -1,4 +1,5 @@
-//! `/api/paas/databases`: a customer's managed databases. Creating one
+//! `/api/paas/databases` and `/api/paas/applications/:id/databases`: a
+//! customer's managed databases, and their links into applications. Creating one
 //! places it with the Scheduler and queues its provisioning on the node
 //! (`pending` until the engine accepts connections, then `running`, or
 //! `failed` with the reason). Connection details, password included, are
@@ -8,13 +9,15 @@ use poem::Request;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use skypanel_actors::AppRequest;
 use skypanel_domain::credentials::{generate_database_password, generate_database_user};
 use skypanel_domain::names::{validate_region, validate_slug};
-use skypanel_protocol::database::port_of;
+use skypanel_protocol::database::{Connection, default_prefix, port_of};
 use skypanel_protocol::names::database_host;
-use skypanel_store::database_engines;
 use skypanel_store::databases::{self, Database, NewDatabase};
+use skypanel_store::{apps, database_engines};
 
+use super::app_commands::through_actor;
 use super::apps::usable_plan;
 use super::{Audit, Created, NoContent, Tag};
 use crate::auth::BearerAuth;
@@ -134,10 +137,127 @@ impl DatabasesApi {
         Ok(Json(self.with_connection(db).await?))
     }
 
+    /// The databases linked into an application
+    #[oai(
+        path = "/applications/:id/databases",
+        method = "get",
+        operation_id = "listDatabaseLinks"
+    )]
+    async fn links(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<Vec<LinkView>>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let links = databases::links(&mut conn, app.id).await?;
+        Ok(Json(links.into_iter().map(Into::into).collect()))
+    }
+
+    /// Link a database into an application
+    ///
+    /// The application gets `<PREFIX>_URL`, `_HOST`, `_PORT`, `_USER`,
+    /// `_PASSWORD` and `_NAME` (a variable the customer set keeps its
+    /// value); a running application is rolled out again as a new release
+    /// to get them, others get them at their next deploy or start.
+    #[oai(
+        path = "/applications/:id/databases/:dbId",
+        method = "post",
+        operation_id = "linkDatabase"
+    )]
+    async fn link(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        #[oai(name = "dbId")] db_id: Path<i64>,
+        body: JsonBody<LinkRequest>,
+    ) -> ApiResult<Created<LinkView>> {
+        let user = auth.user_id();
+        let mut conn = self.state.store().conn().await?;
+        let db = databases::get(&mut conn, user, db_id.0)
+            .await
+            .or_not_found("database")?;
+        let prefix = match body.0.env_var_prefix {
+            Some(prefix) => {
+                let ok = prefix.len() <= 32
+                    && prefix.starts_with(|c: char| c.is_ascii_uppercase())
+                    && !prefix.ends_with('_')
+                    && prefix
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !ok {
+                    return Err(ApiError::invalid(
+                        "env_var_prefix",
+                        "a prefix is capital letters, digits and '_' (up to 32), starting with a letter, such as DATABASE or CACHE",
+                    ));
+                }
+                prefix
+            }
+            None => default_prefix(&db.db_type).to_string(),
+        };
+        let link = databases::link(&mut conn, user, id.0, db.id, &prefix)
+            .await
+            .or_not_found("application")?;
+        drop(conn);
+        let description = format!("Link {} ({prefix}_URL)", db.name);
+        if let Err(err) = self
+            .release_if_running(request, user, id.0, description)
+            .await
+        {
+            // The link is not kept when the application could not take it.
+            let mut conn = self.state.store().conn().await?;
+            databases::unlink(&mut conn, user, id.0, db.id).await.ok();
+            return Err(err);
+        }
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, user, "database.link")
+            .on("application", id.0)
+            .with(serde_json::json!({"database_id": db.id, "env_var_prefix": prefix}))
+            .write(&mut conn)
+            .await;
+        Ok(Created::Created(Json(link.into())))
+    }
+
+    /// Unlink a database from an application
+    ///
+    /// The variables go away: a running application is rolled out again without them.
+    #[oai(
+        path = "/applications/:id/databases/:dbId",
+        method = "delete",
+        operation_id = "unlinkDatabase"
+    )]
+    async fn unlink(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        #[oai(name = "dbId")] db_id: Path<i64>,
+    ) -> ApiResult<NoContent> {
+        let user = auth.user_id();
+        let mut conn = self.state.store().conn().await?;
+        let db = databases::get(&mut conn, user, db_id.0)
+            .await
+            .or_not_found("link")?;
+        databases::unlink(&mut conn, user, id.0, db.id)
+            .await
+            .or_not_found("link")?;
+        drop(conn);
+        let description = format!("Unlink {}", db.name);
+        self.release_if_running(request, user, id.0, description)
+            .await?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, user, "database.unlink")
+            .on("application", id.0)
+            .with(serde_json::json!({"database_id": db_id.0}))
+            .write(&mut conn)
+            .await;
+        Ok(NoContent::NoContent)
+    }
+
     /// Delete a database
     ///
     /// Its container is stopped and removed. Its data volume stays on the
-    /// node unless `purge=true`.
+    /// node unless `purge=true`. A database linked into an application is
+    /// 409: unlink it first.
     #[oai(
         path = "/databases/:id",
         method = "delete",
@@ -152,6 +272,20 @@ impl DatabasesApi {
     ) -> ApiResult<NoContent> {
         let purge = purge.0.unwrap_or(false);
         let mut conn = self.state.store().conn().await?;
+        let db = databases::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("database")?;
+        let linked = databases::linked_applications(&mut conn, db.id).await?;
+        if !linked.is_empty() {
+            return Err(ApiError::conflict(
+                "conflict",
+                format!(
+                    "the database is linked into {}; unlink it first",
+                    linked.join(", ")
+                ),
+                None,
+            ));
+        }
         let db = databases::delete(&mut conn, auth.user_id(), id.0, self.state.now())
             .await
             .or_not_found("database")?;
@@ -171,6 +305,30 @@ impl DatabasesApi {
 }
 
 impl DatabasesApi {
+    /// Rolls a running application out again (a new release of the image it
+    /// serves) so that its containers have the variables of its links now.
+    async fn release_if_running(
+        &self,
+        request: &Request,
+        user_id: i64,
+        app_id: i64,
+        description: String,
+    ) -> ApiResult<()> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, user_id, app_id)
+            .await
+            .or_not_found("application")?;
+        drop(conn);
+        if app.status == "running" {
+            let new_config = AppRequest::NewConfig {
+                description,
+                by: user_id,
+            };
+            through_actor(&self.state, request, user_id, app_id, new_config).await?;
+        }
+        Ok(())
+    }
+
     /// The view with the connection details (the password opened).
     async fn with_connection(&self, db: Database) -> ApiResult<DatabaseView> {
         let mut conn = self.state.store().conn().await?;
@@ -188,7 +346,15 @@ impl DatabasesApi {
         let (host, port) = (db.host.clone().unwrap_or_default(), db.port.unwrap_or(0));
         let user = db.username.clone().unwrap_or_default();
         let database = db.database_name.clone().unwrap_or_default();
-        let url = connection_url(&db.db_type, &host, port, &user, &password, &database);
+        let url = Connection {
+            db_type: &db.db_type,
+            host: &host,
+            port,
+            user: &user,
+            password: &password,
+            database: &database,
+        }
+        .url();
         let mut view = DatabaseView::from(db);
         view.connection = Some(ConnectionView {
             host,

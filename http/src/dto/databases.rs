@@ -72,19 +72,39 @@ pub struct EngineChoice {
     pub version: String,
 }
 
-/// The URL of a connection in the scheme its engine's clients read.
-pub fn connection_url(
-    db_type: &str,
-    host: &str,
-    port: i32,
-    user: &str,
-    password: &str,
-    database: &str,
-) -> String {
-    match db_type {
-        "postgresql" => format!("postgresql://{user}:{password}@{host}:{port}/{database}"),
-        "mysql" => format!("mysql://{user}:{password}@{host}:{port}/{database}"),
-        "redis" => format!("redis://:{password}@{host}:{port}/0"),
-        _ => format!("mongodb://{user}:{password}@{host}:{port}/{database}?authSource=admin"),
+#[derive(Object, Deserialize, Debug, Default)]
+pub struct LinkRequest {
+    /// The variables' prefix: `DATABASE` by default (`REDIS` for Redis),
+    /// giving `DATABASE_URL`, `DATABASE_HOST`, `_PORT`, `_USER`, `_PASSWORD`
+    /// and `_NAME`. Capital letters, digits and `_`, starting with a letter.
+    pub env_var_prefix: Option<String>,
+}
+
+/// A database linked into an application.
+#[derive(Object, Debug)]
+pub struct LinkView {
+    pub database_id: i64,
+    pub database_name: String,
+    pub db_type: String,
+    pub env_var_prefix: String,
+    /// The variables the application gets (values are not shown here).
+    pub variables: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<skypanel_store::databases::Link> for LinkView {
+    fn from(link: skypanel_store::databases::Link) -> Self {
+        let p = &link.env_var_prefix;
+        Self {
+            variables: ["URL", "HOST", "PORT", "USER", "PASSWORD", "NAME"]
+                .iter()
+                .map(|s| format!("{p}_{s}"))
+                .collect(),
+            database_id: link.database.id,
+            database_name: link.database.name,
+            db_type: link.database.db_type,
+            env_var_prefix: link.env_var_prefix,
+            created_at: link.created_at,
+        }
     }
 }
