@@ -523,3 +523,88 @@ async fn past_the_grace_period_the_owner_is_suspended_and_a_credit_resumes_exact
     assert_eq!(kinds, ["resumed", "suspended", "balance_negative"]);
     assert_ledger_matches(&app, s.customer_id).await;
 }
+
+async fn database_status(app: &TestApp, token: &str, id: i64) -> String {
+    app.get(&format!("/api/paas/databases/{id}"), token)
+        .await
+        .expect(200)["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_database_is_billed_while_it_runs_suspended_with_its_owner_and_resumed_by_a_credit() {
+    let (app, clock) = billing_app("2026-11-02T10:00:00Z", Duration::from_secs(3600)).await;
+    let s = setup(&app, "0.0400", "20.00").await;
+    let body = json!({"name": "main-db", "db_type": "postgresql", "version": "16",
+                      "plan_id": s.plan, "region": "local"});
+    let created = app.post("/api/paas/databases", &s.customer, body).await;
+    let id = created.expect(201)["id"].as_i64().unwrap();
+    let password = created.body["connection"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let provision = settle(&app, &s.agent, s.customer_id).await;
+    assert_eq!(provision["kind"], "db.provision");
+    // The node gets the password in its lease; the stored payload never has it.
+    assert_eq!(provision["password"], password.as_str());
+    let mut conn = app.sql().await;
+    use diesel_async::RunQueryDsl;
+    let stored: Vec<String> = diesel::sql_query("SELECT payload::text AS text FROM paas_tasks")
+        .load::<Text>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.text)
+        .collect();
+    assert!(stored.iter().all(|p| !p.contains(&password)), "{stored:?}");
+    app.eventually(10, "the database runs", || async {
+        database_status(&app, &s.customer, id).await == "running"
+    })
+    .await;
+
+    // An hour running is billed like an application's instance-hour.
+    clock.set(at("2026-11-02T11:00:05Z"));
+    let billed = run_billing(&app, &s.admin, "2026-11-02T10:00:00Z").await;
+    assert_eq!(billed["records"], 1);
+    assert_eq!(wallet(&app, &s.customer).await["balance"], "-0.0400");
+
+    // Past the grace period the database is suspended and stopped on its node.
+    clock.set(at("2026-11-02T12:00:10Z"));
+    app.orchestrator.wallet_check(s.customer_id).await.unwrap();
+    assert_eq!(database_status(&app, &s.customer, id).await, "suspended");
+    let stop = settle(&app, &s.agent, s.customer_id).await;
+    assert_eq!(
+        (stop["kind"].as_str(), stop["database_id"].as_i64()),
+        (Some("db.stop"), Some(id))
+    );
+    clock.set(at("2026-11-02T14:00:10Z"));
+    let idle = run_billing(&app, &s.admin, "2026-11-02T13:00:00Z").await;
+    assert_eq!(idle["records"], 0, "a suspended database is not billed");
+
+    // A credit starts it again.
+    app.post(
+        &format!("/api/admin/wallets/{}/credit", s.customer_id),
+        &s.admin,
+        json!({"amount": "10.00", "description": "top-up"}),
+    )
+    .await
+    .expect(200);
+    let start = settle(&app, &s.agent, s.customer_id).await;
+    assert_eq!(
+        (start["kind"].as_str(), start["database_id"].as_i64()),
+        (Some("db.provision"), Some(id))
+    );
+    assert_eq!(database_status(&app, &s.customer, id).await, "running");
+    let notices = app.get("/api/paas/notifications", &s.customer).await;
+    let texts = notices.expect(200).to_string();
+    assert!(texts.contains("1 database(s)"), "{texts}");
+    assert_ledger_matches(&app, s.customer_id).await;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    text: String,
+}

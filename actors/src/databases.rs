@@ -78,6 +78,45 @@ pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error
     Ok(node)
 }
 
+/// Suspends the owner's running and stopped databases: stopped on their
+/// nodes (data kept), no longer billed. Answers the ids suspended.
+pub(crate) async fn suspend_owner(ctx: &Context, user_id: i64) -> Result<Vec<i64>, Error> {
+    let mut conn = ctx.store().conn().await?;
+    let list = databases::of_owner_with_status(&mut conn, user_id, &["running", "stopped"]).await?;
+    let mut done = Vec::new();
+    for db in list {
+        databases::transition(&mut conn, db.id, DatabaseEvent::Suspend, None, ctx.now()).await?;
+        if let Some(node) = db.node_id {
+            let spec = TaskSpec::DbStop(DatabaseTarget {
+                database_id: db.id,
+                user_id,
+                purge: false,
+            });
+            queue(&mut conn, ctx, node, db.id, spec).await?;
+        }
+        done.push(db.id);
+    }
+    Ok(done)
+}
+
+/// Resumes the owner's suspended databases: running (and billed) again,
+/// started on their nodes. Answers the ids resumed.
+pub(crate) async fn resume_owner(ctx: &Context, user_id: i64) -> Result<Vec<i64>, Error> {
+    let mut conn = ctx.store().conn().await?;
+    let list = databases::of_owner_with_status(&mut conn, user_id, &["suspended"]).await?;
+    drop(conn);
+    let mut done = Vec::new();
+    for db in list {
+        let mut conn = ctx.store().conn().await?;
+        let db =
+            databases::transition(&mut conn, db.id, DatabaseEvent::Resume, None, ctx.now()).await?;
+        drop(conn);
+        provision(ctx, &db).await?;
+        done.push(db.id);
+    }
+    Ok(done)
+}
+
 /// Queues the removal of a deleted database's container (and data with `purge`).
 pub(crate) async fn remove(ctx: &Context, db: &Database, purge: bool) -> Result<(), Error> {
     let Some(node) = db.node_id else {
@@ -108,7 +147,7 @@ async fn queue(
         application_id: None,
         build_id: None,
         // A deleted database's row is gone: its removal task stands alone.
-        database_id: matches!(spec, TaskSpec::DbProvision(_)).then_some(database_id),
+        database_id: (!matches!(spec, TaskSpec::DbDelete(_))).then_some(database_id),
         kind: spec.kind(),
         payload: serde_json::to_value(&spec)
             .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,

@@ -191,12 +191,20 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
         let ids = apps::ids_of_owner_with_status(&mut conn, state.user_id, &statuses).await?;
         drop(conn);
         checked.suspended = each(myself, &ctx, ids, || AppRequest::Suspend).await;
-        if !checked.suspended.is_empty() {
+        let databases = crate::databases::suspend_owner(&ctx, state.user_id)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(user_id = state.user_id, error = %err, "cannot suspend databases; trying again shortly");
+                myself.send_after(RETRY, || WalletMsg::Check(None));
+                Vec::new()
+            });
+        if !checked.suspended.is_empty() || !databases.is_empty() {
             let message = format!(
-                "Your balance has been below zero since {}: {} application(s) are suspended. \
-                 Add credit to bring them back; nothing was deleted.",
+                "Your balance has been below zero since {}: {} application(s) and {} database(s) \
+                 are suspended. Add credit to bring them back; nothing was deleted.",
                 since.format("%Y-%m-%d %H:%M UTC"),
-                checked.suspended.len()
+                checked.suspended.len(),
+                databases.len()
             );
             let mut conn = ctx.store().conn().await?;
             notifications::create(&mut conn, state.user_id, "suspended", &message, now).await?;
@@ -212,12 +220,20 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
         .await?;
         drop(conn);
         checked.resumed = each(myself, &ctx, ids, || AppRequest::Resume).await;
-        if !checked.resumed.is_empty() {
+        let databases = crate::databases::resume_owner(&ctx, state.user_id)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(user_id = state.user_id, error = %err, "cannot resume databases; trying again shortly");
+                myself.send_after(RETRY, || WalletMsg::Check(None));
+                Vec::new()
+            });
+        if !checked.resumed.is_empty() || !databases.is_empty() {
             let message = format!(
-                "Thank you: your balance is {} {} and {} application(s) are back as they were.",
+                "Thank you: your balance is {} {}; {} application(s) and {} database(s) are back.",
                 format_amount(&wallet.balance, 2),
                 wallet.currency,
-                checked.resumed.len()
+                checked.resumed.len(),
+                databases.len()
             );
             let mut conn = ctx.store().conn().await?;
             notifications::create(&mut conn, state.user_id, "resumed", &message, now).await?;
@@ -280,6 +296,7 @@ impl Entity for Wallets {
         let mut conn = ctx.store().conn().await?;
         let mut ids = wallets::negative_users(&mut conn).await?;
         ids.extend(apps::owners_with_suspended(&mut conn).await?);
+        ids.extend(skypanel_store::databases::owners_with_suspended(&mut conn).await?);
         ids.sort_unstable();
         ids.dedup();
         Ok(ids)

@@ -94,6 +94,15 @@ pub async fn provision(
     }
 }
 
+/// Stops the database's container; its data stays (a provision starts it again).
+pub async fn stop(engine: &Engine, target: &DatabaseTarget) -> Result<(), TaskFailure> {
+    let name = engine.database_container_name(target.database_id);
+    engine
+        .stop(&name, 30)
+        .await
+        .map_err(|e| TaskFailure::node(format!("cannot stop the database: {}", short(&e))))
+}
+
 /// Removes the database's container (and its data with `purge`), then the
 /// customer's network once nothing uses it.
 pub async fn remove(engine: &Engine, target: &DatabaseTarget) -> Result<(), TaskFailure> {

@@ -285,6 +285,13 @@ impl Executor {
                 .await?;
                 return Ok(Outcome::default());
             }
+            TaskSpec::DbStop(target) => {
+                // A stop the agent makes is not a crash to restart.
+                self.crash
+                    .expect_stop(&self.engine.database_container_name(target.database_id));
+                crate::dbs::stop(&self.engine, target).await?;
+                return Ok(Outcome::default());
+            }
             TaskSpec::DbDelete(target) => {
                 crate::dbs::remove(&self.engine, target).await?;
                 return Ok(Outcome::default());
@@ -293,7 +300,9 @@ impl Executor {
         }
         let _busy = self.mark_busy(spec.app_id());
         match spec {
-            TaskSpec::DbProvision(_) | TaskSpec::DbDelete(_) => unreachable!("answered above"),
+            TaskSpec::DbProvision(_) | TaskSpec::DbStop(_) | TaskSpec::DbDelete(_) => {
+                unreachable!("answered above")
+            }
             TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
             TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
             TaskSpec::AppStop(target) => self.stop(target, log).await?,

@@ -174,6 +174,7 @@ impl Runner {
                 TaskSpec::AppBuild(_)
                     | TaskSpec::IngressChallenge(_)
                     | TaskSpec::DbProvision(_)
+                    | TaskSpec::DbStop(_)
                     | TaskSpec::DbDelete(_)
             )
             && let Ok((instances, at)) = self.executor.report(task.spec.app_id()).await

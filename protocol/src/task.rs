@@ -267,6 +267,10 @@ pub enum TaskSpec {
     #[serde(rename = "db.provision")]
     #[cfg_attr(feature = "openapi", oai(mapping = "db.provision"))]
     DbProvision(crate::database::DatabaseSpec),
+    /// Stop a managed database's container (its data kept): its owner is suspended.
+    #[serde(rename = "db.stop")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "db.stop"))]
+    DbStop(crate::database::DatabaseTarget),
     /// Remove a managed database's container (and, with `purge`, its data).
     #[serde(rename = "db.delete")]
     #[cfg_attr(feature = "openapi", oai(mapping = "db.delete"))]
@@ -284,6 +288,7 @@ impl TaskSpec {
             Self::AppBuild(_) => "app.build",
             Self::IngressChallenge(_) => "ingress.challenge",
             Self::DbProvision(_) => "db.provision",
+            Self::DbStop(_) => "db.stop",
             Self::DbDelete(_) => "db.delete",
         }
     }
@@ -308,7 +313,9 @@ impl TaskSpec {
                 database_password: Some(std::mem::take(&mut d.password)),
                 ..TaskSecrets::default()
             },
-            Self::IngressChallenge(_) | Self::DbDelete(_) => TaskSecrets::default(),
+            Self::IngressChallenge(_) | Self::DbStop(_) | Self::DbDelete(_) => {
+                TaskSecrets::default()
+            }
         }
     }
 
@@ -324,14 +331,14 @@ impl TaskSpec {
                 put_keys(&mut t.certificates, secrets.tls_keys)
             }
             Self::DbProvision(d) => d.password = secrets.database_password.unwrap_or_default(),
-            Self::IngressChallenge(_) | Self::DbDelete(_) => {}
+            Self::IngressChallenge(_) | Self::DbStop(_) | Self::DbDelete(_) => {}
         }
     }
 
     /// The application the task acts on (0 for a database's task).
     pub fn app_id(&self) -> i64 {
         match self {
-            Self::DbProvision(_) | Self::DbDelete(_) => 0,
+            Self::DbProvision(_) | Self::DbStop(_) | Self::DbDelete(_) => 0,
             Self::AppApply(spec) | Self::AppRestart(spec) => spec.app_id,
             Self::AppStop(target) | Self::AppDelete(target) => target.app_id,
             Self::AppBuild(build) => build.app_id,

@@ -310,3 +310,28 @@ pub async fn linked_applications(conn: &mut Conn, database_id: i64) -> Result<Ve
         .load(conn)
         .await?)
 }
+
+/// The owner's databases in one of `statuses`, by id.
+pub async fn of_owner_with_status(
+    conn: &mut Conn,
+    owner: i64,
+    statuses: &[&str],
+) -> Result<Vec<Database>> {
+    Ok(paas_databases::table
+        .filter(paas_databases::user_id.eq(owner))
+        .filter(paas_databases::status.eq_any(statuses))
+        .order(paas_databases::id.asc())
+        .select(Database::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Owners with a suspended database (their wallets watch for a top-up).
+pub async fn owners_with_suspended(conn: &mut Conn) -> Result<Vec<i64>> {
+    Ok(paas_databases::table
+        .filter(paas_databases::status.eq("suspended"))
+        .select(paas_databases::user_id)
+        .distinct()
+        .load(conn)
+        .await?)
+}
