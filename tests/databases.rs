@@ -309,3 +309,134 @@ async fn docker_a_postgresql_database_is_provisioned_reachable_from_its_owners_n
         })
         .await;
 }
+
+#[tokio::test]
+async fn docker_a_redis_database_wants_its_password_and_an_engine_that_exits_fails_with_the_reason()
+{
+    ensure_engine_images();
+    let stack = Stack::start(Timing::default()).await;
+    let plan = database_plan(&stack).await;
+    // Redis 7 from the local stand-in image; an engine whose image exits at once.
+    let engines = stack
+        .get("/api/admin/paas/database-engines", &stack.admin)
+        .await;
+    let redis = engines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["db_type"] == "redis")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = stack
+        .call(
+            Method::PUT,
+            &format!("/api/admin/paas/database-engines/{redis}"),
+            &stack.admin,
+            Some(json!({"image": stack::engines::REDIS_IMAGE})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = stack
+        .post(
+            "/api/admin/paas/database-engines",
+            &stack.admin,
+            json!({"db_type": "mongodb", "version": "broken", "image": stack::CRASHER_IMAGE}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_node, _agent) = stack.node("worker-1").await;
+    let alice = stack.customer("alice@example.com").await;
+
+    let create = |name: &str, db_type: &str, version: &str| json!({"name": name, "db_type": db_type, "version": version, "plan_id": plan, "region": "local"});
+    let (status, cache) = stack
+        .post("/api/paas/databases", &alice, create("cache", "redis", "7"))
+        .await;
+    assert_eq!(status, 201, "{cache:#}");
+    let (status, broken) = stack
+        .post(
+            "/api/paas/databases",
+            &alice,
+            create("broken", "mongodb", "broken"),
+        )
+        .await;
+    assert_eq!(status, 201, "{broken:#}");
+    let (cache, broken) = (
+        cache["id"].as_i64().unwrap(),
+        broken["id"].as_i64().unwrap(),
+    );
+    for (id, status) in [(cache, "running"), (broken, "failed")] {
+        stack
+            .until(120, &format!("database {id} is {status}"), || async {
+                stack
+                    .get(&format!("/api/paas/databases/{id}"), &alice)
+                    .await["status"]
+                    == status
+            })
+            .await;
+    }
+    let failed = stack
+        .get(&format!("/api/paas/databases/{broken}"), &alice)
+        .await;
+    let reason = failed["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("exited with code 3"), "{reason}");
+
+    // Redis answers its URL from the owner's network, and nothing without the password.
+    let db = stack
+        .get(&format!("/api/paas/databases/{cache}"), &alice)
+        .await;
+    let url = db["connection"]["url"].as_str().unwrap();
+    assert!(url.starts_with("redis://default:"), "{url}");
+    let container = format!("{}sp-db-{cache}", stack.namespace);
+    let info = stack.inspect(&container);
+    let network = info["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let redis_cli = |args: &[&str]| {
+        let mut all = vec![
+            "run",
+            "--rm",
+            "--network",
+            &network,
+            "--entrypoint",
+            "redis-cli",
+            stack::engines::REDIS_IMAGE,
+        ];
+        all.extend_from_slice(args);
+        docker(&all)
+    };
+    let (ok, out) = redis_cli(&["-u", url, "--no-auth-warning", "ping"]);
+    assert!(
+        ok && out == "PONG",
+        "{out}; the engine runs {}",
+        info["Args"]
+    );
+    let host = format!("sp-db-{cache}");
+    let (_, out) = redis_cli(&["-h", &host, "ping"]);
+    assert!(out.contains("NOAUTH"), "{out}");
+    // The password never shows in the list or the processes' logs.
+    let password = db["connection"]["password"].as_str().unwrap();
+    assert!(
+        !stack
+            .get("/api/paas/databases", &alice)
+            .await
+            .to_string()
+            .contains(password)
+    );
+    assert!(!stack.process_logs().contains(password));
+    for id in [cache, broken] {
+        let (status, _) = stack
+            .call(
+                Method::DELETE,
+                &format!("/api/paas/databases/{id}?purge=true"),
+                &alice,
+                None,
+            )
+            .await;
+        assert_eq!(status, 204);
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use diesel_async::AsyncConnection;
 use ractor::ActorRef;
 use skypanel_domain::lifecycle::DatabaseEvent;
 use skypanel_protocol::database::{DatabaseSpec, DatabaseTarget};
@@ -158,7 +159,10 @@ async fn queue(
         ctx.secrets()
             .seal_str(&secrets, &Task::secrets_associated_data(task_id))
     };
-    tasks::create(conn, &new, Some(&seal)).await
+    // One transaction: the node must never lease the task before its
+    // secrets are written (it would start the engine without a password).
+    conn.transaction(async |conn| tasks::create(conn, &new, Some(&seal)).await)
+        .await
 }
 
 /// A database's provisioning task ended: the database runs, or failed with the reason.

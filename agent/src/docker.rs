@@ -63,6 +63,9 @@ pub struct Engine {
     namespace: String,
     /// Where customer networks get their subnets.
     pool: Option<SubnetPool>,
+    /// Serialises creating networks: Docker accepts two networks of one
+    /// name created at once, and a name then means neither.
+    creating_network: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn status_of(err: &DockerError) -> Option<u16> {
@@ -133,6 +136,7 @@ impl Engine {
             docker: Docker::connect_with_defaults()?,
             namespace,
             pool,
+            creating_network: std::sync::Arc::default(),
         })
     }
 
@@ -241,6 +245,10 @@ impl Engine {
     /// The customer's bridge network, created if missing.
     pub async fn ensure_network(&self, user_id: i64) -> Result<String, DockerError> {
         let name = self.network_name(user_id);
+        if self.docker.inspect_network(&name, None).await.is_ok() {
+            return Ok(name);
+        }
+        let _creating = self.creating_network.lock().await;
         if self.docker.inspect_network(&name, None).await.is_ok() {
             return Ok(name);
         }

@@ -158,7 +158,8 @@ impl Connection<'_> {
         match self.db_type {
             "postgresql" => format!("postgresql://{user}:{password}@{host}:{port}/{database}"),
             "mysql" => format!("mysql://{user}:{password}@{host}:{port}/{database}"),
-            "redis" => format!("redis://:{password}@{host}:{port}/0"),
+            // `default` is Redis' own user: clients and redis-cli read it alike.
+            "redis" => format!("redis://default:{password}@{host}:{port}/0"),
             _ => format!("mongodb://{user}:{password}@{host}:{port}/{database}?authSource=admin"),
         }
     }
@@ -272,7 +273,7 @@ mod tests {
             port: 6379,
             ..c
         };
-        assert_eq!(redis.url(), "redis://:pw@sp-db-7:6379/0");
+        assert_eq!(redis.url(), "redis://default:pw@sp-db-7:6379/0");
         assert_eq!(default_prefix("redis"), "REDIS");
         assert_eq!(default_prefix("mysql"), "DATABASE");
     }

@@ -97,7 +97,9 @@ pub struct Reported {
 }
 
 /// Queues a task, sealing `secrets` with the platform key once its id is known.
-/// Runs inside the caller's transaction when there is one.
+/// Runs inside the caller's transaction, which a task with secrets needs: the
+/// insert and the secrets must commit together, or an agent may lease the
+/// task without them.
 pub async fn create(
     conn: &mut Conn,
     new: &NewTask,
