@@ -8,22 +8,10 @@
 
 mod stack;
 
-use std::process::Command;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 use stack::engines::{PG_APP_IMAGE, POSTGRES_IMAGE, ensure_engine_images};
-use stack::{Stack, Timing, through_ingress};
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text.trim().to_string())
-}
+use stack::{Stack, Timing, docker_text as docker, through_ingress};
 
 /// Points the platform's PostgreSQL 16 engine at the local stand-in image.
 async fn local_postgres_engine(stack: &Stack) {

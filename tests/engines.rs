@@ -7,9 +7,9 @@
 
 mod stack;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use stack::docker_text as docker;
 use stack::engines::{POSTGRES_IMAGE, REDIS_IMAGE, ensure_engine_images};
 
 /// Containers and a network of this test, removed at the end.
@@ -25,16 +25,6 @@ impl Drop for Cleanup {
         }
         let _ = docker(&["network", "rm", &self.network]);
     }
-}
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text.trim().to_string())
 }
 
 #[test]

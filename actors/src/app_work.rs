@@ -3,10 +3,8 @@
 //! into PostgreSQL in one transaction (version-checked), or not at all.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use diesel_async::AsyncConnection;
-use ractor::ActorRef;
 use skypanel_domain::Invalid;
 use skypanel_domain::env::associated_data;
 use skypanel_domain::lifecycle::{BuildEvent, BuildStatus, CommandPlan, build_transition};
@@ -23,7 +21,7 @@ use skypanel_store::{Conn, certificates, databases, domains, env_vars, instances
 use crate::app::{Accepted, AppState};
 use crate::context::Context;
 use crate::error::Error;
-use crate::scheduler::{Placed, Requirement, SchedulerMsg};
+use crate::scheduler::{Placed, Requirement};
 
 /// A release recorded in the same transaction as its rollout.
 #[derive(Debug, Clone)]
@@ -434,19 +432,7 @@ pub(crate) async fn place(
         },
         may_move,
     };
-    let scheduler: ActorRef<SchedulerMsg> = ractor::registry::where_is(state.ctx.name("scheduler"))
-        .ok_or_else(|| Error::Unavailable("the scheduler is not running".into()))?
-        .into();
-    let answer = scheduler
-        .call(
-            |reply| SchedulerMsg::Place(requirement, reply),
-            Some(Duration::from_secs(10)),
-        )
-        .await?;
-    let node = match answer {
-        ractor::rpc::CallResult::Success(result) => result?,
-        _ => return Err(Error::Unavailable("the scheduler did not answer".into())),
-    };
+    let node = crate::scheduler::place(&state.ctx, requirement).await?;
     state.refresh().await?;
     Ok(node)
 }

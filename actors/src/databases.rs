@@ -4,10 +4,7 @@
 //! database's state (checked against `domain::lifecycle::database`, with
 //! its usage interval kept in line).
 
-use std::time::Duration;
-
 use diesel_async::AsyncConnection;
-use ractor::ActorRef;
 use skypanel_domain::lifecycle::DatabaseEvent;
 use skypanel_protocol::database::{DatabaseSpec, DatabaseTarget};
 use skypanel_protocol::task::TaskSpec;
@@ -17,7 +14,7 @@ use skypanel_store::{Conn, catalog};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::scheduler::{Placed, Requirement, SchedulerMsg};
+use crate::scheduler::{Placed, Requirement};
 
 /// Places the database and queues its provisioning on the chosen node.
 pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error> {
@@ -37,19 +34,7 @@ pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error
         },
         may_move: db.node_id.is_none(),
     };
-    let scheduler: ActorRef<SchedulerMsg> = ractor::registry::where_is(ctx.name("scheduler"))
-        .ok_or_else(|| Error::Unavailable("the scheduler is not running".into()))?
-        .into();
-    let answer = scheduler
-        .call(
-            |reply| SchedulerMsg::Place(requirement, reply),
-            Some(Duration::from_secs(10)),
-        )
-        .await?;
-    let node = match answer {
-        ractor::rpc::CallResult::Success(result) => result?,
-        _ => return Err(Error::Unavailable("the scheduler did not answer".into())),
-    };
+    let node = crate::scheduler::place(ctx, requirement).await?;
     let mut conn = ctx.store().conn().await?;
     let sealed = databases::sealed_password(&mut conn, db.user_id, db.id).await?;
     let password = ctx

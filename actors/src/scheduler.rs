@@ -113,6 +113,24 @@ pub fn choose(nodes: &[NodeCapacity], need: &Requirement) -> Result<i64, Error> 
         })
 }
 
+/// Asks the Scheduler for a node for `need` (recorded on the entity's row
+/// before the answer).
+pub(crate) async fn place(ctx: &Context, need: Requirement) -> Result<i64, Error> {
+    let scheduler: ActorRef<SchedulerMsg> = ractor::registry::where_is(ctx.name("scheduler"))
+        .ok_or_else(|| Error::Unavailable("the scheduler is not running".into()))?
+        .into();
+    let answer = scheduler
+        .call(
+            |reply| SchedulerMsg::Place(need, reply),
+            Some(std::time::Duration::from_secs(10)),
+        )
+        .await?;
+    match answer {
+        ractor::rpc::CallResult::Success(result) => result,
+        _ => Err(Error::Unavailable("the scheduler did not answer".into())),
+    }
+}
+
 #[derive(Default)]
 pub struct Scheduler;
 

@@ -34,6 +34,18 @@ fn docker(args: &[&str]) -> std::process::Output {
         .expect("run the docker CLI")
 }
 
+/// Runs the docker CLI; answers whether it succeeded and what it printed
+/// (standard output, then standard error), trimmed.
+pub fn docker_text(args: &[&str]) -> (bool, String) {
+    let out = docker(args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
 /// Builds the test images from busybox unless they exist.
 pub fn ensure_images() {
     let images = [
