@@ -14,7 +14,9 @@ use skypanel_store::catalog;
 use skypanel_store::tasks;
 
 use crate::app::{Accepted, AppState};
-use crate::app_work::{ReleasePlan, Work, accepted, create_task, place, queue, still_serving};
+use crate::app_work::{
+    ReleasePlan, TaskOf, Work, accepted, create_task, place, queue, still_serving,
+};
 use crate::error::Error;
 
 /// What the build job asks of the application's actor.
@@ -89,7 +91,14 @@ async fn start(state: &mut AppState, build: &Build) -> Result<StepOutcome, Error
     let task = conn
         .transaction(async |conn| {
             let mut spec = TaskSpec::AppBuild(spec);
-            let task = create_task(conn, &ctx, node, &app, None, Some(build.id), &mut spec).await?;
+            let of = TaskOf {
+                node,
+                application_id: Some(app.id),
+                database_id: None,
+                build_id: Some(build.id),
+                generation: None,
+            };
+            let task = create_task(conn, &ctx, of, &mut spec).await?;
             let next = build_transition(build.status()?, BuildEvent::Start)
                 .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
             let change = BuildChange {

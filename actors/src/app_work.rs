@@ -129,7 +129,14 @@ pub(crate) async fn queue(
             // Work still queued for a node the application left is moot.
             tasks::cancel_elsewhere(conn, app.id, node).await?;
             let mut spec = work.spec(conn, &ctx, &app, generation).await?;
-            create_task(conn, &ctx, node, &app, Some(generation), None, &mut spec).await?;
+            let of = TaskOf {
+                node,
+                application_id: Some(app.id),
+                database_id: None,
+                build_id: None,
+                generation: Some(generation),
+            };
+            create_task(conn, &ctx, of, &mut spec).await?;
             Ok::<_, skypanel_store::Error>((app, release))
         })
         .await?;
@@ -140,28 +147,35 @@ pub(crate) async fn queue(
     Ok(answer)
 }
 
-/// Queues a task for the application's node, its secrets sealed apart from
-/// its payload. Runs inside the caller's transaction.
+/// What a task belongs to, besides its spec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskOf {
+    pub node: i64,
+    pub application_id: Option<i64>,
+    pub database_id: Option<i64>,
+    pub build_id: Option<i64>,
+    pub generation: Option<i64>,
+}
+
+/// Queues a task, its secrets sealed apart from its payload. Runs inside the
+/// caller's transaction (a task with secrets needs one: see `tasks::create`).
 pub(crate) async fn create_task(
     conn: &mut Conn,
     ctx: &Context,
-    node: i64,
-    app: &Application,
-    generation: Option<i64>,
-    build_id: Option<i64>,
+    of: TaskOf,
     spec: &mut TaskSpec,
 ) -> skypanel_store::Result<Task> {
     let secrets = serde_json::to_string(&spec.take_secrets())
         .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
     let new = NewTask {
-        node_id: node,
-        application_id: Some(app.id),
-        build_id,
-        database_id: None,
+        node_id: of.node,
+        application_id: of.application_id,
+        build_id: of.build_id,
+        database_id: of.database_id,
         kind: spec.kind(),
         payload: serde_json::to_value(&*spec)
             .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
-        generation,
+        generation: of.generation,
         max_attempts: ctx.settings().task_max_attempts,
     };
     let seal = |task_id| {

@@ -9,9 +9,10 @@ use skypanel_domain::lifecycle::DatabaseEvent;
 use skypanel_protocol::database::{DatabaseSpec, DatabaseTarget};
 use skypanel_protocol::task::TaskSpec;
 use skypanel_store::databases::{self, Database};
-use skypanel_store::tasks::{self, NewTask, Task};
+use skypanel_store::tasks::Task;
 use skypanel_store::{Conn, catalog};
 
+use crate::app_work::{TaskOf, create_task};
 use crate::context::Context;
 use crate::error::Error;
 use crate::scheduler::{Placed, Requirement};
@@ -126,27 +127,17 @@ async fn queue(
     database_id: i64,
     mut spec: TaskSpec,
 ) -> skypanel_store::Result<Task> {
-    let secrets = serde_json::to_string(&spec.take_secrets())
-        .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
-    let new = NewTask {
-        node_id: node,
+    let of = TaskOf {
+        node,
         application_id: None,
-        build_id: None,
         // A deleted database's row is gone: its removal task stands alone.
         database_id: (!matches!(spec, TaskSpec::DbDelete(_))).then_some(database_id),
-        kind: spec.kind(),
-        payload: serde_json::to_value(&spec)
-            .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
+        build_id: None,
         generation: None,
-        max_attempts: ctx.settings().task_max_attempts,
-    };
-    let seal = |task_id| {
-        ctx.secrets()
-            .seal_str(&secrets, &Task::secrets_associated_data(task_id))
     };
     // One transaction: the node must never lease the task before its
     // secrets are written (it would start the engine without a password).
-    conn.transaction(async |conn| tasks::create(conn, &new, Some(&seal)).await)
+    conn.transaction(async |conn| create_task(conn, ctx, of, &mut spec).await)
         .await
 }
 

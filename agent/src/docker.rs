@@ -373,13 +373,22 @@ impl Engine {
             host_config: Some(host),
             ..Default::default()
         };
+        self.create_named(name, body).await
+    }
+
+    /// Creates a container named `name`; one created meanwhile under that
+    /// name (a retried task) is the same container.
+    async fn create_named(
+        &self,
+        name: String,
+        body: ContainerCreateBody,
+    ) -> Result<String, DockerError> {
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
         };
         match self.docker.create_container(Some(options), body).await {
             Ok(_) => Ok(name),
-            // Created meanwhile (a retried task): it is the same container.
             Err(err) if status_of(&err) == Some(409) => Ok(name),
             Err(err) => Err(err),
         }
@@ -466,15 +475,7 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptions {
-            name: Some(name.clone()),
-            ..Default::default()
-        };
-        match self.docker.create_container(Some(options), body).await {
-            Ok(_) => Ok(name),
-            Err(err) if status_of(&err) == Some(409) => Ok(name),
-            Err(err) => Err(err),
-        }
+        self.create_named(name, body).await
     }
 
     /// Removes a managed database's container and, with `purge`, its data volume.

@@ -452,15 +452,7 @@ impl Executor {
             phases.push(("healthy", began.elapsed()));
             let ports = self.host_ports(&wanted).await?;
             self.ingress
-                .serve(
-                    spec.app_id,
-                    Names {
-                        hostnames: &spec.hostnames,
-                        certificates: &spec.certificates,
-                    },
-                    spec.release,
-                    ports,
-                )
+                .serve(spec.app_id, Names::of(spec), spec.release, ports)
                 .await
                 .map_err(TaskFailure::node)?;
             phases.push(("routed", began.elapsed()));
@@ -645,15 +637,7 @@ impl Executor {
                 .collect();
             let ports = self.host_ports(&names).await?;
             self.ingress
-                .serve(
-                    spec.app_id,
-                    Names {
-                        hostnames: &spec.hostnames,
-                        certificates: &spec.certificates,
-                    },
-                    spec.release,
-                    ports,
-                )
+                .serve(spec.app_id, Names::of(spec), spec.release, ports)
                 .await
                 .map_err(TaskFailure::node)?;
         }

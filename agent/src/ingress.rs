@@ -445,6 +445,16 @@ pub struct Names<'a> {
     pub certificates: &'a [Certificate],
 }
 
+impl<'a> Names<'a> {
+    /// The names and certificates an application's spec carries.
+    pub fn of(spec: &'a skypanel_protocol::task::AppSpec) -> Self {
+        Self {
+            hostnames: &spec.hostnames,
+            certificates: &spec.certificates,
+        }
+    }
+}
+
 fn cert_files(dir: &Path, hostname: &str, fingerprint: &str) -> (PathBuf, PathBuf) {
     (
         dir.join(format!("{hostname}-{fingerprint}.crt")),
