@@ -47,6 +47,8 @@ pub struct Config {
     pub billing_grace: Duration,
     /// Automatic HTTPS (off without `SKYPANEL_ACME_DIRECTORY`).
     pub ssl: skypanel_jobs::SslSettings,
+    /// Managed databases' backups, and the data deleted ones leave.
+    pub backups: skypanel_jobs::BackupSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -361,6 +363,7 @@ impl Config {
             &mut errors,
         );
         let ssl = ssl_settings(&raw, &mut errors);
+        let backups = backup_settings(&raw, &mut errors);
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -395,6 +398,7 @@ impl Config {
                 app_log_lines,
                 billing_grace: Duration::from_secs(billing_grace),
                 ssl,
+                backups,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -428,6 +432,11 @@ impl Config {
         self.ssl.clone()
     }
 
+    /// How backups are made and kept (cloned for the workers).
+    pub fn backup_settings(&self) -> skypanel_jobs::BackupSettings {
+        self.backups.clone()
+    }
+
     /// The HTTP layer's part of the configuration.
     pub fn http_settings(&self) -> skypanel_http::Settings {
         skypanel_http::Settings {
@@ -440,7 +449,43 @@ impl Config {
             registration_ttl: Duration::from_secs(24 * 3600),
             https: self.ssl.enabled(),
             renew_before: self.ssl.renew_before,
+            volume_retention: self.backups.volume_retention,
         }
+    }
+}
+
+/// `SKYPANEL_BACKUP_*` and `SKYPANEL_DB_VOLUME_RETENTION_DAYS`: how many
+/// backups each database keeps, when the daily ones run, and how long a
+/// deleted database's data stays on its node.
+fn backup_settings(raw: &Raw, errors: &mut Vec<String>) -> skypanel_jobs::BackupSettings {
+    let defaults = skypanel_jobs::BackupSettings::default();
+    let retention = parse_number(
+        "SKYPANEL_BACKUP_RETENTION",
+        raw.get("SKYPANEL_BACKUP_RETENTION"),
+        defaults.retention,
+        (1, 1000),
+        errors,
+    );
+    let schedule = raw
+        .get("SKYPANEL_BACKUP_SCHEDULE")
+        .map_or(defaults.schedule.clone(), str::to_string);
+    if let Err(err) = skypanel_jobs::BackupSettings::check_schedule(&schedule) {
+        errors.push(format!(
+            "SKYPANEL_BACKUP_SCHEDULE: not a cron expression with seconds (such as \"0 0 2 * * *\"): {err}"
+        ));
+    }
+    let volume_days = parse_number(
+        "SKYPANEL_DB_VOLUME_RETENTION_DAYS",
+        raw.get("SKYPANEL_DB_VOLUME_RETENTION_DAYS"),
+        7u64,
+        (0, 3650),
+        errors,
+    );
+    skypanel_jobs::BackupSettings {
+        retention,
+        schedule,
+        volume_retention: Duration::from_secs(volume_days * 24 * 3600),
+        ..defaults
     }
 }
 

@@ -88,6 +88,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         builds: config.build_settings(),
         ssl: config.ssl_settings(),
+        backups: config.backup_settings(),
     });
     let state = AppState::new(
         store,
@@ -144,6 +145,7 @@ pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
         registration_ttl: Duration::from_secs(3600),
         https: false,
         renew_before: Duration::from_secs(30 * 24 * 3600),
+        volume_retention: Duration::from_secs(7 * 24 * 3600),
     };
     let key = skypanel_domain::secrets::SecretKey::from_hex(&"00".repeat(32))?;
     let store = Store::connect("postgres://spec-only@127.0.0.1/none", 1)?;

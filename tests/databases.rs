@@ -10,50 +10,17 @@ mod stack;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use stack::engines::{PG_APP_IMAGE, POSTGRES_IMAGE, ensure_engine_images};
+use stack::engines::{
+    PG_APP_IMAGE, POSTGRES_IMAGE, database_plan, ensure_engine_images, local_engine,
+};
 use stack::{Stack, Timing, docker_text as docker, through_ingress};
-
-/// Points the platform's PostgreSQL 16 engine at the local stand-in image.
-async fn local_postgres_engine(stack: &Stack) {
-    let engines = stack
-        .get("/api/admin/paas/database-engines", &stack.admin)
-        .await;
-    let id = engines
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["db_type"] == "postgresql" && e["version"] == "16")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let (status, body) = stack
-        .call(
-            Method::PUT,
-            &format!("/api/admin/paas/database-engines/{id}"),
-            &stack.admin,
-            Some(json!({"image": POSTGRES_IMAGE})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body:#}");
-}
-
-/// A plan with room for a database engine.
-async fn database_plan(stack: &Stack) -> i64 {
-    let body = json!({"name": "db-small", "cpu_limit": 500, "memory_limit": 512, "storage_limit": 1000,
-                      "monthly_price": "7.00", "hourly_rate": "0.0100"});
-    let (status, plan) = stack
-        .post("/api/admin/paas/plans", &stack.admin, body)
-        .await;
-    assert_eq!(status, 201, "{plan:#}");
-    plan["id"].as_i64().unwrap()
-}
 
 #[tokio::test]
 async fn docker_a_postgresql_database_is_provisioned_reachable_from_its_owners_network_only_and_purged()
  {
     ensure_engine_images();
     let stack = Stack::start(Timing::default()).await;
-    local_postgres_engine(&stack).await;
+    local_engine(&stack, "postgresql", "16", POSTGRES_IMAGE).await;
     let plan = database_plan(&stack).await;
     let (_node, agent) = stack.node("worker-1").await;
     let alice = stack.customer("alice@example.com").await;
@@ -305,26 +272,7 @@ async fn docker_a_redis_database_wants_its_password_and_an_engine_that_exits_fai
     let stack = Stack::start(Timing::default()).await;
     let plan = database_plan(&stack).await;
     // Redis 7 from the local stand-in image; an engine whose image exits at once.
-    let engines = stack
-        .get("/api/admin/paas/database-engines", &stack.admin)
-        .await;
-    let redis = engines
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["db_type"] == "redis")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let (status, _) = stack
-        .call(
-            Method::PUT,
-            &format!("/api/admin/paas/database-engines/{redis}"),
-            &stack.admin,
-            Some(json!({"image": stack::engines::REDIS_IMAGE})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    local_engine(&stack, "redis", "7", stack::engines::REDIS_IMAGE).await;
     let (status, _) = stack
         .post(
             "/api/admin/paas/database-engines",

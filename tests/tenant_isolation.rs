@@ -37,6 +37,7 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
             "createDatabase",
             json!({"name": "mallory-db", "db_type": "postgresql", "version": "16", "plan_id": 1, "region": "local"}),
         ),
+        ("restoreDatabase", json!({"backup_id": 777_002})),
     ])
 }
 
@@ -125,6 +126,20 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         w.app
     ))
     .await;
+    // A backup of it, and a restore.
+    app.exec_sql(&format!(
+        "INSERT INTO paas_database_backups (id, database_id, user_id, origin, status, size_bytes, sha256) \
+         VALUES (777002, {alice_db}, {}, 'manual', 'succeeded', 4242, '{}')",
+        w.customer_id,
+        "a1".repeat(32)
+    ))
+    .await;
+    app.exec_sql(&format!(
+        "INSERT INTO paas_database_restores (database_id, user_id, backup_id, status, error) \
+         VALUES ({alice_db}, {}, 777002, 'failed', 'alice-restore-error')",
+        w.customer_id
+    ))
+    .await;
     let (_, mallory) = app.customer("mallory@example.com").await;
 
     // Strings that must never reach Mallory.
@@ -139,6 +154,8 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         "alice-release",
         "alice-shop.example.com",
         "alice-db",
+        "a1a1a1a1",
+        "alice-restore-error",
     ];
 
     let spec: Value =

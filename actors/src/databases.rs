@@ -6,8 +6,9 @@
 
 use diesel_async::AsyncConnection;
 use skypanel_domain::lifecycle::DatabaseEvent;
-use skypanel_protocol::database::{DatabaseSpec, DatabaseTarget};
+use skypanel_protocol::database::{BackupSpec, DatabaseSpec, DatabaseTarget, RestoreSpec};
 use skypanel_protocol::task::TaskSpec;
+use skypanel_store::backups::{self, Backup, Restore};
 use skypanel_store::databases::{self, Database};
 use skypanel_store::tasks::Task;
 use skypanel_store::{Conn, catalog};
@@ -116,6 +117,172 @@ pub(crate) async fn remove(ctx: &Context, db: &Database, purge: bool) -> Result<
     });
     let mut conn = ctx.store().conn().await?;
     queue(&mut conn, ctx, node, db.id, spec).await?;
+    Ok(())
+}
+
+/// What asking a database's node for a backup or a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handed {
+    /// The node's task is queued (tied to the backup or restore).
+    Task(i64),
+    /// Another run handed it over already.
+    Already,
+    /// The database cannot do it now; the reason is for the customer.
+    Refused(String),
+}
+
+/// The database's node and opened password, when it runs.
+async fn running_on_node(
+    ctx: &Context,
+    database_id: i64,
+) -> Result<Option<(Database, i64, String)>, Error> {
+    let mut conn = ctx.store().conn().await?;
+    let db = match databases::by_id(&mut conn, database_id).await {
+        Ok(db) => db,
+        Err(skypanel_store::Error::NotFound) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let Some(node) = db.node_id.filter(|_| db.status == "running") else {
+        return Ok(None);
+    };
+    let sealed = databases::sealed_password_of(&mut conn, db.id).await?;
+    let password = ctx
+        .secrets()
+        .open_str(&sealed, &Database::password_associated_data(db.id))
+        .map_err(|e| {
+            skypanel_store::Error::Corrupt(format!("password of database {}: {e}", db.id))
+        })?;
+    Ok(Some((db, node, password)))
+}
+
+/// Queues a backup's dump on its database's node, tied to the backup in
+/// the task's transaction (so two runs of the job queue one task). `keep`:
+/// the earlier backups whose dumps stay on the node.
+pub(crate) async fn start_backup(
+    ctx: &Context,
+    backup: &Backup,
+    keep: Vec<i64>,
+) -> Result<Handed, Error> {
+    let Some((db, node, password)) = running_on_node(ctx, backup.database_id).await? else {
+        return Ok(Handed::Refused("the database is not running".into()));
+    };
+    let spec = TaskSpec::DbBackup(BackupSpec {
+        database_id: db.id,
+        user_id: db.user_id,
+        db_type: db.db_type.clone(),
+        backup_id: backup.id,
+        username: db.username.clone().unwrap_or_default(),
+        database_name: db.database_name.clone().unwrap_or_default(),
+        password,
+        keep,
+    });
+    hand_over(ctx, node, db.id, spec, Tie::Backup(backup.id)).await
+}
+
+/// Queues a restore on its database's node, tied to the restore in the task's transaction.
+pub(crate) async fn start_restore(ctx: &Context, restore: &Restore) -> Result<Handed, Error> {
+    let Some(backup_id) = restore.backup_id else {
+        return Ok(Handed::Refused("the backup no longer exists".into()));
+    };
+    let mut conn = ctx.store().conn().await?;
+    let backup = match backups::backup_by_id(&mut conn, backup_id).await {
+        Ok(b) => b,
+        Err(skypanel_store::Error::NotFound) => {
+            return Ok(Handed::Refused("the backup no longer exists".into()));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    drop(conn);
+    let Some((db, node, password)) = running_on_node(ctx, restore.database_id).await? else {
+        return Ok(Handed::Refused("the database is not running".into()));
+    };
+    if backup.node_id != Some(node) {
+        return Ok(Handed::Refused(
+            "the backup is not on the database's node any more".into(),
+        ));
+    }
+    let spec = TaskSpec::DbRestore(RestoreSpec {
+        database_id: db.id,
+        user_id: db.user_id,
+        db_type: db.db_type.clone(),
+        restore_id: restore.id,
+        backup_id,
+        sha256: backup.sha256.clone().unwrap_or_default(),
+        username: db.username.clone().unwrap_or_default(),
+        database_name: db.database_name.clone().unwrap_or_default(),
+        password,
+    });
+    hand_over(ctx, node, db.id, spec, Tie::Restore(restore.id)).await
+}
+
+/// What a database's task is tied to.
+#[derive(Clone, Copy)]
+enum Tie {
+    Backup(i64),
+    Restore(i64),
+}
+
+/// Writes the task and ties it to its backup or restore, in one
+/// transaction; when that one is tied already, nothing is written.
+async fn hand_over(
+    ctx: &Context,
+    node: i64,
+    database_id: i64,
+    mut spec: TaskSpec,
+    tie: Tie,
+) -> Result<Handed, Error> {
+    let at = ctx.now();
+    let of = TaskOf {
+        node,
+        application_id: None,
+        database_id: Some(database_id),
+        build_id: None,
+        generation: None,
+    };
+    let mut conn = ctx.store().conn().await?;
+    let written = conn
+        .transaction(async |conn| {
+            let task = create_task(conn, ctx, of, &mut spec).await?;
+            let tied = match tie {
+                Tie::Backup(id) => backups::backup_started(conn, id, node, task.id, at).await?,
+                Tie::Restore(id) => backups::restore_started(conn, id, task.id, at).await?,
+            };
+            if tied {
+                Ok(task.id)
+            } else {
+                Err(skypanel_store::Error::Stale)
+            }
+        })
+        .await;
+    match written {
+        Ok(task) => Ok(Handed::Task(task)),
+        Err(skypanel_store::Error::Stale) => Ok(Handed::Already),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Queues the purge of a deleted database's kept data (volume and dumps)
+/// on its node, and marks it purged, in one transaction.
+pub(crate) async fn purge_kept(ctx: &Context, volume: &backups::KeptVolume) -> Result<(), Error> {
+    let mut spec = TaskSpec::DbDelete(DatabaseTarget {
+        database_id: volume.database_id,
+        user_id: volume.user_id,
+        purge: true,
+    });
+    let of = TaskOf {
+        node: volume.node_id,
+        application_id: None,
+        database_id: None,
+        build_id: None,
+        generation: None,
+    };
+    let (id, at) = (volume.id, ctx.now());
+    let mut conn = ctx.store().conn().await?;
+    conn.transaction(async |conn| {
+        backups::mark_purged(conn, id, at).await?;
+        create_task(conn, ctx, of, &mut spec).await
+    })
+    .await?;
     Ok(())
 }
 

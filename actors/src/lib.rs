@@ -26,6 +26,7 @@ mod wallet;
 pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY};
 pub use app_builds::{BuildStep, StepOutcome};
 pub use context::{Context, Settings};
+pub use databases::Handed;
 pub use error::Error;
 pub use node::UsageSample;
 pub use orchestrator::{ActorInfo, Orchestrator};

@@ -227,6 +227,32 @@ impl Orchestrator {
         crate::databases::remove(&self.ctx, db, purge).await
     }
 
+    /// Queues a backup's dump on its database's node (once, however many
+    /// runs of its job ask). `keep`: the earlier backups whose dumps stay.
+    pub async fn start_backup(
+        &self,
+        backup: &skypanel_store::backups::Backup,
+        keep: Vec<i64>,
+    ) -> Result<crate::databases::Handed, Error> {
+        crate::databases::start_backup(&self.ctx, backup, keep).await
+    }
+
+    /// Queues a restore on its database's node (once).
+    pub async fn start_restore(
+        &self,
+        restore: &skypanel_store::backups::Restore,
+    ) -> Result<crate::databases::Handed, Error> {
+        crate::databases::start_restore(&self.ctx, restore).await
+    }
+
+    /// Queues the purge of a deleted database's kept data on its node.
+    pub async fn purge_kept_volume(
+        &self,
+        volume: &skypanel_store::backups::KeptVolume,
+    ) -> Result<(), Error> {
+        crate::databases::purge_kept(&self.ctx, volume).await
+    }
+
     /// The handle that wakes a node's long-polls when a task may be ready.
     pub fn lease_waiter(&self, node_id: i64) -> Arc<Notify> {
         self.ctx.waiters().of(node_id)

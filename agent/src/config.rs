@@ -74,6 +74,9 @@ pub struct Args {
     )]
     pub drain_seconds: u64,
 
+    /// Where managed databases' backups are kept; `<state-dir>/backups` by default.
+    #[arg(long = "backup-dir", env = "SKYPANEL_AGENT_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
     /// Where builds get their working folders; `<state-dir>/builds` by default.
     #[arg(long = "build-dir", env = "SKYPANEL_AGENT_BUILD_DIR")]
     pub build_dir: Option<PathBuf>,
@@ -159,6 +162,12 @@ impl Args {
         self.ingress_dir
             .clone()
             .unwrap_or_else(|| self.state_dir.join("ingress"))
+    }
+
+    pub fn backup_dir(&self) -> PathBuf {
+        self.backup_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("backups"))
     }
 
     pub fn build_dir(&self) -> PathBuf {

@@ -54,18 +54,30 @@ pub async fn provision(
         "{} started; waiting for it to accept connections",
         spec.db_type
     ));
+    wait_until_ready(engine, &name, launch.port, log, timeout).await
+}
+
+/// Waits up to `timeout` until the database in container `name` accepts
+/// TCP connections on `port`; one that exits meanwhile fails with its last lines.
+pub async fn wait_until_ready(
+    engine: &Engine,
+    name: &str,
+    port: u16,
+    log: &TaskLog,
+    timeout: Duration,
+) -> Result<(), TaskFailure> {
     let deadline = Instant::now() + timeout;
     loop {
-        match engine.inspect(&name).await {
+        match engine.inspect(name).await {
             Ok(Some(Inspected {
                 state: ContainerState::Running,
                 address: Some(ip),
                 ..
             })) => {
-                let address = std::net::SocketAddr::new(ip, launch.port);
+                let address = std::net::SocketAddr::new(ip, port);
                 let connect = tokio::net::TcpStream::connect(address);
                 if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
-                    log.line(format!("{} accepts connections", spec.db_type));
+                    log.line("the database accepts connections");
                     return Ok(());
                 }
             }
@@ -74,7 +86,7 @@ pub async fn provision(
                 exit_code,
                 ..
             })) => {
-                for line in engine.tail(&name, 20).await {
+                for line in engine.tail(name, 20).await {
                     log.line(line);
                 }
                 return Err(TaskFailure::app(format!(
@@ -103,9 +115,19 @@ pub async fn stop(engine: &Engine, target: &DatabaseTarget) -> Result<(), TaskFa
         .map_err(|e| TaskFailure::node(format!("cannot stop the database: {}", short(&e))))
 }
 
-/// Removes the database's container (and its data with `purge`), then the
+/// Removes the database's container (and its data and backups with `purge`), then the
 /// customer's network once nothing uses it.
-pub async fn remove(engine: &Engine, target: &DatabaseTarget) -> Result<(), TaskFailure> {
+pub async fn remove(
+    engine: &Engine,
+    dumps: &crate::backups::Dumps,
+    target: &DatabaseTarget,
+) -> Result<(), TaskFailure> {
+    if target.purge {
+        dumps
+            .purge(target.database_id)
+            .await
+            .map_err(|e| TaskFailure::node(format!("cannot remove the database's backups: {e}")))?;
+    }
     engine
         .remove_database(target.database_id, target.purge)
         .await

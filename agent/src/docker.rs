@@ -40,6 +40,23 @@ pub struct Inspected {
     pub address: Option<std::net::IpAddr>,
 }
 
+/// How a command run inside a container ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    pub code: i64,
+    /// The last lines it wrote to standard error.
+    pub stderr: String,
+}
+
+/// Why a command could not be run inside a container.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{}", short(.0))]
+    Docker(#[from] DockerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// A managed container as Docker lists it.
 #[derive(Debug, Clone)]
 pub struct Managed {
@@ -68,7 +85,7 @@ pub struct Engine {
     creating_network: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
-fn status_of(err: &DockerError) -> Option<u16> {
+pub(crate) fn status_of(err: &DockerError) -> Option<u16> {
     match err {
         DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
@@ -476,6 +493,95 @@ impl Engine {
             ..Default::default()
         };
         self.create_named(name, body).await
+    }
+
+    /// Runs `cmd` with `env` inside container `name`: `stdin`, when given,
+    /// is fed to it (then closed), its standard output goes to `stdout`.
+    /// Answers its exit code and the last lines of its standard error.
+    pub async fn exec(
+        &self,
+        name: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        stdin: Option<tokio::fs::File>,
+        stdout: &mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+    ) -> Result<Exited, ExecError> {
+        use bollard::container::LogOutput;
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        use tokio::io::AsyncWriteExt;
+        let options = CreateExecOptions {
+            cmd: Some(cmd),
+            env: Some(env),
+            attach_stdin: Some(stdin.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = self.docker.create_exec(name, options).await?;
+        let started = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
+            return Err(ExecError::Io(std::io::Error::other(
+                "the exec did not attach",
+            )));
+        };
+        let feed = async {
+            if let Some(mut file) = stdin {
+                tokio::io::copy(&mut file, &mut input).await?;
+                input.shutdown().await?;
+            }
+            Ok::<_, ExecError>(())
+        };
+        let mut stderr = Vec::new();
+        let drain = async {
+            while let Some(chunk) = output.next().await {
+                match chunk? {
+                    LogOutput::StdOut { message } => stdout.write_all(&message).await?,
+                    LogOutput::StdErr { message } | LogOutput::Console { message } => {
+                        stderr.extend_from_slice(&message);
+                        if stderr.len() > 64 * 1024 {
+                            stderr.drain(..stderr.len() - 16 * 1024);
+                        }
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+            stdout.flush().await?;
+            Ok::<_, ExecError>(())
+        };
+        tokio::try_join!(feed, drain)?;
+        let inspected = self.docker.inspect_exec(&created.id).await?;
+        let text = String::from_utf8_lossy(&stderr);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+        Ok(Exited {
+            code: inspected.exit_code.unwrap_or(-1),
+            stderr: tail,
+        })
+    }
+
+    /// Extracts the tar archive at `tar` into `path` of container `name`
+    /// (a stopped one too: its volumes are mounted for it).
+    pub async fn upload(
+        &self,
+        name: &str,
+        path: &str,
+        tar: tokio::fs::File,
+    ) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::UploadToContainerOptions {
+            path: path.to_string(),
+            ..Default::default()
+        };
+        let stream = tokio_util::io::ReaderStream::new(tar);
+        self.docker
+            .upload_to_container(name, Some(options), bollard::body_try_stream(stream))
+            .await
     }
 
     /// Removes a managed database's container and, with `purge`, its data volume.

@@ -130,6 +130,7 @@ pub struct Outcome {
     pub instances: Vec<ContainerReport>,
     pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub build: Option<BuildResult>,
+    pub backup: Option<skypanel_protocol::database::BackupResult>,
 }
 
 fn docker(what: &str, err: &bollard::errors::Error) -> TaskFailure {
@@ -205,6 +206,8 @@ pub struct Executor {
     drain: Duration,
     /// Asks health-check paths: no redirects followed, a short timeout.
     http: reqwest::Client,
+    /// The databases' dumps.
+    dumps: crate::backups::Dumps,
     /// Applications a task works on now: the ingress sync leaves them alone.
     busy: Arc<Mutex<std::collections::HashMap<i64, usize>>>,
 }
@@ -236,6 +239,7 @@ pub struct ExecutorOptions {
     pub ingress: Ingress,
     pub health_timeout: Duration,
     pub drain: Duration,
+    pub dumps: crate::backups::Dumps,
 }
 
 impl Executor {
@@ -252,6 +256,7 @@ impl Executor {
             ingress: options.ingress,
             health_timeout: options.health_timeout,
             drain: options.drain,
+            dumps: options.dumps,
             http,
             busy: Arc::default(),
         }
@@ -293,14 +298,37 @@ impl Executor {
                 return Ok(Outcome::default());
             }
             TaskSpec::DbDelete(target) => {
-                crate::dbs::remove(&self.engine, target).await?;
+                crate::dbs::remove(&self.engine, &self.dumps, target).await?;
+                return Ok(Outcome::default());
+            }
+            TaskSpec::DbBackup(backup) => {
+                let result = crate::backups::backup(&self.engine, &self.dumps, backup, log).await?;
+                return Ok(Outcome {
+                    backup: Some(result),
+                    ..Outcome::default()
+                });
+            }
+            TaskSpec::DbRestore(restore) => {
+                crate::backups::restore(
+                    &self.engine,
+                    &self.crash,
+                    &self.dumps,
+                    restore,
+                    log,
+                    self.health_timeout.max(Duration::from_secs(120)),
+                )
+                .await?;
                 return Ok(Outcome::default());
             }
             _ => {}
         }
         let _busy = self.mark_busy(spec.app_id());
         match spec {
-            TaskSpec::DbProvision(_) | TaskSpec::DbStop(_) | TaskSpec::DbDelete(_) => {
+            TaskSpec::DbProvision(_)
+            | TaskSpec::DbStop(_)
+            | TaskSpec::DbDelete(_)
+            | TaskSpec::DbBackup(_)
+            | TaskSpec::DbRestore(_) => {
                 unreachable!("answered above")
             }
             TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
@@ -330,7 +358,7 @@ impl Executor {
         Ok(Outcome {
             instances,
             observed_at: Some(observed_at),
-            build: None,
+            ..Outcome::default()
         })
     }
 

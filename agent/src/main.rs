@@ -4,6 +4,7 @@
 
 mod applogs;
 mod backoff;
+mod backups;
 mod builder;
 mod client;
 mod config;
@@ -119,6 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ingress: ingress.clone(),
         health_timeout: Duration::from_secs(args.health_timeout),
         drain: Duration::from_secs(args.drain_seconds),
+        dumps: crate::backups::Dumps::new(args.backup_dir()),
     });
     let syncing = tokio::spawn(sync_ingress_forever(executor.clone()));
     let runner = Runner {

@@ -153,6 +153,7 @@ impl Runner {
                 instances: outcome.instances,
                 observed_at: outcome.observed_at,
                 build: outcome.build,
+                backup: outcome.backup,
                 ..StatusReport::new(task.lease_id, ReportedStatus::Succeeded)
             },
             Ok(Err(failure)) => StatusReport {
@@ -176,6 +177,8 @@ impl Runner {
                     | TaskSpec::DbProvision(_)
                     | TaskSpec::DbStop(_)
                     | TaskSpec::DbDelete(_)
+                    | TaskSpec::DbBackup(_)
+                    | TaskSpec::DbRestore(_)
             )
             && let Ok((instances, at)) = self.executor.report(task.spec.app_id()).await
         {

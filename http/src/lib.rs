@@ -33,7 +33,12 @@ pub type Apis = (
     api::domains::DomainsApi,
     api::observe::ObserveApi,
     api::webhooks::WebhooksApi,
-    (api::catalog::CatalogApi, api::databases::DatabasesApi),
+    (
+        api::catalog::CatalogApi,
+        api::databases::DatabasesApi,
+        api::backups::BackupsApi,
+        api::backups::AdminBackupsApi,
+    ),
     api::wallet::WalletApi,
     api::billing::BillingApi,
     api::admin_catalog::AdminCatalogApi,
@@ -74,6 +79,12 @@ fn apis(state: &AppState) -> Apis {
                 state: state.clone(),
             },
             api::databases::DatabasesApi {
+                state: state.clone(),
+            },
+            api::backups::BackupsApi {
+                state: state.clone(),
+            },
+            api::backups::AdminBackupsApi {
                 state: state.clone(),
             },
         ),

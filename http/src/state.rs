@@ -34,6 +34,8 @@ pub struct Settings {
     pub https: bool,
     /// Certificates expiring within this are renewed.
     pub renew_before: Duration,
+    /// How long a database deleted without purging keeps its data on its node.
+    pub volume_retention: Duration,
 }
 
 impl std::fmt::Debug for Settings {

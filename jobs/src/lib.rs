@@ -8,9 +8,11 @@
 //! - [`Workers`]: runs the queues' workers, restarting them when they fail.
 //! - `builds`: the build job (deploys from git).
 //! - `billing`: the hourly billing tick and job, and the `notify` queue.
+//! - `backups`: backups and restores of managed databases, the daily backups and the purge of deleted databases' data.
 //! - `ssl`: certificates from an ACME server, one job per attempt, and the daily renewal.
 //! - [`LogStreams`]: applications' runtime logs, capped streams in the same Redis.
 
+mod backups;
 mod billing;
 mod builds;
 mod logs;
@@ -18,6 +20,7 @@ mod queues;
 mod ssl;
 mod workers;
 
+pub use backups::{BackupJob, BackupSettings, purge_expired_volumes, schedule_backups};
 pub use billing::{BillingError, BillingJob, HourBilled, NotifyJob, bill_hour};
 pub use builds::{BuildJob, BuildSettings};
 pub use logs::{LogLine, LogStreams, NewLine};

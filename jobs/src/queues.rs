@@ -10,6 +10,7 @@ use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use skypanel_domain::billing::Period;
 
 use crate::Error;
+use crate::backups::BackupJob;
 use crate::billing::{BillingJob, NotifyJob};
 use crate::builds::BuildJob;
 use crate::ssl::SslJob;
@@ -23,6 +24,12 @@ pub const BUILDS: &str = "builds";
 pub const BILLING: &str = "billing";
 pub const NOTIFY: &str = "notify";
 pub const SSL: &str = "ssl";
+pub const BACKUPS: &str = "backups";
+
+/// How long a backup job's key keeps a second push out: the sweeper pushes
+/// the job of an unfinished backup again after that (a second run of a
+/// backup follows the same task and records its end once).
+const BACKUP_IDEMPOTENCY: Duration = Duration::from_secs(10 * 60);
 
 /// How long an ssl job's key keeps a second push out: only the pushes of
 /// one moment (the claim in PostgreSQL makes a second run harmless, and a
@@ -42,6 +49,7 @@ pub struct Queues {
     billing: RedisStorage<BillingJob>,
     notify: RedisStorage<NotifyJob>,
     ssl: RedisStorage<SslJob>,
+    backups: RedisStorage<BackupJob>,
 }
 
 impl std::fmt::Debug for Queues {
@@ -93,6 +101,10 @@ impl Queues {
             RedisStorage::new(conn.clone()).with_config(config(&format!("{prefix}:{NOTIFY}")));
         let ssl = RedisStorage::new(conn.clone())
             .with_config(config_with(&format!("{prefix}:{SSL}"), SSL_IDEMPOTENCY));
+        let backups = RedisStorage::new(conn.clone()).with_config(config_with(
+            &format!("{prefix}:{BACKUPS}"),
+            BACKUP_IDEMPOTENCY,
+        ));
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
@@ -100,6 +112,7 @@ impl Queues {
             billing,
             notify,
             ssl,
+            backups,
         })
     }
 
@@ -117,6 +130,10 @@ impl Queues {
 
     pub(crate) fn ssl(&self) -> RedisStorage<SslJob> {
         self.ssl.clone()
+    }
+
+    pub(crate) fn backups(&self) -> RedisStorage<BackupJob> {
+        self.backups.clone()
     }
 
     /// The Redis connection the queues use (for the inspector's counts).
@@ -161,6 +178,20 @@ impl Queues {
             .idempotency_key(format!("notify:{notification_id}"))
             .build();
         self.notify
+            .clone()
+            .push_task(task)
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))
+    }
+
+    /// Queues a backup or restore (once while its key lasts).
+    pub async fn push_backup(&self, job: &BackupJob) -> Result<(), Error> {
+        let key = match job {
+            BackupJob::Backup { backup_id } => format!("backup:{backup_id}"),
+            BackupJob::Restore { restore_id } => format!("restore:{restore_id}"),
+        };
+        let task = TaskBuilder::new(job.clone()).idempotency_key(key).build();
+        self.backups
             .clone()
             .push_task(task)
             .await

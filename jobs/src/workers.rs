@@ -1,5 +1,6 @@
-//! Runs the queues' workers (builds, billing, notify, ssl), the hourly
-//! billing cron and the daily certificate renewal for as long as the control plane runs. Each
+//! Runs the queues' workers (builds, billing, notify, ssl, backups), the
+//! hourly billing cron, the daily certificate renewal and the daily backups
+//! for as long as the control plane runs. Each
 //! worker is started under a name of its own run (a worker restarted under
 //! its old name is refused until its old heartbeat expires), polls every
 //! 100 ms, and is started again a second after it fails. The sweeper pushes
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Queues;
+use crate::backups::{self, BackupContext, BackupSettings};
 use crate::billing::{self, BillingContext};
 use crate::builds::{BuildContext, BuildSettings, handle};
 use crate::ssl::{self, SslContext, SslSettings};
@@ -35,6 +37,8 @@ const BILLING_SCHEDULE: &str = "5 0 * * * *";
 const RENEWAL_SCHEDULE: &str = "0 30 3 * * *";
 /// Certificate attempts run at once by one control plane.
 const SSL_CONCURRENCY: usize = 8;
+/// Backups and restores followed at once by one control plane.
+const BACKUP_CONCURRENCY: usize = 16;
 
 pub struct WorkersOptions {
     pub queues: Queues,
@@ -42,6 +46,7 @@ pub struct WorkersOptions {
     pub store: Store,
     pub builds: BuildSettings,
     pub ssl: SslSettings,
+    pub backups: BackupSettings,
 }
 
 /// The running workers; dropping it does not stop them, [`Workers::stop`] does.
@@ -70,12 +75,20 @@ impl Workers {
             settings: std::sync::Arc::new(options.ssl),
             account: std::sync::Arc::default(),
         };
+        let backup_ctx = BackupContext {
+            orchestrator: ctx.orchestrator.clone(),
+            store: options.store.clone(),
+            queues: options.queues.clone(),
+            settings: options.backups,
+        };
         let https = ssl_ctx.settings.enabled();
         let mut tasks = vec![
             tokio::spawn(run_builds(options.queues.clone(), ctx, stopping.clone())),
             tokio::spawn(run_billing(billing_ctx.clone(), stopping.clone())),
             tokio::spawn(run_notify(billing_ctx.clone(), stopping.clone())),
             tokio::spawn(run_billing_cron(billing_ctx, stopping.clone())),
+            tokio::spawn(run_backups(backup_ctx.clone(), stopping.clone())),
+            tokio::spawn(run_backup_cron(backup_ctx, stopping.clone())),
         ];
         if https {
             tasks.push(tokio::spawn(run_ssl(ssl_ctx.clone(), stopping.clone())));
@@ -223,6 +236,43 @@ async fn run_ssl(ctx: SslContext, stopping: watch::Receiver<bool>) {
     .await
 }
 
+async fn run_backups(ctx: BackupContext, stopping: watch::Receiver<bool>) {
+    supervise("backups", stopping, |name, stopping| {
+        let worker = WorkerBuilder::new(name.as_str())
+            .backend(ctx.queues.backups().poll_with_interval(POLL))
+            .data(ctx.clone())
+            .concurrency(BACKUP_CONCURRENCY)
+            .build(backups::handle);
+        async move {
+            worker
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
+/// The daily backups tick (no tick at start: a restart must not back up
+/// every database again; a missed day is made up by the next tick).
+async fn run_backup_cron(ctx: BackupContext, stopping: watch::Receiver<bool>) {
+    supervise("backups-cron", stopping, |name, stopping| {
+        let schedule = cron::Schedule::from_str(&ctx.settings.schedule);
+        let ctx = ctx.clone();
+        async move {
+            let schedule = schedule.map_err(|e| e.to_string())?;
+            WorkerBuilder::new(name.as_str())
+                .backend(CronScheduler::new(schedule))
+                .data(ctx)
+                .build(backups::tick)
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
 /// The daily renewal tick, after one at start.
 async fn run_renewal_cron(ctx: SslContext, stopping: watch::Receiver<bool>) {
     let now = ctx.orchestrator.context().now();
@@ -275,6 +325,7 @@ async fn sweep(
             Err(err) => tracing::warn!(error = %err, "cannot look for unfinished builds"),
         }
         billing::push_notices(&store, &queues).await;
+        backups::push_unfinished(&store, &queues).await;
         if let Some(ssl) = &ssl
             && let Err(err) = ssl::sweep(ssl).await
         {

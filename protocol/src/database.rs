@@ -44,6 +44,176 @@ pub struct DatabaseTarget {
     pub purge: bool,
 }
 
+/// Dump a database with its engine's own tool, inside its container, into
+/// a file on the node; then remove the node's other dumps of it but `keep`.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct BackupSpec {
+    pub database_id: i64,
+    pub user_id: i64,
+    pub db_type: String,
+    pub backup_id: i64,
+    pub username: String,
+    pub database_name: String,
+    /// Secret: travels sealed with the task, empty in stored payloads.
+    #[serde(default)]
+    pub password: String,
+    /// The earlier backups whose dumps stay (the retention); the node removes
+    /// the others once this one is written.
+    #[serde(default)]
+    pub keep: Vec<i64>,
+}
+
+impl std::fmt::Debug for BackupSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupSpec")
+            .field("database_id", &self.database_id)
+            .field("backup_id", &self.backup_id)
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Restore a database from one of its dumps on the node, after checking
+/// the dump's SHA-256.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RestoreSpec {
+    pub database_id: i64,
+    pub user_id: i64,
+    pub db_type: String,
+    pub restore_id: i64,
+    pub backup_id: i64,
+    pub sha256: String,
+    pub username: String,
+    pub database_name: String,
+    /// Secret: travels sealed with the task, empty in stored payloads.
+    #[serde(default)]
+    pub password: String,
+}
+
+impl std::fmt::Debug for RestoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreSpec")
+            .field("database_id", &self.database_id)
+            .field("restore_id", &self.restore_id)
+            .field("backup_id", &self.backup_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a finished backup tells the control plane.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct BackupResult {
+    pub backup_id: i64,
+    pub size_bytes: i64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+/// How an engine's data is dumped and put back, with its own tools run
+/// inside its container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpTool {
+    /// Writes the dump to standard output.
+    pub dump: Vec<String>,
+    /// How a dump goes back in.
+    pub restore: RestoreBy,
+    /// The environment both run with (the password, where the tool reads it there).
+    pub env: Vec<(String, String)>,
+}
+
+/// How a dump goes back into its engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreBy {
+    /// This command reads the dump on standard input.
+    Stdin(Vec<String>),
+    /// Redis: the engine is stopped, the dump becomes its data file (and
+    /// the base of a fresh append-only file), and it is started again.
+    RedisData,
+}
+
+/// The dump tool of a database type; `None` for a type the platform does not run.
+pub fn dump_tool(db_type: &str, user: &str, password: &str, database: &str) -> Option<DumpTool> {
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let env = |k: &str| vec![(k.to_string(), password.to_string())];
+    Some(match db_type {
+        // A plain SQL dump that drops what it recreates; restored in one
+        // transaction, so a failing restore changes nothing.
+        "postgresql" => DumpTool {
+            dump: args(&[
+                "pg_dump",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                "-U",
+                user,
+                "-d",
+                database,
+            ]),
+            restore: RestoreBy::Stdin(args(&[
+                "psql",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--single-transaction",
+                "-U",
+                user,
+                "-d",
+                database,
+            ])),
+            env: env("PGPASSWORD"),
+        },
+        "mysql" => DumpTool {
+            dump: args(&[
+                "mysqldump",
+                "-uroot",
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--add-drop-table",
+                database,
+            ]),
+            restore: RestoreBy::Stdin(args(&["mysql", "-uroot", database])),
+            env: env("MYSQL_PWD"),
+        },
+        "redis" => DumpTool {
+            dump: args(&["redis-cli", "--no-auth-warning", "--rdb", "-"]),
+            restore: RestoreBy::RedisData,
+            env: env("REDISCLI_AUTH"),
+        },
+        "mongodb" => DumpTool {
+            dump: args(&[
+                "mongodump",
+                "--archive",
+                "--quiet",
+                "--authenticationDatabase",
+                "admin",
+                "--username",
+                user,
+                "--password",
+                password,
+            ]),
+            restore: RestoreBy::Stdin(args(&[
+                "mongorestore",
+                "--archive",
+                "--drop",
+                "--quiet",
+                "--authenticationDatabase",
+                "admin",
+                "--username",
+                user,
+                "--password",
+                password,
+            ])),
+            env: Vec::new(),
+        },
+        _ => return None,
+    })
+}
+
 /// How an engine's official image is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
@@ -276,5 +446,28 @@ mod tests {
         assert_eq!(redis.url(), "redis://default:pw@sp-db-7:6379/0");
         assert_eq!(default_prefix("redis"), "REDIS");
         assert_eq!(default_prefix("mysql"), "DATABASE");
+    }
+
+    #[test]
+    fn every_engine_dumps_to_stdout_with_its_own_tool() {
+        let pg = dump_tool("postgresql", "u1", "canary-password", "shop").unwrap();
+        assert_eq!(pg.dump[0], "pg_dump");
+        assert!(!pg.dump.iter().any(|a| a.contains("canary")));
+        assert_eq!(pg.env, [("PGPASSWORD".into(), "canary-password".into())]);
+        assert!(
+            matches!(pg.restore, RestoreBy::Stdin(ref c) if c[0] == "psql" && c.contains(&"--single-transaction".to_string()))
+        );
+        let redis = dump_tool("redis", "default", "pw", "0").unwrap();
+        assert_eq!(redis.dump, ["redis-cli", "--no-auth-warning", "--rdb", "-"]);
+        assert_eq!(redis.restore, RestoreBy::RedisData);
+        assert_eq!(
+            dump_tool("mysql", "u", "pw", "shop").unwrap().dump[0],
+            "mysqldump"
+        );
+        assert_eq!(
+            dump_tool("mongodb", "u", "pw", "shop").unwrap().dump[0],
+            "mongodump"
+        );
+        assert!(dump_tool("oracle", "u", "pw", "shop").is_none());
     }
 }

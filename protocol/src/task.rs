@@ -179,6 +179,8 @@ pub struct TaskResult {
     pub infrastructure: bool,
     #[serde(default)]
     pub build: Option<BuildResult>,
+    #[serde(default)]
+    pub backup: Option<crate::database::BackupResult>,
 }
 
 impl TaskResult {
@@ -275,6 +277,14 @@ pub enum TaskSpec {
     #[serde(rename = "db.delete")]
     #[cfg_attr(feature = "openapi", oai(mapping = "db.delete"))]
     DbDelete(crate::database::DatabaseTarget),
+    /// Dump a managed database into a file on the node.
+    #[serde(rename = "db.backup")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "db.backup"))]
+    DbBackup(crate::database::BackupSpec),
+    /// Put a managed database back as one of its dumps says.
+    #[serde(rename = "db.restore")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "db.restore"))]
+    DbRestore(crate::database::RestoreSpec),
 }
 
 impl TaskSpec {
@@ -290,6 +300,8 @@ impl TaskSpec {
             Self::DbProvision(_) => "db.provision",
             Self::DbStop(_) => "db.stop",
             Self::DbDelete(_) => "db.delete",
+            Self::DbBackup(_) => "db.backup",
+            Self::DbRestore(_) => "db.restore",
         }
     }
 
@@ -313,6 +325,14 @@ impl TaskSpec {
                 database_password: Some(std::mem::take(&mut d.password)),
                 ..TaskSecrets::default()
             },
+            Self::DbBackup(d) => TaskSecrets {
+                database_password: Some(std::mem::take(&mut d.password)),
+                ..TaskSecrets::default()
+            },
+            Self::DbRestore(d) => TaskSecrets {
+                database_password: Some(std::mem::take(&mut d.password)),
+                ..TaskSecrets::default()
+            },
             Self::IngressChallenge(_) | Self::DbStop(_) | Self::DbDelete(_) => {
                 TaskSecrets::default()
             }
@@ -331,6 +351,8 @@ impl TaskSpec {
                 put_keys(&mut t.certificates, secrets.tls_keys)
             }
             Self::DbProvision(d) => d.password = secrets.database_password.unwrap_or_default(),
+            Self::DbBackup(d) => d.password = secrets.database_password.unwrap_or_default(),
+            Self::DbRestore(d) => d.password = secrets.database_password.unwrap_or_default(),
             Self::IngressChallenge(_) | Self::DbStop(_) | Self::DbDelete(_) => {}
         }
     }
@@ -338,7 +360,11 @@ impl TaskSpec {
     /// The application the task acts on (0 for a database's task).
     pub fn app_id(&self) -> i64 {
         match self {
-            Self::DbProvision(_) | Self::DbStop(_) | Self::DbDelete(_) => 0,
+            Self::DbProvision(_)
+            | Self::DbStop(_)
+            | Self::DbDelete(_)
+            | Self::DbBackup(_)
+            | Self::DbRestore(_) => 0,
             Self::AppApply(spec) | Self::AppRestart(spec) => spec.app_id,
             Self::AppStop(target) | Self::AppDelete(target) => target.app_id,
             Self::AppBuild(build) => build.app_id,
@@ -412,6 +438,9 @@ pub struct StatusReport {
     /// What a successful build produced.
     #[serde(default)]
     pub build: Option<BuildResult>,
+    /// What a successful backup wrote.
+    #[serde(default)]
+    pub backup: Option<crate::database::BackupResult>,
 }
 
 impl StatusReport {
@@ -425,6 +454,7 @@ impl StatusReport {
             observed_at: None,
             infrastructure: false,
             build: None,
+            backup: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod agents;
 pub mod apps;
 pub mod audit;
+pub mod backups;
 pub mod billing;
 pub mod builds;
 pub mod catalog;

@@ -393,6 +393,53 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paas_database_backups (id) {
+        id -> Int8,
+        database_id -> Int8,
+        user_id -> Int8,
+        origin -> Text,
+        status -> Text,
+        node_id -> Nullable<Int8>,
+        task_id -> Nullable<Int8>,
+        size_bytes -> Nullable<Int8>,
+        sha256 -> Nullable<Text>,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    paas_database_restores (id) {
+        id -> Int8,
+        database_id -> Int8,
+        user_id -> Int8,
+        backup_id -> Nullable<Int8>,
+        status -> Text,
+        task_id -> Nullable<Int8>,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    paas_kept_volumes (id) {
+        id -> Int8,
+        database_id -> Int8,
+        user_id -> Int8,
+        node_id -> Int8,
+        name -> Text,
+        db_type -> Text,
+        deleted_at -> Timestamptz,
+        purge_after -> Timestamptz,
+        purged_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(wallets -> users (user_id));
 diesel::joinable!(wallet_transactions -> wallets (wallet_id));
@@ -416,6 +463,8 @@ diesel::joinable!(paas_instances -> paas_nodes (node_id));
 diesel::joinable!(paas_usage -> users (user_id));
 diesel::joinable!(paas_usage -> paas_plans (plan_id));
 diesel::joinable!(paas_notifications -> users (user_id));
+diesel::joinable!(paas_database_backups -> paas_databases (database_id));
+diesel::joinable!(paas_database_restores -> paas_databases (database_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -431,6 +480,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_environment_vars,
     paas_domains,
     paas_databases,
+    paas_database_backups,
+    paas_database_restores,
+    paas_kept_volumes,
     paas_app_databases,
     paas_tasks,
     paas_task_logs,

@@ -106,6 +106,18 @@ async fn schema_rs_matches_the_migrated_database() {
         paas_databases::table.select(paas_databases::all_columns),
     ));
     expected.extend(diesel_columns(
+        "paas_database_backups",
+        paas_database_backups::table.select(paas_database_backups::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_database_restores",
+        paas_database_restores::table.select(paas_database_restores::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_kept_volumes",
+        paas_kept_volumes::table.select(paas_kept_volumes::all_columns),
+    ));
+    expected.extend(diesel_columns(
         "paas_app_databases",
         paas_app_databases::table.select(paas_app_databases::all_columns),
     ));

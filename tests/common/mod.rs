@@ -104,6 +104,7 @@ pub fn settings() -> Settings {
         registration_ttl: Duration::from_secs(3600),
         https: false,
         renew_before: Duration::from_secs(30 * 24 * 3600),
+        volume_retention: Duration::from_secs(7 * 24 * 3600),
     }
 }
 

@@ -70,6 +70,40 @@ EOF
 esac
 "#;
 
+/// Points the platform's engine of `db_type` and `version` at a local image.
+pub async fn local_engine(stack: &super::Stack, db_type: &str, version: &str, image: &str) {
+    let engines = stack
+        .get("/api/admin/paas/database-engines", &stack.admin)
+        .await;
+    let id = engines
+        .as_array()
+        .expect("a list of engines")
+        .iter()
+        .find(|e| e["db_type"] == db_type && e["version"] == version)
+        .and_then(|e| e["id"].as_i64())
+        .expect("the engine is seeded");
+    let (status, body) = stack
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/admin/paas/database-engines/{id}"),
+            &stack.admin,
+            Some(serde_json::json!({ "image": image })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+}
+
+/// A plan with room for a database engine.
+pub async fn database_plan(stack: &super::Stack) -> i64 {
+    let body = serde_json::json!({"name": "db-small", "cpu_limit": 500, "memory_limit": 512, "storage_limit": 1000,
+                      "monthly_price": "7.00", "hourly_rate": "0.0100"});
+    let (status, plan) = stack
+        .post("/api/admin/paas/plans", &stack.admin, body)
+        .await;
+    assert_eq!(status, 201, "{plan:#}");
+    plan["id"].as_i64().expect("the plan's id")
+}
+
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .args(args)

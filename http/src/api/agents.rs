@@ -431,6 +431,7 @@ impl AgentsApi {
         let result = TaskResult {
             infrastructure: report.infrastructure,
             build: report.build,
+            backup: report.backup,
         };
         let ttl = self.lease_ttl_secs()?;
         let mut conn = self.state.store().conn().await?;

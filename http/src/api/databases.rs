@@ -14,6 +14,7 @@ use skypanel_domain::credentials::{generate_database_password, generate_database
 use skypanel_domain::names::{validate_region, validate_slug};
 use skypanel_protocol::database::{Connection, default_prefix, port_of};
 use skypanel_protocol::names::database_host;
+use skypanel_store::backups::{self, NewKeptVolume};
 use skypanel_store::databases::{self, Database, NewDatabase};
 use skypanel_store::{apps, database_engines};
 
@@ -255,9 +256,11 @@ impl DatabasesApi {
 
     /// Delete a database
     ///
-    /// Its container is stopped and removed. Its data volume stays on the
-    /// node unless `purge=true`. A database linked into an application is
-    /// 409: unlink it first.
+    /// Its container is stopped and removed. Its data (volume and backups)
+    /// stays on the node for the retention period
+    /// (`SKYPANEL_DB_VOLUME_RETENTION_DAYS`, listed to admins) unless
+    /// `purge=true` removes it now. A database linked into an application
+    /// is 409: unlink it first.
     #[oai(
         path = "/databases/:id",
         method = "delete",
@@ -295,6 +298,21 @@ impl DatabasesApi {
             .remove_database(&db, purge)
             .await?;
         let mut conn = self.state.store().conn().await?;
+        if let (false, Some(node_id)) = (purge, db.node_id) {
+            let deleted_at = self.state.now();
+            let retention = chrono::Duration::from_std(self.state.settings().volume_retention)
+                .unwrap_or_else(|_| chrono::Duration::days(7));
+            let kept = NewKeptVolume {
+                database_id: db.id,
+                user_id: db.user_id,
+                node_id,
+                name: &db.name,
+                db_type: &db.db_type,
+                deleted_at,
+                purge_after: deleted_at + retention,
+            };
+            backups::keep_volume(&mut conn, &kept).await?;
+        }
         Audit::by(request, auth.user_id(), "database.delete")
             .on("database", db.id)
             .with(serde_json::json!({"name": db.name, "purge": purge}))

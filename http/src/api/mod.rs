@@ -8,6 +8,7 @@ pub mod agents;
 pub mod app_commands;
 pub mod apps;
 pub mod auth;
+pub mod backups;
 pub mod billing;
 pub mod builds;
 pub mod catalog;
@@ -59,7 +60,8 @@ pub enum Tag {
     AdminPlans,
     /// Admin: runtimes.
     AdminRuntimes,
-    /// Admin: managed database engines (the image per type and version).
+    /// Admin: managed database engines (the image per type and version), the
+    /// data deleted databases left on their nodes, and the daily backups.
     AdminDatabaseEngines,
     /// Admin: worker nodes.
     AdminNodes,

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod apps;
+pub mod backups;
 pub mod billing;
 pub mod catalog;
 pub mod databases;
