@@ -49,6 +49,8 @@ pub struct Config {
     pub ssl: skypanel_jobs::SslSettings,
     /// Managed databases' backups, and the data deleted ones leave.
     pub backups: skypanel_jobs::BackupSettings,
+    /// How customers' webhooks are delivered.
+    pub webhooks: skypanel_jobs::WebhookSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -364,6 +366,21 @@ impl Config {
         );
         let ssl = ssl_settings(&raw, &mut errors);
         let backups = backup_settings(&raw, &mut errors);
+        let webhooks = skypanel_jobs::WebhookSettings {
+            allow_private: parse_bool(
+                "SKYPANEL_WEBHOOK_ALLOW_PRIVATE",
+                raw.get("SKYPANEL_WEBHOOK_ALLOW_PRIVATE"),
+                &mut errors,
+            ),
+            retry_base: Duration::from_secs(parse_number(
+                "SKYPANEL_WEBHOOK_RETRY_SECONDS",
+                raw.get("SKYPANEL_WEBHOOK_RETRY_SECONDS"),
+                30u64,
+                (1, 86400),
+                &mut errors,
+            )),
+            ..skypanel_jobs::WebhookSettings::default()
+        };
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -399,6 +416,7 @@ impl Config {
                 billing_grace: Duration::from_secs(billing_grace),
                 ssl,
                 backups,
+                webhooks,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -435,6 +453,11 @@ impl Config {
     /// How backups are made and kept (cloned for the workers).
     pub fn backup_settings(&self) -> skypanel_jobs::BackupSettings {
         self.backups.clone()
+    }
+
+    /// How webhooks are delivered (cloned for the workers).
+    pub fn webhook_settings(&self) -> skypanel_jobs::WebhookSettings {
+        self.webhooks.clone()
     }
 
     /// The HTTP layer's part of the configuration.

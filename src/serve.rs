@@ -89,6 +89,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         builds: config.build_settings(),
         ssl: config.ssl_settings(),
         backups: config.backup_settings(),
+        webhooks: config.webhook_settings(),
     });
     let state = AppState::new(
         store,

@@ -195,7 +195,10 @@ pub async fn backup(
         } else {
             format!("{} wrote nothing", tool.dump[0])
         };
-        let detail = exited.stderr.lines().last().unwrap_or_default().to_string();
+        let detail = masked(
+            exited.stderr.lines().last().unwrap_or_default(),
+            &spec.password,
+        );
         return Err(TaskFailure::app(if detail.is_empty() {
             format!("the backup failed: {why}")
         } else {
@@ -226,6 +229,7 @@ pub async fn backup(
     log.line(format!("backup written: {size} bytes, SHA-256 {sha256}"));
     let mut keep = spec.keep.clone();
     keep.push(spec.backup_id);
+    // Only dumps the control plane no longer lists go.
     match dumps.prune(spec.database_id, &keep).await {
         Ok(0) => {}
         Ok(n) => log.line(format!("{n} older backup(s) past the retention removed")),
@@ -303,10 +307,18 @@ pub async fn restore(
                 for line in exited.stderr.lines() {
                     log.line(line.to_string());
                 }
-                let detail = exited.stderr.lines().last().unwrap_or_default().to_string();
+                let detail = masked(
+                    exited.stderr.lines().last().unwrap_or_default(),
+                    &spec.password,
+                );
                 return Err(TaskFailure::app(format!(
                     "the restore failed: {program} exited with code {}: {detail}",
                     exited.code
+                )));
+            }
+            if let Some(err) = exited.input_error {
+                return Err(TaskFailure::node(format!(
+                    "the restore failed: {program} did not read the whole backup: {err}"
                 )));
             }
         }
@@ -449,6 +461,15 @@ async fn sha256_of(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// `line` with every occurrence of the password hidden.
+fn masked(line: &str, password: &str) -> String {
+    if password.is_empty() {
+        line.to_string()
+    } else {
+        line.replace(password, "***")
+    }
 }
 
 fn env(pairs: &[(String, String)]) -> Vec<String> {

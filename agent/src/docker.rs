@@ -46,6 +46,9 @@ pub struct Exited {
     pub code: i64,
     /// The last lines it wrote to standard error.
     pub stderr: String,
+    /// Feeding its standard input failed (it stopped reading: its exit code
+    /// and standard error usually say why).
+    pub input_error: Option<String>,
 }
 
 /// Why a command could not be run inside a container.
@@ -531,12 +534,14 @@ impl Engine {
                 "the exec did not attach",
             )));
         };
+        // A command that stops reading early (it failed) breaks the pipe:
+        // that is kept apart, so its own exit code and words are what count.
         let feed = async {
             if let Some(mut file) = stdin {
                 tokio::io::copy(&mut file, &mut input).await?;
                 input.shutdown().await?;
             }
-            Ok::<_, ExecError>(())
+            Ok::<_, std::io::Error>(())
         };
         let mut stderr = Vec::new();
         let drain = async {
@@ -555,7 +560,8 @@ impl Engine {
             stdout.flush().await?;
             Ok::<_, ExecError>(())
         };
-        tokio::try_join!(feed, drain)?;
+        let (fed, drained) = tokio::join!(feed, drain);
+        drained?;
         let inspected = self.docker.inspect_exec(&created.id).await?;
         let text = String::from_utf8_lossy(&stderr);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -563,6 +569,7 @@ impl Engine {
         Ok(Exited {
             code: inspected.exit_code.unwrap_or(-1),
             stderr: tail,
+            input_error: fed.err().map(|e| e.to_string()),
         })
     }
 

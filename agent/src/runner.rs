@@ -133,10 +133,8 @@ impl Runner {
             log.clone(),
             done,
         ));
-        let work = tokio::time::timeout(
-            self.task_timeout,
-            self.executor.run(&task.spec, &log, cancel),
-        );
+        let limit = limit_of(&task.spec, self.task_timeout);
+        let work = tokio::time::timeout(limit, self.executor.run(&task.spec, &log, cancel));
         let result = tokio::select! {
             result = work => Some(result),
             _ = lost.changed() => None,
@@ -162,10 +160,7 @@ impl Runner {
                 ..StatusReport::new(task.lease_id, ReportedStatus::Failed)
             },
             Err(_) => StatusReport {
-                error: Some(format!(
-                    "the task ran longer than {} s",
-                    self.task_timeout.as_secs()
-                )),
+                error: Some(format!("the task ran longer than {} s", limit.as_secs())),
                 ..StatusReport::new(task.lease_id, ReportedStatus::Failed)
             },
         };
@@ -287,6 +282,19 @@ fn jittered(wait: u64) -> u64 {
         rand::thread_rng().gen_range(low..=wait)
     }
 }
+
+/// The longest a task may run: the agent's limit, and at least an hour for
+/// a database's backup or restore (a large dump takes its time; the
+/// control plane follows it for as long).
+fn limit_of(spec: &TaskSpec, task_timeout: Duration) -> Duration {
+    match spec {
+        TaskSpec::DbBackup(_) | TaskSpec::DbRestore(_) => task_timeout.max(DUMP_LIMIT),
+        _ => task_timeout,
+    }
+}
+
+/// How long a backup or restore may take at least.
+const DUMP_LIMIT: Duration = Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ pub mod billing;
 pub mod clock;
 pub mod credentials;
 pub mod env;
+pub mod events;
 pub mod git;
 pub mod lifecycle;
 pub mod money;

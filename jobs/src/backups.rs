@@ -58,7 +58,8 @@ impl Default for BackupSettings {
             schedule: "0 0 2 * * *".into(),
             volume_retention: Duration::from_secs(7 * 24 * 3600),
             poll: Duration::from_millis(200),
-            follow_limit: Duration::from_secs(60 * 60),
+            // The agent gives a dump an hour; a few minutes more for the report.
+            follow_limit: Duration::from_secs(65 * 60),
         }
     }
 }
@@ -113,6 +114,8 @@ pub(crate) async fn handle(
 struct Progress {
     database_id: i64,
     finished: bool,
+    /// Handed to the node (its task may since have been removed).
+    running: bool,
     task_id: Option<i64>,
 }
 
@@ -125,6 +128,7 @@ async fn progress(ctx: &BackupContext, job: &BackupJob) -> Result<Option<Progres
                 .map(|b| Progress {
                     database_id: b.database_id,
                     finished: backups::is_finished(&b.status),
+                    running: b.status == "running",
                     task_id: b.task_id,
                 }),
             BackupJob::Restore { restore_id } => backups::restore_by_id(&mut conn, restore_id)
@@ -132,6 +136,7 @@ async fn progress(ctx: &BackupContext, job: &BackupJob) -> Result<Option<Progres
                 .map(|r| Progress {
                     database_id: r.database_id,
                     finished: backups::is_finished(&r.status),
+                    running: r.status == "running",
                     task_id: r.task_id,
                 }),
         };
@@ -157,11 +162,15 @@ pub(crate) async fn drive(ctx: &BackupContext, job: &BackupJob) -> Result<(), Dr
                 BackupJob::Backup { backup_id } => {
                     let mut conn = ctx.store.conn().await?;
                     let backup = backups::backup_by_id(&mut conn, backup_id).await?;
-                    // The newest earlier ones this one leaves in the retention.
+                    // The node keeps the dumps of the newest `retention`
+                    // earlier backups: one more than the retention once
+                    // this one succeeds, so that if it is recorded failed
+                    // after all (its node went away), every backup still
+                    // listed keeps its dump. The extra one goes next time.
                     let keep = backups::newest_succeeded(
                         &mut conn,
                         backup.database_id,
-                        (ctx.settings.retention - 1).max(0),
+                        ctx.settings.retention,
                     )
                     .await?;
                     drop(conn);
@@ -174,9 +183,20 @@ pub(crate) async fn drive(ctx: &BackupContext, job: &BackupJob) -> Result<(), Dr
                     ctx.orchestrator.start_restore(&restore).await?
                 }
             };
-            if let Handed::Refused(reason) = handed {
-                finish(ctx, job, &now, Err(reason)).await?;
-                return Ok(());
+            match handed {
+                Handed::Refused(reason) => {
+                    finish(ctx, job, &now, Err(reason)).await?;
+                    return Ok(());
+                }
+                // Another run handed it over meanwhile (or its task is gone):
+                // read it again after a moment.
+                Handed::Already if now.running => {
+                    let reason = "the node's task was removed (its node was deleted)".to_string();
+                    finish(ctx, job, &now, Err(reason)).await?;
+                    return Ok(());
+                }
+                Handed::Already => tokio::time::sleep(ctx.settings.poll).await,
+                Handed::Task(_) => {}
             }
             continue;
         };
@@ -193,8 +213,9 @@ pub(crate) async fn drive(ctx: &BackupContext, job: &BackupJob) -> Result<(), Dr
     }
 }
 
-/// Waits until the task ends. A task whose node goes offline or is
-/// disabled, or that outlives the limit, is cancelled (and so fails).
+/// Waits until the task ends. A task whose node goes offline, or that
+/// outlives the limit, is cancelled (and so fails). A disabled node still
+/// runs its databases and their tasks.
 async fn follow(ctx: &BackupContext, task_id: i64) -> Result<tasks::Task, DriveError> {
     let deadline = tokio::time::Instant::now() + ctx.settings.follow_limit;
     let mut cancelled = false;
@@ -205,7 +226,7 @@ async fn follow(ctx: &BackupContext, task_id: i64) -> Result<tasks::Task, DriveE
             return Ok(task);
         }
         let node = nodes::get(&mut conn, task.node_id).await?;
-        let gone = matches!(node.status()?, NodeStatus::Offline | NodeStatus::Disabled);
+        let gone = node.status()? == NodeStatus::Offline;
         let late = tokio::time::Instant::now() >= deadline;
         if (gone || late) && !cancelled {
             tracing::warn!(task_id, gone, late, "giving up on a backup task");

@@ -6,7 +6,8 @@
 //! (see `store::billing`): one transaction per batch, with the unique
 //! (resource, hour) record key making any second run a no-op, then asks each
 //! wallet it left below zero to act (notice, suspension after the grace
-//! period). The notices wallets write are pushed on the `notify` queue.
+//! period). The notices wallets write are pushed on the `notify` queue
+//! (delivered by `webhooks`).
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use apalis_cron::Tick;
@@ -35,12 +36,6 @@ const CATCH_UP_HOURS: usize = 24 * 31;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingJob {
     pub period_start: DateTime<Utc>,
-}
-
-/// A notice to deliver, by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifyJob {
-    pub notification_id: i64,
 }
 
 /// What billing one hour did.
@@ -185,16 +180,4 @@ pub(crate) async fn push_notices(store: &Store, queues: &Queues) {
         }
         Err(err) => tracing::warn!(error = %err, "cannot look for undelivered notices"),
     }
-}
-
-/// The `notify` queue's handler: delivers a notice. Customers read them at
-/// `GET /api/paas/notifications`; this marks it delivered and logs it (no
-/// secret is in a notice). Email and signed webhooks plug in here.
-pub(crate) async fn deliver(job: NotifyJob, ctx: Data<BillingContext>) -> Result<(), BoxDynError> {
-    let mut conn = ctx.store.conn().await?;
-    let now = ctx.orchestrator.context().now();
-    if notifications::mark_delivered(&mut conn, job.notification_id, now).await? {
-        tracing::info!(notification_id = job.notification_id, "notice delivered");
-    }
-    Ok(())
 }

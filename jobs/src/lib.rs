@@ -7,7 +7,8 @@
 //! - [`Queues`]: the cheap handle that pushes jobs (the HTTP layer holds one).
 //! - [`Workers`]: runs the queues' workers, restarting them when they fail.
 //! - `builds`: the build job (deploys from git).
-//! - `billing`: the hourly billing tick and job, and the `notify` queue.
+//! - `billing`: the hourly billing tick and job.
+//! - `webhooks`: the `notify` queue: notices marked delivered and sent, signed, to customers' webhooks.
 //! - `backups`: backups and restores of managed databases, the daily backups and the purge of deleted databases' data.
 //! - `ssl`: certificates from an ACME server, one job per attempt, and the daily renewal.
 //! - [`LogStreams`]: applications' runtime logs, capped streams in the same Redis.
@@ -18,14 +19,16 @@ mod builds;
 mod logs;
 mod queues;
 mod ssl;
+mod webhooks;
 mod workers;
 
 pub use backups::{BackupJob, BackupSettings, purge_expired_volumes, schedule_backups};
-pub use billing::{BillingError, BillingJob, HourBilled, NotifyJob, bill_hour};
+pub use billing::{BillingError, BillingJob, HourBilled, bill_hour};
 pub use builds::{BuildJob, BuildSettings};
 pub use logs::{LogLine, LogStreams, NewLine};
 pub use queues::Queues;
 pub use ssl::{SslJob, SslSettings, request_certificate, request_renewals};
+pub use webhooks::{NotifyJob, WebhookSettings};
 pub use workers::{Workers, WorkersOptions};
 
 /// `jobs::Error`: why a job could not be pushed or a worker not started.

@@ -11,9 +11,10 @@ use skypanel_domain::billing::Period;
 
 use crate::Error;
 use crate::backups::BackupJob;
-use crate::billing::{BillingJob, NotifyJob};
+use crate::billing::BillingJob;
 use crate::builds::BuildJob;
 use crate::ssl::SslJob;
+use crate::webhooks::NotifyJob;
 
 /// How long an idempotency key keeps a second push of the same job out.
 const IDEMPOTENCY: Duration = Duration::from_secs(24 * 3600);
@@ -174,12 +175,39 @@ impl Queues {
 
     /// Queues the delivery of a notice (once).
     pub async fn push_notice(&self, notification_id: i64) -> Result<(), Error> {
-        let task = TaskBuilder::new(NotifyJob { notification_id })
-            .idempotency_key(format!("notify:{notification_id}"))
-            .build();
+        let task = TaskBuilder::new(NotifyJob {
+            notification_id,
+            delivery_id: None,
+        })
+        .idempotency_key(format!("notify:{notification_id}"))
+        .build();
         self.notify
             .clone()
             .push_task(task)
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))
+    }
+
+    /// Queues attempt `attempts + 1` of a webhook delivery (once), to run after `delay`.
+    pub async fn push_delivery(
+        &self,
+        notification_id: i64,
+        delivery_id: i64,
+        attempts: i32,
+        delay: Option<Duration>,
+    ) -> Result<(), Error> {
+        let job = NotifyJob {
+            notification_id,
+            delivery_id: Some(delivery_id),
+        };
+        let mut task =
+            TaskBuilder::new(job).idempotency_key(format!("webhook:{delivery_id}:{attempts}"));
+        if let Some(delay) = delay {
+            task = task.run_after(delay);
+        }
+        self.notify
+            .clone()
+            .push_task(task.build())
             .await
             .map_err(|e| Error::Redis(e.to_string()))
     }

@@ -24,6 +24,7 @@ use crate::backups::{self, BackupContext, BackupSettings};
 use crate::billing::{self, BillingContext};
 use crate::builds::{BuildContext, BuildSettings, handle};
 use crate::ssl::{self, SslContext, SslSettings};
+use crate::webhooks::{self, NotifyContext, WebhookSettings};
 
 /// How often an idle worker looks for jobs.
 const POLL: Duration = Duration::from_millis(100);
@@ -37,6 +38,8 @@ const BILLING_SCHEDULE: &str = "5 0 * * * *";
 const RENEWAL_SCHEDULE: &str = "0 30 3 * * *";
 /// Certificate attempts run at once by one control plane.
 const SSL_CONCURRENCY: usize = 8;
+/// Notices and webhook deliveries sent at once by one control plane.
+const NOTIFY_CONCURRENCY: usize = 16;
 /// Backups and restores followed at once by one control plane.
 const BACKUP_CONCURRENCY: usize = 16;
 
@@ -47,6 +50,7 @@ pub struct WorkersOptions {
     pub builds: BuildSettings,
     pub ssl: SslSettings,
     pub backups: BackupSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// The running workers; dropping it does not stop them, [`Workers::stop`] does.
@@ -81,11 +85,17 @@ impl Workers {
             queues: options.queues.clone(),
             settings: options.backups,
         };
+        let notify_ctx = NotifyContext {
+            orchestrator: ctx.orchestrator.clone(),
+            store: options.store.clone(),
+            queues: options.queues.clone(),
+            settings: std::sync::Arc::new(options.webhooks),
+        };
         let https = ssl_ctx.settings.enabled();
         let mut tasks = vec![
             tokio::spawn(run_builds(options.queues.clone(), ctx, stopping.clone())),
             tokio::spawn(run_billing(billing_ctx.clone(), stopping.clone())),
-            tokio::spawn(run_notify(billing_ctx.clone(), stopping.clone())),
+            tokio::spawn(run_notify(notify_ctx.clone(), stopping.clone())),
             tokio::spawn(run_billing_cron(billing_ctx, stopping.clone())),
             tokio::spawn(run_backups(backup_ctx.clone(), stopping.clone())),
             tokio::spawn(run_backup_cron(backup_ctx, stopping.clone())),
@@ -98,8 +108,7 @@ impl Workers {
             )));
         }
         tasks.push(tokio::spawn(sweep(
-            options.queues,
-            options.store,
+            notify_ctx,
             https.then_some(ssl_ctx),
             stopping,
         )));
@@ -179,12 +188,13 @@ async fn run_billing(ctx: BillingContext, stopping: watch::Receiver<bool>) {
     .await
 }
 
-async fn run_notify(ctx: BillingContext, stopping: watch::Receiver<bool>) {
+async fn run_notify(ctx: NotifyContext, stopping: watch::Receiver<bool>) {
     supervise("notify", stopping, |name, stopping| {
         let worker = WorkerBuilder::new(name.as_str())
             .backend(ctx.queues.notify().poll_with_interval(POLL))
             .data(ctx.clone())
-            .build(billing::deliver);
+            .concurrency(NOTIFY_CONCURRENCY)
+            .build(webhooks::handle);
         async move {
             worker
                 .run_until(stopped(stopping))
@@ -298,12 +308,8 @@ async fn run_renewal_cron(ctx: SslContext, stopping: watch::Receiver<bool>) {
     .await
 }
 
-async fn sweep(
-    queues: Queues,
-    store: Store,
-    ssl: Option<SslContext>,
-    stopping: watch::Receiver<bool>,
-) {
+async fn sweep(notify: NotifyContext, ssl: Option<SslContext>, stopping: watch::Receiver<bool>) {
+    let (queues, store) = (notify.queues.clone(), notify.store.clone());
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
@@ -326,6 +332,7 @@ async fn sweep(
         }
         billing::push_notices(&store, &queues).await;
         backups::push_unfinished(&store, &queues).await;
+        webhooks::push_due(&notify).await;
         if let Some(ssl) = &ssl
             && let Err(err) = ssl::sweep(ssl).await
         {

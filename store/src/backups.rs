@@ -124,6 +124,7 @@ pub async fn create_restore(
     backup_id: i64,
 ) -> Result<Restore> {
     conn.transaction(async |conn| {
+        lock_idle(conn, owner, database_id).await?;
         let backup = get_backup(conn, owner, database_id, backup_id).await?;
         if backup.status != "succeeded" {
             return Err(Error::conflict(

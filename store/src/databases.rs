@@ -189,8 +189,16 @@ pub async fn transition(
     .await
 }
 
-/// Deletes the owner's database row (its billing interval closed at `at`).
-pub async fn delete(conn: &mut Conn, owner: i64, id: i64, at: DateTime<Utc>) -> Result<Database> {
+/// Deletes the owner's database row (its billing interval closed at `at`);
+/// with `keep_until`, its data on its node is recorded as kept until then,
+/// in the same transaction.
+pub async fn delete(
+    conn: &mut Conn,
+    owner: i64,
+    id: i64,
+    at: DateTime<Utc>,
+    keep_until: Option<DateTime<Utc>>,
+) -> Result<Database> {
     conn.transaction(async |conn| {
         let db: Database = paas_databases::table
             .filter(paas_databases::id.eq(id))
@@ -203,6 +211,18 @@ pub async fn delete(conn: &mut Conn, owner: i64, id: i64, at: DateTime<Utc>) -> 
         diesel::delete(paas_databases::table.find(id))
             .execute(conn)
             .await?;
+        if let (Some(purge_after), Some(node_id)) = (keep_until, db.node_id) {
+            let kept = crate::backups::NewKeptVolume {
+                database_id: db.id,
+                user_id: db.user_id,
+                node_id,
+                name: &db.name,
+                db_type: &db.db_type,
+                deleted_at: at,
+                purge_after,
+            };
+            crate::backups::keep_volume(conn, &kept).await?;
+        }
         Ok(db)
     })
     .await

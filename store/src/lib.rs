@@ -28,6 +28,7 @@ pub mod tasks;
 pub mod usage;
 pub mod wakeups;
 pub mod wallets;
+pub mod webhooks;
 
 mod error;
 mod migrate;

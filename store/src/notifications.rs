@@ -13,11 +13,17 @@ use crate::{Conn, Page, Result};
 pub struct Notification {
     pub id: i64,
     pub user_id: i64,
-    /// `balance_negative`, `suspended` or `resumed`.
+    /// `balance_negative`, `suspended`, `resumed`, `ssl_failed`,
+    /// `ssl_renewal_failed`, `backup_failed`, `restore_failed`,
+    /// `build_succeeded`, `build_failed` or `app_crashed`.
     pub kind: String,
     pub message: String,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Facts for webhook payloads (ids, names; never a secret).
+    pub data: serde_json::Value,
+    /// Makes writing the same event twice a no-op.
+    pub dedupe_key: Option<String>,
 }
 
 pub async fn create(
@@ -36,6 +42,43 @@ pub async fn create(
         ))
         .returning(Notification::as_returning())
         .get_result(conn)
+        .await?)
+}
+
+/// Writes a notice with facts for webhooks, once per `key`: a second write
+/// with the same key (a job run twice) writes nothing and answers `None`.
+pub async fn create_once(
+    conn: &mut Conn,
+    user_id: i64,
+    kind: &str,
+    message: &str,
+    data: &serde_json::Value,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<Notification>> {
+    Ok(diesel::insert_into(paas_notifications::table)
+        .values((
+            paas_notifications::user_id.eq(user_id),
+            paas_notifications::kind.eq(kind),
+            paas_notifications::message.eq(message),
+            paas_notifications::created_at.eq(at),
+            paas_notifications::data.eq(data),
+            paas_notifications::dedupe_key.eq(Some(key)),
+        ))
+        .on_conflict(paas_notifications::dedupe_key)
+        .do_nothing()
+        .returning(Notification::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// A notice by id.
+pub async fn by_id(conn: &mut Conn, id: i64) -> Result<Notification> {
+    Ok(paas_notifications::table
+        .find(id)
+        .select(Notification::as_select())
+        .first(conn)
         .await?)
 }
 

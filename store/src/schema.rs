@@ -376,6 +376,35 @@ diesel::table! {
         message -> Text,
         created_at -> Timestamptz,
         delivered_at -> Nullable<Timestamptz>,
+        data -> Jsonb,
+        dedupe_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    paas_webhooks (id) {
+        id -> Int8,
+        user_id -> Int8,
+        url -> Text,
+        events -> Array<Text>,
+        secret -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    paas_webhook_deliveries (id) {
+        id -> Int8,
+        webhook_id -> Int8,
+        notification_id -> Int8,
+        event -> Text,
+        status -> Text,
+        attempts -> Int4,
+        response_status -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        last_attempt_at -> Nullable<Timestamptz>,
+        next_attempt_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -463,6 +492,8 @@ diesel::joinable!(paas_instances -> paas_nodes (node_id));
 diesel::joinable!(paas_usage -> users (user_id));
 diesel::joinable!(paas_usage -> paas_plans (plan_id));
 diesel::joinable!(paas_notifications -> users (user_id));
+diesel::joinable!(paas_webhook_deliveries -> paas_webhooks (webhook_id));
+diesel::joinable!(paas_webhook_deliveries -> paas_notifications (notification_id));
 diesel::joinable!(paas_database_backups -> paas_databases (database_id));
 diesel::joinable!(paas_database_restores -> paas_databases (database_id));
 
@@ -491,6 +522,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_usage,
     paas_billing_runs,
     paas_notifications,
+    paas_webhooks,
+    paas_webhook_deliveries,
     paas_acme_accounts,
     paas_database_engines,
     audit_log,

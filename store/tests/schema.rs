@@ -142,6 +142,14 @@ async fn schema_rs_matches_the_migrated_database() {
         paas_notifications::table.select(paas_notifications::all_columns),
     ));
     expected.extend(diesel_columns(
+        "paas_webhooks",
+        paas_webhooks::table.select(paas_webhooks::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_webhook_deliveries",
+        paas_webhook_deliveries::table.select(paas_webhook_deliveries::all_columns),
+    ));
+    expected.extend(diesel_columns(
         "paas_acme_accounts",
         paas_acme_accounts::table.select(paas_acme_accounts::all_columns),
     ));

@@ -14,7 +14,6 @@ use skypanel_domain::credentials::{generate_database_password, generate_database
 use skypanel_domain::names::{validate_region, validate_slug};
 use skypanel_protocol::database::{Connection, default_prefix, port_of};
 use skypanel_protocol::names::database_host;
-use skypanel_store::backups::{self, NewKeptVolume};
 use skypanel_store::databases::{self, Database, NewDatabase};
 use skypanel_store::{apps, database_engines};
 
@@ -104,7 +103,7 @@ impl DatabasesApi {
         if let Err(err) = self.state.orchestrator()?.provision_database(&db).await {
             // Nothing is kept of a database that could not be placed.
             let mut conn = self.state.store().conn().await?;
-            databases::delete(&mut conn, auth.user_id(), db.id, self.state.now()).await?;
+            databases::delete(&mut conn, auth.user_id(), db.id, self.state.now(), None).await?;
             return Err(err.into());
         }
         let mut conn = self.state.store().conn().await?;
@@ -289,7 +288,12 @@ impl DatabasesApi {
                 None,
             ));
         }
-        let db = databases::delete(&mut conn, auth.user_id(), id.0, self.state.now())
+        let now = self.state.now();
+        let keep_until = (!purge).then(|| {
+            now + chrono::Duration::from_std(self.state.settings().volume_retention)
+                .unwrap_or_else(|_| chrono::Duration::days(7))
+        });
+        let db = databases::delete(&mut conn, auth.user_id(), id.0, now, keep_until)
             .await
             .or_not_found("database")?;
         drop(conn);
@@ -298,21 +302,6 @@ impl DatabasesApi {
             .remove_database(&db, purge)
             .await?;
         let mut conn = self.state.store().conn().await?;
-        if let (false, Some(node_id)) = (purge, db.node_id) {
-            let deleted_at = self.state.now();
-            let retention = chrono::Duration::from_std(self.state.settings().volume_retention)
-                .unwrap_or_else(|_| chrono::Duration::days(7));
-            let kept = NewKeptVolume {
-                database_id: db.id,
-                user_id: db.user_id,
-                node_id,
-                name: &db.name,
-                db_type: &db.db_type,
-                deleted_at,
-                purge_after: deleted_at + retention,
-            };
-            backups::keep_volume(&mut conn, &kept).await?;
-        }
         Audit::by(request, auth.user_id(), "database.delete")
             .on("database", db.id)
             .with(serde_json::json!({"name": db.name, "purge": purge}))

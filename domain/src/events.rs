@@ -1,0 +1,117 @@
+//! Customer-facing events: the webhook event each kind of notice is, and
+//! which addresses a webhook may be delivered to (none of the platform's
+//! own: loopback, private, link-local and the like, unless the operator
+//! allows them).
+
+use std::net::IpAddr;
+
+/// Every event a webhook can ask for.
+pub const EVENTS: &[&str] = &[
+    "build.succeeded",
+    "build.failed",
+    "app.crashed",
+    "balance.low",
+    "account.suspended",
+    "account.resumed",
+    "ssl.failed",
+    "backup.failed",
+    "restore.failed",
+];
+
+/// The webhook event of a notice's kind.
+pub fn event_of(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "build_succeeded" => "build.succeeded",
+        "build_failed" => "build.failed",
+        "app_crashed" => "app.crashed",
+        "balance_negative" => "balance.low",
+        "suspended" => "account.suspended",
+        "resumed" => "account.resumed",
+        "ssl_failed" | "ssl_renewal_failed" => "ssl.failed",
+        "backup_failed" => "backup.failed",
+        "restore_failed" => "restore.failed",
+        _ => return None,
+    })
+}
+
+/// Whether an address belongs to the public internet: not loopback,
+/// private, link-local, shared (CGNAT), unspecified, multicast, documentation
+/// or unique-local. A webhook aimed elsewhere could reach the platform's own
+/// services (its PostgreSQL, Redis, the nodes' Docker networks).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_has_a_notice_kind_and_back() {
+        for kind in [
+            "build_succeeded",
+            "build_failed",
+            "app_crashed",
+            "balance_negative",
+            "suspended",
+            "resumed",
+            "ssl_failed",
+            "backup_failed",
+            "restore_failed",
+        ] {
+            assert!(EVENTS.contains(&event_of(kind).unwrap()), "{kind}");
+        }
+        assert_eq!(event_of("ssl_renewal_failed"), Some("ssl.failed"));
+        assert_eq!(event_of("something_else"), None);
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}
