@@ -473,6 +473,7 @@ impl Config {
             https: self.ssl.enabled(),
             renew_before: self.ssl.renew_before,
             volume_retention: self.backups.volume_retention,
+            webhook_allow_private: self.webhooks.allow_private,
         }
     }
 }

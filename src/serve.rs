@@ -147,6 +147,7 @@ pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
         https: false,
         renew_before: Duration::from_secs(30 * 24 * 3600),
         volume_retention: Duration::from_secs(7 * 24 * 3600),
+        webhook_allow_private: false,
     };
     let key = skypanel_domain::secrets::SecretKey::from_hex(&"00".repeat(32))?;
     let store = Store::connect("postgres://spec-only@127.0.0.1/none", 1)?;

@@ -38,6 +38,10 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
             json!({"name": "mallory-db", "db_type": "postgresql", "version": "16", "plan_id": 1, "region": "local"}),
         ),
         ("restoreDatabase", json!({"backup_id": 777_002})),
+        (
+            "createWebhook",
+            json!({"url": "https://mallory.example.com/hook"}),
+        ),
     ])
 }
 
@@ -54,6 +58,8 @@ const SELF_SCOPED: &[&str] = &[
     "listNotifications",
     "listDatabases",
     "createDatabase",
+    "listWebhooks",
+    "createWebhook",
 ];
 /// Public catalogue reads: the same for every customer, by design.
 const SHARED: &[&str] = &[
@@ -140,6 +146,14 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         w.customer_id
     ))
     .await;
+    let hook = app
+        .post(
+            "/api/paas/webhooks",
+            &w.customer,
+            json!({"url": "https://alice-hook.example.com/events"}),
+        )
+        .await;
+    let hook_id = hook.expect(201)["id"].as_i64().unwrap();
     let (_, mallory) = app.customer("mallory@example.com").await;
 
     // Strings that must never reach Mallory.
@@ -156,6 +170,7 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         "alice-db",
         "a1a1a1a1",
         "alice-restore-error",
+        "alice-hook.example.com",
     ];
 
     let spec: Value =
@@ -177,6 +192,8 @@ async fn a_customer_cannot_reach_another_customers_resources() {
                         token_id
                     } else if path.starts_with("/paas/databases/") {
                         alice_db
+                    } else if path.starts_with("/paas/webhooks/") {
+                        hook_id
                     } else {
                         w.app
                     }

@@ -189,11 +189,31 @@ pub(crate) async fn observed(
         );
         let change = StateChange {
             status: Some(next.as_str().to_string()),
-            last_error: Some(Some(message)),
+            last_error: Some(Some(message.clone())),
             ..StateChange::default()
         };
         state.write(&change).await?;
         tracing::warn!(app_id = state.id, "application failed: crash loop");
+        // The owner hears of it (a notice, and the `app.crashed` webhooks; the sweeper sends it).
+        let data = serde_json::json!({
+            "application_id": state.id,
+            "application": state.app.name,
+            "instance": looping.instance,
+            "restarts": looping.restart_count,
+        });
+        let key = format!("crash:{}:{}", state.id, state.app.generation);
+        let mut conn = state.ctx.store().conn().await?;
+        let notice = format!("{} stopped: {message}", state.app.name);
+        skypanel_store::notifications::create_once(
+            &mut conn,
+            state.app.user_id,
+            "app_crashed",
+            &notice,
+            &data,
+            &key,
+            state.ctx.now(),
+        )
+        .await?;
         return Ok(());
     }
 

@@ -32,7 +32,7 @@ pub type Apis = (
     api::builds::BuildsApi,
     api::domains::DomainsApi,
     api::observe::ObserveApi,
-    api::webhooks::WebhooksApi,
+    (api::webhooks::WebhooksApi, api::hooks::HooksApi),
     (
         api::catalog::CatalogApi,
         api::databases::DatabasesApi,
@@ -71,9 +71,14 @@ fn apis(state: &AppState) -> Apis {
         api::observe::ObserveApi {
             state: state.clone(),
         },
-        api::webhooks::WebhooksApi {
-            state: state.clone(),
-        },
+        (
+            api::webhooks::WebhooksApi {
+                state: state.clone(),
+            },
+            api::hooks::HooksApi {
+                state: state.clone(),
+            },
+        ),
         (
             api::catalog::CatalogApi {
                 state: state.clone(),

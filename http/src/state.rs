@@ -36,6 +36,8 @@ pub struct Settings {
     pub renew_before: Duration,
     /// How long a database deleted without purging keeps its data on its node.
     pub volume_retention: Duration,
+    /// Webhooks may point at loopback and private addresses (tests, one machine).
+    pub webhook_allow_private: bool,
 }
 
 impl std::fmt::Debug for Settings {

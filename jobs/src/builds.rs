@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use skypanel_actors::{BuildStep, Orchestrator, StepOutcome};
 use skypanel_domain::lifecycle::build::is_finished;
 use skypanel_domain::lifecycle::task::is_final;
-use skypanel_domain::lifecycle::{NodeStatus, TaskStatus};
+use skypanel_domain::lifecycle::{BuildStatus, NodeStatus, TaskStatus};
 use skypanel_protocol::task::TaskResult;
 use skypanel_store::tasks::{self, Task};
-use skypanel_store::{Store, builds, nodes};
+use skypanel_store::{Store, apps, builds, nodes, notifications};
 
 /// A build to drive, by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +64,7 @@ impl Default for BuildSettings {
 pub(crate) struct BuildContext {
     pub orchestrator: Orchestrator,
     pub store: Store,
+    pub queues: crate::Queues,
     pub settings: BuildSettings,
 }
 
@@ -122,6 +123,7 @@ pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), Drive
             Err(err) => return Err(err),
         };
         if is_finished(build.status()?) {
+            announce(ctx, &build).await;
             return Ok(());
         }
         let app = build.application_id;
@@ -160,7 +162,14 @@ pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), Drive
         };
         match ctx.orchestrator.build_step(app, step).await {
             Ok(StepOutcome::Started { .. }) => continue,
-            Ok(StepOutcome::Done | StepOutcome::Over) => return Ok(()),
+            Ok(StepOutcome::Done | StepOutcome::Over) => {
+                if let Ok(build) = load_build(&ctx.store, build_id).await
+                    && is_finished(build.status()?)
+                {
+                    announce(ctx, &build).await;
+                }
+                return Ok(());
+            }
             Err(skypanel_actors::Error::NotFound) => return Ok(()),
             // No room anywhere: the build cannot start; tell the customer.
             Err(skypanel_actors::Error::NoCapacity(reason)) => {
@@ -169,6 +178,53 @@ pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), Drive
                 return Ok(());
             }
             Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Tells the application's owner how a build ended (a notice, and the
+/// `build.succeeded`/`build.failed` webhooks), once per build however many
+/// runs of the job see it end. A cancelled build is the owner's own doing.
+async fn announce(ctx: &BuildContext, build: &builds::Build) {
+    let (kind, outcome) = match build.status() {
+        Ok(BuildStatus::Success) => ("build_succeeded", "succeeded".to_string()),
+        Ok(BuildStatus::Failed) => (
+            "build_failed",
+            format!(
+                "failed: {}",
+                build
+                    .failure_reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            ),
+        ),
+        _ => return,
+    };
+    let written = async {
+        let mut conn = ctx.store.conn().await?;
+        let app = apps::load(&mut conn, build.application_id).await?;
+        let message = format!("Build #{} of {} {outcome}", build.build_number, app.name);
+        let data = serde_json::json!({
+            "application_id": app.id,
+            "application": app.name,
+            "build_id": build.id,
+            "build_number": build.build_number,
+            "commit": build.git_commit_sha,
+        });
+        let key = format!("build:{}", build.id);
+        let now = ctx.orchestrator.context().now();
+        notifications::create_once(&mut conn, app.user_id, kind, &message, &data, &key, now).await
+    }
+    .await;
+    match written {
+        Ok(Some(notice)) => {
+            if let Err(err) = ctx.queues.push_notice(notice.id).await {
+                tracing::warn!(error = %err, "cannot queue a notice; the sweeper will");
+            }
+        }
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(build_id = build.id, error = %err, "cannot write the build's notice")
         }
     }
 }

@@ -65,6 +65,7 @@ impl Workers {
         let ctx = BuildContext {
             orchestrator: options.orchestrator,
             store: options.store.clone(),
+            queues: options.queues.clone(),
             settings: options.builds,
         };
         let billing_ctx = BillingContext {

@@ -105,6 +105,7 @@ pub fn settings() -> Settings {
         https: false,
         renew_before: Duration::from_secs(30 * 24 * 3600),
         volume_retention: Duration::from_secs(7 * 24 * 3600),
+        webhook_allow_private: false,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod databases;
 pub mod domains;
 pub mod env;
+pub mod hooks;
 pub mod observe;
 pub mod streams;
 pub mod system;
@@ -48,6 +49,9 @@ pub enum Tag {
     Observability,
     /// Push webhooks from git hosts that deploy an application.
     Webhooks,
+    /// Signed webhooks the platform calls on events: builds, crashes, the
+    /// balance, suspensions, certificates and backups.
+    EventWebhooks,
     /// Plans, runtimes and regions customers choose from.
     Catalog,
     /// Managed databases (PostgreSQL, MySQL, Redis, MongoDB) on the nodes.

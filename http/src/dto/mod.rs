@@ -11,6 +11,7 @@ pub mod billing;
 pub mod catalog;
 pub mod databases;
 pub mod domains;
+pub mod hooks;
 pub mod nodes;
 pub mod observe;
 pub mod wallet;
