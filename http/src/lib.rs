@@ -34,6 +34,10 @@ pub type Apis = (
     api::observe::ObserveApi,
     (api::webhooks::WebhooksApi, api::hooks::HooksApi),
     (
+        api::admin_platform::AdminPlatformApi,
+        api::inspector::InspectorApi,
+    ),
+    (
         api::catalog::CatalogApi,
         api::databases::DatabasesApi,
         api::backups::BackupsApi,
@@ -43,7 +47,6 @@ pub type Apis = (
     api::billing::BillingApi,
     api::admin_catalog::AdminCatalogApi,
     api::admin_nodes::AdminNodesApi,
-    api::admin_platform::AdminPlatformApi,
     api::system::SystemApi,
     api::agents::AgentsApi,
 );
@@ -80,6 +83,14 @@ fn apis(state: &AppState) -> Apis {
             },
         ),
         (
+            api::admin_platform::AdminPlatformApi {
+                state: state.clone(),
+            },
+            api::inspector::InspectorApi {
+                state: state.clone(),
+            },
+        ),
+        (
             api::catalog::CatalogApi {
                 state: state.clone(),
             },
@@ -103,9 +114,6 @@ fn apis(state: &AppState) -> Apis {
             state: state.clone(),
         },
         api::admin_nodes::AdminNodesApi {
-            state: state.clone(),
-        },
-        api::admin_platform::AdminPlatformApi {
             state: state.clone(),
         },
         api::system::SystemApi {
@@ -139,6 +147,19 @@ pub fn spec_yaml(state: &AppState) -> String {
     openapi_service(state).spec_yaml()
 }
 
+/// The admin inspector: one page of HTML and plain JavaScript (no build
+/// step) that reads `/api/admin/inspector/...` with an admin's login.
+fn inspector_page() -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .header("cache-control", "no-store")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+        )
+        .body(include_str!("inspector.html"))
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi_service(&state);
@@ -150,6 +171,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/api/openapi.json", spec_json)
         .at("/api/openapi.yaml", spec_yaml)
         .nest("/api/docs", docs)
+        .at("/admin", make_sync(|_| inspector_page()))
         .at("/", make_sync(|_| Redirect::see_other("/api/docs")))
         .data(state)
         .with(CatchPanic::new().with_handler(middleware::panic_response))

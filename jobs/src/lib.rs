@@ -11,11 +11,13 @@
 //! - `webhooks`: the `notify` queue: notices marked delivered and sent, signed, to customers' webhooks.
 //! - `backups`: backups and restores of managed databases, the daily backups and the purge of deleted databases' data.
 //! - `ssl`: certificates from an ACME server, one job per attempt, and the daily renewal.
+//! - `inspect`: queue counts and troubled jobs from Redis, retry and kill (the admin inspector).
 //! - [`LogStreams`]: applications' runtime logs, capped streams in the same Redis.
 
 mod backups;
 mod billing;
 mod builds;
+mod inspect;
 mod logs;
 mod queues;
 mod ssl;
@@ -25,6 +27,7 @@ mod workers;
 pub use backups::{BackupJob, BackupSettings, purge_expired_volumes, schedule_backups};
 pub use billing::{BillingError, BillingJob, HourBilled, bill_hour};
 pub use builds::{BuildJob, BuildSettings};
+pub use inspect::{JobView, Moved, QUEUES, QueueOverview};
 pub use logs::{LogLine, LogStreams, NewLine};
 pub use queues::Queues;
 pub use ssl::{SslJob, SslSettings, request_certificate, request_renewals};

@@ -137,6 +137,11 @@ impl Queues {
         self.backups.clone()
     }
 
+    /// The prefix naming this platform's queues.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The Redis connection the queues use (for the inspector's counts).
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()

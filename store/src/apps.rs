@@ -443,3 +443,13 @@ pub async fn names_of_owner(conn: &mut Conn, owner: i64) -> Result<Vec<(i64, Str
         .load(conn)
         .await?)
 }
+
+/// Every application, newest first (the admin inspector).
+pub async fn list_all(conn: &mut Conn, limit: i64) -> Result<Vec<Application>> {
+    Ok(paas_applications::table
+        .order(paas_applications::id.desc())
+        .limit(limit)
+        .select(Application::as_select())
+        .load(conn)
+        .await?)
+}

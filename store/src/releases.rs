@@ -142,3 +142,14 @@ pub async fn list(
         .load(conn)
         .await?)
 }
+
+/// An application's latest releases, newest first (the admin inspector).
+pub async fn latest_of(conn: &mut Conn, application_id: i64, limit: i64) -> Result<Vec<Release>> {
+    Ok(paas_releases::table
+        .filter(paas_releases::application_id.eq(application_id))
+        .order(paas_releases::version.desc())
+        .limit(limit)
+        .select(Release::as_select())
+        .load(conn)
+        .await?)
+}

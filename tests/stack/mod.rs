@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use skypanel_store::testing::TestDb;
 
+pub mod browser;
 pub mod engines;
 pub mod pebble;
 

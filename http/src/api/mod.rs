@@ -16,6 +16,7 @@ pub mod databases;
 pub mod domains;
 pub mod env;
 pub mod hooks;
+pub mod inspector;
 pub mod observe;
 pub mod streams;
 pub mod system;
@@ -71,6 +72,8 @@ pub enum Tag {
     AdminNodes,
     /// Admin: statistics, capacity and wallet credits.
     AdminPlatform,
+    /// Admin: the inspector's view of queues, actors and applications.
+    AdminInspector,
     /// Health of the control plane.
     System,
     /// The agent protocol: registration, heartbeats, task leases (node credentials only).

@@ -77,10 +77,14 @@ pub struct UsageReport {
 #[derive(Object, Debug)]
 pub struct NotificationView {
     pub id: i64,
-    /// `balance_negative`, `suspended` or `resumed`.
+    /// `balance_negative`, `suspended`, `resumed`, `ssl_failed`,
+    /// `ssl_renewal_failed`, `backup_failed`, `restore_failed`,
+    /// `build_succeeded`, `build_failed` or `app_crashed`.
     pub kind: String,
     pub message: String,
     pub created_at: DateTime<Utc>,
+    /// When the `notify` queue handed it to the customer's webhooks.
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 impl From<Notification> for NotificationView {
@@ -90,6 +94,7 @@ impl From<Notification> for NotificationView {
             kind: n.kind,
             message: n.message,
             created_at: n.created_at,
+            delivered_at: n.delivered_at,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod databases;
 pub mod domains;
 pub mod hooks;
+pub mod inspector;
 pub mod nodes;
 pub mod observe;
 pub mod wallet;

@@ -1,0 +1,191 @@
+//! `/api/admin/inspector/...`: the JSON behind the admin inspector page
+//! (`/admin`): the queues (counts, latest failed and dead jobs, retry and
+//! kill), the live actor tree, and one application's state, releases,
+//! tasks and recent logs. Admin only.
+
+use poem::Request;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use skypanel_jobs::{Moved, QUEUES};
+use skypanel_store::{apps, releases, tasks};
+
+use super::{Audit, NoContent, Tag};
+use crate::auth::AdminAuth;
+use crate::dto::inspector::*;
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::state::AppState;
+
+/// Applications the list shows.
+const APPS_LISTED: i64 = 200;
+
+pub struct InspectorApi {
+    pub state: AppState,
+}
+
+fn known_queue(queue: &str) -> Result<(), ApiError> {
+    if QUEUES.contains(&queue) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("queue"))
+    }
+}
+
+impl From<&skypanel_store::apps::Application> for InspectedAppSummary {
+    fn from(a: &skypanel_store::apps::Application) -> Self {
+        Self {
+            id: a.id,
+            name: a.name.clone(),
+            user_id: a.user_id,
+            status: a.status.clone(),
+            node_id: a.node_id,
+            instance_count: a.instance_count,
+        }
+    }
+}
+
+#[OpenApi(prefix_path = "/admin/inspector", tag = "Tag::AdminInspector")]
+impl InspectorApi {
+    /// The job queues: counts, and the latest failed and dead jobs
+    #[oai(path = "/queues", method = "get", operation_id = "inspectQueues")]
+    async fn queues(&self, _auth: AdminAuth) -> ApiResult<Json<Vec<QueueView>>> {
+        let list = self
+            .state
+            .queues()?
+            .overview()
+            .await
+            .map_err(|e| ApiError::unavailable("redis_unavailable", e.to_string()))?;
+        Ok(Json(list.into_iter().map(Into::into).collect()))
+    }
+
+    /// Run a failed or dead job again (first in line, attempts reset)
+    #[oai(
+        path = "/queues/:queue/jobs/:jobId/retry",
+        method = "post",
+        operation_id = "retryJob"
+    )]
+    async fn retry(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        queue: Path<String>,
+        #[oai(name = "jobId")] job_id: Path<String>,
+    ) -> ApiResult<NoContent> {
+        known_queue(&queue.0)?;
+        let moved = self
+            .state
+            .queues()?
+            .retry(&queue.0, &job_id.0)
+            .await
+            .map_err(|e| ApiError::unavailable("redis_unavailable", e.to_string()))?;
+        if moved == Moved::NotThere {
+            return Err(ApiError::not_found("failed or dead job"));
+        }
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.0.user_id, "job.retry")
+            .with(serde_json::json!({"queue": queue.0, "job_id": job_id.0}))
+            .write(&mut conn)
+            .await;
+        Ok(NoContent::NoContent)
+    }
+
+    /// Kill a waiting or failed job (it goes to the dead jobs)
+    #[oai(
+        path = "/queues/:queue/jobs/:jobId/kill",
+        method = "post",
+        operation_id = "killJob"
+    )]
+    async fn kill(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+        queue: Path<String>,
+        #[oai(name = "jobId")] job_id: Path<String>,
+    ) -> ApiResult<NoContent> {
+        known_queue(&queue.0)?;
+        let now = self.state.now().timestamp();
+        let moved = self
+            .state
+            .queues()?
+            .kill(&queue.0, &job_id.0, now)
+            .await
+            .map_err(|e| ApiError::unavailable("redis_unavailable", e.to_string()))?;
+        if moved == Moved::NotThere {
+            return Err(ApiError::not_found("waiting or failed job"));
+        }
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.0.user_id, "job.kill")
+            .with(serde_json::json!({"queue": queue.0, "job_id": job_id.0}))
+            .write(&mut conn)
+            .await;
+        Ok(NoContent::NoContent)
+    }
+
+    /// The live supervision tree, root first
+    #[oai(path = "/actors", method = "get", operation_id = "inspectActors")]
+    async fn actors(&self, _auth: AdminAuth) -> ApiResult<Json<Vec<ActorView>>> {
+        let list = self.state.orchestrator()?.actors().await;
+        Ok(Json(list.into_iter().map(Into::into).collect()))
+    }
+
+    /// Every application, newest first
+    #[oai(path = "/apps", method = "get", operation_id = "inspectApps")]
+    async fn apps(&self, _auth: AdminAuth) -> ApiResult<Json<Vec<InspectedAppSummary>>> {
+        let mut conn = self.state.store().conn().await?;
+        let list = apps::list_all(&mut conn, APPS_LISTED).await?;
+        Ok(Json(list.iter().map(Into::into).collect()))
+    }
+
+    /// One application: state, releases, tasks and recent logs
+    #[oai(path = "/apps/:id", method = "get", operation_id = "inspectApp")]
+    async fn app(&self, _auth: AdminAuth, id: Path<i64>) -> ApiResult<Json<InspectedApp>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::load(&mut conn, id.0)
+            .await
+            .or_not_found("application")?;
+        let releases = releases::latest_of(&mut conn, app.id, 10).await?;
+        let tasks = tasks::recent_for_app(&mut conn, app.id, 20).await?;
+        drop(conn);
+        let logs = match self.state.log_streams() {
+            Ok(streams) => streams
+                .tail(app.id, 50)
+                .await
+                .map(|lines| {
+                    lines
+                        .into_iter()
+                        .map(|l| format!("[{}] {}", l.instance, l.line))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Json(InspectedApp {
+            app: (&app).into(),
+            generation: app.generation,
+            last_error: app.last_error.clone(),
+            releases: releases
+                .into_iter()
+                .map(|r| InspectedRelease {
+                    version: r.version,
+                    image_tag: r.image_tag,
+                    description: r.description,
+                    created_at: r.created_at,
+                })
+                .collect(),
+            tasks: tasks
+                .into_iter()
+                .map(|t| InspectedTask {
+                    id: t.id,
+                    kind: t.kind,
+                    status: t.status,
+                    node_id: t.node_id,
+                    attempt: t.attempt,
+                    error: t.error,
+                    created_at: t.created_at,
+                    finished_at: t.finished_at,
+                })
+                .collect(),
+            logs,
+        }))
+    }
+}

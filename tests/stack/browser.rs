@@ -1,0 +1,154 @@
+//! Headless Chromium driven over the DevTools protocol, for tests of the
+//! inspector page: open a URL, run JavaScript in the page, wait for what
+//! it shows. Each browser has its own profile folder, removed at the end.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Browser {
+    child: Child,
+    profile: PathBuf,
+    socket: Socket,
+    next_id: u64,
+}
+
+impl Browser {
+    /// Starts Chromium and attaches to its first page.
+    pub async fn start() -> Browser {
+        let profile = std::env::temp_dir().join(format!(
+            "skypanel-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&profile).unwrap();
+        let child = Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromium (apt-get install chromium)");
+        // Chromium writes the port it chose into the profile.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port: u16 = loop {
+            if let Some(port) = std::fs::read_to_string(profile.join("DevToolsActivePort"))
+                .ok()
+                .and_then(|text| text.lines().next().and_then(|l| l.trim().parse().ok()))
+            {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "chromium did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let targets: Value = loop {
+            if let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await
+                && let Ok(list) = answer.json::<Value>().await
+                && list
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|t| t["type"] == "page"))
+            {
+                break list;
+            }
+            assert!(Instant::now() < deadline, "chromium has no page");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let url = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap()
+            .to_string();
+        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("attach to chromium's page");
+        Browser {
+            child,
+            profile,
+            socket,
+            next_id: 0,
+        }
+    }
+
+    /// Sends a DevTools command and answers its result.
+    async fn command(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let message = json!({"id": id, "method": method, "params": params}).to_string();
+        self.socket.send(Message::text(message)).await.unwrap();
+        loop {
+            let Some(Ok(message)) = self.socket.next().await else {
+                panic!("chromium closed the connection");
+            };
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            if answer["id"] == id {
+                assert!(answer["error"].is_null(), "{method}: {answer}");
+                return answer["result"].clone();
+            }
+        }
+    }
+
+    /// Opens `url` in the page.
+    pub async fn open(&mut self, url: &str) {
+        self.command("Page.navigate", json!({ "url": url })).await;
+    }
+
+    /// Runs `expression` in the page (awaiting a promise) and answers its value.
+    pub async fn eval(&mut self, expression: &str) -> Value {
+        let result = self
+            .command(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        assert!(
+            result["exceptionDetails"].is_null(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is true in the page.
+    pub async fn until(&mut self, seconds: u64, what: &str, expression: &str) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if self.eval(expression).await == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let text = self.eval("document.body.innerText").await;
+                panic!("timed out after {seconds} s waiting for: {what}; the page shows:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
