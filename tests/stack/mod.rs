@@ -103,7 +103,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_skypanel")).with_file_name(name);
     assert!(
         path.exists(),
