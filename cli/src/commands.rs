@@ -30,7 +30,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
     if let Command::Logout = cli.command {
         config::remove()?;
-        println!("Logged out.");
+        if json {
+            output::json(&json!({"ok": true}));
+        } else {
+            println!("Logged out.");
+        }
         return Ok(());
     }
     let saved = config::load()?;
@@ -532,6 +536,7 @@ impl Ctx {
     /// the release to run. A failed build or rollout is a failure.
     async fn deploy(&self, app: &str) -> Result<(), CliError> {
         let id = self.app_id(app).await?;
+        let before = self.api.get(&format!("/paas/applications/{id}")).await?;
         let started = self
             .api
             .post(&format!("/paas/applications/{id}/deploy"), &json!({}))
@@ -553,11 +558,18 @@ impl Ctx {
                     true
                 })
                 .await?;
+            // The stream may end without its last event (the server went
+            // away): the build's own record says how it ended.
+            let path = format!("/paas/applications/{id}/builds/{build}");
+            let build = loop {
+                let build = self.api.get(&path).await?;
+                if !matches!(build["status"].as_str(), Some("pending" | "building")) {
+                    break build;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
             drop(spinner);
-            let build = self
-                .api
-                .get(&format!("/paas/applications/{id}/builds/{build}"))
-                .await?;
+            build_status = build["status"].as_str().map(str::to_string);
             if build_status.as_deref() != Some("success") {
                 if self.json {
                     output::json(&json!({"build": build}));
@@ -569,33 +581,43 @@ impl Ctx {
                 )));
             }
         }
-        // The release rolls out.
+        // The release rolls out: done when it is the current one and the
+        // application runs; a rollout that fails (the previous release keeps
+        // serving, with a new `last_error`) is a failure.
         let deadline = Instant::now() + ROLLOUT_WAIT;
         let spinner = (!self.json).then(|| Spinner::start(format!("releasing {app}")));
         let application = loop {
             let application = self.api.get(&format!("/paas/applications/{id}")).await?;
-            match application["status"].as_str() {
-                Some("running")
-                    if application["current_build_id"] == started["build"]["id"]
-                        || started["build"].is_null() =>
-                {
-                    break application;
-                }
-                Some("failed") => {
-                    drop(spinner);
-                    return Err(CliError::Failed(format!(
-                        "the release of {app} failed: {}",
-                        output::text(&application["last_error"])
-                    )));
-                }
-                _ if Instant::now() > deadline => {
-                    return Err(CliError::Failed(format!(
-                        "{app} is not running after {} s",
-                        ROLLOUT_WAIT.as_secs()
-                    )));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            let releases = self
+                .api
+                .get(&format!("/paas/applications/{id}/releases"))
+                .await?;
+            let ours = array(&releases)
+                .iter()
+                .find(|r| match started["build"]["id"].as_i64() {
+                    Some(build) => r["build_id"] == build,
+                    None => r["version"] == started["release"],
+                });
+            let status = application["status"].as_str().unwrap_or_default();
+            let new_error = !application["last_error"].is_null()
+                && application["last_error"] != before["last_error"];
+            if status == "running" && ours.is_some_and(|r| r["current"] == true) {
+                break application;
             }
+            if status == "failed" || (status == "running" && new_error) {
+                drop(spinner);
+                return Err(CliError::Failed(format!(
+                    "the release of {app} failed: {}",
+                    output::text(&application["last_error"])
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(CliError::Failed(format!(
+                    "{app} is not running the new release after {} s",
+                    ROLLOUT_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         };
         drop(spinner);
         if self.json {

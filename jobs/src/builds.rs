@@ -102,6 +102,9 @@ pub(crate) async fn handle(
                     .orchestrator
                     .build_step(build.application_id, step)
                     .await;
+                if let Ok(build) = load_build(&ctx.store, job.build_id).await {
+                    announce(&ctx, &build).await;
+                }
             }
             Err(AbortError::new(err.to_string()).into())
         }
@@ -175,6 +178,9 @@ pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), Drive
             Err(skypanel_actors::Error::NoCapacity(reason)) => {
                 let step = BuildStep::Failed { build_id, reason };
                 ctx.orchestrator.build_step(app, step).await?;
+                if let Ok(build) = load_build(&ctx.store, build_id).await {
+                    announce(ctx, &build).await;
+                }
                 return Ok(());
             }
             Err(err) => return Err(err.into()),

@@ -100,9 +100,13 @@ impl Queues {
     async fn overview_of(&self, queue: &str) -> redis::RedisResult<QueueOverview> {
         let mut conn = self.connection();
         let waiting: u64 = conn.llen(self.key(queue, "active")).await?;
-        let scheduled: Vec<String> = conn.zrange(self.key(queue, "scheduled"), 0, -1).await?;
+        // Bounded reads: the page asks every two seconds.
+        let scheduled: Vec<String> = conn.zrange(self.key(queue, "scheduled"), 0, 499).await?;
         let done: u64 = conn.scard(self.key(queue, "done")).await?;
-        let dead: Vec<String> = conn.smembers(self.key(queue, "dead")).await?;
+        let dead_count: u64 = conn.scard(self.key(queue, "dead")).await?;
+        let dead: Vec<String> = conn
+            .srandmember_multiple(self.key(queue, "dead"), 200)
+            .await?;
         let workers: Vec<String> = conn.zrange(self.key(queue, "workers"), 0, -1).await?;
         let mut running = 0u64;
         for worker in &workers {
@@ -134,7 +138,7 @@ impl Queues {
             running,
             done,
             failed,
-            dead: dead.len() as u64,
+            dead: dead_count,
             jobs,
         })
     }

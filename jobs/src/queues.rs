@@ -183,6 +183,7 @@ impl Queues {
         let task = TaskBuilder::new(NotifyJob {
             notification_id,
             delivery_id: None,
+            attempts: None,
         })
         .idempotency_key(format!("notify:{notification_id}"))
         .build();
@@ -204,6 +205,7 @@ impl Queues {
         let job = NotifyJob {
             notification_id,
             delivery_id: Some(delivery_id),
+            attempts: Some(attempts),
         };
         let mut task =
             TaskBuilder::new(job).idempotency_key(format!("webhook:{delivery_id}:{attempts}"));
@@ -213,6 +215,29 @@ impl Queues {
         self.notify
             .clone()
             .push_task(task.build())
+            .await
+            .map_err(|e| Error::Redis(e.to_string()))
+    }
+
+    /// The sweeper's push of a due delivery: keyed by the five minutes it is
+    /// in as well, so that a job that died (its key kept for a day) is
+    /// pushed again soon; a duplicate does nothing (the job knows its attempt).
+    pub async fn sweep_delivery(
+        &self,
+        notification_id: i64,
+        delivery_id: i64,
+        attempts: i32,
+        now: i64,
+    ) -> Result<(), Error> {
+        let job = NotifyJob {
+            notification_id,
+            delivery_id: Some(delivery_id),
+            attempts: Some(attempts),
+        };
+        let key = format!("webhook:{delivery_id}:{attempts}:{}", now / 300);
+        self.notify
+            .clone()
+            .push_task(TaskBuilder::new(job).idempotency_key(key).build())
             .await
             .map_err(|e| Error::Redis(e.to_string()))
     }

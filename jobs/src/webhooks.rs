@@ -30,6 +30,10 @@ pub struct NotifyJob {
     pub notification_id: i64,
     #[serde(default)]
     pub delivery_id: Option<i64>,
+    /// The attempts the delivery had when this job was pushed: a job whose
+    /// attempt was made already (a re-run, a duplicate) does nothing.
+    #[serde(default)]
+    pub attempts: Option<i32>,
 }
 
 /// How webhooks are delivered.
@@ -68,7 +72,7 @@ pub(crate) struct NotifyContext {
 /// The `notify` queue's handler.
 pub(crate) async fn handle(job: NotifyJob, ctx: Data<NotifyContext>) -> Result<(), BoxDynError> {
     match job.delivery_id {
-        Some(id) => attempt(&ctx, id).await,
+        Some(id) => attempt(&ctx, id, job.attempts).await,
         None => fan_out(&ctx, job.notification_id).await,
     }
 }
@@ -103,8 +107,12 @@ async fn fan_out(ctx: &NotifyContext, notification_id: i64) -> Result<(), BoxDyn
     Ok(())
 }
 
-/// One attempt of one delivery.
-async fn attempt(ctx: &NotifyContext, id: i64) -> Result<(), BoxDynError> {
+/// One attempt of one delivery: attempt `for_attempts + 1`, unless it was made.
+async fn attempt(
+    ctx: &NotifyContext,
+    id: i64,
+    for_attempts: Option<i32>,
+) -> Result<(), BoxDynError> {
     let now = ctx.orchestrator.context().now();
     let mut conn = ctx.store.conn().await?;
     let delivery = match webhooks::delivery(&mut conn, id).await {
@@ -116,18 +124,23 @@ async fn attempt(ctx: &NotifyContext, id: i64) -> Result<(), BoxDynError> {
     // A delayed push may run a moment early (its schedule has whole
     // seconds); the attempt count, checked when the attempt is recorded,
     // is what keeps two runs from making two attempts count.
-    if delivery.status != "pending" {
+    if delivery.status != "pending" || for_attempts.is_some_and(|n| n != delivery.attempts) {
         return Ok(());
     }
     let (hook, sealed) = webhooks::with_secret(&mut conn, delivery.webhook_id).await?;
     let notice = notifications::by_id(&mut conn, delivery.notification_id).await?;
     drop(conn);
+    // A secret that cannot be opened fails the attempt like an endpoint
+    // that does not answer: recorded, never retried forever in silence.
     let secret = ctx
         .orchestrator
         .context()
         .secrets()
         .open_str(&sealed, &Webhook::secret_associated_data(hook.id))
-        .map_err(|e| format!("the secret of webhook {} cannot be opened: {e}", hook.id))?;
+        .map_err(|e| {
+            tracing::error!(webhook_id = hook.id, error = %e, "a webhook's secret cannot be opened");
+            "the platform cannot sign this delivery (its secret is unreadable)".to_string()
+        });
     let body = serde_json::to_vec(&serde_json::json!({
         "id": delivery.id,
         "event": delivery.event,
@@ -135,7 +148,10 @@ async fn attempt(ctx: &NotifyContext, id: i64) -> Result<(), BoxDynError> {
         "message": notice.message,
         "data": notice.data,
     }))?;
-    let sent = post(ctx, &hook, &secret, delivery.id, &delivery.event, body).await;
+    let sent = match &secret {
+        Ok(secret) => post(ctx, &hook, secret, delivery.id, &delivery.event, body).await,
+        Err(why) => Err(why.clone()),
+    };
     let (response_status, error) = match &sent {
         Ok(status) if (200..300).contains(status) => (Some(i32::from(*status)), None),
         Ok(status) => (
@@ -184,12 +200,19 @@ async fn post(
     body: Vec<u8>,
 ) -> Result<u16, String> {
     let url = reqwest::Url::parse(&hook.url).map_err(|e| format!("the URL is not valid: {e}"))?;
-    let host = url.host_str().ok_or("the URL has no host")?.to_string();
     let port = url.port_or_known_default().ok_or("the URL has no port")?;
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("{host} does not resolve: {e}"))?
-        .collect();
+    let (host, addresses): (String, Vec<SocketAddr>) = match url.host() {
+        None => return Err("the URL has no host".into()),
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Ipv6(ip)) => (format!("[{ip}]"), vec![SocketAddr::new(ip.into(), port)]),
+        Some(url::Host::Domain(name)) => {
+            let found = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| format!("{name} does not resolve: {e}"))?
+                .collect();
+            (name.to_string(), found)
+        }
+    };
     let address = addresses
         .iter()
         .copied()
@@ -198,6 +221,8 @@ async fn post(
     let client = reqwest::Client::builder()
         .timeout(ctx.settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the name again: the checked address is the one used.
+        .no_proxy()
         .resolve(&host, address)
         .build()
         .map_err(|e| e.to_string())?;
@@ -245,7 +270,7 @@ pub(crate) async fn push_due(ctx: &NotifyContext) {
             for d in list {
                 if let Err(err) = ctx
                     .queues
-                    .push_delivery(d.notification_id, d.id, d.attempts, None)
+                    .sweep_delivery(d.notification_id, d.id, d.attempts, now.timestamp())
                     .await
                 {
                     tracing::warn!(delivery_id = d.id, error = %err, "cannot queue a webhook delivery");
