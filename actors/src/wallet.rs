@@ -208,6 +208,14 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
             );
             let mut conn = ctx.store().conn().await?;
             notifications::create(&mut conn, state.user_id, "suspended", &message, now).await?;
+            audit(
+                &mut conn,
+                "wallet.suspend",
+                state.user_id,
+                &checked.suspended,
+                &databases,
+            )
+            .await;
             tracing::info!(user_id = state.user_id, apps = ?checked.suspended, "owner suspended: balance below zero past the grace period");
         }
     } else {
@@ -237,10 +245,39 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
             );
             let mut conn = ctx.store().conn().await?;
             notifications::create(&mut conn, state.user_id, "resumed", &message, now).await?;
+            audit(
+                &mut conn,
+                "wallet.resume",
+                state.user_id,
+                &checked.resumed,
+                &databases,
+            )
+            .await;
             tracing::info!(user_id = state.user_id, apps = ?checked.resumed, "owner resumed: balance back at zero or above");
         }
     }
     Ok(checked)
+}
+
+/// Records a suspension or resume in the audit log (the platform acted).
+async fn audit(
+    conn: &mut skypanel_store::Conn,
+    action: &str,
+    user_id: i64,
+    apps: &[i64],
+    databases: &[i64],
+) {
+    let entry = skypanel_store::audit::Entry {
+        actor: skypanel_store::audit::Actor::System,
+        action,
+        target_type: Some("user"),
+        target_id: Some(user_id),
+        details: serde_json::json!({"applications": apps, "databases": databases}),
+        ip_address: None,
+    };
+    if let Err(err) = skypanel_store::audit::record(conn, entry).await {
+        tracing::warn!(user_id, error = %err, "cannot write the audit entry");
+    }
 }
 
 /// Asks each application to suspend or resume; answers those that did. One

@@ -1,12 +1,13 @@
 //! `/api/admin/paas/stats`, `/api/admin/paas/capacity`,
 //! `/api/admin/wallets/:userId/credit`, `/api/admin/paas/billing/run` and
-//! `/api/admin/paas/ssl/renew`: the platform as a whole, admin only.
+//! `/api/admin/paas/ssl/renew` and `/api/admin/paas/audit`: the platform as
+//! a whole, admin only.
 
 use std::collections::BTreeMap;
 
 use poem::Request;
 use poem_openapi::OpenApi;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use skypanel_actors::Movement;
 use skypanel_domain::billing::Period;
@@ -254,6 +255,63 @@ impl AdminPlatformApi {
 
     /// Renew certificates now
     ///
+    /// The audit log, newest first
+    ///
+    /// Sensitive actions: logins (and failed ones), token creation, changes
+    /// of environment variables, deploys and other application commands,
+    /// credits, node registration, suspensions and resumes. Filter by actor,
+    /// action (exact, or a family such as `env.*`), target and time.
+    #[oai(
+        path = "/admin/paas/audit",
+        method = "get",
+        operation_id = "adminListAudit"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        _auth: AdminAuth,
+        actor_user_id: Query<Option<i64>>,
+        actor_node_id: Query<Option<i64>>,
+        action: Query<Option<String>>,
+        target_type: Query<Option<String>>,
+        target_id: Query<Option<i64>>,
+        since: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        until: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        limit: Query<Option<i64>>,
+        offset: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<AuditEntryView>>> {
+        if let Some(action) = action.0.as_deref()
+            && (action.is_empty()
+                || action.len() > 64
+                || !action
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.' || c == '*'))
+        {
+            return Err(ApiError::invalid(
+                "action",
+                "an action such as user.login, or a family such as env.*",
+            ));
+        }
+        if let (Some(since), Some(until)) = (since.0, until.0)
+            && until <= since
+        {
+            return Err(ApiError::invalid("until", "`until` must be after `since`"));
+        }
+        let filter = skypanel_store::audit::Filter {
+            actor_user_id: actor_user_id.0,
+            actor_node_id: actor_node_id.0,
+            action: action.0.as_deref(),
+            target_type: target_type.0.as_deref(),
+            target_id: target_id.0,
+            since: since.0,
+            until: until.0,
+        };
+        let mut conn = self.state.store().conn().await?;
+        let list =
+            skypanel_store::audit::list(&mut conn, &filter, super::page(limit.0, offset.0)).await?;
+        Ok(Json(list.into_iter().map(Into::into).collect()))
+    }
+
     /// Starts the renewal of every certificate expiring within `within_days`
     /// (the daily run uses `SKYPANEL_SSL_RENEW_BEFORE_DAYS`). Each renewal
     /// gets 3 attempts; the current certificate serves until a new one is

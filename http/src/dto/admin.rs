@@ -129,3 +129,38 @@ pub struct Capacity {
     pub regions: Vec<RegionCapacity>,
     pub nodes: Vec<NodeCapacityView>,
 }
+
+/// One entry of the audit log: who did what to what, from where. Details
+/// hold ids, names and counts, never a secret.
+#[derive(poem_openapi::Object, Debug)]
+pub struct AuditEntryView {
+    pub id: i64,
+    /// The user who acted (absent for the platform itself or an agent).
+    pub actor_user_id: Option<i64>,
+    /// The node whose agent acted.
+    pub actor_node_id: Option<i64>,
+    /// `user.login`, `user.login_failed`, `api_token.create`, `env.add`,
+    /// `app.deploy`, `wallet.credit`, `node.register`, `wallet.suspend` …
+    pub action: String,
+    pub target_type: Option<String>,
+    pub target_id: Option<i64>,
+    pub details: serde_json::Value,
+    pub ip_address: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<skypanel_store::audit::Recorded> for AuditEntryView {
+    fn from(r: skypanel_store::audit::Recorded) -> Self {
+        Self {
+            id: r.id,
+            actor_user_id: r.actor_user_id,
+            actor_node_id: r.actor_node_id,
+            action: r.action,
+            target_type: r.target_type,
+            target_id: r.target_id,
+            details: r.details,
+            ip_address: r.ip_address,
+            created_at: r.created_at,
+        }
+    }
+}
