@@ -51,6 +51,10 @@ pub struct Config {
     pub backups: skypanel_jobs::BackupSettings,
     /// How customers' webhooks are delivered.
     pub webhooks: skypanel_jobs::WebhookSettings,
+    /// Requests allowed per minute.
+    pub rate_limits: skypanel_http::rate_limit::RateLimits,
+    /// How much a customer may create.
+    pub quotas: skypanel_http::quotas::Quotas,
 }
 
 impl std::fmt::Debug for Config {
@@ -366,6 +370,52 @@ impl Config {
         );
         let ssl = ssl_settings(&raw, &mut errors);
         let backups = backup_settings(&raw, &mut errors);
+        let limit = |name: &str, default: u32, errors: &mut Vec<String>| {
+            parse_number(name, raw.get(name), default, (0, 1_000_000), errors)
+        };
+        let quota_defaults = skypanel_http::quotas::Quotas::default();
+        let quotas = skypanel_http::quotas::Quotas {
+            max_apps: parse_number(
+                "SKYPANEL_MAX_APPS_PER_USER",
+                raw.get("SKYPANEL_MAX_APPS_PER_USER"),
+                quota_defaults.max_apps,
+                (0, 100_000),
+                &mut errors,
+            ),
+            max_databases: parse_number(
+                "SKYPANEL_MAX_DATABASES_PER_USER",
+                raw.get("SKYPANEL_MAX_DATABASES_PER_USER"),
+                quota_defaults.max_databases,
+                (0, 100_000),
+                &mut errors,
+            ),
+            min_balance: match raw.get("SKYPANEL_MIN_BALANCE_TO_CREATE") {
+                None => quota_defaults.min_balance,
+                Some(text) => match skypanel_http::quotas::Quotas::parse_amount(text) {
+                    Some(amount) => amount,
+                    None => {
+                        errors.push(
+                            "SKYPANEL_MIN_BALANCE_TO_CREATE: must be an amount such as 5.00".into(),
+                        );
+                        quota_defaults.min_balance
+                    }
+                },
+            },
+        };
+        let defaults = skypanel_http::rate_limit::RateLimits::default();
+        let rate_limits = skypanel_http::rate_limit::RateLimits {
+            api_per_ip: limit("SKYPANEL_RATE_LIMIT_API", defaults.api_per_ip, &mut errors),
+            login_per_ip: limit(
+                "SKYPANEL_RATE_LIMIT_LOGIN",
+                defaults.login_per_ip,
+                &mut errors,
+            ),
+            deploy_per_token: limit(
+                "SKYPANEL_RATE_LIMIT_DEPLOY",
+                defaults.deploy_per_token,
+                &mut errors,
+            ),
+        };
         let webhooks = skypanel_jobs::WebhookSettings {
             allow_private: parse_bool(
                 "SKYPANEL_WEBHOOK_ALLOW_PRIVATE",
@@ -417,6 +467,8 @@ impl Config {
                 ssl,
                 backups,
                 webhooks,
+                rate_limits,
+                quotas,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -474,6 +526,8 @@ impl Config {
             renew_before: self.ssl.renew_before,
             volume_retention: self.backups.volume_retention,
             webhook_allow_private: self.webhooks.allow_private,
+            rate_limits: self.rate_limits,
+            quotas: self.quotas.clone(),
         }
     }
 }

@@ -148,6 +148,8 @@ pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
         renew_before: Duration::from_secs(30 * 24 * 3600),
         volume_retention: Duration::from_secs(7 * 24 * 3600),
         webhook_allow_private: false,
+        rate_limits: skypanel_http::rate_limit::RateLimits::default(),
+        quotas: skypanel_http::quotas::Quotas::default(),
     };
     let key = skypanel_domain::secrets::SecretKey::from_hex(&"00".repeat(32))?;
     let store = Store::connect("postgres://spec-only@127.0.0.1/none", 1)?;

@@ -13,6 +13,8 @@ pub mod body;
 pub mod dto;
 pub mod error;
 pub mod middleware;
+pub mod quotas;
+pub mod rate_limit;
 pub mod state;
 
 use poem::endpoint::make_sync;
@@ -173,6 +175,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/api/docs", docs)
         .at("/admin", make_sync(|_| inspector_page()))
         .at("/", make_sync(|_| Redirect::see_other("/api/docs")))
+        .around(rate_limit::check)
         .data(state)
         .with(CatchPanic::new().with_handler(middleware::panic_response))
         .around(middleware::around)

@@ -38,6 +38,10 @@ pub struct Settings {
     pub volume_retention: Duration,
     /// Webhooks may point at loopback and private addresses (tests, one machine).
     pub webhook_allow_private: bool,
+    /// Requests allowed per minute (counted in Redis).
+    pub rate_limits: crate::rate_limit::RateLimits,
+    /// How much a customer may create.
+    pub quotas: crate::quotas::Quotas,
 }
 
 impl std::fmt::Debug for Settings {

@@ -137,6 +137,11 @@ impl Queues {
         self.backups.clone()
     }
 
+    /// The prefix naming this platform's keys in Redis (rate limits use it too).
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The prefix naming this platform's queues.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix

@@ -106,6 +106,8 @@ pub fn settings() -> Settings {
         renew_before: Duration::from_secs(30 * 24 * 3600),
         volume_retention: Duration::from_secs(7 * 24 * 3600),
         webhook_allow_private: false,
+        rate_limits: skypanel_http::rate_limit::RateLimits::default(),
+        quotas: skypanel_http::quotas::Quotas::default(),
     }
 }
 

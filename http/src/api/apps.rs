@@ -160,6 +160,14 @@ impl AppsApi {
         let instance_count = validate_instance_count(b.instance_count.unwrap_or(1))?;
 
         let mut conn = self.state.store().conn().await?;
+        let quotas = &self.state.settings().quotas;
+        crate::quotas::check(
+            &mut conn,
+            quotas,
+            auth.user_id(),
+            crate::quotas::Creating::Application,
+        )
+        .await?;
         let plan = usable_plan(&mut conn, b.plan_id).await?;
         if let Some(runtime_id) = b.runtime_id {
             check_runtime(&mut conn, &plan, runtime_id).await?;

@@ -82,6 +82,14 @@ impl DatabasesApi {
                 )
             })?;
         let plan = usable_plan(&mut conn, b.plan_id).await?;
+        let quotas = &self.state.settings().quotas;
+        crate::quotas::check(
+            &mut conn,
+            quotas,
+            auth.user_id(),
+            crate::quotas::Creating::Database,
+        )
+        .await?;
         let password = generate_database_password();
         let secrets = self.state.secrets();
         let seal = |id| secrets.seal_str(&password, &Database::password_associated_data(id));
