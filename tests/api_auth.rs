@@ -242,3 +242,93 @@ async fn another_users_token_cannot_be_revoked() {
     let secret = created.body["token"].as_str().unwrap();
     app.get("/api/auth/me", secret).await.expect(200);
 }
+
+#[tokio::test]
+async fn forged_expired_and_edited_access_tokens_are_refused_with_401() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+    let app = TestApp::new().await;
+    let (user_id, token) = app.customer("alice@example.com").await;
+    app.get("/api/auth/me", &token).await.expect(200);
+    let now = chrono::Utc::now().timestamp();
+    let claims = |iss: &str, aud: &str, exp: i64| json!({"sub": user_id.to_string(), "iss": iss, "aud": aud, "iat": now, "exp": exp});
+    let sign = |claims: serde_json::Value, secret: &str| {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let good = claims(
+        skypanel_http::auth::jwt::ISSUER,
+        skypanel_http::auth::jwt::AUDIENCE,
+        now + 600,
+    );
+    // Made with our key, the token works: each forgery differs by one thing.
+    app.get("/api/auth/me", &sign(good.clone(), common::JWT_SECRET))
+        .await
+        .expect(200);
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(good.to_string())
+    );
+    let edited = {
+        let real = sign(good.clone(), common::JWT_SECRET);
+        let parts: Vec<&str> = real.split('.').collect();
+        let mut admin = good.clone();
+        admin["sub"] = json!((user_id + 1).to_string());
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(admin.to_string()),
+            parts[2]
+        )
+    };
+    let forgeries = [
+        ("alg none", none),
+        (
+            "another key",
+            sign(good.clone(), "another-secret-another-secret-0123"),
+        ),
+        (
+            "expired",
+            sign(
+                claims(
+                    skypanel_http::auth::jwt::ISSUER,
+                    skypanel_http::auth::jwt::AUDIENCE,
+                    now - 120,
+                ),
+                common::JWT_SECRET,
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                claims(skypanel_http::auth::jwt::ISSUER, "someone-else", now + 600),
+                common::JWT_SECRET,
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                claims(
+                    "someone-else",
+                    skypanel_http::auth::jwt::AUDIENCE,
+                    now + 600,
+                ),
+                common::JWT_SECRET,
+            ),
+        ),
+        ("edited claims", edited),
+        ("garbage", "not.a.token".to_string()),
+    ];
+    for (what, forged) in forgeries {
+        let answer = app.get("/api/auth/me", &forged).await;
+        assert_eq!(answer.status.as_u16(), 401, "{what}: {}", answer.body);
+        assert_eq!(answer.body["code"], "unauthorized", "{what}");
+    }
+}
