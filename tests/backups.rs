@@ -456,46 +456,27 @@ async fn docker_a_redis_restore_brings_back_its_keys_and_they_survive_a_restart(
 
     // The append-only file Redis starts from is the restored data.
     let container = format!("{}sp-db-{db}", stack.namespace);
-    assert!(docker(&["restart", &container]).0);
-    stack
-        .until(30, "redis answers after its restart", || async {
-            docker(&[
-                "run",
-                "--rm",
-                "--network",
-                &network,
-                "--entrypoint",
-                "redis-cli",
-                REDIS_IMAGE,
-                "-u",
-                &url,
-                "--no-auth-warning",
-                "ping",
-            ])
-            .1 == "PONG"
-        })
-        .await;
+    let restart = || async {
+        assert!(docker(&["restart", &container]).0);
+        stack
+            .until(30, "redis answers after a restart", || async {
+                let mut ping = vec![
+                    "run",
+                    "--rm",
+                    "--network",
+                    &network,
+                    "--entrypoint",
+                    "redis-cli",
+                ];
+                ping.extend([REDIS_IMAGE, "-u", &url, "--no-auth-warning", "ping"]);
+                docker(&ping).1 == "PONG"
+            })
+            .await;
+    };
+    restart().await;
     check();
     assert_eq!(redis(&["SET", "after", "restore"]), "OK");
-    assert!(docker(&["restart", &container]).0);
-    stack
-        .until(30, "redis answers after its second restart", || async {
-            docker(&[
-                "run",
-                "--rm",
-                "--network",
-                &network,
-                "--entrypoint",
-                "redis-cli",
-                REDIS_IMAGE,
-                "-u",
-                &url,
-                "--no-auth-warning",
-                "ping",
-            ])
-            .1 == "PONG"
-        })
-        .await;
+    restart().await;
     assert_eq!(
         redis(&["GET", "after"]),
         "restore",

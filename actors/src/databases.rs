@@ -38,13 +38,7 @@ pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error
     };
     let node = crate::scheduler::place(ctx, requirement).await?;
     let mut conn = ctx.store().conn().await?;
-    let sealed = databases::sealed_password(&mut conn, db.user_id, db.id).await?;
-    let password = ctx
-        .secrets()
-        .open_str(&sealed, &Database::password_associated_data(db.id))
-        .map_err(|e| {
-            skypanel_store::Error::Corrupt(format!("password of database {}: {e}", db.id))
-        })?;
+    let password = password_of(&mut conn, ctx, db.id).await?;
     let spec = TaskSpec::DbProvision(DatabaseSpec {
         database_id: db.id,
         user_id: db.user_id,
@@ -145,14 +139,16 @@ async fn running_on_node(
     let Some(node) = db.node_id.filter(|_| db.status == "running") else {
         return Ok(None);
     };
-    let sealed = databases::sealed_password_of(&mut conn, db.id).await?;
-    let password = ctx
-        .secrets()
-        .open_str(&sealed, &Database::password_associated_data(db.id))
-        .map_err(|e| {
-            skypanel_store::Error::Corrupt(format!("password of database {}: {e}", db.id))
-        })?;
+    let password = password_of(&mut conn, ctx, db.id).await?;
     Ok(Some((db, node, password)))
+}
+
+/// A database's password, opened.
+async fn password_of(conn: &mut Conn, ctx: &Context, id: i64) -> skypanel_store::Result<String> {
+    let sealed = databases::sealed_password_of(conn, id).await?;
+    ctx.secrets()
+        .open_str(&sealed, &Database::password_associated_data(id))
+        .map_err(|e| skypanel_store::Error::Corrupt(format!("password of database {id}: {e}")))
 }
 
 /// Queues a backup's dump on its database's node, tied to the backup in

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use skypanel_protocol::database::{
-    BackupResult, BackupSpec, RestoreBy, RestoreSpec, dump_tool, port_of,
+    BackupResult, BackupSpec, DumpTool, RestoreBy, RestoreSpec, dump_tool, port_of,
 };
 use tokio::io::{AsyncReadExt, AsyncWrite};
 
@@ -131,19 +131,14 @@ pub async fn backup(
     spec: &BackupSpec,
     log: &TaskLog,
 ) -> Result<BackupResult, TaskFailure> {
-    log.hide(Some(spec.password.clone()));
-    let tool = dump_tool(
+    let tool = tool_of(
         &spec.db_type,
         &spec.username,
         &spec.password,
         &spec.database_name,
-    )
-    .ok_or_else(|| {
-        TaskFailure::app(format!(
-            "this node cannot back up {} databases",
-            spec.db_type
-        ))
-    })?;
+        log,
+        "back up",
+    )?;
     let target = dumps.path(spec.database_id, spec.backup_id);
     let folder = target.parent().map(Path::to_path_buf).unwrap_or_default();
     tokio::fs::create_dir_all(&folder)
@@ -251,19 +246,14 @@ pub async fn restore(
     log: &TaskLog,
     ready_timeout: Duration,
 ) -> Result<(), TaskFailure> {
-    log.hide(Some(spec.password.clone()));
-    let tool = dump_tool(
+    let tool = tool_of(
         &spec.db_type,
         &spec.username,
         &spec.password,
         &spec.database_name,
-    )
-    .ok_or_else(|| {
-        TaskFailure::app(format!(
-            "this node cannot restore {} databases",
-            spec.db_type
-        ))
-    })?;
+        log,
+        "restore",
+    )?;
     let path = dumps.path(spec.database_id, spec.backup_id);
     let actual = sha256_of(&path).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -461,6 +451,21 @@ async fn sha256_of(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The engine's dump tool, with the password hidden from the task's log
+/// from now on; `verb` says what cannot be done to an unknown type.
+fn tool_of(
+    db_type: &str,
+    user: &str,
+    password: &str,
+    database: &str,
+    log: &TaskLog,
+    verb: &str,
+) -> Result<DumpTool, TaskFailure> {
+    log.hide(Some(password.to_string()));
+    dump_tool(db_type, user, password, database)
+        .ok_or_else(|| TaskFailure::app(format!("this node cannot {verb} {db_type} databases")))
 }
 
 /// `line` with every occurrence of the password hidden.

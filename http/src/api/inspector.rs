@@ -44,6 +44,37 @@ impl From<&skypanel_store::apps::Application> for InspectedAppSummary {
     }
 }
 
+/// A retry's or kill's audit action, and what a job not found is called.
+struct Done {
+    action: &'static str,
+    missing: &'static str,
+}
+
+impl InspectorApi {
+    /// Answers a retry or kill: 404 when the job was not where it applies,
+    /// else audited and 204.
+    async fn done(
+        &self,
+        request: &Request,
+        auth: &AdminAuth,
+        queue: &str,
+        job_id: &str,
+        moved: Result<Moved, skypanel_jobs::Error>,
+        done: Done,
+    ) -> ApiResult<NoContent> {
+        let moved = moved.map_err(|e| ApiError::unavailable("redis_unavailable", e.to_string()))?;
+        if moved == Moved::NotThere {
+            return Err(ApiError::not_found(done.missing));
+        }
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.0.user_id, done.action)
+            .with(serde_json::json!({"queue": queue, "job_id": job_id}))
+            .write(&mut conn)
+            .await;
+        Ok(NoContent::NoContent)
+    }
+}
+
 #[OpenApi(prefix_path = "/admin/inspector", tag = "Tag::AdminInspector")]
 impl InspectorApi {
     /// The job queues: counts, and the latest failed and dead jobs
@@ -72,21 +103,13 @@ impl InspectorApi {
         #[oai(name = "jobId")] job_id: Path<String>,
     ) -> ApiResult<NoContent> {
         known_queue(&queue.0)?;
-        let moved = self
-            .state
-            .queues()?
-            .retry(&queue.0, &job_id.0)
+        let moved = self.state.queues()?.retry(&queue.0, &job_id.0).await;
+        let done = Done {
+            action: "job.retry",
+            missing: "failed or dead job",
+        };
+        self.done(request, &auth, &queue.0, &job_id.0, moved, done)
             .await
-            .map_err(|e| ApiError::unavailable("redis_unavailable", e.to_string()))?;
-        if moved == Moved::NotThere {
-            return Err(ApiError::not_found("failed or dead job"));
-        }
-        let mut conn = self.state.store().conn().await?;
-        Audit::by(request, auth.0.user_id, "job.retry")
-            .with(serde_json::json!({"queue": queue.0, "job_id": job_id.0}))
-            .write(&mut conn)
-            .await;
-        Ok(NoContent::NoContent)
     }
 
     /// Kill a waiting or failed job (it goes to the dead jobs)
@@ -104,21 +127,13 @@ impl InspectorApi {
     ) -> ApiResult<NoContent> {
         known_queue(&queue.0)?;
         let now = self.state.now().timestamp();
-        let moved = self
-            .state
-            .queues()?
-            .kill(&queue.0, &job_id.0, now)
+        let moved = self.state.queues()?.kill(&queue.0, &job_id.0, now).await;
+        let done = Done {
+            action: "job.kill",
+            missing: "waiting or failed job",
+        };
+        self.done(request, &auth, &queue.0, &job_id.0, moved, done)
             .await
-            .map_err(|e| ApiError::unavailable("redis_unavailable", e.to_string()))?;
-        if moved == Moved::NotThere {
-            return Err(ApiError::not_found("waiting or failed job"));
-        }
-        let mut conn = self.state.store().conn().await?;
-        Audit::by(request, auth.0.user_id, "job.kill")
-            .with(serde_json::json!({"queue": queue.0, "job_id": job_id.0}))
-            .write(&mut conn)
-            .await;
-        Ok(NoContent::NoContent)
     }
 
     /// The live supervision tree, root first
