@@ -23,7 +23,7 @@ use skypanel_protocol::task::TaskResult;
 use skypanel_store::backups::{self, Operation};
 use skypanel_store::{Store, nodes, tasks};
 
-use crate::Queues;
+use crate::{DriveError, Queues};
 
 /// Runs of a job before it gives up on a control-plane failure (the
 /// sweeper pushes it again later: the work is recorded in PostgreSQL).
@@ -80,15 +80,6 @@ pub(crate) struct BackupContext {
     pub store: Store,
     pub queues: Queues,
     pub settings: BackupSettings,
-}
-
-/// Why a job stopped short (it runs again).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum DriveError {
-    #[error(transparent)]
-    Store(#[from] skypanel_store::Error),
-    #[error(transparent)]
-    Actors(#[from] skypanel_actors::Error),
 }
 
 /// The `backups` queue's handler.

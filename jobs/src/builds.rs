@@ -25,6 +25,8 @@ use skypanel_protocol::task::TaskResult;
 use skypanel_store::tasks::{self, Task};
 use skypanel_store::{Store, apps, builds, nodes, notifications};
 
+use crate::DriveError;
+
 /// A build to drive, by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildJob {
@@ -66,15 +68,6 @@ pub(crate) struct BuildContext {
     pub store: Store,
     pub queues: crate::Queues,
     pub settings: BuildSettings,
-}
-
-/// Why driving a build stopped short (the job runs again).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum DriveError {
-    #[error(transparent)]
-    Store(#[from] skypanel_store::Error),
-    #[error(transparent)]
-    Actors(#[from] skypanel_actors::Error),
 }
 
 /// The apalis handler.

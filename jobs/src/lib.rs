@@ -40,3 +40,13 @@ pub enum Error {
     #[error("Redis: {0}")]
     Redis(String),
 }
+
+/// Why a job driving a build or a backup stopped short: the control plane
+/// failed (PostgreSQL, an actor), and the job runs again.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DriveError {
+    #[error(transparent)]
+    Store(#[from] skypanel_store::Error),
+    #[error(transparent)]
+    Actors(#[from] skypanel_actors::Error),
+}
