@@ -31,6 +31,11 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// How long a task lease lasts unless extended.
     pub lease_ttl: Duration,
+    /// How long a fresh lease waits for the agent's first report before the
+    /// task goes back to the queue (an answer lost on its way).
+    pub lease_ack: Duration,
+    /// How often the sweeper pushes the jobs of unfinished work again.
+    pub sweep_interval: Duration,
     /// The longest a build may run.
     pub build_timeout: Duration,
     /// The most bytes of log a build keeps.
@@ -314,6 +319,20 @@ impl Config {
             (2, 3600),
             &mut errors,
         );
+        let lease_ack = parse_number(
+            "SKYPANEL_LEASE_ACK",
+            raw.get("SKYPANEL_LEASE_ACK"),
+            10u64,
+            (1, 600),
+            &mut errors,
+        );
+        let sweep_interval = parse_number(
+            "SKYPANEL_SWEEP_INTERVAL",
+            raw.get("SKYPANEL_SWEEP_INTERVAL"),
+            30u64,
+            (1, 3600),
+            &mut errors,
+        );
         let build_timeout = parse_number(
             "SKYPANEL_BUILD_TIMEOUT",
             raw.get("SKYPANEL_BUILD_TIMEOUT"),
@@ -457,6 +476,8 @@ impl Config {
                 node_offline_after: Duration::from_secs(node_offline_after),
                 heartbeat_interval: Duration::from_secs(heartbeat_interval),
                 lease_ttl: Duration::from_secs(lease_ttl),
+                lease_ack: Duration::from_secs(lease_ack),
+                sweep_interval: Duration::from_secs(sweep_interval),
                 build_timeout: Duration::from_secs(build_timeout),
                 build_max_log_bytes,
                 build_max_image_mb,
@@ -480,6 +501,7 @@ impl Config {
             node_offline_after: self.node_offline_after,
             heartbeat_interval: self.heartbeat_interval,
             lease_ttl: self.lease_ttl,
+            lease_ack: self.lease_ack,
             build_timeout: self.build_timeout,
             build_max_log_bytes: self.build_max_log_bytes,
             build_max_image_mb: self.build_max_image_mb,

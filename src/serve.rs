@@ -90,6 +90,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ssl: config.ssl_settings(),
         backups: config.backup_settings(),
         webhooks: config.webhook_settings(),
+        sweep_every: config.sweep_interval,
     });
     let state = AppState::new(
         store,

@@ -544,6 +544,15 @@ async fn obtain(
     let expires_at = expiry(&chain).ok_or_else(|| {
         Failure::Platform("the certificate authority sent a certificate that does not parse".into())
     })?;
+    // The next certificate for the name (a renewal) must prove again that
+    // the name points here: authorities may hand a still-valid
+    // authorization to a later order, which would skip the challenge.
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authorization)) = authorizations.next().await {
+        if let Err(err) = authorization.deactivate().await {
+            tracing::debug!(%hostname, error = %err, "cannot deactivate a used authorization");
+        }
+    }
     Ok((chain, key_pem, expires_at))
 }
 

@@ -4,7 +4,8 @@
 //! worker is started under a name of its own run (a worker restarted under
 //! its old name is refused until its old heartbeat expires), polls every
 //! 100 ms, and is started again a second after it fails. The sweeper pushes
-//! the job of every unfinished build, at start and every half minute, so a
+//! the job of every unfinished build, at start and every sweep interval (half a
+//! minute unless configured), so a
 //! job lost with Redis, or one whose push failed, comes back (pushes are
 //! idempotent).
 
@@ -30,8 +31,6 @@ use crate::webhooks::{self, NotifyContext, WebhookSettings};
 const POLL: Duration = Duration::from_millis(100);
 /// Builds driven at once by one control plane.
 const BUILD_CONCURRENCY: usize = 16;
-/// How often unfinished builds are checked for a job, and undelivered notices pushed.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// When billing ticks: five seconds past every hour (sec min hour day month weekday).
 const BILLING_SCHEDULE: &str = "5 0 * * * *";
 /// When certificates due for renewal are renewed: daily at 03:30.
@@ -51,6 +50,9 @@ pub struct WorkersOptions {
     pub ssl: SslSettings,
     pub backups: BackupSettings,
     pub webhooks: WebhookSettings,
+    /// How often unfinished builds and backups, undelivered notices and due
+    /// certificate work are pushed again (30 s by default).
+    pub sweep_every: Duration,
 }
 
 /// The running workers; dropping it does not stop them, [`Workers::stop`] does.
@@ -109,6 +111,7 @@ impl Workers {
             )));
         }
         tasks.push(tokio::spawn(sweep(
+            options.sweep_every,
             notify_ctx,
             https.then_some(ssl_ctx),
             stopping,
@@ -309,9 +312,14 @@ async fn run_renewal_cron(ctx: SslContext, stopping: watch::Receiver<bool>) {
     .await
 }
 
-async fn sweep(notify: NotifyContext, ssl: Option<SslContext>, stopping: watch::Receiver<bool>) {
+async fn sweep(
+    every: Duration,
+    notify: NotifyContext,
+    ssl: Option<SslContext>,
+    stopping: watch::Receiver<bool>,
+) {
     let (queues, store) = (notify.queues.clone(), notify.store.clone());
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

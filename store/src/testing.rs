@@ -36,6 +36,14 @@ impl TestDb {
         Self::create(server_url, &format!("TEMPLATE {template}")).await
     }
 
+    /// Clones a fresh database from the migrated template on another server
+    /// (one a fault test stops and starts), given a URL of a role there that
+    /// may create databases.
+    pub async fn on_server(server_url: &str) -> Self {
+        let template = ensure_template(server_url).await;
+        Self::create(server_url.to_string(), &format!("TEMPLATE {template}")).await
+    }
+
     /// A fresh database without any table, for tests of migrating itself.
     pub async fn empty() -> Self {
         Self::create(server_url(), "").await

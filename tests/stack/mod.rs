@@ -16,6 +16,8 @@ use skypanel_store::testing::TestDb;
 pub mod browser;
 pub mod engines;
 pub mod pebble;
+pub mod proxy;
+pub mod services;
 
 pub const PASSWORD: &str = "correct horse battery";
 /// System domains of test applications are `<slug>.apps.test`.
@@ -148,12 +150,17 @@ fn stop_nginx(ingress_dir: &std::path::Path) {
 
 pub struct Stack {
     pub db: TestDb,
-    control_plane: Child,
+    control_plane: Option<Child>,
+    /// The control plane's whole environment, to start it again the same way.
+    control_plane_env: Vec<(String, String)>,
     /// Where the processes of this stack write their logs.
     pub logs: PathBuf,
     log_level: &'static str,
     pub base: String,
+    /// The namespace of this stack's agents (labels and names of what they make).
     pub namespace: String,
+    /// Every namespace handed to an agent of this stack (cleaned up at the end).
+    namespaces: std::sync::Mutex<Vec<String>>,
     pub http: reqwest::Client,
     pub admin: String,
 }
@@ -169,6 +176,11 @@ pub struct Timing {
     pub billing_grace: u64,
     /// More environment of the control plane.
     pub env: Vec<(&'static str, String)>,
+    /// A PostgreSQL server of the test's own (a URL of a role that may
+    /// create databases) instead of the shared one.
+    pub database_server: Option<String>,
+    /// A Redis of the test's own instead of the shared one.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Timing {
@@ -180,6 +192,8 @@ impl Default for Timing {
             log_level: "info",
             billing_grace: 24 * 3600,
             env: Vec::new(),
+            database_server: None,
+            redis_url: None,
         }
     }
 }
@@ -197,45 +211,94 @@ fn log_file(path: &std::path::Path) -> (Stdio, Stdio) {
 impl Stack {
     pub async fn start(timing: Timing) -> Stack {
         ensure_images();
-        let db = TestDb::new().await;
+        let db = match &timing.database_server {
+            Some(server) => TestDb::on_server(server).await,
+            None => TestDb::new().await,
+        };
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let redis = std::env::var("SKYPANEL_TEST_REDIS_URL")
-            .expect("SKYPANEL_TEST_REDIS_URL: run the tests through ./ops/test");
+        let redis = match &timing.redis_url {
+            Some(url) => url.clone(),
+            None => std::env::var("SKYPANEL_TEST_REDIS_URL")
+                .expect("SKYPANEL_TEST_REDIS_URL: run the tests through ./ops/test"),
+        };
         let logs =
             std::env::temp_dir().join(format!("skypanel-logs-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&logs).unwrap();
-        let (stdout, stderr) = log_file(&logs.join("control-plane.log"));
-        let control_plane = Command::new(binary("skypanel"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", timing.log_level)
-            .env("SKYPANEL_DATABASE_URL", &db.url)
-            .env("SKYPANEL_REDIS_URL", redis)
-            .env("SKYPANEL_SECRET_KEY", "cd".repeat(32))
-            .env("SKYPANEL_JWT_SECRET", "a-jwt-secret-of-at-least-32-chars!")
-            .env("SKYPANEL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SKYPANEL_HEARTBEAT_INTERVAL", timing.heartbeat.to_string())
-            .env(
+        let mut env: Vec<(String, String)> = [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("RUST_LOG", timing.log_level.to_string()),
+            ("SKYPANEL_DATABASE_URL", db.url.clone()),
+            ("SKYPANEL_REDIS_URL", redis),
+            ("SKYPANEL_SECRET_KEY", "cd".repeat(32)),
+            (
+                "SKYPANEL_JWT_SECRET",
+                "a-jwt-secret-of-at-least-32-chars!".to_string(),
+            ),
+            ("SKYPANEL_LISTEN", format!("127.0.0.1:{port}")),
+            ("SKYPANEL_HEARTBEAT_INTERVAL", timing.heartbeat.to_string()),
+            (
                 "SKYPANEL_NODE_OFFLINE_AFTER",
                 timing.offline_after.to_string(),
-            )
-            .env("SKYPANEL_LEASE_TTL", timing.lease_ttl.to_string())
-            .env("SKYPANEL_ALLOW_FILE_GIT", "true")
-            .env("SKYPANEL_ALLOW_PLAIN_HTTP_GIT", "true")
-            .env("SKYPANEL_QUEUE_PREFIX", db_queue_prefix(&db))
-            .env("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN)
-            .env("SKYPANEL_BILLING_GRACE", timing.billing_grace.to_string())
-            .envs(timing.env.iter().map(|(k, v)| (*k, v.as_str())))
+            ),
+            ("SKYPANEL_LEASE_TTL", timing.lease_ttl.to_string()),
+            ("SKYPANEL_ALLOW_FILE_GIT", "true".to_string()),
+            ("SKYPANEL_ALLOW_PLAIN_HTTP_GIT", "true".to_string()),
+            ("SKYPANEL_QUEUE_PREFIX", db_queue_prefix(&db)),
+            ("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN.to_string()),
+            ("SKYPANEL_BILLING_GRACE", timing.billing_grace.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(timing.env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let http = reqwest::Client::new();
+        let namespace = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let mut stack = Stack {
+            db,
+            control_plane: None,
+            control_plane_env: env,
+            logs,
+            log_level: timing.log_level,
+            base,
+            namespaces: std::sync::Mutex::new(vec![namespace.clone()]),
+            namespace,
+            http,
+            admin: String::new(),
+        };
+        stack.start_control_plane().await;
+        let created = Command::new(binary("skypanel"))
+            .args(["admin", "create", "--email", "admin@example.com"])
+            .env("SKYPANEL_DATABASE_URL", &stack.db.url)
+            .env("SKYPANEL_ADMIN_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(created.status.success());
+        stack.admin = stack.login("admin@example.com").await;
+        stack
+    }
+
+    /// Starts the control plane process (again, after [`Stack::kill_control_plane`])
+    /// and waits until it answers.
+    pub async fn start_control_plane(&mut self) {
+        assert!(
+            self.control_plane.is_none(),
+            "the control plane runs already"
+        );
+        let (stdout, stderr) = log_file(&self.logs.join("control-plane.log"));
+        let child = Command::new(binary("skypanel"))
+            .arg("serve")
+            .env_clear()
+            .envs(self.control_plane_env.iter().map(|(k, v)| (k, v)))
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .unwrap();
-        let http = reqwest::Client::new();
+        self.control_plane = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !http
-            .get(format!("{base}/api/health"))
+        while !self
+            .http
+            .get(format!("{}/api/health", self.base))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -243,25 +306,14 @@ impl Stack {
             assert!(Instant::now() < deadline, "the control plane did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let created = Command::new(binary("skypanel"))
-            .args(["admin", "create", "--email", "admin@example.com"])
-            .env("SKYPANEL_DATABASE_URL", &db.url)
-            .env("SKYPANEL_ADMIN_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        assert!(created.status.success());
-        let mut stack = Stack {
-            db,
-            control_plane,
-            logs,
-            log_level: timing.log_level,
-            base,
-            namespace: format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]),
-            http,
-            admin: String::new(),
-        };
-        stack.admin = stack.login("admin@example.com").await;
-        stack
+    }
+
+    /// SIGKILL of the control plane: no chance to finish anything.
+    pub fn kill_control_plane(&mut self) {
+        if let Some(mut child) = self.control_plane.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Calls the API; answers (status, JSON body or Null).
@@ -336,12 +388,27 @@ impl Stack {
     /// Registers a node and starts its agent in `state_dir` (where a test
     /// may have chosen its ingress port: [`write_ingress_port`]).
     pub async fn node_in(&self, name: &str, state_dir: PathBuf) -> (i64, AgentProcess) {
+        self.node_at(name, state_dir, &self.base, &self.namespace)
+            .await
+    }
+
+    /// Registers a node whose agent reaches the control plane at
+    /// `control_plane` and works in `namespace` (see [`Stack::agent_at`]).
+    pub async fn node_at(
+        &self,
+        name: &str,
+        state_dir: PathBuf,
+        control_plane: &str,
+        namespace: &str,
+    ) -> (i64, AgentProcess) {
         let body = json!({"name": name, "region": "local", "host_address": "127.0.0.1"});
         let (status, registered) = self
             .post("/api/admin/paas/nodes/register", &self.admin, body)
             .await;
         assert_eq!(status, 201, "{registered:#}");
-        let agent = self.agent(
+        let agent = self.agent_at(
+            control_plane,
+            namespace,
             Some(registered["registration_token"].as_str().unwrap()),
             state_dir,
         );
@@ -361,6 +428,25 @@ impl Stack {
     /// Starts an agent process (with a token on its first start); its
     /// ingress keeps the port of an earlier run from the same state folder.
     pub fn agent(&self, token: Option<&str>, state_dir: PathBuf) -> AgentProcess {
+        self.agent_at(&self.base, &self.namespace, token, state_dir)
+    }
+
+    /// Starts an agent that reaches the control plane at `control_plane` (a
+    /// proxy of a fault test) and names what it makes in `namespace` (an agent
+    /// of a namespace of its own sees only its own containers, as on a node of its own).
+    pub fn agent_at(
+        &self,
+        control_plane: &str,
+        namespace: &str,
+        token: Option<&str>,
+        state_dir: PathBuf,
+    ) -> AgentProcess {
+        {
+            let mut known = self.namespaces.lock().unwrap();
+            if !known.iter().any(|n| n == namespace) {
+                known.push(namespace.to_string());
+            }
+        }
         let ingress_port = kept_port(&state_dir, "test-ingress-port");
         let https_port = kept_port(&state_dir, "test-ingress-https-port");
         let (stdout, stderr) = log_file(&self.logs.join(format!(
@@ -370,7 +456,7 @@ impl Stack {
         let mut command = Command::new(binary("skypanel-agent"));
         command
             .env("RUST_LOG", self.log_level)
-            .args(["--control-plane", &self.base])
+            .args(["--control-plane", control_plane])
             .arg("--state-dir")
             .arg(&state_dir)
             .args([
@@ -389,7 +475,7 @@ impl Stack {
                 "--ingress-https-port",
                 &https_port.to_string(),
             ])
-            .args(["--namespace", &self.namespace])
+            .args(["--namespace", namespace])
             .stdout(stdout)
             .stderr(stderr);
         if let Some(token) = token {
@@ -436,9 +522,19 @@ impl Stack {
         }
     }
 
-    /// The containers of this stack's agents for an application, as Docker has them.
+    /// The containers of this stack's agents for an application, as Docker
+    /// has them: "name state" (every namespace of the stack).
     pub fn containers(&self, app: i64) -> Vec<String> {
-        let filter_ns = format!("label=skypanel.managed={}", self.namespace);
+        let namespaces = self.namespaces.lock().unwrap().clone();
+        namespaces
+            .iter()
+            .flat_map(|namespace| self.containers_in(namespace, app))
+            .collect()
+    }
+
+    /// The containers of an application made by the agents of one namespace.
+    pub fn containers_in(&self, namespace: &str, app: i64) -> Vec<String> {
+        let filter_ns = format!("label=skypanel.managed={namespace}");
         let filter_app = format!("label=skypanel.app={app}");
         let out = docker(&[
             "ps",
@@ -477,8 +573,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.control_plane.kill();
-        let _ = self.control_plane.wait();
+        self.kill_control_plane();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.logs);
         } else {
@@ -487,19 +582,22 @@ impl Drop for Stack {
                 self.logs.display()
             );
         }
-        let filter = format!("label=skypanel.managed={}", self.namespace);
-        let ids = docker(&["ps", "-aq", "--filter", &filter]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            docker(&["rm", "-f", id]);
-        }
-        let networks = docker(&["network", "ls", "-q", "--filter", &filter]);
-        for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
-            docker(&["network", "rm", id]);
-        }
-        let built = format!("reference={}skypanel/*", self.namespace);
-        let images = docker(&["images", "-q", "--filter", &built]);
-        for id in String::from_utf8_lossy(&images.stdout).split_whitespace() {
-            docker(&["rmi", "-f", id]);
+        let namespaces = self.namespaces.lock().unwrap().clone();
+        for namespace in namespaces {
+            let filter = format!("label=skypanel.managed={namespace}");
+            let ids = docker(&["ps", "-aq", "--filter", &filter]);
+            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+                docker(&["rm", "-f", id]);
+            }
+            let networks = docker(&["network", "ls", "-q", "--filter", &filter]);
+            for id in String::from_utf8_lossy(&networks.stdout).split_whitespace() {
+                docker(&["network", "rm", id]);
+            }
+            let built = format!("reference={namespace}skypanel/*");
+            let images = docker(&["images", "-q", "--filter", &built]);
+            for id in String::from_utf8_lossy(&images.stdout).split_whitespace() {
+                docker(&["rmi", "-f", id]);
+            }
         }
     }
 }

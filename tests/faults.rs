@@ -1,0 +1,444 @@
+//! Faults, end to end on real processes, PostgreSQL, Redis, Docker and nginx:
+//! PostgreSQL restarted and Redis killed in the middle of deploys, the control
+//! plane killed with SIGKILL mid-deploy, an agent cut off past the offline
+//! threshold while its build moves to another node, and every agent message
+//! delivered twice. Each ends with the application serving, every task
+//! finished, exactly its containers running and usage that bills each moment
+//! once. Every test is named `docker_…` (they need Docker).
+
+#![allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
+
+mod stack;
+
+use std::time::Duration;
+
+use diesel::sql_types::BigInt;
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+use stack::proxy::{CutProxy, TwiceProxy};
+use stack::services::{OwnPostgres, OwnRedis};
+use stack::{PLATFORM_DOMAIN, Repo, Stack, Timing, WEB_IMAGE, agent_dir, through_ingress};
+
+/// An application whose build has a 4-second step (the moment a fault strikes).
+fn slow_app(page: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "Dockerfile",
+            format!(
+                "FROM {WEB_IMAGE}\nRUN echo a slow step && sleep 4\nCOPY index.html /www/index.html\n"
+            ),
+        ),
+        ("index.html", page.to_string()),
+    ]
+}
+
+fn files<'a>(list: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    list.iter().map(|(p, t)| (*p, t.as_str())).collect()
+}
+
+async fn git_app(stack: &Stack, token: &str, name: &str, plan: i64, repo: &Repo) -> i64 {
+    let body =
+        json!({"name": name, "plan_id": plan, "region": "local", "git_repo_url": repo.url()});
+    let (status, app) = stack.post("/api/paas/applications", token, body).await;
+    assert_eq!(status, 201, "{app:#}");
+    app["id"].as_i64().unwrap()
+}
+
+/// Starts a deploy; answers its build's id.
+async fn deploy(stack: &Stack, token: &str, app: i64) -> i64 {
+    let (status, answer) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/deploy"),
+            token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer:#}");
+    answer["build"]["id"].as_i64().unwrap()
+}
+
+/// Waits until the build prints its slow step (it runs on a node).
+async fn slow_step_runs(stack: &Stack, token: &str, app: i64, build: i64) {
+    let path = format!("/api/paas/applications/{app}/builds/{build}/logs");
+    stack
+        .until(60, "the slow step runs", || async {
+            stack.get(&path, token).await["log"]
+                .as_str()
+                .is_some_and(|l| l.contains("a slow step"))
+        })
+        .await;
+}
+
+/// Waits until the build ends; answers it.
+async fn build_ends(stack: &Stack, token: &str, app: i64, build: i64) -> Value {
+    let path = format!("/api/paas/applications/{app}/builds/{build}");
+    stack
+        .until(120, "the build ends", || async {
+            let (status, b) = stack.call(reqwest::Method::GET, &path, token, None).await;
+            status == 200 && !matches!(b["status"].as_str(), Some("pending" | "building"))
+        })
+        .await;
+    stack.get(&path, token).await
+}
+
+/// Waits until the node's ingress answers `body` for the application's host.
+async fn serves(port: u16, app_name: &str, body: &str) {
+    let host = format!("{app_name}.{PLATFORM_DOMAIN}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        last = through_ingress(port, &host, "/").await;
+        if matches!(&last, Some((200, text)) if text.trim() == body) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{host} never answered {body:?}; last answer {last:?}");
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(conn: &mut AsyncPgConnection, sql: &str, app: i64) -> i64 {
+    sql_query(sql)
+        .bind::<BigInt, _>(app)
+        .get_result::<Count>(conn)
+        .await
+        .unwrap()
+        .n
+}
+
+/// After a fault the platform has settled exactly: no task of the application
+/// left unfinished, exactly `instances` running containers of its current
+/// release (and no other container of it on any node), and usage intervals
+/// that never overlap, so no moment is billed twice.
+async fn settled_exactly(stack: &Stack, app: i64, instances: usize) {
+    let mut conn = AsyncPgConnection::establish(&stack.db.url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let unfinished = count(
+            &mut conn,
+            "SELECT count(*) AS n FROM paas_tasks WHERE application_id = $1 \
+             AND status IN ('queued', 'leased', 'running')",
+            app,
+        )
+        .await;
+        if unfinished == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unfinished} task(s) of the application never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack
+        .until(60, "exactly the application's containers run", || async {
+            let containers = stack.containers(app);
+            containers.len() == instances && containers.iter().all(|c| c.ends_with(" running"))
+        })
+        .await;
+    let overlapping = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM paas_usage a JOIN paas_usage b \
+           ON a.resource_type = b.resource_type AND a.resource_id = b.resource_id AND a.id < b.id \
+          AND tstzrange(a.started_at, a.ended_at) && tstzrange(b.started_at, b.ended_at) \
+          WHERE a.resource_type = 'application' AND a.resource_id = $1",
+        app,
+    )
+    .await;
+    assert_eq!(
+        overlapping, 0,
+        "usage intervals overlap: a moment billed twice"
+    );
+    let open = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM paas_usage WHERE resource_type = 'application' \
+         AND resource_id = $1 AND ended_at IS NULL",
+        app,
+    )
+    .await;
+    assert_eq!(
+        open, 1,
+        "one open usage interval for the running application"
+    );
+    let succeeded = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM paas_builds WHERE application_id = $1 AND status = 'success'",
+        app,
+    )
+    .await;
+    let releases = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM paas_releases WHERE application_id = $1",
+        app,
+    )
+    .await;
+    assert_eq!(succeeded, releases, "one release per successful build");
+}
+
+/// A customer and a repository of a slow-building application on the plan.
+async fn customer_with_app(
+    stack: &Stack,
+    plan: i64,
+    name: &str,
+    page: &str,
+) -> (String, i64, Repo) {
+    let token = stack.customer(&format!("{name}@example.com")).await;
+    let repo = Repo::new(&files(&slow_app(page)));
+    let app = git_app(stack, &token, name, plan, &repo).await;
+    (token, app, repo)
+}
+
+#[tokio::test]
+async fn docker_postgresql_restarted_mid_deploy() {
+    let postgres = OwnPostgres::start();
+    let stack = Stack::start(Timing {
+        database_server: Some(postgres.url()),
+        ..Timing::default()
+    })
+    .await;
+    let (_node, agent) = stack.node("worker-1").await;
+    let plan = stack.plan().await;
+    let (alice, app, _repo) = customer_with_app(&stack, plan, "alice", "through a restart").await;
+    let build = deploy(&stack, &alice, app).await;
+    slow_step_runs(&stack, &alice, app, build).await;
+
+    // Every connection of the control plane ends; the agent's reports meet
+    // a control plane without its database for three seconds.
+    postgres.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.start_again();
+
+    let done = build_ends(&stack, &alice, app, build).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    assert_eq!(done["attempt"], 1, "the node's work was kept: {done:#}");
+    stack.app_in(&alice, app, "running").await;
+    serves(agent.ingress_port, "alice", "through a restart").await;
+    settled_exactly(&stack, app, 1).await;
+}
+
+#[tokio::test]
+async fn docker_redis_killed_with_jobs_queued_loses_no_build() {
+    let mut redis = OwnRedis::start();
+    let stack = Stack::start(Timing {
+        redis_url: Some(redis.url()),
+        env: vec![("SKYPANEL_SWEEP_INTERVAL", "2".into())],
+        ..Timing::default()
+    })
+    .await;
+    let (_node, agent) = stack.node("worker-1").await;
+    let plan = stack.plan().await;
+    let (alice, first, _repo) = customer_with_app(&stack, plan, "alice", "first").await;
+    let build = deploy(&stack, &alice, first).await;
+    slow_step_runs(&stack, &alice, first, build).await;
+
+    // Redis dies with everything it held (no persistence): the running
+    // build's job and its idempotency key are gone.
+    redis.kill();
+    // Deploys go on meanwhile: recorded, their jobs not queued.
+    let (bob, second, _repo2) = customer_with_app(&stack, plan, "bob", "second").await;
+    let later = deploy(&stack, &bob, second).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.start_again();
+
+    for (token, app, build, name, page) in [
+        (&alice, first, build, "alice", "first"),
+        (&bob, second, later, "bob", "second"),
+    ] {
+        let done = build_ends(&stack, token, app, build).await;
+        assert_eq!(done["status"], "success", "{done:#}");
+        stack.app_in(token, app, "running").await;
+        serves(agent.ingress_port, name, page).await;
+        settled_exactly(&stack, app, 1).await;
+    }
+}
+
+#[tokio::test]
+async fn docker_the_control_plane_killed_mid_deploy_finishes_it_after_a_restart() {
+    let mut stack = Stack::start(Timing::default()).await;
+    let (_node, agent) = stack.node("worker-1").await;
+    let plan = stack.plan().await;
+    let (alice, app, _repo) = customer_with_app(&stack, plan, "alice", "after a kill").await;
+    let build = deploy(&stack, &alice, app).await;
+    slow_step_runs(&stack, &alice, app, build).await;
+
+    stack.kill_control_plane();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.start_control_plane().await;
+
+    let done = build_ends(&stack, &alice, app, build).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    assert_eq!(done["attempt"], 1, "the node's work was kept: {done:#}");
+    stack.app_in(&alice, app, "running").await;
+    serves(agent.ingress_port, "alice", "after a kill").await;
+    settled_exactly(&stack, app, 1).await;
+}
+
+#[tokio::test]
+async fn docker_an_agent_cut_off_past_the_offline_threshold_loses_its_build_and_stops_what_it_no_longer_owns()
+ {
+    let stack = Stack::start(Timing {
+        offline_after: 3,
+        lease_ttl: 3,
+        ..Timing::default()
+    })
+    .await;
+    // The first node reaches the control plane through a link we can cut;
+    // each node has a namespace of its own (its own containers, as on a machine of its own).
+    let (_, port) = stack.base.rsplit_once(':').unwrap();
+    let link = CutProxy::start(format!("127.0.0.1:{port}")).await;
+    let first_ns = format!("{}a-", stack.namespace);
+    let second_ns = format!("{}b-", stack.namespace);
+    let (first_node, first) = stack
+        .node_at("worker-1", agent_dir(), &link.url, &first_ns)
+        .await;
+    let (second_node, second) = stack
+        .node_at("worker-2", agent_dir(), &stack.base, &second_ns)
+        .await;
+    let plan = stack.plan().await;
+    let alice = stack.customer("alice@example.com").await;
+    // Release 1 runs on the first node (a quick build).
+    let repo = Repo::new(&[
+        (
+            "Dockerfile",
+            &format!("FROM {WEB_IMAGE}\nCOPY index.html /www/index.html\n"),
+        ),
+        ("index.html", "version one"),
+    ]);
+    let app = git_app(&stack, &alice, "alice", plan, &repo).await;
+    let build = deploy(&stack, &alice, app).await;
+    assert_eq!(
+        build_ends(&stack, &alice, app, build).await["status"],
+        "success"
+    );
+    let running = stack.app_in(&alice, app, "running").await;
+    assert_eq!(running["node_id"].as_i64(), Some(first_node));
+    serves(first.ingress_port, "alice", "version one").await;
+
+    // Release 2's build starts there too; then the first node is cut off.
+    let slow = slow_app("version two");
+    repo.commit(&files(&slow), "version two");
+    let build = deploy(&stack, &alice, app).await;
+    slow_step_runs(&stack, &alice, app, build).await;
+    link.cut();
+
+    // Its lease runs out, the node goes offline, the build moves.
+    let done = build_ends(&stack, &alice, app, build).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    assert_eq!(done["attempt"], 2, "{done:#}");
+    assert_eq!(done["node_id"].as_i64(), Some(second_node));
+    let moved = stack.app_in(&alice, app, "running").await;
+    assert_eq!(moved["node_id"].as_i64(), Some(second_node));
+    serves(second.ingress_port, "alice", "version two").await;
+    // The cut-off node still runs release 1 (it cannot know yet).
+    assert!(
+        stack
+            .containers_in(&first_ns, app)
+            .iter()
+            .any(|c| c.ends_with(" running")),
+        "{:?}",
+        stack.containers_in(&first_ns, app)
+    );
+
+    // Reconnected: its reports about the lost build are refused, and it
+    // removes the containers of the application that moved away.
+    link.restore();
+    stack
+        .until(
+            60,
+            "the former node removes the application's containers",
+            || async { stack.containers_in(&first_ns, app).is_empty() },
+        )
+        .await;
+    settled_exactly(&stack, app, 1).await;
+    assert_eq!(stack.containers_in(&second_ns, app).len(), 1);
+    serves(second.ingress_port, "alice", "version two").await;
+    let mut conn = AsyncPgConnection::establish(&stack.db.url).await.unwrap();
+    let first_attempt = count(
+        &mut conn,
+        "SELECT count(*) AS n FROM paas_tasks WHERE build_id = $1 AND status = 'succeeded'",
+        build,
+    )
+    .await;
+    assert_eq!(first_attempt, 1, "exactly one attempt of the build counted");
+    let logs = stack.process_logs();
+    assert!(
+        logs.contains("lease lost; abandoning the task") || logs.contains("status report refused"),
+        "the cut-off agent was not told its lease was gone"
+    );
+    drop(first);
+}
+
+#[tokio::test]
+async fn docker_every_agent_message_delivered_twice_changes_nothing() {
+    let stack = Stack::start(Timing {
+        env: vec![("SKYPANEL_LEASE_ACK", "2".into())],
+        ..Timing::default()
+    })
+    .await;
+    let proxy = TwiceProxy::start(stack.base.clone()).await;
+    let (_node, agent) = stack
+        .node_at("worker-1", agent_dir(), &proxy.url, &stack.namespace)
+        .await;
+    let plan = stack.plan().await;
+    let (alice, app, repo) = customer_with_app(&stack, plan, "alice", "said twice").await;
+    let build = deploy(&stack, &alice, app).await;
+    let done = build_ends(&stack, &alice, app, build).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    stack.app_in(&alice, app, "running").await;
+    serves(agent.ingress_port, "alice", "said twice").await;
+
+    // Scale, restart and a second release, every message twice.
+    let (status, body) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/scale"),
+            &alice,
+            json!({"instance_count": 2}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body:#}");
+    stack
+        .until(60, "two instances run", || async {
+            stack
+                .containers(app)
+                .iter()
+                .filter(|c| c.ends_with(" running"))
+                .count()
+                == 2
+        })
+        .await;
+    stack.app_in(&alice, app, "running").await;
+    let page = slow_app("said twice again");
+    repo.commit(&files(&page), "again");
+    let build = deploy(&stack, &alice, app).await;
+    let done = build_ends(&stack, &alice, app, build).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    stack.app_in(&alice, app, "running").await;
+    serves(agent.ingress_port, "alice", "said twice again").await;
+    settled_exactly(&stack, app, 2).await;
+
+    // The build's log holds each line once, though each batch came twice.
+    let log = stack
+        .get(
+            &format!("/api/paas/applications/{app}/builds/{build}/logs"),
+            &alice,
+        )
+        .await;
+    let log = log["log"].as_str().unwrap();
+    let mentions: Vec<&str> = log.lines().filter(|l| l.contains("a slow step")).collect();
+    assert!(!mentions.is_empty(), "{log}");
+    for line in &mentions {
+        assert_eq!(
+            mentions.iter().filter(|l| *l == line).count(),
+            1,
+            "a line stored twice: {log}"
+        );
+    }
+    assert!(proxy.doubled() > 20);
+    assert_eq!(proxy.broken(), 0, "a duplicate broke the control plane");
+}
