@@ -1,6 +1,7 @@
 //! An audit of a deployed application's container, from `docker inspect`
 //! and from inside it: unprivileged, every capability dropped,
-//! no-new-privileges, no Docker socket; a flood of processes stops at the
+//! no-new-privileges, no Docker socket, a read-only root file system with a
+//! writable /tmp; a flood of processes stops at the
 //! pids limit and an allocation past the memory limit is killed inside the
 //! container while another customer's application keeps serving; and
 //! neither the control plane's PostgreSQL and Redis nor another customer's
@@ -80,6 +81,14 @@ async fn docker_an_application_container_is_confined() {
     assert_eq!(host["Memory"], 64 * 1024 * 1024);
     let mounts = info["Mounts"].to_string();
     assert!(!mounts.contains("docker.sock"), "{mounts}");
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert!(
+        host["Tmpfs"]["/tmp"]
+            .as_str()
+            .is_some_and(|o| o.contains("size=32m") && o.contains("nosuid")),
+        "{}",
+        host["Tmpfs"]
+    );
 
     // What the container sees: no capabilities, no new privileges, no socket.
     let (_, status) = inside(
@@ -102,6 +111,17 @@ async fn docker_an_application_container_is_confined() {
         "touch /etc/owned-by-the-app 2>/dev/null && echo yes; chown root /bin/sh",
     );
     assert!(!ok, "chown needs a capability it does not have");
+    // The root file system is read-only; /tmp is the writable place.
+    let (_, written) = inside(
+        &container,
+        "echo x > /www/index.html 2>&1; echo x > /owned 2>&1; echo kept > /tmp/scratch && cat /tmp/scratch",
+    );
+    assert_eq!(
+        written.matches("Read-only file system").count(),
+        2,
+        "{written}"
+    );
+    assert!(written.lines().any(|l| l == "kept"), "{written}");
 
     // A flood of processes stops at the pids limit: the flooding subshell
     // dies on a failed fork; its parent counts with shell built-ins.

@@ -1,7 +1,9 @@
 //! Tenant isolation: every customer operation in the OpenAPI document is
-//! called with a second customer's token on the first customer's ids. Each
-//! must answer 404 (or 403), show none of the first customer's data, and
-//! change nothing. The list of operations comes from the spec, so a new
+//! called with a second customer's token on the first customer's ids; then
+//! every operation that takes more than one id is called on the second
+//! customer's own resource with the first customer's ids everywhere else
+//! (path, query, body). Each must answer 404 (or 403), show none of the first
+//! customer's data, and change nothing. The list of operations comes from the spec, so a new
 //! endpoint is covered (or the test names it as missing a sample body).
 
 #![allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
@@ -154,7 +156,7 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         )
         .await;
     let hook_id = hook.expect(201)["id"].as_i64().unwrap();
-    let (_, mallory) = app.customer("mallory@example.com").await;
+    let (mallory_id, mallory) = app.customer("mallory@example.com").await;
 
     // Strings that must never reach Mallory.
     let alice_markers = [
@@ -246,6 +248,133 @@ async fn a_customer_cannot_reach_another_customers_resources() {
     }
     assert!(checked >= 20, "only {checked} operations were walked");
 
+    // Second walk: Mallory's own resource in the path, Alice's ids in every
+    // other place an id goes (the other path parameters, id fields of the
+    // body, id query parameters): a link, restore or read across owners.
+    let mallory_app = app.app(&mallory, "mallory-own", w.plan).await;
+    let mallory_db = 777_101;
+    app.exec_sql(&format!(
+        "INSERT INTO paas_databases (id, user_id, name, db_type, version, plan_id, region, status) \
+         VALUES ({mallory_db}, {mallory_id}, 'mallory-db', 'postgresql', '16', {}, 'local', 'running')",
+        w.plan
+    ))
+    .await;
+    let foreign = |name: &str| -> Option<i64> {
+        match name {
+            "dbId" | "database_id" => Some(alice_db),
+            "buildId" | "build_id" => Some(build_id),
+            "backup_id" => Some(777_002),
+            "application_id" | "app_id" => Some(w.app),
+            "webhook_id" => Some(hook_id),
+            "token_id" => Some(token_id),
+            _ => None,
+        }
+    };
+    let schemas = &spec["components"]["schemas"];
+    let mut crossed = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            let tag = operation["tags"][0].as_str().unwrap();
+            if operation.get("security").is_none() || tag.starts_with("Admin") || tag == "Agents" {
+                continue;
+            }
+            let mut concrete = path.replace(
+                "{id}",
+                &if path.starts_with("/paas/databases/") {
+                    mallory_db
+                } else {
+                    mallory_app
+                }
+                .to_string(),
+            );
+            let mut placed = Vec::new();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                if let Some(alice) = foreign(name) {
+                    match parameter["in"].as_str() {
+                        Some("path") => {
+                            concrete = concrete.replace(&format!("{{{name}}}"), &alice.to_string())
+                        }
+                        Some("query") => {
+                            let joiner = if concrete.contains('?') { '&' } else { '?' };
+                            concrete = format!("{concrete}{joiner}{name}={alice}");
+                        }
+                        _ => continue,
+                    }
+                    placed.push(name.to_string());
+                }
+            }
+            let mut body = bodies.get(id).cloned();
+            let reference =
+                operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .and_then(|r| r.rsplit('/').next());
+            if let (Some(body), Some(schema)) = (body.as_mut(), reference) {
+                for field in schemas[schema]["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    if let Some(alice) = foreign(field) {
+                        body[field] = json!(alice);
+                        placed.push(field.clone());
+                    }
+                }
+            }
+            if placed.is_empty() || concrete.contains('{') {
+                continue;
+            }
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let answer = app
+                .call(
+                    method.clone(),
+                    &format!("/api{concrete}"),
+                    Some(&mallory),
+                    body,
+                )
+                .await;
+            let text = answer.body.to_string();
+            for marker in alice_markers {
+                assert!(
+                    !text.contains(marker),
+                    "{method} {concrete} with Alice's {placed:?} leaked {marker}: {text}"
+                );
+            }
+            // A foreign id in a body is a field that names nothing of the
+            // caller's: 422 on that field (the same answer as for an id that
+            // does not exist), or 404.
+            let refused = match answer.status.as_u16() {
+                403 | 404 => true,
+                422 => answer
+                    .field()
+                    .is_some_and(|f| placed.iter().any(|p| p == f)),
+                _ => false,
+            };
+            assert!(
+                refused,
+                "{method} {concrete} with Alice's {placed:?} answered {}: {text}",
+                answer.status
+            );
+            crossed += 1;
+        }
+    }
+    assert!(
+        crossed >= 3,
+        "only {crossed} operations took a foreign id beside an own one"
+    );
+    // Alice's database is linked to no application of Mallory's, and restored by no one else.
+    assert_eq!(
+        app.get(
+            &format!("/api/paas/applications/{mallory_app}/databases"),
+            &mallory
+        )
+        .await
+        .expect(200),
+        &json!([])
+    );
+
     // Nothing of Alice's changed.
     let alice_app = app
         .get(&format!("/api/paas/applications/{}", w.app), &w.customer)
@@ -279,7 +408,7 @@ async fn a_customer_cannot_reach_another_customers_resources() {
             .as_array()
             .unwrap()
             .len(),
-        1,
-        "only the one Mallory created"
+        2,
+        "only the two Mallory created"
     );
 }

@@ -339,6 +339,7 @@ impl Engine {
     }
 
     /// Creates the container of `instance` unless it exists; answers its name.
+    /// Its root file system is read-only, with a writable /tmp.
     pub async fn ensure_container(
         &self,
         spec: &AppSpec,
@@ -375,7 +376,14 @@ impl Engine {
             // and reaps zombies, whatever the image's own process does.
             init: Some(true),
             network_mode: Some(network.to_string()),
-
+            // Nothing of the image can be changed; /tmp is the one writable
+            // place, in memory (counted against the plan's memory), and gone
+            // with the container, like a Heroku dyno's file system.
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                format!("rw,nosuid,nodev,size={}m,mode=1777", tmp_mb(spec.memory_mb)),
+            )])),
             port_bindings: Some(HashMap::from([(
                 port.clone(),
                 Some(vec![PortBinding {
@@ -730,6 +738,12 @@ pub fn short(err: &DockerError) -> String {
         DockerError::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
     }
+}
+
+/// The size of an application container's /tmp: half its memory limit, at
+/// least 8 MB (its pages count against the limit anyway).
+fn tmp_mb(memory_mb: i32) -> i32 {
+    (memory_mb / 2).max(8)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub struct ErrorBody {
     /// A sentence a person can act on.
     pub message: String,
     /// The input field the error concerns, when there is one.
+    #[oai(nullable)]
     pub field: Option<String>,
 }
 
@@ -43,6 +44,10 @@ pub enum ApiError {
     /// A field breaks a rule; `field` names it.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many requests from this address or account; `Retry-After` says
+    /// how many seconds to wait.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// Something failed on our side; the details are in the server log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -104,6 +109,18 @@ impl ApiError {
         ))
     }
 
+    /// A 429 `rate_limited`: try again in `retry_after` seconds.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        Self::TooManyRequests(
+            body(
+                "rate_limited",
+                format!("too many requests; try again in {retry_after} s"),
+                None,
+            ),
+            retry_after,
+        )
+    }
+
     /// Logs `err` and answers a 500 that reveals nothing of it.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
@@ -119,6 +136,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -133,6 +151,7 @@ impl ApiError {
             | Self::Conflict(b)
             | Self::PayloadTooLarge(b)
             | Self::Unprocessable(b)
+            | Self::TooManyRequests(b, _)
             | Self::Internal(b)
             | Self::Unavailable(b) => b,
         }

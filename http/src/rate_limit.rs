@@ -5,12 +5,11 @@
 //! window). The agents' protocol and the health check are never limited;
 //! without the job queues' Redis (or while it fails) requests pass.
 
-use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Request, Response};
 use sha2::{Digest, Sha256};
 
 use crate::api::client_ip;
-use crate::error::ErrorBody;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Requests allowed per minute; 0 turns a limit off.
@@ -154,16 +153,7 @@ async fn over_limit(state: &AppState, request: &Request) -> Option<u64> {
 }
 
 fn too_many(retry_after: u64) -> Response {
-    let body = ErrorBody {
-        code: "rate_limited".into(),
-        message: format!("too many requests; try again in {retry_after} s"),
-        field: None,
-    };
-    Response::builder()
-        .status(StatusCode::TOO_MANY_REQUESTS)
-        .header("retry-after", retry_after.to_string())
-        .content_type("application/json; charset=utf-8")
-        .body(serde_json::to_string(&body).unwrap_or_default())
+    ApiError::rate_limited(retry_after).into_response()
 }
 
 #[cfg(test)]

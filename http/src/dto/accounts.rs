@@ -12,6 +12,7 @@ pub struct RegisterRequest {
     /// 8 to 128 characters.
     pub password: String,
     /// Display name.
+    #[oai(nullable)]
     pub name: Option<String>,
 }
 
@@ -35,6 +36,7 @@ pub struct AccessToken {
 pub struct UserView {
     pub id: i64,
     pub email: String,
+    #[oai(nullable)]
     pub name: Option<String>,
     /// `customer` or `admin`.
     pub role: String,
@@ -58,6 +60,7 @@ pub struct CreateApiTokenRequest {
     /// What the token is for, e.g. `ci`.
     pub name: String,
     /// Days until it expires (1 to 3650); omitted means it never expires.
+    #[oai(nullable)]
     pub expires_in_days: Option<i64>,
 }
 
@@ -67,7 +70,9 @@ pub struct ApiTokenView {
     pub name: String,
     /// The last four characters of the secret, to tell tokens apart.
     pub hint: String,
+    #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }

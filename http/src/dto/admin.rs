@@ -54,6 +54,7 @@ pub struct CertificateExpiry {
 pub struct RenewalRequest {
     /// Renew the certificates expiring within this many days (the
     /// configured `SKYPANEL_SSL_RENEW_BEFORE_DAYS` when absent).
+    #[oai(nullable)]
     pub within_days: Option<u32>,
 }
 
@@ -136,15 +137,20 @@ pub struct Capacity {
 pub struct AuditEntryView {
     pub id: i64,
     /// The user who acted (absent for the platform itself or an agent).
+    #[oai(nullable)]
     pub actor_user_id: Option<i64>,
     /// The node whose agent acted.
+    #[oai(nullable)]
     pub actor_node_id: Option<i64>,
     /// `user.login`, `user.login_failed`, `api_token.create`, `env.add`,
     /// `app.deploy`, `wallet.credit`, `node.register`, `wallet.suspend` …
     pub action: String,
+    #[oai(nullable)]
     pub target_type: Option<String>,
+    #[oai(nullable)]
     pub target_id: Option<i64>,
     pub details: serde_json::Value,
+    #[oai(nullable)]
     pub ip_address: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }

@@ -17,25 +17,33 @@ pub struct ApplicationView {
     pub status: String,
     pub region: String,
     pub plan_id: i64,
+    #[oai(nullable)]
     pub runtime_id: Option<i64>,
+    #[oai(nullable)]
     pub node_id: Option<i64>,
+    #[oai(nullable)]
     pub git_repo_url: Option<String>,
     pub git_branch: String,
     /// Whether a git access token is set (the token itself is never shown).
     pub has_git_token: bool,
     /// A prebuilt image deployed instead of a repository.
+    #[oai(nullable)]
     pub image: Option<String>,
     /// The port the application listens on inside its container.
     pub port: i32,
+    #[oai(nullable)]
     pub health_check_path: Option<String>,
     pub auto_deploy: bool,
     pub instance_count: i32,
     pub system_domain: String,
     /// Where the application answers once running.
     pub url: String,
+    #[oai(nullable)]
     pub current_build_id: Option<i64>,
+    #[oai(nullable)]
     pub current_release_id: Option<i64>,
     /// Why the last command failed, when it did.
+    #[oai(nullable)]
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -79,40 +87,53 @@ pub struct CreateApplicationRequest {
     /// A region of a registered node (see `GET /api/paas/regions`).
     pub region: String,
     /// Omitted: detected from the repository at build time.
+    #[oai(nullable)]
     pub runtime_id: Option<i64>,
     /// `https://…`, `ssh://…` or `user@host:path`. Exclusive with `image`.
+    #[oai(nullable)]
     pub git_repo_url: Option<String>,
     /// Defaults to `main`.
+    #[oai(nullable)]
     pub git_branch: Option<String>,
     /// Access token for a private repository; stored encrypted, never shown again.
+    #[oai(nullable)]
     pub git_oauth_token: Option<String>,
     /// A prebuilt image reference. Exclusive with `git_repo_url`.
+    #[oai(nullable)]
     pub image: Option<String>,
     /// Defaults to 8080.
+    #[oai(nullable)]
     pub port: Option<i32>,
     /// An HTTP path checked before traffic is switched, e.g. `/healthz`.
+    #[oai(nullable)]
     pub health_check_path: Option<String>,
+    #[oai(nullable)]
     pub auto_deploy: Option<bool>,
     /// 1 to 10, defaults to 1.
+    #[oai(nullable)]
     pub instance_count: Option<i32>,
 }
 
 /// Every field is optional; send `null` to clear a nullable one.
 #[derive(Object, Deserialize, Default)]
 pub struct UpdateApplicationRequest {
+    #[oai(nullable)]
     pub plan_id: Option<i64>,
     #[serde(default)]
     pub runtime_id: MaybeUndefined<i64>,
     #[serde(default)]
     pub git_repo_url: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub git_branch: Option<String>,
     #[serde(default)]
     pub git_oauth_token: MaybeUndefined<String>,
     #[serde(default)]
     pub image: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub port: Option<i32>,
     #[serde(default)]
     pub health_check_path: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub auto_deploy: Option<bool>,
 }
 
@@ -150,23 +171,33 @@ pub struct BuildView {
     pub application_id: i64,
     /// 1, 2, 3 … per application.
     pub build_number: i32,
+    #[oai(nullable)]
     pub git_commit_sha: Option<String>,
+    #[oai(nullable)]
     pub git_commit_message: Option<String>,
     /// `pending`, `building`, `success`, `failed` or `cancelled`.
     pub status: String,
+    #[oai(nullable)]
     pub image_tag: Option<String>,
     /// Why the build failed, in words a customer can act on.
+    #[oai(nullable)]
     pub failure_reason: Option<String>,
     /// Attempts so far (a failure of the infrastructure starts another).
     pub attempt: i32,
     /// The node the build ran (or runs) on.
+    #[oai(nullable)]
     pub node_id: Option<i64>,
     /// The branch built.
+    #[oai(nullable)]
     pub git_branch: Option<String>,
     /// `dockerfile`, or the runtime a Dockerfile was generated for.
+    #[oai(nullable)]
     pub builder: Option<String>,
+    #[oai(nullable)]
     pub image_size_mb: Option<i64>,
+    #[oai(nullable)]
     pub started_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -203,8 +234,10 @@ pub struct BuildLog {
 /// One event of a followed build log: a line, or (last) the final status.
 #[derive(Object, Debug)]
 pub struct BuildLogEvent {
+    #[oai(nullable)]
     pub line: Option<String>,
     /// `success`, `failed` or `cancelled`, on the last event.
+    #[oai(nullable)]
     pub status: Option<String>,
 }
 
@@ -212,8 +245,10 @@ pub struct BuildLogEvent {
 pub struct DeployAccepted {
     pub application: ApplicationView,
     /// The release being rolled out (an image or a rollback).
+    #[oai(nullable)]
     pub release: Option<i32>,
     /// The build a deploy from git started.
+    #[oai(nullable)]
     pub build: Option<BuildView>,
 }
 
@@ -233,6 +268,7 @@ pub struct InstanceView {
     /// `running`, `restarting`, `exited` …
     pub state: String,
     /// The port on the node's 127.0.0.1 the application port is published on.
+    #[oai(nullable)]
     pub host_port: Option<i32>,
     pub restart_count: i32,
     /// Kept crashing; the node stopped restarting it.

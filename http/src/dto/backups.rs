@@ -15,11 +15,15 @@ pub struct BackupView {
     pub origin: String,
     /// `pending`, `running`, `succeeded` or `failed` (see `error`).
     pub status: String,
+    #[oai(nullable)]
     pub size_bytes: Option<i64>,
     /// The dump's SHA-256 (hex), checked again before a restore.
+    #[oai(nullable)]
     pub sha256: Option<String>,
+    #[oai(nullable)]
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -51,12 +55,15 @@ pub struct RestoreView {
     pub id: i64,
     pub database_id: i64,
     /// The backup restored (absent once that backup has expired).
+    #[oai(nullable)]
     pub backup_id: Option<i64>,
     /// `pending`, `running`, `succeeded` or `failed` (see `error`; a
     /// failed restore leaves the data as it was wherever the engine allows).
     pub status: String,
+    #[oai(nullable)]
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
 }
 

@@ -25,6 +25,7 @@ pub struct BillingRecordView {
     pub billing_period_start: DateTime<Utc>,
     pub billing_period_end: DateTime<Utc>,
     /// The ledger debit that charged it (one per wallet and hour).
+    #[oai(nullable)]
     pub wallet_transaction_id: Option<i64>,
 }
 
@@ -51,6 +52,7 @@ pub struct ResourceUsage {
     pub resource_type: String,
     pub resource_id: i64,
     /// The application's name, when it still exists.
+    #[oai(nullable)]
     pub name: Option<String>,
     /// Instance-hours billed this month.
     pub hours_billed: String,
@@ -59,6 +61,7 @@ pub struct ResourceUsage {
     /// Instances running now (billed from now on).
     pub running_instances: i32,
     /// Price per instance-hour now.
+    #[oai(nullable)]
     pub hourly_rate: Option<String>,
     /// What it costs by the end of the month if it keeps running like now
     /// (charged so far plus the rest of the month, within the monthly cap).
@@ -84,6 +87,7 @@ pub struct NotificationView {
     pub message: String,
     pub created_at: DateTime<Utc>,
     /// When the `notify` queue handed it to the customer's webhooks.
+    #[oai(nullable)]
     pub delivered_at: Option<DateTime<Utc>>,
 }
 

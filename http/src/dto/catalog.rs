@@ -60,20 +60,30 @@ pub struct CreatePlanRequest {
     /// Decimal string, at most four decimals.
     pub hourly_rate: String,
     #[serde(default)]
+    #[oai(nullable)]
     pub supported_runtimes: Option<Vec<i64>>,
+    #[oai(nullable)]
     pub is_active: Option<bool>,
 }
 
 /// Every field is optional: only the ones sent change.
 #[derive(Object, Deserialize, Debug, Default)]
 pub struct UpdatePlanRequest {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub cpu_limit: Option<i32>,
+    #[oai(nullable)]
     pub memory_limit: Option<i32>,
+    #[oai(nullable)]
     pub storage_limit: Option<i32>,
+    #[oai(nullable)]
     pub monthly_price: Option<String>,
+    #[oai(nullable)]
     pub hourly_rate: Option<String>,
+    #[oai(nullable)]
     pub supported_runtimes: Option<Vec<i64>>,
+    #[oai(nullable)]
     pub is_active: Option<bool>,
 }
 
@@ -109,7 +119,9 @@ pub struct RuntimeView {
     pub runtime_type: String,
     pub version: String,
     pub base_image: String,
+    #[oai(nullable)]
     pub default_build_cmd: Option<String>,
+    #[oai(nullable)]
     pub default_start_cmd: Option<String>,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
@@ -140,22 +152,30 @@ pub struct CreateRuntimeRequest {
     pub version: String,
     /// A Docker image reference such as `node:20-slim`.
     pub base_image: String,
+    #[oai(nullable)]
     pub default_build_cmd: Option<String>,
+    #[oai(nullable)]
     pub default_start_cmd: Option<String>,
+    #[oai(nullable)]
     pub is_active: Option<bool>,
 }
 
 /// Every field is optional; send `null` to clear a default command.
 #[derive(Object, Deserialize, Debug, Default)]
 pub struct UpdateRuntimeRequest {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub runtime_type: Option<RuntimeType>,
+    #[oai(nullable)]
     pub version: Option<String>,
+    #[oai(nullable)]
     pub base_image: Option<String>,
     #[serde(default)]
     pub default_build_cmd: MaybeUndefined<String>,
     #[serde(default)]
     pub default_start_cmd: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub is_active: Option<bool>,
 }
 

@@ -42,9 +42,11 @@ pub struct DatabaseView {
     /// `pending` (being provisioned), `running`, `stopped`, `failed` (see
     /// `failure_reason`) or `suspended` (unpaid balance).
     pub status: String,
+    #[oai(nullable)]
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     /// Only on `GET /api/paas/databases/:id`.
+    #[oai(nullable)]
     pub connection: Option<ConnectionView>,
 }
 
@@ -77,6 +79,7 @@ pub struct LinkRequest {
     /// The variables' prefix: `DATABASE` by default (`REDIS` for Redis),
     /// giving `DATABASE_URL`, `DATABASE_HOST`, `_PORT`, `_USER`, `_PASSWORD`
     /// and `_NAME`. Capital letters, digits and `_`, starting with a letter.
+    #[oai(nullable)]
     pub env_var_prefix: Option<String>,
 }
 

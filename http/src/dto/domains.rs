@@ -17,10 +17,13 @@ pub struct DomainView {
     pub ssl_status: String,
     /// Why the last attempt failed, in words the owner can act on (also
     /// while a renewal failed and the current certificate keeps serving).
+    #[oai(nullable)]
     pub ssl_error: Option<String>,
     /// Attempts used by the current certificate request (at most 3).
     pub ssl_attempts: i32,
+    #[oai(nullable)]
     pub certificate_issued_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub certificate_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -51,10 +54,12 @@ pub struct ReleaseView {
     /// 1, 2, 3 … per application.
     pub version: i32,
     /// The build whose image it runs, if it came from one.
+    #[oai(nullable)]
     pub build_id: Option<i64>,
     pub image_tag: String,
     /// `Deploy of image …`, `Build #3 of 1a2b3c4`, `Rollback to v2`.
     pub description: String,
+    #[oai(nullable)]
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,
     /// The release the application serves.

@@ -13,6 +13,7 @@ pub struct CreateWebhookRequest {
     /// The events wanted (`build.succeeded`, `build.failed`, `app.crashed`,
     /// `balance.low`, `account.suspended`, `account.resumed`, `ssl.failed`,
     /// `backup.failed`, `restore.failed`); all of them when absent.
+    #[oai(nullable)]
     pub events: Option<Vec<String>>,
 }
 
@@ -26,6 +27,7 @@ pub struct WebhookView {
     /// Only in the answer to the creation: the key of the HMAC-SHA256
     /// signature in `X-SkyPanel-Signature` (`sha256=<hex>` of
     /// `<X-SkyPanel-Timestamp>.<body>`). Keep it; it is not shown again.
+    #[oai(nullable)]
     pub secret: Option<String>,
 }
 
@@ -51,10 +53,14 @@ pub struct DeliveryView {
     pub status: String,
     pub attempts: i32,
     /// What the endpoint answered last, if it answered.
+    #[oai(nullable)]
     pub response_status: Option<i32>,
+    #[oai(nullable)]
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub last_attempt_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 

@@ -26,10 +26,13 @@ pub struct JobView {
     pub state: String,
     pub attempts: u32,
     /// The last run's outcome as the queue recorded it (the error of a failure).
+    #[oai(nullable)]
     pub result: Option<String>,
     /// When it last ran (Unix seconds).
+    #[oai(nullable)]
     pub last_run: Option<i64>,
     /// The job's arguments (ids only).
+    #[oai(nullable)]
     pub job: Option<String>,
 }
 
@@ -65,9 +68,11 @@ pub struct ActorView {
     /// `root`, `supervisor`, `scheduler`, `lease-broker`, `node`, `app`, `wallet`.
     pub kind: String,
     /// The node, application or customer it stands for.
+    #[oai(nullable)]
     pub entity_id: Option<i64>,
     /// `running`, `starting`, `stopping` …
     pub status: String,
+    #[oai(nullable)]
     pub parent: Option<String>,
     /// Restarts within its supervisor's budget window.
     pub restarts: u64,
@@ -93,6 +98,7 @@ pub struct InspectedAppSummary {
     pub name: String,
     pub user_id: i64,
     pub status: String,
+    #[oai(nullable)]
     pub node_id: Option<i64>,
     pub instance_count: i32,
 }
@@ -102,6 +108,7 @@ pub struct InspectedAppSummary {
 pub struct InspectedApp {
     pub app: InspectedAppSummary,
     pub generation: i64,
+    #[oai(nullable)]
     pub last_error: Option<String>,
     pub releases: Vec<InspectedRelease>,
     pub tasks: Vec<InspectedTask>,
@@ -124,7 +131,9 @@ pub struct InspectedTask {
     pub status: String,
     pub node_id: i64,
     pub attempt: i32,
+    #[oai(nullable)]
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub finished_at: Option<DateTime<Utc>>,
 }

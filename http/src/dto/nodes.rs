@@ -23,9 +23,12 @@ pub struct NodeView {
     pub disk_total: i32,
     pub disk_used: i32,
     pub container_count: i32,
+    #[oai(nullable)]
     pub agent_version: Option<String>,
+    #[oai(nullable)]
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// Until when the registration token works, while the agent has not registered.
+    #[oai(nullable)]
     pub registration_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -78,9 +81,13 @@ pub struct NodeRegistration {
 /// Every field is optional. `disabled: true` takes the node out of placement.
 #[derive(Object, Deserialize, Debug, Default)]
 pub struct UpdateNodeRequest {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub region: Option<String>,
+    #[oai(nullable)]
     pub host_address: Option<String>,
+    #[oai(nullable)]
     pub disabled: Option<bool>,
 }
 

@@ -44,6 +44,7 @@ pub struct AppMetrics {
     /// Per instance, from the plan.
     pub memory_limit_mb: i32,
     /// The node's last heartbeat with figures for the application.
+    #[oai(nullable)]
     pub sampled_at: Option<DateTime<Utc>>,
     pub instances: Vec<InstanceUsage>,
     /// Totals over the recent heartbeats, oldest first.

@@ -39,6 +39,7 @@ pub struct WalletView {
     pub balance: String,
     pub currency: String,
     /// Since when the balance is below zero, if it is.
+    #[oai(nullable)]
     pub negative_since: Option<DateTime<Utc>>,
     /// Newest first, paged by `limit` and `offset`.
     pub transactions: Vec<TransactionView>,
@@ -64,6 +65,7 @@ pub struct CreditRequest {
     pub description: String,
     /// Makes the credit idempotent: a payment provider's payment id.
     /// A second credit with the same reference answers 409.
+    #[oai(nullable)]
     pub reference: Option<String>,
 }
 

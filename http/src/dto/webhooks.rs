@@ -24,8 +24,10 @@ pub struct PushEvent {
     #[oai(rename = "ref")]
     pub reference: String,
     /// The commit the branch now points at.
+    #[oai(nullable)]
     pub after: Option<String>,
     /// The branch was deleted.
+    #[oai(nullable)]
     pub deleted: Option<bool>,
 }
 
