@@ -191,6 +191,41 @@ fn parse_number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
     }
 }
 
+/// `SKYPANEL_SECRET_KEY` (seals and opens), with the earlier keys of
+/// `SKYPANEL_SECRET_KEYS_OLD` (comma-separated; they only open values sealed
+/// before a rotation).
+fn secret_keys(raw: &Raw, errors: &mut Vec<String>) -> Option<SecretKey> {
+    let current = raw
+        .required("SKYPANEL_SECRET_KEY", errors)
+        .and_then(|hex| {
+            SecretKey::from_hex(hex)
+                .map_err(|_| {
+                    errors.push(
+                        "SKYPANEL_SECRET_KEY: must be 64 hexadecimal characters (32 bytes)".into(),
+                    )
+                })
+                .ok()
+        })?;
+    let mut earlier = Vec::new();
+    for (n, hex) in raw
+        .get("SKYPANEL_SECRET_KEYS_OLD")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .enumerate()
+    {
+        match SecretKey::from_hex(hex) {
+            Ok(key) => earlier.push(key),
+            Err(_) => errors.push(format!(
+                "SKYPANEL_SECRET_KEYS_OLD: key {} must be 64 hexadecimal characters (32 bytes)",
+                n + 1
+            )),
+        }
+    }
+    Some(current.with_previous(earlier))
+}
+
 impl Config {
     /// Only the database URL, for `migrate` and `admin`.
     pub fn database_url(
@@ -210,6 +245,21 @@ impl Config {
             Ok(url)
         } else {
             Err(ConfigError(errors))
+        }
+    }
+
+    /// The database URL and the secret key with its earlier keys, for
+    /// `secrets rotate`.
+    pub fn database_and_keys(
+        env: &HashMap<String, String>,
+        file: Option<&str>,
+    ) -> Result<(String, SecretKey), ConfigError> {
+        let url = Self::database_url(env, file)?;
+        let mut errors = Vec::new();
+        let raw = Raw::layered(env, file, &mut errors);
+        match secret_keys(&raw, &mut errors) {
+            Some(key) if errors.is_empty() => Ok((url, key)),
+            _ => Err(ConfigError(errors)),
         }
     }
 
@@ -238,18 +288,7 @@ impl Config {
                 .push("SKYPANEL_LISTEN: must be an address and port such as 127.0.0.1:8080".into());
             SocketAddr::from(([127, 0, 0, 1], 8080))
         });
-        let secret_key = raw
-            .required("SKYPANEL_SECRET_KEY", &mut errors)
-            .and_then(|hex| {
-                SecretKey::from_hex(hex)
-                    .map_err(|_| {
-                        errors.push(
-                            "SKYPANEL_SECRET_KEY: must be 64 hexadecimal characters (32 bytes)"
-                                .into(),
-                        )
-                    })
-                    .ok()
-            });
+        let secret_key = secret_keys(&raw, &mut errors);
         let jwt_secret = raw
             .required("SKYPANEL_JWT_SECRET", &mut errors)
             .unwrap_or_default()

@@ -1,6 +1,7 @@
 //! `skypanel`: the SkyPanel PaaS control plane. Subcommands: `serve` runs the
 //! API (migrating first), `migrate` applies migrations, `openapi` prints the
-//! spec, `admin create` creates or promotes an admin.
+//! spec, `admin create` creates or promotes an admin, `secrets rotate` seals
+//! every secret again under the current key.
 
 mod config;
 mod serve;
@@ -45,6 +46,21 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Manage the secrets sealed at rest.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Seal every secret (environment variables, git tokens, database
+    /// passwords, webhook secrets, certificate keys, task secrets) again
+    /// under SKYPANEL_SECRET_KEY, opening them with SKYPANEL_SECRET_KEYS_OLD.
+    /// The control plane keeps serving meanwhile: run it with both settings
+    /// first, then this, then drop the old keys.
+    Rotate,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -128,6 +144,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Secrets {
+            command: SecretsCommand::Rotate,
+        } => rotate_secrets(&env, file.as_deref()).await,
         Command::Admin {
             command: AdminCommand::Create { email, password },
         } => {
@@ -148,4 +167,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `skypanel secrets rotate`: passes until no value was changed under it.
+async fn rotate_secrets(env: &HashMap<String, String>, file: Option<&str>) -> anyhow::Result<()> {
+    let (url, key) = Config::database_and_keys(env, file)?;
+    if key.previous_count() == 0 {
+        anyhow::bail!(
+            "SKYPANEL_SECRET_KEYS_OLD is empty: set it to the key(s) the secrets are sealed under now, and SKYPANEL_SECRET_KEY to the new key"
+        );
+    }
+    let store = skypanel_store::Store::connect(&url, 1)?;
+    let mut conn = store.conn().await?;
+    for pass in 1..=5 {
+        let done = skypanel_store::rekey::rotate(&mut conn, &key).await?;
+        for (column, count) in done.columns.iter().filter(|(_, n)| *n > 0) {
+            println!("{column}: {count} sealed again");
+        }
+        println!(
+            "pass {pass}: {} sealed again, {} already under the current key, {} unreadable, {} changed meanwhile",
+            done.resealed,
+            done.current,
+            done.unreadable.len(),
+            done.raced
+        );
+        if done.raced == 0 {
+            if !done.unreadable.is_empty() {
+                anyhow::bail!(
+                    "{} value(s) open with none of the keys and were left as they are: {}",
+                    done.unreadable.len(),
+                    done.unreadable.join(", ")
+                );
+            }
+            println!(
+                "every secret is sealed under the current key: SKYPANEL_SECRET_KEYS_OLD can go at the next restart"
+            );
+            return Ok(());
+        }
+    }
+    anyhow::bail!("values kept changing under the rotation; run it again")
 }

@@ -1,6 +1,9 @@
 //! Sealing of secrets at rest with AES-256-GCM. A sealed value is
 //! `nonce (12 bytes) || ciphertext+tag`, bound to its row by associated data,
-//! so a ciphertext moved to another row, or altered, does not open.
+//! so a ciphertext moved to another row, or altered, does not open. A key may
+//! carry earlier keys that still open (never seal) values, so that the key
+//! can change while the platform runs: `skypanel secrets rotate` then seals
+//! every value again under the current key.
 
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
@@ -20,9 +23,13 @@ pub enum SealError {
     NotText,
 }
 
-/// The platform's AES-256 key. `Debug` never shows it.
+/// The platform's AES-256 key, and the earlier keys that still open values
+/// sealed before a rotation. `Debug` never shows them.
 #[derive(Clone)]
-pub struct SecretKey(Key<Aes256Gcm>);
+pub struct SecretKey {
+    current: Key<Aes256Gcm>,
+    previous: Vec<Key<Aes256Gcm>>,
+}
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,12 +44,26 @@ impl SecretKey {
             .ok()
             .filter(|b| b.len() == 32)
             .ok_or_else(|| Invalid::general("must be 64 hexadecimal characters (32 bytes)"))?;
-        Ok(Self(*Key::<Aes256Gcm>::from_slice(&bytes)))
+        Ok(Self {
+            current: *Key::<Aes256Gcm>::from_slice(&bytes),
+            previous: Vec::new(),
+        })
+    }
+
+    /// This key, also opening values sealed under `earlier` keys.
+    pub fn with_previous(mut self, earlier: Vec<SecretKey>) -> Self {
+        self.previous = earlier.into_iter().map(|k| k.current).collect();
+        self
+    }
+
+    /// How many earlier keys it still opens values with.
+    pub fn previous_count(&self) -> usize {
+        self.previous.len()
     }
 
     /// Encrypts `plaintext` bound to `associated_data` under a fresh random nonce.
     pub fn seal(&self, plaintext: &[u8], associated_data: &[u8]) -> Vec<u8> {
-        let cipher = Aes256Gcm::new(&self.0);
+        let cipher = Aes256Gcm::new(&self.current);
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let payload = Payload {
             msg: plaintext,
@@ -58,19 +79,53 @@ impl SecretKey {
         sealed
     }
 
-    /// Decrypts a value made by [`SecretKey::seal`] with the same associated data.
+    /// Decrypts a value made by [`SecretKey::seal`] with the same associated
+    /// data, under the current key or an earlier one.
     pub fn open(&self, sealed: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.open_with(sealed, associated_data)
+            .map(|(plain, _)| plain)
+    }
+
+    /// Opens the value and says whether it was sealed under an earlier key.
+    fn open_with(
+        &self,
+        sealed: &[u8],
+        associated_data: &[u8],
+    ) -> Result<(Vec<u8>, bool), SealError> {
         if sealed.len() < NONCE_LEN + 16 {
             return Err(SealError::Truncated);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let payload = Payload {
-            msg: ciphertext,
-            aad: associated_data,
+        let attempt = |key: &Key<Aes256Gcm>| {
+            let payload = Payload {
+                msg: ciphertext,
+                aad: associated_data,
+            };
+            Aes256Gcm::new(key)
+                .decrypt(Nonce::from_slice(nonce), payload)
+                .ok()
         };
-        Aes256Gcm::new(&self.0)
-            .decrypt(Nonce::from_slice(nonce), payload)
-            .map_err(|_| SealError::Forged)
+        if let Some(plain) = attempt(&self.current) {
+            return Ok((plain, false));
+        }
+        self.previous
+            .iter()
+            .find_map(attempt)
+            .map(|plain| (plain, true))
+            .ok_or(SealError::Forged)
+    }
+
+    /// A value sealed under an earlier key, sealed again under the current
+    /// one with the same associated data; `None` when it is current already.
+    pub fn reseal(
+        &self,
+        sealed: &[u8],
+        associated_data: &[u8],
+    ) -> Result<Option<Vec<u8>>, SealError> {
+        match self.open_with(sealed, associated_data)? {
+            (_, false) => Ok(None),
+            (plain, true) => Ok(Some(self.seal(&plain, associated_data))),
+        }
     }
 
     /// [`SecretKey::seal`] for text.
@@ -116,6 +171,26 @@ mod tests {
         sealed[last] ^= 1;
         assert_eq!(k.open(&sealed, b"row:1"), Err(SealError::Forged));
         assert_eq!(k.open(&sealed[..10], b"row:1"), Err(SealError::Truncated));
+    }
+
+    #[test]
+    fn an_earlier_key_opens_until_the_value_is_sealed_again() {
+        let old = key("ab");
+        let sealed = old.seal_str("hunter2", b"row:1");
+        let ring = key("cd").with_previous(vec![old.clone()]);
+        assert_eq!(ring.open_str(&sealed, b"row:1").unwrap(), "hunter2");
+        // Associated data still binds under an earlier key.
+        assert_eq!(ring.open(&sealed, b"row:2"), Err(SealError::Forged));
+        let again = ring.reseal(&sealed, b"row:1").unwrap().unwrap();
+        assert_eq!(key("cd").open_str(&again, b"row:1").unwrap(), "hunter2");
+        assert_eq!(old.open(&again, b"row:1"), Err(SealError::Forged));
+        assert_eq!(ring.reseal(&again, b"row:1").unwrap(), None);
+        // A value no key opens is refused, not sealed again.
+        let foreign = key("ef").seal(b"x", b"row:1");
+        assert_eq!(ring.reseal(&foreign, b"row:1"), Err(SealError::Forged));
+        let mut tampered = sealed.clone();
+        tampered[NONCE_LEN] ^= 1;
+        assert_eq!(ring.reseal(&tampered, b"row:1"), Err(SealError::Forged));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod env_vars;
 pub mod instances;
 pub mod nodes;
 pub mod notifications;
+pub mod rekey;
 pub mod releases;
 pub mod reports;
 pub mod schema;

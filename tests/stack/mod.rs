@@ -308,6 +308,16 @@ impl Stack {
         }
     }
 
+    /// Sets (or with `None` removes) a variable of the control plane's
+    /// environment for its next start.
+    pub fn set_control_plane_env(&mut self, key: &str, value: Option<&str>) {
+        self.control_plane_env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.control_plane_env
+                .push((key.to_string(), value.to_string()));
+        }
+    }
+
     /// SIGKILL of the control plane: no chance to finish anything.
     pub fn kill_control_plane(&mut self) {
         if let Some(mut child) = self.control_plane.take() {
