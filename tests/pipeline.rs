@@ -1,5 +1,7 @@
 //! The deploy pipeline's edges, end to end on real processes, Docker, nginx
-//! and git: a private repository's token never shows in any log, push
+//! and git: canary secrets (a private repository's token, an environment
+//! variable, a linked database's password) never show in any log, stored
+//! text or answer, push
 //! webhooks deploy (signed) or are refused, build logs follow live, builds
 //! can be cancelled, and runtime logs and metrics come back from the node.
 //! Every test is named `docker_…` (they need Docker).
@@ -173,13 +175,16 @@ async fn stored_texts(stack: &Stack) -> String {
 }
 
 #[tokio::test]
-async fn docker_a_private_repositorys_token_never_appears_in_a_log_or_an_error() {
+async fn docker_canary_secrets_never_appear_in_a_log_or_an_error() {
+    stack::engines::ensure_engine_images();
     let stack = Stack::start(Timing {
         log_level: "debug",
         ..Timing::default()
     })
     .await;
+    stack::engines::local_engine(&stack, "postgresql", "16", stack::engines::POSTGRES_IMAGE).await;
     let plan = stack.plan().await;
+    let db_plan = stack::engines::database_plan(&stack).await;
     let (_node, agent) = stack.node("worker-1").await;
     let alice = stack.customer("alice@example.com").await;
     let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
@@ -193,6 +198,43 @@ async fn docker_a_private_repositorys_token_never_appears_in_a_log_or_an_error()
                "git_repo_url": url, "git_oauth_token": canary}),
     )
     .await;
+    // A canary in the environment, and a database (its password is one) linked in.
+    let env_canary = format!("envcanary-{}", uuid::Uuid::new_v4().simple());
+    let (status, _) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/env"),
+            &alice,
+            json!({"key": "PAYMENT_API_KEY", "value": env_canary}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let body = json!({"name": "private-db", "db_type": "postgresql", "version": "16", "plan_id": db_plan, "region": "local"});
+    let (status, created) = stack.post("/api/paas/databases", &alice, body).await;
+    assert_eq!(status, 201, "{created:#}");
+    let db = created["id"].as_i64().unwrap();
+    stack
+        .until(120, "the database runs", || async {
+            stack
+                .get(&format!("/api/paas/databases/{db}"), &alice)
+                .await["status"]
+                == "running"
+        })
+        .await;
+    let password = stack
+        .get(&format!("/api/paas/databases/{db}"), &alice)
+        .await["connection"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(password.len() >= 16);
+    let (status, linked) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/databases/{db}"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert!(matches!(status, 200 | 201), "{linked:#}");
 
     let build = start_deploy(&stack, &alice, app).await;
     let done = build_ends(&stack, &alice, app, build).await;
@@ -226,8 +268,11 @@ async fn docker_a_private_repositorys_token_never_appears_in_a_log_or_an_error()
         "the server refused the wrong token"
     );
 
-    let mut everything = stack.process_logs();
-    everything.push_str(&stored_texts(&stack).await);
+    // Every text, with where it came from.
+    let mut everything: Vec<(String, String)> = vec![
+        ("the processes' logs".into(), stack.process_logs()),
+        ("the database".into(), stored_texts(&stack).await),
+    ];
     for build in stack
         .get(&format!("/api/paas/applications/{app}/builds"), &alice)
         .await
@@ -240,21 +285,107 @@ async fn docker_a_private_repositorys_token_never_appears_in_a_log_or_an_error()
                 &alice,
             )
             .await;
-        everything.push_str(log["log"].as_str().unwrap());
+        everything.push((
+            format!("build {}'s log", build["id"]),
+            log["log"].as_str().unwrap().to_string(),
+        ));
     }
-    everything.push_str(
-        &stack
+    everything.push((
+        "the application".into(),
+        stack
             .get(&format!("/api/paas/applications/{app}"), &alice)
             .await
             .to_string(),
+    ));
+    everything.push(("the git server's log".into(), server.log()));
+    // What the admin sees, and the answers to mistakes around the secrets.
+    for path in [
+        "/api/admin/inspector/queues".to_string(),
+        "/api/admin/inspector/apps".to_string(),
+        format!("/api/admin/inspector/apps/{app}"),
+        "/api/admin/paas/audit".to_string(),
+        "/api/admin/paas/nodes".to_string(),
+    ] {
+        let answer = stack.get(&path, &stack.admin).await.to_string();
+        everything.push((path, answer));
+    }
+    for (path, body) in [
+        (
+            format!("/api/paas/applications/{app}/env"),
+            json!({"key": "PAYMENT_API_KEY", "value": env_canary}),
+        ),
+        (
+            format!("/api/paas/applications/{app}/env"),
+            json!({"key": "bad key", "value": env_canary}),
+        ),
+        (
+            format!("/api/paas/applications/{app}/databases/{db}"),
+            json!({}),
+        ),
+        (
+            "/api/paas/databases".to_string(),
+            json!({"name": "private-db", "db_type": "postgresql", "version": "16", "plan_id": db_plan, "region": "local"}),
+        ),
+    ] {
+        let (status, answer) = stack.post(&path, &alice, body).await;
+        assert!((400..500).contains(&status), "{path}: {status} {answer:#}");
+        everything.push((format!("POST {path}: {status}"), answer.to_string()));
+    }
+    for path in [
+        format!("/api/paas/applications/{app}/env"),
+        "/api/paas/databases".to_string(),
+        format!("/api/paas/applications/{app}/databases"),
+        format!("/api/paas/applications/{app}/releases"),
+        "/api/paas/notifications".to_string(),
+    ] {
+        let answer = stack.get(&path, &alice).await.to_string();
+        everything.push((path, answer));
+    }
+    // The application's own log lines, and Docker's record of the containers' logs.
+    everything.push((
+        "the application's logs".into(),
+        stack
+            .get(&format!("/api/paas/applications/{app}/logs"), &alice)
+            .await
+            .to_string(),
+    ));
+    for container in stack.containers(app) {
+        let name = container.split(' ').next().unwrap();
+        everything.push((
+            format!("docker logs {name}"),
+            stack::docker_text(&["logs", name]).1,
+        ));
+    }
+    assert!(
+        everything.iter().map(|(_, t)| t.len()).sum::<usize>() > 1000,
+        "the logs were read"
     );
-    everything.push_str(&server.log());
-    assert!(everything.len() > 1000, "the logs were read");
-    for secret in [&canary, &wrong] {
-        assert!(
-            !everything.contains(secret.as_str()),
-            "a git token leaked into a log or a stored text"
-        );
+    // The secrets did reach where they belong: the container's environment.
+    let running = stack.containers(app);
+    let name = running[0].split(' ').next().unwrap();
+    let (_, seen) = stack::docker_text(&[
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "echo $PAYMENT_API_KEY $DATABASE_URL",
+    ]);
+    assert!(
+        seen.contains(&env_canary) && seen.contains(&password),
+        "{seen}"
+    );
+    for (what, secret) in [
+        ("a git token", &canary),
+        ("a wrong git token", &wrong),
+        ("an environment variable", &env_canary),
+        ("a database password", &password),
+    ] {
+        for (source, text) in &everything {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} leaked into {source}"
+            );
+        }
     }
 }
 

@@ -43,8 +43,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // bollard logs the Docker API's bodies at debug level, and those carry
+    // the containers' environment (customers' secrets): it never logs below
+    // info, whatever RUST_LOG says.
+    let quiet_docker = "bollard=info"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a fixed, valid directive"));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(quiet_docker);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
