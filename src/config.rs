@@ -468,9 +468,14 @@ impl Config {
                 defaults.login_per_ip,
                 &mut errors,
             ),
-            deploy_per_token: limit(
+            api_per_user: limit(
+                "SKYPANEL_RATE_LIMIT_USER",
+                defaults.api_per_user,
+                &mut errors,
+            ),
+            deploy_per_user: limit(
                 "SKYPANEL_RATE_LIMIT_DEPLOY",
-                defaults.deploy_per_token,
+                defaults.deploy_per_user,
                 &mut errors,
             ),
         };

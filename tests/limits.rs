@@ -68,6 +68,74 @@ async fn a_burst_of_failed_logins_is_throttled_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_users_limits_count_all_their_tokens_and_spare_other_users() {
+    let stack = Stack::start(Timing {
+        env: vec![
+            ("SKYPANEL_RATE_LIMIT_USER", "12".into()),
+            ("SKYPANEL_RATE_LIMIT_DEPLOY", "2".into()),
+        ],
+        ..Timing::default()
+    })
+    .await;
+    let plan = stack.plan().await;
+    // A node registered in the region (its agent never starts).
+    let body = json!({"name": "worker-1", "region": "local", "host_address": "127.0.0.1"});
+    let (status, _) = stack
+        .post("/api/admin/paas/nodes/register", &stack.admin, body)
+        .await;
+    assert_eq!(status, 201);
+    let alice = stack.customer("alice@example.com").await;
+    let bob = stack.customer("bob@example.com").await;
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second > 45 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+    // Alice's second token: an API token.
+    let (status, token) = stack
+        .post("/api/auth/tokens", &alice, json!({"name": "ci"}))
+        .await;
+    assert_eq!(status, 201, "{token:#}");
+    let api_token = token["token"].as_str().unwrap().to_string();
+    let body =
+        json!({"name": "shop", "plan_id": plan, "region": "local", "image": stack::WEB_IMAGE});
+    let (status, app) = stack.post("/api/paas/applications", &api_token, body).await;
+    assert_eq!(status, 201, "{app:#}");
+    let deploy = format!("/api/paas/applications/{}/deploy", app["id"]);
+    // Deploys: two a minute for Alice, whichever token asks (no node here,
+    // so the two that pass are refused for that).
+    let (first, _) = stack.post(&deploy, &alice, json!({})).await;
+    let (second, _) = stack.post(&deploy, &api_token, json!({})).await;
+    let (third, refused) = stack.post(&deploy, &alice, json!({})).await;
+    assert_ne!(first, 429);
+    assert_ne!(second, 429);
+    assert_eq!(
+        (third, refused["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{refused:#}"
+    );
+    // All requests: twelve a minute for Alice across her tokens (five so far).
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        let token = if n % 2 == 0 { &alice } else { &api_token };
+        let (status, _) = stack
+            .call(reqwest::Method::GET, "/api/paas/applications", token, None)
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert!(statuses[7..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Bob, from the same address, is not held back by Alice.
+    let (status, _) = stack
+        .call(reqwest::Method::GET, "/api/paas/applications", &bob, None)
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn quotas_stop_one_application_or_database_too_many_and_creating_on_too_low_a_balance() {
     let mut settings = common::settings();
     settings.quotas = skypanel_http::quotas::Quotas {

@@ -1,12 +1,13 @@
 //! Rate limits, counted in Redis so that every control plane shares them:
 //! one-minute windows per client address (all requests, and logins and
-//! registrations apart, much stricter) and per bearer token (deploys).
-//! Past a limit: 429 `rate_limited` with `Retry-After` (seconds to the next
-//! window). The agents' protocol and the health check are never limited;
-//! without the job queues' Redis (or while it fails) requests pass.
+//! registrations apart, much stricter) and per signed-in user (all their
+//! requests, and deploys and rollbacks apart, stricter), however many
+//! addresses or tokens they use. Past a limit: 429 `rate_limited` with
+//! `Retry-After` (seconds to the next window). The agents' protocol and the
+//! health check are never limited; without the job queues' Redis (or while
+//! it fails) requests pass.
 
 use poem::{Endpoint, IntoResponse, Request, Response};
-use sha2::{Digest, Sha256};
 
 use crate::api::client_ip;
 use crate::error::ApiError;
@@ -19,8 +20,10 @@ pub struct RateLimits {
     pub api_per_ip: u32,
     /// Logins and registrations, per client address.
     pub login_per_ip: u32,
-    /// Deploys (and rollbacks), per bearer token.
-    pub deploy_per_token: u32,
+    /// Any authenticated request, per user.
+    pub api_per_user: u32,
+    /// Deploys (and rollbacks), per user.
+    pub deploy_per_user: u32,
 }
 
 impl Default for RateLimits {
@@ -28,7 +31,8 @@ impl Default for RateLimits {
         Self {
             api_per_ip: 3000,
             login_per_ip: 20,
-            deploy_per_token: 30,
+            api_per_user: 1200,
+            deploy_per_user: 30,
         }
     }
 }
@@ -41,15 +45,14 @@ struct Counted {
     per_minute: u32,
 }
 
-/// The limits `method path` counts against.
-fn counted(
-    limits: &RateLimits,
-    method: &str,
-    path: &str,
-    ip: &str,
-    token: Option<&str>,
-) -> Vec<Counted> {
-    if path.starts_with("/api/internal/") || path == "/api/health" {
+/// Whether the path is never limited (the agents' protocol, the health check).
+fn exempt(path: &str) -> bool {
+    path.starts_with("/api/internal/") || path == "/api/health"
+}
+
+/// The limits of the client address that `method path` counts against.
+fn counted(limits: &RateLimits, method: &str, path: &str, ip: &str) -> Vec<Counted> {
+    if exempt(path) {
         return Vec::new();
     }
     let mut list = vec![Counted {
@@ -64,16 +67,27 @@ fn counted(
             per_minute: limits.login_per_ip,
         });
     }
+    list.retain(|c| c.per_minute > 0);
+    list
+}
+
+/// The limits of the signed-in user that `method path` counts against
+/// (`path` with or without the `/api` the router strips before handlers).
+fn counted_for_user(limits: &RateLimits, method: &str, path: &str, user_id: i64) -> Vec<Counted> {
+    let path = path.strip_prefix("/api").unwrap_or(path);
+    let mut list = vec![Counted {
+        class: "user",
+        who: user_id.to_string(),
+        per_minute: limits.api_per_user,
+    }];
     let deploying = method == "POST"
-        && path.starts_with("/api/paas/applications/")
+        && path.starts_with("/paas/applications/")
         && (path.ends_with("/deploy") || path.ends_with("/rollback"));
-    if let (true, Some(token)) = (deploying, token) {
-        // The token's digest: the key in Redis never holds a secret.
-        let digest = hex::encode(&Sha256::digest(token.as_bytes())[..12]);
+    if deploying {
         list.push(Counted {
             class: "deploy",
-            who: digest,
-            per_minute: limits.deploy_per_token,
+            who: user_id.to_string(),
+            per_minute: limits.deploy_per_user,
         });
     }
     list.retain(|c| c.per_minute > 0);
@@ -87,14 +101,24 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], 61) end
 return n
 "#;
 
-/// Checks the request against its limits before it goes on.
+/// Checks the request against its address's limits before it goes on.
 pub async fn check<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<Response> {
     let refused = match request.data::<AppState>() {
-        Some(state) => over_limit(state, &request).await,
+        Some(state) => {
+            let ip = client_ip(&request).unwrap_or_else(|| "unknown".into());
+            let limits = state.settings().rate_limits;
+            let list = counted(
+                &limits,
+                request.method().as_str(),
+                request.uri().path(),
+                &ip,
+            );
+            over_limit(state, list).await
+        }
         None => None,
     };
     match refused {
-        Some(retry_after) => Ok(too_many(retry_after)),
+        Some(retry_after) => Ok(ApiError::rate_limited(retry_after).into_response()),
         None => endpoint
             .call(request)
             .await
@@ -102,26 +126,28 @@ pub async fn check<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<R
     }
 }
 
-/// Seconds until the next window when the request is over a limit.
-async fn over_limit(state: &AppState, request: &Request) -> Option<u64> {
-    let queues = state.queues().ok()?;
-    let ip = client_ip(request).unwrap_or_else(|| "unknown".into());
-    let token = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+/// Checks an authenticated request against its user's limits (called once
+/// the bearer token names the user); an error is the 429 to answer.
+pub async fn check_user(state: &AppState, request: &Request, user_id: i64) -> Result<(), ApiError> {
     let limits = state.settings().rate_limits;
-    let list = counted(
+    let list = counted_for_user(
         &limits,
         request.method().as_str(),
         request.uri().path(),
-        &ip,
-        token,
+        user_id,
     );
+    match over_limit(state, list).await {
+        Some(retry_after) => Err(ApiError::rate_limited(retry_after)),
+        None => Ok(()),
+    }
+}
+
+/// Seconds until the next window when a count goes over its limit.
+async fn over_limit(state: &AppState, list: Vec<Counted>) -> Option<u64> {
     if list.is_empty() {
         return None;
     }
+    let queues = state.queues().ok()?;
     let now = state.now().timestamp();
     let window = now / 60;
     let retry_after = (60 - now % 60).max(1) as u64;
@@ -139,7 +165,7 @@ async fn over_limit(state: &AppState, request: &Request) -> Option<u64> {
             .await;
         match count {
             Ok(n) if n > u64::from(limit.per_minute) => {
-                tracing::warn!(class = limit.class, %ip, "rate limited");
+                tracing::warn!(class = limit.class, who = %limit.who, "rate limited");
                 return Some(retry_after);
             }
             Ok(_) => {}
@@ -152,10 +178,6 @@ async fn over_limit(state: &AppState, request: &Request) -> Option<u64> {
     None
 }
 
-fn too_many(retry_after: u64) -> Response {
-    ApiError::rate_limited(retry_after).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,34 +185,41 @@ mod tests {
     #[test]
     fn logins_and_deploys_count_against_their_own_stricter_limits() {
         let limits = RateLimits::default();
-        let classes = |method, path, token| {
-            counted(&limits, method, path, "10.0.0.1", token)
+        let classes = |method, path| {
+            counted(&limits, method, path, "10.0.0.1")
                 .into_iter()
                 .map(|c| c.class)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(classes("POST", "/api/auth/login", None), ["api", "login"]);
-        assert_eq!(classes("GET", "/api/paas/applications", Some("t")), ["api"]);
-        assert_eq!(
-            classes("POST", "/api/paas/applications/7/deploy", Some("t")),
-            ["api", "deploy"]
-        );
-        assert!(classes("POST", "/api/internal/paas/nodes/1/heartbeat", None).is_empty());
-        assert!(classes("GET", "/api/health", None).is_empty());
-        let deploy = counted(
-            &limits,
-            "POST",
-            "/api/paas/applications/7/deploy",
-            "ip",
-            Some("spt_secret"),
-        );
-        assert!(!deploy[1].who.contains("spt_secret"), "no token in the key");
-        let off = RateLimits {
-            api_per_ip: 0,
-            ..limits
+        assert_eq!(classes("POST", "/api/auth/login"), ["api", "login"]);
+        assert_eq!(classes("GET", "/api/paas/applications"), ["api"]);
+        assert!(classes("POST", "/api/internal/paas/nodes/1/heartbeat").is_empty());
+        assert!(classes("GET", "/api/health").is_empty());
+        let user = |method, path| {
+            counted_for_user(&limits, method, path, 7)
+                .into_iter()
+                .map(|c| (c.class, c.who))
+                .collect::<Vec<_>>()
         };
         assert_eq!(
-            counted(&off, "GET", "/api/paas/applications", "ip", None),
+            user("GET", "/api/paas/applications"),
+            [("user", "7".to_string())]
+        );
+        assert_eq!(
+            user("POST", "/api/paas/applications/3/deploy"),
+            [("user", "7".to_string()), ("deploy", "7".to_string())]
+        );
+        assert_eq!(user("POST", "/api/paas/applications/3/rollback").len(), 2);
+        // Handlers see the path without the /api prefix.
+        assert_eq!(user("POST", "/paas/applications/3/deploy").len(), 2);
+        let off = RateLimits {
+            api_per_ip: 0,
+            api_per_user: 0,
+            ..limits
+        };
+        assert_eq!(counted(&off, "GET", "/api/paas/applications", "ip"), []);
+        assert_eq!(
+            counted_for_user(&off, "GET", "/api/paas/applications", 7),
             []
         );
     }

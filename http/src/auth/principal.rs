@@ -72,6 +72,8 @@ async fn authenticate(request: &Request, bearer: Bearer) -> poem::Result<Princip
         }
     };
     let role = user.role().map_err(ApiError::from)?;
+    drop(conn);
+    crate::rate_limit::check_user(state, request, user.id).await?;
     Ok(Principal {
         user_id: user.id,
         email: user.email,
