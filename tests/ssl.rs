@@ -180,8 +180,10 @@ async fn docker_https_a_custom_domain_gets_a_certificate_and_a_renewal_replaces_
     assert!(!before.is_empty());
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let load = {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let failures = failures.clone();
         let (root, port) = (root.clone(), agent.https_port);
         let pebble_curl = move || {
             std::process::Command::new("curl")
@@ -197,14 +199,34 @@ async fn docker_https_a_custom_domain_gets_a_certificate_and_a_renewal_replaces_
                 .arg(format!("shop.example.com:{port}:127.0.0.1"))
                 .arg(format!("https://shop.example.com:{port}/"))
                 .output()
-                .is_ok_and(|o| o.status.success() && o.stdout == b"hello from skypanel\n")
+                .map_err(|e| e.to_string())
+                .and_then(|o| {
+                    if o.status.success() && o.stdout == b"hello from skypanel\n" {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{}: {}{}",
+                            o.status,
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        ))
+                    }
+                })
         };
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                if pebble_curl() {
-                    ok.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    failed.fetch_add(1, Ordering::SeqCst);
+                let started = std::time::Instant::now();
+                match pebble_curl() {
+                    Ok(()) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(why) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("after {:?}: {why}", started.elapsed()));
+                    }
                 }
             }
         })
@@ -236,8 +258,9 @@ async fn docker_https_a_custom_domain_gets_a_certificate_and_a_renewal_replaces_
     assert_eq!(
         failed.load(Ordering::SeqCst),
         0,
-        "requests failed during the renewal ({} succeeded)",
-        ok.load(Ordering::SeqCst)
+        "requests failed during the renewal ({} succeeded): {:?}",
+        ok.load(Ordering::SeqCst),
+        failures.lock().unwrap()
     );
     // The customer's list and errors never show a key.
     let listed = stack

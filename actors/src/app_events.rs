@@ -8,13 +8,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use diesel_async::AsyncConnection;
-use skypanel_domain::lifecycle::{AppEvent, AppStatus, app_event};
+use skypanel_domain::lifecycle::{AppEvent, AppStatus, BuildStatus, app_event};
 
 use skypanel_protocol::node::{ContainerReport, ContainerState};
 use skypanel_protocol::task::{AppTarget, TaskSpec};
 use skypanel_store::apps::{self, StateChange};
 use skypanel_store::tasks::{self, NewTask};
-use skypanel_store::{instances, releases};
+use skypanel_store::{builds, instances, releases};
 
 use crate::app::{AppState, TaskOutcome};
 use crate::error::Error;
@@ -95,7 +95,20 @@ pub(crate) async fn task_finished(
             None
         }
     };
-    if let Some(next) = event.and_then(|e| app_event(status, e)) {
+    // A deploy from git marks the application building without a new
+    // generation, so the outcome of a command before it (a scale, a restart)
+    // can arrive while its build runs: record it, but the application stays
+    // building (with its target) until the build's own rollout ends.
+    let build_under_way = match (status, state.app.current_build_id) {
+        (AppStatus::Building, Some(build_id)) => matches!(
+            builds::by_id(&mut conn, build_id).await?.status()?,
+            BuildStatus::Pending | BuildStatus::Building
+        ),
+        _ => false,
+    };
+    if build_under_way {
+        change.target_status = None;
+    } else if let Some(next) = event.and_then(|e| app_event(status, e)) {
         change.status = Some(next.as_str().to_string());
     }
     state.write(&change).await?;

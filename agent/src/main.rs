@@ -20,6 +20,7 @@ mod state;
 
 use std::process::ExitCode;
 use std::time::Duration;
+use tracing_subscriber::prelude::*;
 
 use anyhow::Context;
 use clap::Parser;
@@ -43,22 +44,30 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // bollard logs the Docker API's bodies at debug level, and those carry
-    // the containers' environment (customers' secrets): it never logs below
-    // info, whatever RUST_LOG says.
-    let quiet_docker = "bollard=info"
-        .parse()
-        .unwrap_or_else(|_| unreachable!("a fixed, valid directive"));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        .add_directive(quiet_docker);
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // bollard logs the Docker API's bodies at debug level, and those carry
+    // the containers' environment (customers' secrets): its events below
+    // info never reach the log, whatever RUST_LOG says.
+    let quiet_docker = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("bollard") && *meta.level() > tracing::Level::INFO)
+    });
+    let logs = tracing_subscriber::registry().with(filter);
     if args.log_json {
-        logs.json().init();
+        logs.with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_target(false)
+                .with_filter(quiet_docker),
+        )
+        .init();
     } else {
-        logs.init();
+        logs.with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(quiet_docker),
+        )
+        .init();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

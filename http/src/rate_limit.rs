@@ -94,6 +94,9 @@ fn counted_for_user(limits: &RateLimits, method: &str, path: &str, user_id: i64)
     list
 }
 
+/// The longest a request waits for its count.
+const COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Counts the request in its window; answers the count.
 const COUNT: &str = r#"
 local n = redis.call('INCR', KEYS[1])
@@ -159,10 +162,19 @@ async fn over_limit(state: &AppState, list: Vec<Counted>) -> Option<u64> {
             limit.class,
             limit.who
         );
-        let count: Result<u64, _> = redis::Script::new(COUNT)
-            .key(&key)
-            .invoke_async(&mut conn)
-            .await;
+        // A Redis that is away must not hold requests up: past a short wait
+        // the request passes uncounted.
+        let count: Result<u64, String> = match tokio::time::timeout(
+            COUNT_TIMEOUT,
+            redis::Script::new(COUNT)
+                .key(&key)
+                .invoke_async::<u64>(&mut conn),
+        )
+        .await
+        {
+            Ok(counted) => counted.map_err(|e| e.to_string()),
+            Err(_) => Err("no answer from Redis in time".into()),
+        };
         match count {
             Ok(n) if n > u64::from(limit.per_minute) => {
                 tracing::warn!(class = limit.class, who = %limit.who, "rate limited");

@@ -16,6 +16,23 @@ use crate::builds::BuildJob;
 use crate::ssl::SslJob;
 use crate::webhooks::NotifyJob;
 
+/// How long a push may take before it counts as failed: a request never
+/// waits long on a Redis that is away (the sweeper pushes the job again).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A push, bounded by [`PUSH_TIMEOUT`].
+async fn bounded<T, E: std::fmt::Display>(
+    push: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(PUSH_TIMEOUT, push).await {
+        Ok(pushed) => pushed.map_err(|e| Error::Redis(e.to_string())),
+        Err(_) => Err(Error::Redis(format!(
+            "no answer from Redis within {} s",
+            PUSH_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 /// How long an idempotency key keeps a second push of the same job out.
 const IDEMPOTENCY: Duration = Duration::from_secs(24 * 3600);
 
@@ -162,11 +179,7 @@ impl Queues {
         let task = TaskBuilder::new(BuildJob { build_id })
             .idempotency_key(format!("build:{build_id}"))
             .build();
-        self.builds
-            .clone()
-            .push_task(task)
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(self.builds.clone().push_task(task)).await
     }
 
     /// Queues the billing of one hour (once, however many control planes ask).
@@ -176,11 +189,7 @@ impl Queues {
         })
         .idempotency_key(period.key())
         .build();
-        self.billing
-            .clone()
-            .push_task(task)
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(self.billing.clone().push_task(task)).await
     }
 
     /// Queues the delivery of a notice (once).
@@ -192,11 +201,7 @@ impl Queues {
         })
         .idempotency_key(format!("notify:{notification_id}"))
         .build();
-        self.notify
-            .clone()
-            .push_task(task)
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(self.notify.clone().push_task(task)).await
     }
 
     /// Queues attempt `attempts + 1` of a webhook delivery (once), to run after `delay`.
@@ -217,11 +222,7 @@ impl Queues {
         if let Some(delay) = delay {
             task = task.run_after(delay);
         }
-        self.notify
-            .clone()
-            .push_task(task.build())
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(self.notify.clone().push_task(task.build())).await
     }
 
     /// The sweeper's push of a due delivery: keyed by the five minutes it is
@@ -240,11 +241,12 @@ impl Queues {
             attempts: Some(attempts),
         };
         let key = format!("webhook:{delivery_id}:{attempts}:{}", now / 300);
-        self.notify
-            .clone()
-            .push_task(TaskBuilder::new(job).idempotency_key(key).build())
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(
+            self.notify
+                .clone()
+                .push_task(TaskBuilder::new(job).idempotency_key(key).build()),
+        )
+        .await
     }
 
     /// Queues a backup or restore (once while its key lasts).
@@ -254,11 +256,7 @@ impl Queues {
             BackupJob::Restore { restore_id } => format!("restore:{restore_id}"),
         };
         let task = TaskBuilder::new(job.clone()).idempotency_key(key).build();
-        self.backups
-            .clone()
-            .push_task(task)
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(self.backups.clone().push_task(task)).await
     }
 
     /// Queues an attempt of a certificate request, to run after `delay`.
@@ -268,10 +266,6 @@ impl Queues {
         if let Some(delay) = delay {
             task = task.run_after(delay);
         }
-        self.ssl
-            .clone()
-            .push_task(task.build())
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(self.ssl.clone().push_task(task.build())).await
     }
 }

@@ -546,13 +546,19 @@ async fn obtain(
     })?;
     // The next certificate for the name (a renewal) must prove again that
     // the name points here: authorities may hand a still-valid
-    // authorization to a later order, which would skip the challenge.
-    let mut authorizations = order.authorizations();
-    while let Some(Ok(mut authorization)) = authorizations.next().await {
-        if let Err(err) = authorization.deactivate().await {
-            tracing::debug!(%hostname, error = %err, "cannot deactivate a used authorization");
-        }
-    }
+    // authorization to a later order, which would skip the challenge. Done
+    // aside, so that a slow authority never costs the certificate in hand.
+    tokio::spawn(async move {
+        let deactivate = async {
+            let mut authorizations = order.authorizations();
+            while let Some(Ok(mut authorization)) = authorizations.next().await {
+                if let Err(err) = authorization.deactivate().await {
+                    tracing::debug!(%hostname, error = %err, "cannot deactivate a used authorization");
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), deactivate).await;
+    });
     Ok((chain, key_pem, expires_at))
 }
 

@@ -262,3 +262,25 @@ async fn down_migrations_undo_up_migrations() {
         "every migration applies again"
     );
 }
+
+#[tokio::test]
+async fn every_bytea_column_is_a_sealed_column_that_a_key_rotation_covers() {
+    let db = TestDb::new().await;
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let in_database: BTreeSet<String> = pairs(
+        &mut conn,
+        "SELECT table_name::text AS a, column_name::text AS b FROM information_schema.columns \
+         WHERE table_schema = 'public' AND data_type = 'bytea'",
+    )
+    .await
+    .into_iter()
+    .map(|(table, column)| format!("{table}.{column}"))
+    .collect();
+    let rotated: BTreeSet<String> = skypanel_store::rekey::sealed_columns()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        in_database, rotated,
+        "store/src/rekey.rs must list every sealed (bytea) column with its associated data"
+    );
+}

@@ -441,6 +441,12 @@ impl Stack {
         self.agent_at(&self.base, &self.namespace, token, state_dir)
     }
 
+    /// What one agent process has logged so far.
+    pub fn agent_log(&self, agent: &AgentProcess) -> String {
+        let name = agent.state_dir.file_name().unwrap().to_string_lossy();
+        std::fs::read_to_string(self.logs.join(format!("agent-{name}.log"))).unwrap_or_default()
+    }
+
     /// Starts an agent that reaches the control plane at `control_plane` (a
     /// proxy of a fault test) and names what it makes in `namespace` (an agent
     /// of a namespace of its own sees only its own containers, as on a node of its own).
@@ -584,7 +590,8 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.kill_control_plane();
-        if !std::thread::panicking() {
+        // SKYPANEL_TEST_KEEP_LOGS=1 keeps them after a passing test too.
+        if !std::thread::panicking() && std::env::var_os("SKYPANEL_TEST_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.logs);
         } else {
             eprintln!(

@@ -191,6 +191,16 @@ impl OwnRedis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Ours answers, not another program that took the port.
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        assert!(
+            exited.is_none(),
+            "redis-server exited: {exited:?} (port {} taken?)",
+            self.port
+        );
     }
 
     /// The number of entries in a Redis key of a list, a set or a sorted set
