@@ -587,3 +587,85 @@ async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
         .await;
     assert_eq!(refused.expect_error(422, "invalid")["field"], "wait");
 }
+
+#[tokio::test]
+async fn a_scales_outcome_arriving_while_a_git_build_runs_keeps_the_build() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    let customer_id = app.get("/api/auth/me", &customer).await.expect(200)["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/paas/applications/{application}");
+    // Running (an image deploy the fake agent reports done).
+    deploy(&app, &customer, application).await;
+    let finish = |task: Value, instances: Value| {
+        let app = &app;
+        let agent = &agent;
+        async move {
+            let id = task["task_id"].as_i64().unwrap();
+            let lease = task["lease_id"].as_str().unwrap().to_string();
+            app.report(agent, id, &lease, "running", None, json!([]))
+                .await
+                .expect(200);
+            app.report(agent, id, &lease, "succeeded", None, instances)
+                .await
+                .expect(200);
+        }
+    };
+    let first = app.lease(&agent, 1).await.expect(200)["tasks"][0].clone();
+    finish(
+        first,
+        json!([container(application, customer_id, 1, 0, 1, "running")]),
+    )
+    .await;
+    app.eventually(5, "the application runs", || async {
+        app.get(&path, &customer).await.body["status"] == "running"
+    })
+    .await;
+
+    // A scale whose task is out on the node, then a deploy from git at once.
+    app.post(
+        &format!("{path}/scale"),
+        &customer,
+        json!({"instance_count": 2}),
+    )
+    .await
+    .expect(202);
+    let scale = app.lease(&agent, 1).await.expect(200)["tasks"][0].clone();
+    assert_eq!(scale["spec"]["kind"], "app.apply", "{scale:#}");
+    app.put(
+        &path,
+        &customer,
+        json!({"image": null, "git_repo_url": "https://git.example.com/alice/shop.git"}),
+    )
+    .await
+    .expect(200);
+    let build = deploy(&app, &customer, application).await["build"]["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(app.get(&path, &customer).await.body["status"], "building");
+
+    // The scale's outcome arrives: recorded, and the build goes on.
+    finish(
+        scale,
+        json!([
+            container(application, customer_id, 1, 0, 2, "running"),
+            container(application, customer_id, 1, 1, 2, "running")
+        ]),
+    )
+    .await;
+    app.eventually(5, "the scale's outcome is recorded", || async {
+        app.get(&format!("{path}/instances"), &customer)
+            .await
+            .body
+            .as_array()
+            .is_some_and(|i| i.len() == 2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = app.get(&path, &customer).await;
+    assert_eq!(now.body["status"], "building", "{:#}", now.body);
+    assert_eq!(now.body["instance_count"], 2);
+    let build = app.get(&format!("{path}/builds/{build}"), &customer).await;
+    assert_eq!(build.body["status"], "pending", "{:#}", build.body);
+}
