@@ -36,47 +36,10 @@ fn files<'a>(list: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)>
     list.iter().map(|(p, t)| (*p, t.as_str())).collect()
 }
 
-async fn git_app(stack: &Stack, token: &str, name: &str, plan: i64, repo: &Repo) -> i64 {
-    let body = json!({"name": name, "plan_id": plan, "region": "local",
-                      "git_repo_url": repo.url(), "git_branch": "main"});
-    let (status, app) = stack.post("/api/paas/applications", token, body).await;
-    assert_eq!(status, 201, "{app:#}");
-    app["id"].as_i64().unwrap()
-}
-
 /// Deploys and waits until the build ends; answers the build.
 async fn deploy(stack: &Stack, token: &str, app: i64) -> Value {
-    let (status, answer) = stack
-        .post(
-            &format!("/api/paas/applications/{app}/deploy"),
-            token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 202, "{answer:#}");
-    let build = answer["build"]["id"].as_i64().expect("a build");
-    let path = format!("/api/paas/applications/{app}/builds/{build}");
-    stack
-        .until(120, "the build ends", || async {
-            let b = stack.get(&path, token).await;
-            !matches!(b["status"].as_str(), Some("pending" | "building"))
-        })
-        .await;
-    stack.get(&path, token).await
-}
-
-/// Waits until the ingress answers `host` with `body` (trimmed).
-async fn serves(port: u16, host: &str, body: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    let mut last = None;
-    while std::time::Instant::now() < deadline {
-        last = through_ingress(port, host, "/").await;
-        if matches!(&last, Some((200, text)) if text.trim() == body) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{host} never answered {body:?}; last answer {last:?}");
+    let build = stack.start_deploy(token, app).await;
+    stack.build_ends(token, app, build).await
 }
 
 #[tokio::test]
@@ -87,7 +50,7 @@ async fn docker_a_dockerfile_app_deploys_without_downtime_rolls_back_scales_and_
     let port = agent.ingress_port;
     let alice = stack.customer("alice@example.com").await;
     let repo = Repo::new(&files(&web_app_files("version one")));
-    let app = git_app(&stack, &alice, "shop", plan, &repo).await;
+    let app = stack.git_app(&alice, "shop", plan, &repo.url()).await;
     let host = format!("shop.{PLATFORM_DOMAIN}");
 
     // Before any deploy, the host is unknown to the ingress.
@@ -103,7 +66,7 @@ async fn docker_a_dockerfile_app_deploys_without_downtime_rolls_back_scales_and_
     assert_eq!(first["build_number"], 1);
     assert_eq!(first["git_commit_message"], "first");
     stack.app_in(&alice, app, "running").await;
-    serves(port, &host, "version one").await;
+    stack::serves(port, &host, "/", "version one").await;
     let log = stack
         .get(
             &format!("/api/paas/applications/{app}/builds/{}/logs", first["id"]),
@@ -147,7 +110,7 @@ async fn docker_a_dockerfile_app_deploys_without_downtime_rolls_back_scales_and_
     };
     let second = deploy(&stack, &alice, app).await;
     assert_eq!(second["status"], "success", "{second:#}");
-    serves(port, &host, "version two").await;
+    stack::serves(port, &host, "/", "version two").await;
     // Past the drain: the old release's containers are gone.
     stack
         .until(20, "one container left", || async {
@@ -186,7 +149,7 @@ async fn docker_a_dockerfile_app_deploys_without_downtime_rolls_back_scales_and_
     assert_eq!(status, 202, "{rolled:#}");
     assert_eq!(rolled["release"], 3);
     stack.app_in(&alice, app, "running").await;
-    serves(port, &host, "version one").await;
+    stack::serves(port, &host, "/", "version one").await;
     let builds = stack
         .get(&format!("/api/paas/applications/{app}/builds"), &alice)
         .await;
@@ -245,7 +208,7 @@ async fn docker_a_dockerfile_app_deploys_without_downtime_rolls_back_scales_and_
         .await;
     assert_eq!(status, 201, "{domain:#}");
     assert_eq!(domain["hostname"], "shop.example.org");
-    serves(port, "shop.example.org", "version one").await;
+    stack::serves(port, "shop.example.org", "/", "version one").await;
     let domains = stack
         .get(&format!("/api/paas/applications/{app}/domains"), &alice)
         .await;
@@ -282,7 +245,7 @@ async fn docker_a_dockerfile_app_deploys_without_downtime_rolls_back_scales_and_
         .await;
     assert_eq!(status, 202);
     stack.app_in(&alice, app, "running").await;
-    serves(port, &host, "version one").await;
+    stack::serves(port, &host, "/", "version one").await;
 
     // Deleting the app removes its server block and its containers.
     let (status, _) = stack
@@ -329,10 +292,10 @@ async fn docker_a_broken_commit_fails_its_build_and_the_old_release_keeps_servin
     let port = agent.ingress_port;
     let alice = stack.customer("alice@example.com").await;
     let repo = Repo::new(&files(&web_app_files("good")));
-    let app = git_app(&stack, &alice, "steady", plan, &repo).await;
+    let app = stack.git_app(&alice, "steady", plan, &repo.url()).await;
     let host = format!("steady.{PLATFORM_DOMAIN}");
     assert_eq!(deploy(&stack, &alice, app).await["status"], "success");
-    serves(port, &host, "good").await;
+    stack::serves(port, &host, "/", "good").await;
 
     repo.commit(
         &[(
@@ -354,7 +317,7 @@ async fn docker_a_broken_commit_fails_its_build_and_the_old_release_keeps_servin
             .contains("build #2 failed"),
         "{application:#}"
     );
-    serves(port, &host, "good").await;
+    stack::serves(port, &host, "/", "good").await;
     let log = stack
         .get(
             &format!("/api/paas/applications/{app}/builds/{}/logs", broken["id"]),
@@ -395,7 +358,7 @@ async fn docker_a_broken_commit_fails_its_build_and_the_old_release_keeps_servin
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert_eq!(application["status"], "running");
-    serves(port, &host, "good").await;
+    stack::serves(port, &host, "/", "good").await;
 
     // A repository without a Dockerfile or any known file says so.
     repo.commit(&[("README.md", "nothing to run")], "docs only");
@@ -411,7 +374,7 @@ async fn docker_a_broken_commit_fails_its_build_and_the_old_release_keeps_servin
             .starts_with("no Dockerfile and no known runtime files found"),
         "{empty:#}"
     );
-    serves(port, &host, "good").await;
+    stack::serves(port, &host, "/", "good").await;
 }
 
 #[tokio::test]
@@ -431,13 +394,14 @@ async fn docker_an_app_without_a_dockerfile_is_built_for_its_runtime() {
     assert_eq!(status, 201, "{runtime:#}");
     let alice = stack.customer("alice@example.com").await;
     let repo = Repo::new(&[("index.html", "static site\n")]);
-    let app = git_app(&stack, &alice, "site", plan, &repo).await;
+    let app = stack.git_app(&alice, "site", plan, &repo.url()).await;
     let build = deploy(&stack, &alice, app).await;
     assert_eq!(build["status"], "success", "{build:#}");
     assert_eq!(build["builder"], "static");
-    serves(
+    stack::serves(
         agent.ingress_port,
         &format!("site.{PLATFORM_DOMAIN}"),
+        "/",
         "static site",
     )
     .await;

@@ -112,18 +112,6 @@ fn signed_with(received: &Received, secret: &str) -> bool {
     )
 }
 
-async fn deploy(stack: &Stack, token: &str, app: i64) -> i64 {
-    let (status, answer) = stack
-        .post(
-            &format!("/api/paas/applications/{app}/deploy"),
-            token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 202, "{answer:#}");
-    answer["build"]["id"].as_i64().unwrap()
-}
-
 #[tokio::test]
 async fn docker_build_events_reach_a_webhook_signed_and_a_failing_endpoint_gets_them_again() {
     let stack = Stack::start(Timing {
@@ -185,7 +173,7 @@ async fn docker_build_events_reach_a_webhook_signed_and_a_failing_endpoint_gets_
         .await;
     assert_eq!(status, 201, "{app:#}");
     let app = app["id"].as_i64().unwrap();
-    let build = deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     let deliveries = format!("/api/paas/webhooks/{hook_id}/deliveries");
     stack
         .until(120, "the failed build's event is delivered", || async {
@@ -238,7 +226,7 @@ async fn docker_build_events_reach_a_webhook_signed_and_a_failing_endpoint_gets_
         ],
         "fix the build",
     );
-    deploy(&stack, &alice, app).await;
+    stack.start_deploy(&alice, app).await;
     stack
         .until(120, "the successful build's event is delivered", || async {
             let list = stack.get(&deliveries, &alice).await;
@@ -290,7 +278,7 @@ async fn docker_build_events_reach_a_webhook_signed_and_a_failing_endpoint_gets_
         .await;
     assert_eq!(status, 204);
     stack.app_in(&alice, app, "running").await;
-    deploy(&stack, &alice, app).await;
+    stack.start_deploy(&alice, app).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stack.app_in(&alice, app, "running").await;
     tokio::time::sleep(Duration::from_secs(2)).await;

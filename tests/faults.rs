@@ -15,10 +15,10 @@ use std::time::Duration;
 use diesel::sql_types::BigInt;
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde_json::{Value, json};
+use serde_json::json;
 use stack::proxy::{CutProxy, TwiceProxy};
 use stack::services::{OwnPostgres, OwnRedis};
-use stack::{PLATFORM_DOMAIN, Repo, Stack, Timing, WEB_IMAGE, agent_dir, through_ingress};
+use stack::{PLATFORM_DOMAIN, Repo, Stack, Timing, WEB_IMAGE, agent_dir};
 
 /// An application whose build has a 4-second step (the moment a fault
 /// strikes), never cached: each has a step of its own.
@@ -39,27 +39,6 @@ fn files<'a>(list: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)>
     list.iter().map(|(p, t)| (*p, t.as_str())).collect()
 }
 
-async fn git_app(stack: &Stack, token: &str, name: &str, plan: i64, repo: &Repo) -> i64 {
-    let body =
-        json!({"name": name, "plan_id": plan, "region": "local", "git_repo_url": repo.url()});
-    let (status, app) = stack.post("/api/paas/applications", token, body).await;
-    assert_eq!(status, 201, "{app:#}");
-    app["id"].as_i64().unwrap()
-}
-
-/// Starts a deploy; answers its build's id.
-async fn deploy(stack: &Stack, token: &str, app: i64) -> i64 {
-    let (status, answer) = stack
-        .post(
-            &format!("/api/paas/applications/{app}/deploy"),
-            token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 202, "{answer:#}");
-    answer["build"]["id"].as_i64().unwrap()
-}
-
 /// Waits until the build prints its slow step (it runs on a node).
 async fn slow_step_runs(stack: &Stack, token: &str, app: i64, build: i64) {
     let path = format!("/api/paas/applications/{app}/builds/{build}/logs");
@@ -70,33 +49,6 @@ async fn slow_step_runs(stack: &Stack, token: &str, app: i64, build: i64) {
                 .is_some_and(|l| l.contains("a slow step"))
         })
         .await;
-}
-
-/// Waits until the build ends; answers it.
-async fn build_ends(stack: &Stack, token: &str, app: i64, build: i64) -> Value {
-    let path = format!("/api/paas/applications/{app}/builds/{build}");
-    stack
-        .until(120, "the build ends", || async {
-            let (status, b) = stack.call(reqwest::Method::GET, &path, token, None).await;
-            status == 200 && !matches!(b["status"].as_str(), Some("pending" | "building"))
-        })
-        .await;
-    stack.get(&path, token).await
-}
-
-/// Waits until the node's ingress answers `body` for the application's host.
-async fn serves(port: u16, app_name: &str, body: &str) {
-    let host = format!("{app_name}.{PLATFORM_DOMAIN}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    let mut last = None;
-    while std::time::Instant::now() < deadline {
-        last = through_ingress(port, &host, "/").await;
-        if matches!(&last, Some((200, text)) if text.trim() == body) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{host} never answered {body:?}; last answer {last:?}");
 }
 
 #[derive(QueryableByName)]
@@ -207,7 +159,7 @@ async fn customer_with_app(
 ) -> (String, i64, Repo) {
     let token = stack.customer(&format!("{name}@example.com")).await;
     let repo = Repo::new(&files(&slow_app(page)));
-    let app = git_app(stack, &token, name, plan, &repo).await;
+    let app = stack.git_app(&token, name, plan, &repo.url()).await;
     (token, app, repo)
 }
 
@@ -222,7 +174,7 @@ async fn docker_postgresql_restarted_mid_deploy() {
     let (_node, agent) = stack.node("worker-1").await;
     let plan = stack.plan().await;
     let (alice, app, _repo) = customer_with_app(&stack, plan, "alice", "through a restart").await;
-    let build = deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     slow_step_runs(&stack, &alice, app, build).await;
 
     // Every connection of the control plane ends; the agent's reports meet
@@ -231,11 +183,17 @@ async fn docker_postgresql_restarted_mid_deploy() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     postgres.start_again();
 
-    let done = build_ends(&stack, &alice, app, build).await;
+    let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
     assert_eq!(done["attempt"], 1, "the node's work was kept: {done:#}");
     stack.app_in(&alice, app, "running").await;
-    serves(agent.ingress_port, "alice", "through a restart").await;
+    stack::serves(
+        agent.ingress_port,
+        &format!("alice.{PLATFORM_DOMAIN}"),
+        "/",
+        "through a restart",
+    )
+    .await;
     settled_exactly(&stack, app, 1).await;
 }
 
@@ -251,7 +209,7 @@ async fn docker_redis_killed_with_jobs_queued_loses_no_build() {
     let (_node, agent) = stack.node("worker-1").await;
     let plan = stack.plan().await;
     let (alice, first, _repo) = customer_with_app(&stack, plan, "alice", "first").await;
-    let build = deploy(&stack, &alice, first).await;
+    let build = stack.start_deploy(&alice, first).await;
     slow_step_runs(&stack, &alice, first, build).await;
 
     // Redis dies with everything it held (no persistence): the running
@@ -259,7 +217,7 @@ async fn docker_redis_killed_with_jobs_queued_loses_no_build() {
     redis.kill();
     // Deploys go on meanwhile: recorded, their jobs not queued.
     let (bob, second, _repo2) = customer_with_app(&stack, plan, "bob", "second").await;
-    let later = deploy(&stack, &bob, second).await;
+    let later = stack.start_deploy(&bob, second).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.start_again();
 
@@ -267,10 +225,16 @@ async fn docker_redis_killed_with_jobs_queued_loses_no_build() {
         (&alice, first, build, "alice", "first"),
         (&bob, second, later, "bob", "second"),
     ] {
-        let done = build_ends(&stack, token, app, build).await;
+        let done = stack.build_ends(token, app, build).await;
         assert_eq!(done["status"], "success", "{done:#}");
         stack.app_in(token, app, "running").await;
-        serves(agent.ingress_port, name, page).await;
+        stack::serves(
+            agent.ingress_port,
+            &format!("{name}.{PLATFORM_DOMAIN}"),
+            "/",
+            page,
+        )
+        .await;
         settled_exactly(&stack, app, 1).await;
     }
 }
@@ -281,18 +245,24 @@ async fn docker_the_control_plane_killed_mid_deploy_finishes_it_after_a_restart(
     let (_node, agent) = stack.node("worker-1").await;
     let plan = stack.plan().await;
     let (alice, app, _repo) = customer_with_app(&stack, plan, "alice", "after a kill").await;
-    let build = deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     slow_step_runs(&stack, &alice, app, build).await;
 
     stack.kill_control_plane();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.start_control_plane().await;
 
-    let done = build_ends(&stack, &alice, app, build).await;
+    let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
     assert_eq!(done["attempt"], 1, "the node's work was kept: {done:#}");
     stack.app_in(&alice, app, "running").await;
-    serves(agent.ingress_port, "alice", "after a kill").await;
+    stack::serves(
+        agent.ingress_port,
+        &format!("alice.{PLATFORM_DOMAIN}"),
+        "/",
+        "after a kill",
+    )
+    .await;
     settled_exactly(&stack, app, 1).await;
 }
 
@@ -327,31 +297,43 @@ async fn docker_an_agent_cut_off_past_the_offline_threshold_loses_its_build_and_
         ),
         ("index.html", "version one"),
     ]);
-    let app = git_app(&stack, &alice, "alice", plan, &repo).await;
-    let build = deploy(&stack, &alice, app).await;
+    let app = stack.git_app(&alice, "alice", plan, &repo.url()).await;
+    let build = stack.start_deploy(&alice, app).await;
     assert_eq!(
-        build_ends(&stack, &alice, app, build).await["status"],
+        stack.build_ends(&alice, app, build).await["status"],
         "success"
     );
     let running = stack.app_in(&alice, app, "running").await;
     assert_eq!(running["node_id"].as_i64(), Some(first_node));
-    serves(first.ingress_port, "alice", "version one").await;
+    stack::serves(
+        first.ingress_port,
+        &format!("alice.{PLATFORM_DOMAIN}"),
+        "/",
+        "version one",
+    )
+    .await;
 
     // Release 2's build starts there too; then the first node is cut off.
     let slow = slow_app("version two");
     repo.commit(&files(&slow), "version two");
-    let build = deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     slow_step_runs(&stack, &alice, app, build).await;
     link.cut();
 
     // Its lease runs out, the node goes offline, the build moves.
-    let done = build_ends(&stack, &alice, app, build).await;
+    let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
     assert_eq!(done["attempt"], 2, "{done:#}");
     assert_eq!(done["node_id"].as_i64(), Some(second_node));
     let moved = stack.app_in(&alice, app, "running").await;
     assert_eq!(moved["node_id"].as_i64(), Some(second_node));
-    serves(second.ingress_port, "alice", "version two").await;
+    stack::serves(
+        second.ingress_port,
+        &format!("alice.{PLATFORM_DOMAIN}"),
+        "/",
+        "version two",
+    )
+    .await;
     // The cut-off node still runs release 1 (it cannot know yet).
     assert!(
         stack
@@ -383,7 +365,13 @@ async fn docker_an_agent_cut_off_past_the_offline_threshold_loses_its_build_and_
         .await;
     settled_exactly(&stack, app, 1).await;
     assert_eq!(stack.containers_in(&second_ns, app).len(), 1);
-    serves(second.ingress_port, "alice", "version two").await;
+    stack::serves(
+        second.ingress_port,
+        &format!("alice.{PLATFORM_DOMAIN}"),
+        "/",
+        "version two",
+    )
+    .await;
     let mut conn = AsyncPgConnection::establish(&stack.db.url).await.unwrap();
     let succeeded_attempts = count(
         &mut conn,
@@ -411,11 +399,17 @@ async fn docker_every_agent_message_delivered_twice_changes_nothing() {
         .await;
     let plan = stack.plan().await;
     let (alice, app, repo) = customer_with_app(&stack, plan, "alice", "said twice").await;
-    let build = deploy(&stack, &alice, app).await;
-    let done = build_ends(&stack, &alice, app, build).await;
+    let build = stack.start_deploy(&alice, app).await;
+    let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
     stack.app_in(&alice, app, "running").await;
-    serves(agent.ingress_port, "alice", "said twice").await;
+    stack::serves(
+        agent.ingress_port,
+        &format!("alice.{PLATFORM_DOMAIN}"),
+        "/",
+        "said twice",
+    )
+    .await;
 
     // A scale, and a deploy right behind it, every message twice.
     let (status, body) = stack
@@ -439,11 +433,17 @@ async fn docker_every_agent_message_delivered_twice_changes_nothing() {
     stack.app_in(&alice, app, "running").await;
     let page = slow_app("said twice again");
     repo.commit(&files(&page), "again");
-    let build = deploy(&stack, &alice, app).await;
-    let done = build_ends(&stack, &alice, app, build).await;
+    let build = stack.start_deploy(&alice, app).await;
+    let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
     stack.app_in(&alice, app, "running").await;
-    serves(agent.ingress_port, "alice", "said twice again").await;
+    stack::serves(
+        agent.ingress_port,
+        &format!("alice.{PLATFORM_DOMAIN}"),
+        "/",
+        "said twice again",
+    )
+    .await;
     settled_exactly(&stack, app, 2).await;
 
     // The build's log holds each line once, though each batch came twice.

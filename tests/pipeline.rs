@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stack::{PLATFORM_DOMAIN, Repo, Stack, Timing, WEB_IMAGE, through_ingress};
+use stack::{PLATFORM_DOMAIN, Repo, Stack, Timing, WEB_IMAGE};
 
 fn dockerfile_app(page: &str, start: Option<&str>) -> Vec<(&'static str, String)> {
     let mut dockerfile =
@@ -41,42 +41,6 @@ async fn create_app(stack: &Stack, token: &str, body: Value) -> i64 {
     let (status, app) = stack.post("/api/paas/applications", token, body).await;
     assert_eq!(status, 201, "{app:#}");
     app["id"].as_i64().unwrap()
-}
-
-async fn start_deploy(stack: &Stack, token: &str, app: i64) -> i64 {
-    let (status, answer) = stack
-        .post(
-            &format!("/api/paas/applications/{app}/deploy"),
-            token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 202, "{answer:#}");
-    answer["build"]["id"].as_i64().unwrap()
-}
-
-async fn build_ends(stack: &Stack, token: &str, app: i64, build: i64) -> Value {
-    let path = format!("/api/paas/applications/{app}/builds/{build}");
-    stack
-        .until(120, "the build ends", || async {
-            let b = stack.get(&path, token).await;
-            !matches!(b["status"].as_str(), Some("pending" | "building"))
-        })
-        .await;
-    stack.get(&path, token).await
-}
-
-async fn serves(port: u16, host: &str, path: &str, body: &str) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = through_ingress(port, host, path).await;
-        if matches!(&last, Some((200, text)) if text.trim() == body) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{host}{path} never answered {body:?}; last answer {last:?}");
 }
 
 /// A private git server (smart HTTP behind basic authentication).
@@ -236,10 +200,10 @@ async fn docker_canary_secrets_never_appear_in_a_log_or_an_error() {
         .await;
     assert!(matches!(status, 200 | 201), "{linked:#}");
 
-    let build = start_deploy(&stack, &alice, app).await;
-    let done = build_ends(&stack, &alice, app, build).await;
+    let build = stack.start_deploy(&alice, app).await;
+    let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
-    serves(
+    stack::serves(
         agent.ingress_port,
         &format!("private.{PLATFORM_DOMAIN}"),
         "/",
@@ -258,8 +222,8 @@ async fn docker_canary_secrets_never_appear_in_a_log_or_an_error() {
         )
         .await;
     assert_eq!(status, 200);
-    let build = start_deploy(&stack, &alice, app).await;
-    let failed = build_ends(&stack, &alice, app, build).await;
+    let build = stack.start_deploy(&alice, app).await;
+    let failed = stack.build_ends(&alice, app, build).await;
     assert_eq!(failed["status"], "failed", "{failed:#}");
     let reason = failed["failure_reason"].as_str().unwrap();
     assert!(reason.contains("cannot clone the repository"), "{reason}");
@@ -404,12 +368,12 @@ async fn docker_a_signed_push_deploys_and_unsigned_or_foreign_pushes_do_not() {
     )
     .await;
     let host = format!("pushed.{PLATFORM_DOMAIN}");
-    let first = start_deploy(&stack, &alice, app).await;
+    let first = stack.start_deploy(&alice, app).await;
     assert_eq!(
-        build_ends(&stack, &alice, app, first).await["status"],
+        stack.build_ends(&alice, app, first).await["status"],
         "success"
     );
-    serves(agent.ingress_port, &host, "/", "before the push").await;
+    stack::serves(agent.ingress_port, &host, "/", "before the push").await;
 
     let hook = stack
         .get(&format!("/api/paas/applications/{app}/deploy-hook"), &alice)
@@ -487,10 +451,12 @@ async fn docker_a_signed_push_deploys_and_unsigned_or_foreign_pushes_do_not() {
     // The signed push to main deploys the pushed commit.
     let (status, build) = post(good, Some(signed)).await;
     assert_eq!(status, 202, "{build:#}");
-    let done = build_ends(&stack, &alice, app, build["id"].as_i64().unwrap()).await;
+    let done = stack
+        .build_ends(&alice, app, build["id"].as_i64().unwrap())
+        .await;
     assert_eq!(done["status"], "success", "{done:#}");
     assert_eq!(done["git_commit_sha"], sha.as_str());
-    serves(agent.ingress_port, &host, "/", "after the push").await;
+    stack::serves(agent.ingress_port, &host, "/", "after the push").await;
 }
 
 #[tokio::test]
@@ -509,7 +475,7 @@ async fn docker_build_logs_follow_live_and_a_cancelled_build_leaves_the_old_rele
     let host = format!("slowbuild.{PLATFORM_DOMAIN}");
 
     // Follow build #1's log live: lines arrive, then the final status.
-    let build = start_deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     let answer = stack
         .http
         .get(format!(
@@ -540,13 +506,13 @@ async fn docker_build_logs_follow_live_and_a_cancelled_build_leaves_the_old_rele
         "{text}"
     );
     assert_eq!(events.last().unwrap()["status"], "success", "{text}");
-    serves(agent.ingress_port, &host, "/", "stable").await;
+    stack::serves(agent.ingress_port, &host, "/", "stable").await;
 
     // A slow build is cancelled while it runs.
     let mut slow = dockerfile_app("never served", None);
     slow[0].1 = format!("FROM {WEB_IMAGE}\nRUN echo starting the long step && sleep 60\n");
     repo.commit(&files(&slow), "slow build");
-    let build = start_deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     let log_path = format!("/api/paas/applications/{app}/builds/{build}/logs");
     stack
         .until(60, "the long step runs", || async {
@@ -578,7 +544,7 @@ async fn docker_build_logs_follow_live_and_a_cancelled_build_leaves_the_old_rele
                 .unwrap_or(true)
         })
         .await;
-    serves(agent.ingress_port, &host, "/", "stable").await;
+    stack::serves(agent.ingress_port, &host, "/", "stable").await;
     let images = Command::new("docker")
         .args([
             "images",
@@ -610,12 +576,12 @@ async fn docker_runtime_logs_and_metrics_come_from_the_node() {
     )
     .await;
     let host = format!("chatty.{PLATFORM_DOMAIN}");
-    let build = start_deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     assert_eq!(
-        build_ends(&stack, &alice, app, build).await["status"],
+        stack.build_ends(&alice, app, build).await["status"],
         "success"
     );
-    serves(agent.ingress_port, &host, "/", "chatty").await;
+    stack::serves(agent.ingress_port, &host, "/", "chatty").await;
 
     let logs = format!("/api/paas/applications/{app}/logs?tail=50");
     stack
@@ -645,7 +611,7 @@ async fn docker_runtime_logs_and_metrics_come_from_the_node() {
         .unwrap();
     assert_eq!(answer.status(), 200);
     let marker = uuid::Uuid::new_v4().simple().to_string();
-    serves(
+    stack::serves(
         agent.ingress_port,
         &host,
         &format!("/cgi-bin/shout?{marker}"),
@@ -713,7 +679,7 @@ async fn docker_a_build_whose_node_is_lost_is_retried_on_another_node() {
         json!({"name": "resilient", "plan_id": plan, "region": "local", "git_repo_url": repo.url()}),
     )
     .await;
-    let build = start_deploy(&stack, &alice, app).await;
+    let build = stack.start_deploy(&alice, app).await;
     let path = format!("/api/paas/applications/{app}/builds/{build}");
     stack
         .until(30, "the build runs on a node", || async {
@@ -732,7 +698,7 @@ async fn docker_a_build_whose_node_is_lost_is_retried_on_another_node() {
         .await;
     first.kill();
 
-    let done = build_ends(&stack, &alice, app, build).await;
+    let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
     assert_eq!(done["attempt"], 2, "{done:#}");
     assert_eq!(done["node_id"].as_i64(), Some(second_node));
@@ -746,7 +712,7 @@ async fn docker_a_build_whose_node_is_lost_is_retried_on_another_node() {
     );
     let application = stack.app_in(&alice, app, "running").await;
     assert_eq!(application["node_id"].as_i64(), Some(second_node));
-    serves(
+    stack::serves(
         second.ingress_port,
         &format!("resilient.{PLATFORM_DOMAIN}"),
         "/",

@@ -568,6 +568,40 @@ impl Stack {
             .collect()
     }
 
+    /// Creates an application deployed from the git repository at `url`
+    /// (branch main); answers its id.
+    pub async fn git_app(&self, token: &str, name: &str, plan: i64, url: &str) -> i64 {
+        let body = json!({"name": name, "plan_id": plan, "region": "local",
+                          "git_repo_url": url, "git_branch": "main"});
+        let (status, app) = self.post("/api/paas/applications", token, body).await;
+        assert_eq!(status, 201, "{app:#}");
+        app["id"].as_i64().unwrap()
+    }
+
+    /// Starts a deploy from git; answers its build's id.
+    pub async fn start_deploy(&self, token: &str, app: i64) -> i64 {
+        let (status, answer) = self
+            .post(
+                &format!("/api/paas/applications/{app}/deploy"),
+                token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer:#}");
+        answer["build"]["id"].as_i64().expect("a build")
+    }
+
+    /// Waits (up to two minutes) until the build ends; answers it.
+    pub async fn build_ends(&self, token: &str, app: i64, build: i64) -> Value {
+        let path = format!("/api/paas/applications/{app}/builds/{build}");
+        self.until(120, "the build ends", || async {
+            let (status, b) = self.call(reqwest::Method::GET, &path, token, None).await;
+            status == 200 && !matches!(b["status"].as_str(), Some("pending" | "building"))
+        })
+        .await;
+        self.get(&path, token).await
+    }
+
     /// `docker inspect` of a container, as JSON.
     pub fn inspect(&self, name: &str) -> Value {
         let out = docker(&["inspect", name]);
@@ -650,6 +684,21 @@ fn db_queue_prefix(db: &TestDb) -> String {
 
 /// GETs `path` from an ingress on 127.0.0.1 with a Host header; answers
 /// (status, body), or `None` when the request itself failed.
+/// Waits (up to 40 s) until the ingress on `port` answers `host` `path`
+/// with `body` (trimmed).
+pub async fn serves(port: u16, host: &str, path: &str, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = through_ingress(port, host, path).await;
+        if matches!(&last, Some((200, text)) if text.trim() == body) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{host}{path} never answered {body:?}; last answer {last:?}");
+}
+
 pub async fn through_ingress(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
