@@ -150,6 +150,26 @@ async fn settled_exactly(stack: &Stack, app: i64, instances: usize) {
     assert_eq!(succeeded, releases, "one release per successful build");
 }
 
+/// The build ended well at `attempt`, the application runs and serves
+/// `page`, and the platform has settled exactly.
+async fn ends_serving(
+    stack: &Stack,
+    token: &str,
+    app: i64,
+    build: i64,
+    attempt: i64,
+    port: u16,
+    page: &str,
+) {
+    let done = stack.build_ends(token, app, build).await;
+    assert_eq!(done["status"], "success", "{done:#}");
+    assert_eq!(done["attempt"], attempt, "{done:#}");
+    let running = stack.app_in(token, app, "running").await;
+    let host = format!("{}.{PLATFORM_DOMAIN}", running["name"].as_str().unwrap());
+    stack::serves(port, &host, "/", page).await;
+    settled_exactly(stack, app, 1).await;
+}
+
 /// A customer and a repository of a slow-building application on the plan.
 async fn customer_with_app(
     stack: &Stack,
@@ -183,18 +203,17 @@ async fn docker_postgresql_restarted_mid_deploy() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     postgres.start_again();
 
-    let done = stack.build_ends(&alice, app, build).await;
-    assert_eq!(done["status"], "success", "{done:#}");
-    assert_eq!(done["attempt"], 1, "the node's work was kept: {done:#}");
-    stack.app_in(&alice, app, "running").await;
-    stack::serves(
+    // Attempt 1: the node's work was kept.
+    ends_serving(
+        &stack,
+        &alice,
+        app,
+        build,
+        1,
         agent.ingress_port,
-        &format!("alice.{PLATFORM_DOMAIN}"),
-        "/",
         "through a restart",
     )
     .await;
-    settled_exactly(&stack, app, 1).await;
 }
 
 #[tokio::test]
@@ -252,18 +271,17 @@ async fn docker_the_control_plane_killed_mid_deploy_finishes_it_after_a_restart(
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.start_control_plane().await;
 
-    let done = stack.build_ends(&alice, app, build).await;
-    assert_eq!(done["status"], "success", "{done:#}");
-    assert_eq!(done["attempt"], 1, "the node's work was kept: {done:#}");
-    stack.app_in(&alice, app, "running").await;
-    stack::serves(
+    // Attempt 1: the node's work was kept.
+    ends_serving(
+        &stack,
+        &alice,
+        app,
+        build,
+        1,
         agent.ingress_port,
-        &format!("alice.{PLATFORM_DOMAIN}"),
-        "/",
         "after a kill",
     )
     .await;
-    settled_exactly(&stack, app, 1).await;
 }
 
 #[tokio::test]
@@ -421,13 +439,8 @@ async fn docker_every_agent_message_delivered_twice_changes_nothing() {
         .await;
     assert_eq!(status, 202, "{body:#}");
     stack
-        .until(60, "two instances run", || async {
-            stack
-                .containers(app)
-                .iter()
-                .filter(|c| c.ends_with(" running"))
-                .count()
-                == 2
+        .until(60, "two instances run", || {
+            std::future::ready(stack.running(app) == 2)
         })
         .await;
     stack.app_in(&alice, app, "running").await;

@@ -193,13 +193,8 @@ async fn docker_secrets_are_sealed_again_under_a_new_key_while_the_platform_serv
         .await;
     assert_eq!(status, 202);
     stack
-        .until(60, "two instances run", || async {
-            stack
-                .containers(app)
-                .iter()
-                .filter(|c| c.ends_with(" running"))
-                .count()
-                == 2
+        .until(60, "two instances run", || {
+            std::future::ready(stack.running(app) == 2)
         })
         .await;
     for container in stack.containers(app) {

@@ -548,6 +548,14 @@ impl Stack {
             .collect()
     }
 
+    /// How many of the application's containers run.
+    pub fn running(&self, app: i64) -> usize {
+        self.containers(app)
+            .iter()
+            .filter(|c| c.ends_with(" running"))
+            .count()
+    }
+
     /// The containers of an application made by the agents of one namespace.
     pub fn containers_in(&self, namespace: &str, app: i64) -> Vec<String> {
         let filter_ns = format!("label=skypanel.managed={namespace}");
