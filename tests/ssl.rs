@@ -199,16 +199,19 @@ async fn docker_https_a_custom_domain_gets_a_certificate_and_a_renewal_replaces_
                 .arg(format!("shop.example.com:{port}:127.0.0.1"))
                 .arg(format!("https://shop.example.com:{port}/"))
                 .output()
-                .map_err(|e| e.to_string())
+                .map_err(|e| (None, e.to_string()))
                 .and_then(|o| {
                     if o.status.success() && o.stdout == b"hello from skypanel\n" {
                         Ok(())
                     } else {
-                        Err(format!(
-                            "{}: {}{}",
-                            o.status,
-                            String::from_utf8_lossy(&o.stdout),
-                            String::from_utf8_lossy(&o.stderr)
+                        Err((
+                            o.status.code(),
+                            format!(
+                                "{}: {}{}",
+                                o.status,
+                                String::from_utf8_lossy(&o.stdout),
+                                String::from_utf8_lossy(&o.stderr)
+                            ),
                         ))
                     }
                 })
@@ -216,7 +219,18 @@ async fn docker_https_a_custom_domain_gets_a_certificate_and_a_renewal_replaces_
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 let started = std::time::Instant::now();
-                match pebble_curl() {
+                // A new HTTP/2 connection caught by the reload (an old
+                // nginx worker shutting down) can be closed under its first
+                // request; curl reports an HTTP/2 framing error (exit 16),
+                // where HTTP/2 clients such as browsers send a request the
+                // server closed on again. This GET, sent again once, must
+                // then succeed like every other request. (Seen once in ~150
+                // requests in one run of the whole suite.)
+                let answer = match pebble_curl() {
+                    Err((Some(16), _)) => pebble_curl(),
+                    other => other,
+                };
+                match answer.map_err(|(_, why)| why) {
                     Ok(()) => {
                         ok.fetch_add(1, Ordering::SeqCst);
                     }
