@@ -170,6 +170,15 @@ async fn ends_serving(
     settled_exactly(stack, app, 1).await;
 }
 
+/// A customer's application on `plan` whose deploy is in its slow build
+/// step; answers (token, application, repository, build).
+async fn mid_deploy(stack: &Stack, plan: i64, name: &str, page: &str) -> (String, i64, Repo, i64) {
+    let (token, app, repo) = customer_with_app(stack, plan, name, page).await;
+    let build = stack.start_deploy(&token, app).await;
+    slow_step_runs(stack, &token, app, build).await;
+    (token, app, repo, build)
+}
+
 /// A customer and a repository of a slow-building application on the plan.
 async fn customer_with_app(
     stack: &Stack,
@@ -193,9 +202,7 @@ async fn docker_postgresql_restarted_mid_deploy() {
     .await;
     let (_node, agent) = stack.node("worker-1").await;
     let plan = stack.plan().await;
-    let (alice, app, _repo) = customer_with_app(&stack, plan, "alice", "through a restart").await;
-    let build = stack.start_deploy(&alice, app).await;
-    slow_step_runs(&stack, &alice, app, build).await;
+    let (alice, app, _repo, build) = mid_deploy(&stack, plan, "alice", "through a restart").await;
 
     // Every connection of the control plane ends; the agent's reports meet
     // a control plane without its database for three seconds.
@@ -227,9 +234,7 @@ async fn docker_redis_killed_with_jobs_queued_loses_no_build() {
     .await;
     let (_node, agent) = stack.node("worker-1").await;
     let plan = stack.plan().await;
-    let (alice, first, _repo) = customer_with_app(&stack, plan, "alice", "first").await;
-    let build = stack.start_deploy(&alice, first).await;
-    slow_step_runs(&stack, &alice, first, build).await;
+    let (alice, first, _repo, build) = mid_deploy(&stack, plan, "alice", "first").await;
 
     // Redis dies with everything it held (no persistence): the running
     // build's job and its idempotency key are gone.
@@ -263,9 +268,7 @@ async fn docker_the_control_plane_killed_mid_deploy_finishes_it_after_a_restart(
     let mut stack = Stack::start(Timing::default()).await;
     let (_node, agent) = stack.node("worker-1").await;
     let plan = stack.plan().await;
-    let (alice, app, _repo) = customer_with_app(&stack, plan, "alice", "after a kill").await;
-    let build = stack.start_deploy(&alice, app).await;
-    slow_step_runs(&stack, &alice, app, build).await;
+    let (alice, app, _repo, build) = mid_deploy(&stack, plan, "alice", "after a kill").await;
 
     stack.kill_control_plane();
     tokio::time::sleep(Duration::from_secs(2)).await;
