@@ -60,6 +60,8 @@ pub struct Config {
     pub rate_limits: skypanel_http::rate_limit::RateLimits,
     /// How much a customer may create.
     pub quotas: skypanel_http::quotas::Quotas,
+    /// The platform's image registry (none: images stay on their node).
+    pub registry: Option<crate::registry::RegistryConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -93,7 +95,7 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Raw values by variable name (`SKYPANEL_DATABASE_URL` …), before validation.
-struct Raw(HashMap<String, String>);
+pub(crate) struct Raw(HashMap<String, String>);
 
 impl Raw {
     /// Layers the file (keys without prefix, lowercase) under the environment.
@@ -141,7 +143,7 @@ impl Raw {
         Self(values)
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
@@ -171,7 +173,7 @@ fn parse_bool(name: &str, value: Option<&str>, errors: &mut Vec<String>) -> bool
     }
 }
 
-fn parse_number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+pub(crate) fn parse_number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
     name: &str,
     value: Option<&str>,
     default: T,
@@ -494,6 +496,7 @@ impl Config {
             )),
             ..skypanel_jobs::WebhookSettings::default()
         };
+        let registry = crate::registry::RegistryConfig::read(&raw, &mut errors);
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -534,6 +537,7 @@ impl Config {
                 webhooks,
                 rate_limits,
                 quotas,
+                registry,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -550,6 +554,10 @@ impl Config {
             build_max_log_bytes: self.build_max_log_bytes,
             build_max_image_mb: self.build_max_image_mb,
             billing_grace: self.billing_grace,
+            registry: self
+                .registry
+                .as_ref()
+                .map(|r| r.actor_settings(&self.jwt_secret)),
             ..skypanel_actors::Settings::default()
         }
     }
@@ -594,6 +602,11 @@ impl Config {
             webhook_allow_private: self.webhooks.allow_private,
             rate_limits: self.rate_limits,
             quotas: self.quotas.clone(),
+            registry: self
+                .registry
+                .as_ref()
+                .and_then(|r| r.token_server(&self.jwt_secret)),
+            registry_retention: self.registry.as_ref().and_then(|r| r.retention()),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! every secret again under the current key.
 
 mod config;
+mod registry;
 mod serve;
 
 use std::collections::HashMap;

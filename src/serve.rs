@@ -91,6 +91,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         backups: config.backup_settings(),
         webhooks: config.webhook_settings(),
         sweep_every: config.sweep_interval,
+        registry: config.registry.as_ref().and_then(|r| r.retention()),
     });
     let state = AppState::new(
         store,
@@ -151,6 +152,8 @@ pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
         webhook_allow_private: false,
         rate_limits: skypanel_http::rate_limit::RateLimits::default(),
         quotas: skypanel_http::quotas::Quotas::default(),
+        registry: None,
+        registry_retention: None,
     };
     let key = skypanel_domain::secrets::SecretKey::from_hex(&"00".repeat(32))?;
     let store = Store::connect("postgres://spec-only@127.0.0.1/none", 1)?;

@@ -230,7 +230,7 @@ async fn docker_a_killed_agent_loses_its_lease_and_the_restarted_one_finishes_wi
 }
 
 #[tokio::test]
-async fn docker_a_silent_node_goes_offline_and_its_apps_keep_running_and_their_state() {
+async fn docker_a_silent_node_goes_offline_its_apps_say_why_and_come_back_with_it() {
     let stack = Stack::start(Timing {
         offline_after: 3,
         ..Timing::default()
@@ -256,13 +256,24 @@ async fn docker_a_silent_node_goes_offline_and_its_apps_keep_running_and_their_s
                 .any(|n| n["id"] == node && n["status"] == "offline")
         })
         .await;
-    // The containers keep serving, the application keeps its state; no placement goes there.
+    // The containers keep serving (the node is only silent), but the
+    // platform cannot vouch for them and no other node can take the
+    // application: it says so, and its owner hears of it. No placement goes there.
     assert!(fetch(ports[0]).await.is_some());
-    assert_eq!(
-        stack
-            .get(&format!("/api/paas/applications/{app}"), &alice)
-            .await["status"],
-        "running"
+    let down = stack.app_in(&alice, app, "failed").await;
+    let reason = down["last_error"].as_str().unwrap();
+    assert!(
+        reason.contains("node went offline") && reason.contains("no node is available"),
+        "{reason}"
+    );
+    let notices = stack.get("/api/paas/notifications", &alice).await;
+    assert!(
+        notices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "app_unplaced"),
+        "{notices:#}"
     );
     let other = image_app(&stack, &alice, "other", plan, WEB_IMAGE).await;
     let (status, refused) = stack
@@ -278,7 +289,7 @@ async fn docker_a_silent_node_goes_offline_and_its_apps_keep_running_and_their_s
         "{refused:#}"
     );
 
-    // Back online with its containers reconciled.
+    // Back online: the application is placed there again, its containers kept.
     let _agent = stack.agent(None, agent.state_dir.clone());
     stack
         .until(15, "the node is back online", || async {
@@ -290,6 +301,7 @@ async fn docker_a_silent_node_goes_offline_and_its_apps_keep_running_and_their_s
                 .any(|n| n["id"] == node && n["status"] == "online")
         })
         .await;
+    stack.app_in(&alice, app, "running").await;
     let ports = running_instances(&stack, &alice, app, 1).await;
     assert!(fetch(ports[0]).await.is_some());
 }

@@ -214,7 +214,18 @@ async fn docker_a_customer_deploys_configures_and_rolls_back_with_sky() {
     sky.ok(&["deploy", "site"]).await;
     serves(&stack, agent.ingress_port, host, "second release").await;
     let releases = sky.json(&["releases", "site"]).await;
-    assert_eq!(releases.as_array().unwrap().len(), 2, "{releases:#}");
+    let kinds: Vec<&str> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "build").count(),
+        2,
+        "two builds, and the configuration changes between them: {releases:#}"
+    );
+    assert!(kinds.contains(&"config"), "{releases:#}");
     sky.ok(&["rollback", "site"]).await;
     serves(&stack, agent.ingress_port, host, "first release").await;
 

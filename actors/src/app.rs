@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use skypanel_domain::lifecycle::{AppCommand, AppStatus};
+use skypanel_domain::lifecycle::{AppCommand, AppStatus, ReleaseKind};
 use skypanel_protocol::node::ContainerReport;
 use skypanel_protocol::task::TaskSpec;
 use skypanel_store::apps::{self, Application, StateChange};
 use skypanel_store::builds::Build;
+use skypanel_store::env_vars;
 use skypanel_store::tasks::Task;
 
 use crate::app_builds::{BuildStep, StepOutcome};
@@ -35,13 +36,10 @@ pub enum AppRequest {
         version: i32,
         by: i64,
     },
-    /// Roll the serving release's image out again as a new release with
-    /// the configuration as it is now (a database linked or unlinked), as
-    /// Heroku does when config vars change.
-    NewConfig {
-        description: String,
-        by: i64,
-    },
+    /// Change the configuration (variables set or removed, or a database
+    /// linked or unlinked): a new release of the serving release's image, as
+    /// Heroku makes when config vars change.
+    Configure(Box<ConfigChange>),
     Restart,
     Stop,
     Start,
@@ -64,7 +62,8 @@ impl AppRequest {
     pub fn command(&self) -> Option<AppCommand> {
         Some(match self {
             Self::Deploy { .. } => AppCommand::Deploy,
-            Self::Rollback { .. } | Self::NewConfig { .. } => AppCommand::Rollback,
+            Self::Rollback { .. } => AppCommand::Rollback,
+            Self::Configure(_) => AppCommand::Configure,
             Self::Restart => AppCommand::Restart,
             Self::Stop => AppCommand::Stop,
             Self::Start => AppCommand::Start,
@@ -77,16 +76,42 @@ impl AppRequest {
     }
 }
 
+/// A configuration change, and the release it makes.
+#[derive(Debug, Clone)]
+pub struct ConfigChange {
+    /// Variables to set and remove (values sealed), and how existing keys
+    /// are treated; `None` when only links changed.
+    pub env: Option<(env_vars::Change, env_vars::Mode)>,
+    /// `Config`, or `Link` for a database linked or unlinked.
+    pub kind: ReleaseKind,
+    /// What the release says of itself ("Set GREETING").
+    pub description: String,
+    pub by: i64,
+}
+
+/// A request waiting for the rollout in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// 1: it runs next.
+    pub position: i64,
+    /// What it waits for ("build #4", "the rollout of v7").
+    pub behind: String,
+}
+
 /// A request the actor accepted: the application as it is now.
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub app: Application,
-    /// The release a deploy or rollback rolls out.
+    /// The release a deploy, rollback or configuration change made.
     pub release: Option<i32>,
     /// The build a deploy from git started (or a cancel ended).
     pub build: Option<Build>,
     /// The application is gone already (it never ran anywhere).
     pub deleted: bool,
+    /// The request waits for the rollout in flight and runs after it.
+    pub waiting: Option<Waiting>,
+    /// The variables after a configuration change.
+    pub vars: Option<Vec<env_vars::EnvVar>>,
 }
 
 /// What the actor holds, for the inspector and tests.
@@ -112,6 +137,8 @@ pub struct TaskOutcome {
     pub instances: Option<Vec<ContainerReport>>,
     /// When the node listed them (its clock).
     pub observed_at: Option<DateTime<Utc>>,
+    /// The image a prebuilt reference resolved to on the node.
+    pub resolved: Option<String>,
 }
 
 impl TaskOutcome {
@@ -135,6 +162,9 @@ impl TaskOutcome {
             error: task.error.clone(),
             instances,
             observed_at,
+            resolved: skypanel_protocol::task::TaskResult::from_json(task.result.as_ref())
+                .resolved
+                .map(|r| r.image_id),
         }
     }
 }
@@ -152,6 +182,8 @@ pub enum AppMsg {
         observed_at: DateTime<Utc>,
     },
     Snapshot(RpcReplyPort<AppSnapshot>),
+    /// The application's node went offline: move it if it should run.
+    NodeLost(i64),
     /// Looks for an outcome the actor missed (a report recorded while it was
     /// down or crashing): sent on start and then every [`CATCH_UP_EVERY`].
     CatchUp,
@@ -171,6 +203,9 @@ pub struct AppState {
     /// Per node, when the newest container list applied was read (the node's
     /// clock): an older one arriving late is stale and ignored.
     pub(crate) newest_report: HashMap<i64, DateTime<Utc>>,
+    /// Whether requests may wait for a rollout (`None`: not looked yet).
+    /// Only this actor adds them, so `Some(false)` spares the look.
+    pub(crate) maybe_waiting: Option<bool>,
 }
 
 impl AppState {
@@ -247,6 +282,7 @@ impl Actor for AppActor {
             started_at: Instant::now(),
             last_change: None,
             newest_report: HashMap::new(),
+            maybe_waiting: None,
         })
     }
 
@@ -266,6 +302,11 @@ impl Actor for AppActor {
         message: AppMsg,
         state: &mut AppState,
     ) -> Result<(), ActorProcessingErr> {
+        // A rollout may end with any of these: requests waiting for it run then.
+        let may_end_rollout = matches!(
+            message,
+            AppMsg::TaskFinished(_) | AppMsg::Build(..) | AppMsg::CatchUp | AppMsg::NodeLost(_)
+        );
         match message {
             AppMsg::Request(request, reply) => {
                 let outcome = crate::app_commands::handle(state, request).await;
@@ -318,6 +359,13 @@ impl Actor for AppActor {
                     tracing::warn!(app_id = state.id, error = %err, "cannot catch up on task outcomes")
                 }
             },
+            AppMsg::NodeLost(node_id) => match crate::app_moves::node_lost(state, node_id).await {
+                Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
+                Err(err) => {
+                    tracing::warn!(app_id = state.id, node_id, error = %err, "cannot move the application")
+                }
+                Ok(()) => {}
+            },
             AppMsg::Snapshot(reply) => {
                 let _ = reply.send(AppSnapshot {
                     app: state.app.clone(),
@@ -326,6 +374,13 @@ impl Actor for AppActor {
             }
             #[cfg(feature = "testing")]
             AppMsg::Crash => panic!("crash requested by a test"),
+        }
+        if may_end_rollout
+            && matches!(myself.get_status(), ractor::ActorStatus::Running)
+            && let Err(err) = crate::app_config::run_waiting(state).await
+            && !matches!(err, Error::NotFound)
+        {
+            tracing::warn!(app_id = state.id, error = %err, "cannot run a waiting request");
         }
         Ok(())
     }

@@ -5,7 +5,8 @@
 
 use diesel_async::AsyncConnection;
 use skypanel_domain::lifecycle::{
-    AppEvent, AppStatus, BuildEvent, BuildStatus, CommandPlan, app_event, build_transition,
+    AppEvent, AppStatus, BuildEvent, BuildStatus, CommandPlan, ReleaseKind, app_event,
+    build_transition,
 };
 use skypanel_protocol::task::{BuildSpec, RuntimeSpec, TaskResult, TaskSpec};
 use skypanel_store::apps::{self, Application, StateChange};
@@ -14,10 +15,9 @@ use skypanel_store::catalog;
 use skypanel_store::tasks;
 
 use crate::app::{Accepted, AppState};
-use crate::app_work::{
-    ReleasePlan, TaskOf, Work, accepted, create_task, place, queue, still_serving,
-};
+use crate::app_work::{TaskOf, Work, accepted, create_task, place, queue, still_serving};
 use crate::error::Error;
+use crate::releases::{EnvSource, ImageSource, ReleasePlan};
 
 /// What the build job asks of the application's actor.
 #[derive(Debug, Clone)]
@@ -211,22 +211,21 @@ async fn succeeded(
         finish(state, build, BuildEvent::Fail, "the node reported no image").await?;
         return Ok(StepOutcome::Done);
     };
-    let plan = CommandPlan {
-        now: AppStatus::Building,
-        done: AppStatus::Running,
-        converge: true,
-    };
+    let plan = CommandPlan::new(AppStatus::Building, AppStatus::Running, true);
     let work = Work::Release(Box::new(ReleasePlan {
-        image: result.image_tag.clone(),
+        kind: ReleaseKind::Build,
         description: format!(
             "Build #{} of {}",
             build.build_number,
             result.commit_sha.get(..7).unwrap_or(&result.commit_sha)
         ),
         created_by: build.requested_by,
-        build: Some((build.id, result)),
-        node_id: Some(task.node_id),
-        restore_env_of: None,
+        image: ImageSource::Built {
+            node: task.node_id,
+            result,
+        },
+        env: EnvSource::Current,
+        build: Some(build.id),
     }));
     queue(state, plan, task.node_id, StateChange::default(), work).await?;
     Ok(StepOutcome::Done)

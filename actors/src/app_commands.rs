@@ -4,17 +4,18 @@
 
 use diesel_async::AsyncConnection;
 use skypanel_domain::lifecycle::{
-    AppEvent, AppStatus, BuildEvent, BuildStatus, CommandPlan, app_event, app_transition,
-    build_transition,
+    AppEvent, AppStatus, BuildEvent, BuildStatus, CommandPlan, ReleaseKind, app_event,
+    app_transition, build_transition,
 };
 use skypanel_domain::{Invalid, validate_instance_count};
 use skypanel_store::apps::{self, StateChange};
 use skypanel_store::builds::{self, NewBuild};
-use skypanel_store::{instances, releases, tasks};
+use skypanel_store::{app_requests, instances, releases, tasks};
 
 use crate::app::{Accepted, AppRequest, AppState};
-use crate::app_work::{ReleasePlan, Work, accepted, assigned_node, place, queue, serving_release};
+use crate::app_work::{Work, accepted, assigned_node, place, queue, serving_release};
 use crate::error::Error;
+use crate::releases::{EnvSource, ImageSource, ReleasePlan};
 
 pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<Accepted, Error> {
     state.refresh().await?;
@@ -32,9 +33,26 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
     };
     let plan = app_transition(state.status()?, command)?;
     match request {
+        AppRequest::Deploy { by, commit } if plan.waits => {
+            crate::app_config::wait(state, "deploy", serde_json::json!({"commit": commit}), by)
+                .await
+        }
+        AppRequest::Rollback { version, by } if plan.waits => {
+            // Only a release that exists may wait.
+            let mut conn = state.ctx.store().conn().await?;
+            releases::by_version(&mut conn, state.id, version).await?;
+            drop(conn);
+            crate::app_config::wait(
+                state,
+                "rollback",
+                serde_json::json!({"version": version}),
+                by,
+            )
+            .await
+        }
         AppRequest::Deploy { by, commit } => deploy(state, plan, by, commit).await,
         AppRequest::Rollback { version, by } => rollback(state, plan, version, by).await,
-        AppRequest::NewConfig { description, by } => new_config(state, plan, description, by).await,
+        AppRequest::Configure(change) => crate::app_config::configure(state, plan, *change).await,
         AppRequest::Scale(count) => scale(state, plan, count).await,
         AppRequest::Start => {
             let release = serving_release(state).await;
@@ -82,11 +100,7 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
 /// status does not change.
 pub(crate) async fn repair(state: &mut AppState, status: AppStatus) -> Result<(), Error> {
     let node = assigned_node(&state.app)?;
-    let plan = CommandPlan {
-        now: status,
-        done: status,
-        converge: true,
-    };
+    let plan = CommandPlan::new(status, status, true);
     let work = match status {
         AppStatus::Stopped => Work::Stop,
         _ => Work::Apply(serving_release(state).await?),
@@ -136,11 +150,7 @@ async fn suspend(state: &mut AppState) -> Result<Accepted, Error> {
     match state.app.node_id {
         // Containers run (or may, after a failure): stop them.
         Some(node) if !matches!(status, AppStatus::Pending | AppStatus::Stopped) => {
-            let plan = CommandPlan {
-                now: next,
-                done: next,
-                converge: true,
-            };
+            let plan = CommandPlan::new(next, next, true);
             queue(state, plan, node, change, Work::Stop).await
         }
         _ => {
@@ -179,11 +189,7 @@ async fn resume(state: &mut AppState) -> Result<Accepted, Error> {
         let count = state.app.instance_count;
         let node = place(state, count, may_move).await?;
         // Stopped until the node reports the containers up, then running.
-        let plan = CommandPlan {
-            now: AppStatus::Stopped,
-            done: AppStatus::Running,
-            converge: true,
-        };
+        let plan = CommandPlan::new(AppStatus::Stopped, AppStatus::Running, true);
         return queue(state, plan, node, cleared, Work::Apply(release)).await;
     }
     // Nothing ran (or nothing can run without a release): its status comes back.
@@ -212,12 +218,12 @@ async fn deploy(
     let count = state.app.instance_count;
     let node = place(state, count, true).await?;
     let work = Work::Release(Box::new(ReleasePlan {
+        kind: ReleaseKind::Image,
         description: format!("Deploy of image {image}"),
-        image,
         created_by: Some(by),
+        image: ImageSource::Prebuilt(image),
+        env: EnvSource::Current,
         build: None,
-        node_id: None,
-        restore_env_of: None,
     }));
     queue(state, plan, node, StateChange::default(), work).await
 }
@@ -271,8 +277,10 @@ async fn build_from_git(
     Ok(answer)
 }
 
-/// Rolls release `version`'s image out again with the environment it had,
-/// as a new release; nothing is rebuilt.
+/// Rolls release `version`'s image out again with the variables it had, as
+/// a new release; nothing is rebuilt. The image comes from the registry
+/// wherever the application runs (without a registry, only from the node
+/// that has it).
 async fn rollback(
     state: &mut AppState,
     plan: CommandPlan,
@@ -282,44 +290,25 @@ async fn rollback(
     let mut conn = state.ctx.store().conn().await?;
     let earlier = releases::by_version(&mut conn, state.id, version).await?;
     drop(conn);
-    if let Some(holder) = earlier.node_id
+    let portable = state.ctx.settings().registry.is_some() || earlier.node_id.is_none();
+    if !portable
+        && let Some(holder) = earlier.node_id
         && state.app.node_id != Some(holder)
     {
         return Err(Error::Conflict(format!(
             "release {version}'s image was built on a node this application no longer runs \
-             on; deploy again instead"
+             on, and the platform has no image registry; deploy again instead"
         )));
     }
     let count = state.app.instance_count;
-    let node = place(state, count, earlier.node_id.is_none()).await?;
+    let node = place(state, count, portable).await?;
     let work = Work::Release(Box::new(ReleasePlan {
-        image: earlier.image_tag.clone(),
+        kind: ReleaseKind::Rollback,
         description: format!("Rollback to v{version}"),
         created_by: Some(by),
+        image: ImageSource::Of(Box::new(earlier.clone())),
+        env: EnvSource::VarsOf(Box::new(earlier)),
         build: None,
-        node_id: earlier.node_id,
-        restore_env_of: Some(earlier),
-    }));
-    queue(state, plan, node, StateChange::default(), work).await
-}
-
-/// A new release of the serving release's image with today's configuration.
-async fn new_config(
-    state: &mut AppState,
-    plan: CommandPlan,
-    description: String,
-    by: i64,
-) -> Result<Accepted, Error> {
-    let serving = serving_release(state).await?;
-    let count = state.app.instance_count;
-    let node = place(state, count, serving.node_id.is_none()).await?;
-    let work = Work::Release(Box::new(ReleasePlan {
-        image: serving.image_tag.clone(),
-        description,
-        created_by: Some(by),
-        build: None,
-        node_id: serving.node_id,
-        restore_env_of: None,
     }));
     queue(state, plan, node, StateChange::default(), work).await
 }
@@ -369,6 +358,7 @@ async fn build_in_progress(state: &AppState) -> Result<bool, Error> {
 async fn delete(state: &mut AppState, plan: CommandPlan) -> Result<Accepted, Error> {
     let mut conn = state.ctx.store().conn().await?;
     tasks::cancel_queued_for_app(&mut conn, state.id).await?;
+    app_requests::clear(&mut conn, state.id).await?;
     // A build still running is moot.
     if let Some(build_id) = state.app.current_build_id {
         let build = builds::by_id(&mut conn, build_id).await?;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use diesel_async::AsyncConnection;
-use skypanel_domain::lifecycle::{AppEvent, AppStatus, BuildStatus, app_event};
+use skypanel_domain::lifecycle::{AppEvent, AppStatus, BuildStatus, ReleaseKind, app_event};
 
 use skypanel_protocol::node::{ContainerReport, ContainerState};
 use skypanel_protocol::task::{AppTarget, TaskSpec};
@@ -82,12 +82,25 @@ pub(crate) async fn task_finished(
             {
                 let release = releases::by_version(&mut conn, state.id, version).await?;
                 change.current_release_id = Some(Some(release.id));
+                if let Some(image_id) = &outcome.resolved {
+                    crate::images::resolved(
+                        &state.ctx,
+                        state.id,
+                        version,
+                        image_id,
+                        outcome.node_id,
+                    )
+                    .await?;
+                }
             }
             Some(AppEvent::Converged { done: target })
         }
         ("app.apply" | "app.restart", false) => {
             change.last_error = Some(outcome.error.clone());
             let serving = outcome.kind == "app.apply" && state.app.current_release_id.is_some();
+            if let Some(version) = outcome.release {
+                restore_vars_after_failed_rollback(state, &mut conn, version).await?;
+            }
             Some(AppEvent::RolloutFailed { serving })
         }
         _ => {
@@ -123,6 +136,47 @@ pub(crate) async fn task_finished(
         "task outcome recorded"
     );
     Ok(false)
+}
+
+/// A rollback whose rollout failed gives the application back the variables
+/// of the release that still serves, unless they changed since the rollback
+/// (a newer wish of the customer's wins).
+async fn restore_vars_after_failed_rollback(
+    state: &AppState,
+    conn: &mut skypanel_store::Conn,
+    version: i32,
+) -> Result<(), Error> {
+    let failed = releases::by_version(conn, state.id, version).await?;
+    let Some(serving_id) = state.app.current_release_id else {
+        return Ok(());
+    };
+    if failed.kind != ReleaseKind::Rollback.as_str() || failed.id == serving_id {
+        return Ok(());
+    }
+    let ctx = &state.ctx;
+    let now = crate::releases::current_env(conn, ctx, &state.app).await?;
+    let rolled_back_to = crate::releases::open_env(ctx, &failed)?;
+    if rolled_back_to.map(|e| e.vars) != Some(now.vars) {
+        return Ok(());
+    }
+    let serving = releases::get(conn, serving_id).await?;
+    let vars = crate::releases::open_env(ctx, &serving)?
+        .map(|e| e.vars)
+        .unwrap_or_default();
+    let sealed: Vec<(String, Vec<u8>)> = vars
+        .iter()
+        .map(|(key, value)| {
+            let aad = skypanel_domain::env::associated_data(state.id, key);
+            (key.clone(), ctx.secrets().seal_str(value, &aad))
+        })
+        .collect();
+    skypanel_store::env_vars::replace_all(conn, state.id, &sealed).await?;
+    tracing::info!(
+        app_id = state.id,
+        release = version,
+        "the rollback failed; the serving release's variables are back"
+    );
+    Ok(())
 }
 
 /// Records the outcome of the current generation's task if the actor missed

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use skypanel_domain::clock::Clock;
+use skypanel_domain::registry::{RegistryAddress, Ticket};
 use skypanel_domain::secrets::SecretKey;
+use skypanel_protocol::image::RegistryLogin;
 use skypanel_store::Store;
 
 use crate::broker::Waiters;
@@ -42,6 +44,65 @@ pub struct Settings {
     pub billing_grace: Duration,
     /// The time the actors act at (a manual clock in tests).
     pub clock: Clock,
+    /// The platform's image registry; without one a release's image stays
+    /// on the node that made it.
+    pub registry: Option<RegistrySettings>,
+}
+
+/// The platform's image registry and how nodes log in to it.
+#[derive(Clone)]
+pub struct RegistrySettings {
+    pub address: RegistryAddress,
+    pub logins: RegistryLogins,
+    /// How long a ticket given to a node in a task stays good.
+    pub ticket_ttl: Duration,
+}
+
+/// How nodes log in to the registry.
+#[derive(Clone)]
+pub enum RegistryLogins {
+    /// The control plane is the registry's token server: each task carries a
+    /// ticket signed with this key for its node and its application only.
+    Tickets { key: Vec<u8> },
+    /// One account for every node (a registry the platform does not run:
+    /// Harbor's robot account, a GHCR or ECR token).
+    Account { username: String, password: String },
+}
+
+impl std::fmt::Debug for RegistrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let logins = match &self.logins {
+            RegistryLogins::Tickets { .. } => "tickets",
+            RegistryLogins::Account { .. } => "account",
+        };
+        f.debug_struct("RegistrySettings")
+            .field("address", &self.address)
+            .field("logins", &logins)
+            .finish()
+    }
+}
+
+impl RegistrySettings {
+    /// The login a task gives `node` to pull (or also push) `app_id`'s images.
+    pub fn login(&self, node: i64, app_id: i64, push: bool, now: DateTime<Utc>) -> RegistryLogin {
+        let (username, password) = match &self.logins {
+            RegistryLogins::Tickets { key } => {
+                let ticket = Ticket {
+                    node_id: node,
+                    repositories: vec![self.address.repository_name(app_id)],
+                    push,
+                    expires_at: now.timestamp() + self.ticket_ttl.as_secs() as i64,
+                };
+                (Ticket::username(node), ticket.issue(key))
+            }
+            RegistryLogins::Account { username, password } => (username.clone(), password.clone()),
+        };
+        RegistryLogin {
+            server: self.address.host().to_string(),
+            username,
+            password,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -61,6 +122,7 @@ impl Default for Settings {
             build_max_image_mb: 4096,
             billing_grace: Duration::from_secs(24 * 3600),
             clock: Clock::system(),
+            registry: None,
         }
     }
 }
@@ -75,7 +137,12 @@ struct Inner {
     settings: Settings,
     prefix: String,
     waiters: Waiters,
+    on_build: std::sync::OnceLock<BuildHook>,
 }
+
+/// Called with a build's id when an actor records a build by itself (a
+/// deploy that waited for a rollout): the jobs layer queues its job.
+pub type BuildHook = Arc<dyn Fn(i64) + Send + Sync>;
 
 impl Context {
     pub fn new(store: Store, secrets: SecretKey, settings: Settings) -> Self {
@@ -96,7 +163,22 @@ impl Context {
             settings,
             prefix,
             waiters: Waiters::default(),
+            on_build: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sets what queues the job of a build an actor records by itself
+    /// (once; a second hook is ignored). Without one the sweeper queues it.
+    pub fn set_build_hook(&self, hook: BuildHook) {
+        let _ = self.0.on_build.set(hook);
+    }
+
+    /// Tells the jobs layer about a build an actor recorded.
+    pub(crate) fn build_requested(&self, build_id: i64) {
+        match self.0.on_build.get() {
+            Some(hook) => hook(build_id),
+            None => tracing::info!(build_id, "no build hook; the sweeper queues the build"),
+        }
     }
 
     /// The wake-up handles of the nodes' long-polls.

@@ -10,22 +10,26 @@
 mod app;
 mod app_builds;
 mod app_commands;
+mod app_config;
 mod app_events;
+mod app_moves;
 mod app_work;
 mod broker;
 mod context;
 mod databases;
 mod error;
+mod images;
 mod node;
 mod orchestrator;
+mod releases;
 mod root;
 mod scheduler;
 mod supervisor;
 mod wallet;
 
-pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY};
+pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY, ConfigChange, Waiting};
 pub use app_builds::{BuildStep, StepOutcome};
-pub use context::{Context, Settings};
+pub use context::{BuildHook, Context, RegistryLogins, RegistrySettings, Settings};
 pub use databases::Handed;
 pub use error::Error;
 pub use node::UsageSample;

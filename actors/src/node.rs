@@ -19,6 +19,7 @@ use skypanel_store::{apps, nodes};
 use crate::app::AppMsg;
 use crate::context::Context;
 use crate::error::Error;
+use crate::root::Child;
 use crate::supervisor::{Entity, actor_name};
 
 /// Every this many heartbeats every application is reconciled, changed or not.
@@ -63,6 +64,8 @@ pub struct NodeState {
     /// Recent resource use per application, from the heartbeats.
     usage: HashMap<i64, std::collections::VecDeque<UsageSample>>,
     timer: Option<ractor::concurrency::JoinHandle<()>>,
+    /// The applications placed here were told the node is offline.
+    apps_told: bool,
 }
 
 #[derive(Default)]
@@ -123,6 +126,7 @@ impl NodeState {
             disk_total: clamp_mb(beat.disk_total_mb),
             disk_used: clamp_mb(beat.disk_used_mb),
             container_count: beat.container_count,
+            images: beat.images.map(|i| (i.count, i.bytes)),
         };
         let mut conn = self.ctx.store().conn().await?;
         let stored =
@@ -130,6 +134,7 @@ impl NodeState {
                 .await?;
         self.last_seen = Instant::now();
         self.beats += 1;
+        self.apps_told = false;
         // The stored status wins: an admin may have changed it meanwhile.
         self.status = stored.status()?;
         let next = next.filter(|n| *n == self.status);
@@ -284,6 +289,32 @@ impl NodeState {
                 None => self.reload().await?,
             }
         }
+        if self.status == NodeStatus::Offline && !self.apps_told {
+            self.tell_apps_lost().await?;
+        }
+        Ok(())
+    }
+
+    /// Tells every application placed here that the node is gone, so that
+    /// each moves to another node of its region (once per outage).
+    async fn tell_apps_lost(&mut self) -> Result<(), Error> {
+        let mut conn = self.ctx.store().conn().await?;
+        let placed = apps::ids_on_node(&mut conn, self.id).await?;
+        drop(conn);
+        for app in placed {
+            match crate::orchestrator::entity_of::<AppMsg>(&self.ctx, Child::Apps, "app", app).await
+            {
+                Ok(actor) => {
+                    let _ = actor.cast(AppMsg::NodeLost(self.id));
+                }
+                Err(Error::NotFound) => {}
+                Err(err) => {
+                    tracing::warn!(node_id = self.id, app_id = app, error = %err, "cannot tell an application its node is offline");
+                    return Ok(());
+                }
+            }
+        }
+        self.apps_told = true;
         Ok(())
     }
 }
@@ -316,6 +347,7 @@ impl Actor for NodeActor {
             orphans: HashMap::new(),
             usage: HashMap::new(),
             timer: None,
+            apps_told: false,
         };
         state.reload().await?;
         state.timer = Some(myself.send_interval(period, || NodeMsg::CheckLiveness));

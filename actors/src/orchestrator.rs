@@ -199,6 +199,9 @@ impl Orchestrator {
         if let Some(database_id) = task.database_id {
             return crate::databases::task_finished(&self.ctx, task, database_id).await;
         }
+        if task.kind == "image.push" {
+            return crate::images::push_finished(&self.ctx, task).await;
+        }
         let Some(app_id) = task.application_id else {
             return Ok(());
         };

@@ -137,6 +137,15 @@ pub struct Args {
     )]
     pub network_pool: String,
 
+    /// Release images kept per application besides those its containers
+    /// run (older ones the agent made are removed; the registry has them).
+    #[arg(
+        long = "keep-images",
+        env = "SKYPANEL_AGENT_KEEP_IMAGES",
+        default_value_t = 3
+    )]
+    pub keep_images: usize,
+
     /// Log as JSON lines.
     #[arg(long = "log-json", env = "SKYPANEL_AGENT_LOG_JSON")]
     pub log_json: bool,

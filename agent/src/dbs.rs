@@ -25,12 +25,14 @@ pub async fn provision(
             spec.db_type
         )));
     };
-    engine.ensure_image(&spec.image).await.map_err(|e| {
-        TaskFailure::node(format!(
-            "the engine image {} is not available: {e}",
-            spec.image
-        ))
-    })?;
+    crate::images::ensure(engine, &spec.image)
+        .await
+        .map_err(|e| {
+            TaskFailure::node(format!(
+                "the engine image {} is not available: {e}",
+                spec.image
+            ))
+        })?;
     let network = engine.ensure_network(spec.user_id).await.map_err(|e| {
         TaskFailure::node(format!(
             "cannot create the customer's network: {}",

@@ -11,15 +11,15 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Ipam, IpamConfig, NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StatsOptions,
-    StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions, StatsOptions, StopContainerOptions,
 };
 use futures::StreamExt;
 use skypanel_protocol::database::{DatabaseSpec, Launch};
 use skypanel_protocol::names::{
     LABEL_APP, LABEL_DATABASE, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RELEASE,
-    LABEL_USER, app_container, database_container, database_host, database_volume, user_network,
+    LABEL_USER, app_container, app_container_of, database_container, database_host,
+    database_volume, user_network,
 };
 use skypanel_protocol::node::ContainerState;
 use skypanel_protocol::task::AppSpec;
@@ -72,6 +72,8 @@ pub struct Managed {
     pub generation: i64,
     pub state: ContainerState,
     pub host_port: Option<i32>,
+    /// The image it runs (`sha256:…`).
+    pub image_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -188,6 +190,21 @@ impl Engine {
         )
     }
 
+    /// The container of `instance` of `release` made anew by `generation`.
+    pub fn container_name_of(
+        &self,
+        app_id: i64,
+        release: i32,
+        instance: i32,
+        generation: i64,
+    ) -> String {
+        format!(
+            "{}{}",
+            self.namespace,
+            app_container_of(app_id, release, instance, generation)
+        )
+    }
+
     fn network_name(&self, user_id: i64) -> String {
         format!("{}{}", self.namespace, user_network(user_id))
     }
@@ -225,6 +242,7 @@ impl Engine {
                     .and_then(|p| p.public_port)
                     .map(i32::from);
                 Some(Managed {
+                    image_id: c.image_id,
                     id: c.id?,
                     name,
                     app_id: label(&labels, LABEL_APP)?,
@@ -239,27 +257,6 @@ impl Engine {
                 })
             })
             .collect())
-    }
-
-    /// Makes sure the image is on the node, pulling it when it is not.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
-        if self.docker.inspect_image(image).await.is_ok() {
-            return Ok(());
-        }
-        let options = CreateImageOptions {
-            from_image: Some(image.to_string()),
-            ..Default::default()
-        };
-        let mut pull = self.docker.create_image(Some(options), None, None);
-        while let Some(step) = pull.next().await {
-            if let Err(err) = step {
-                return Err(format!(
-                    "image {image} is not on this node and cannot be pulled: {}",
-                    short(&err)
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The customer's bridge network, created if missing.
@@ -338,22 +335,25 @@ impl Engine {
         }
     }
 
-    /// Creates the container of `instance` unless it exists; answers its name.
-    /// Its root file system is read-only, with a writable /tmp.
+    /// Creates container `name` of `instance` from `image` (the release's
+    /// image id) unless it exists. Its root file system is read-only, with a
+    /// writable /tmp.
     pub async fn ensure_container(
         &self,
         spec: &AppSpec,
+        image: &str,
+        name: &str,
         instance: i32,
         network: &str,
-    ) -> Result<String, DockerError> {
-        let name = self.container_name(spec.app_id, spec.release, instance);
+    ) -> Result<(), DockerError> {
+        let name = name.to_string();
         if self
             .docker
             .inspect_container(&name, None::<InspectContainerOptions>)
             .await
             .is_ok()
         {
-            return Ok(name);
+            return Ok(());
         }
         let port = format!("{}/tcp", spec.port);
         let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -394,14 +394,14 @@ impl Engine {
             ..Default::default()
         };
         let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
+            image: Some(image.to_string()),
             env: Some(env),
             labels: Some(labels),
             exposed_ports: Some(vec![port]),
             host_config: Some(host),
             ..Default::default()
         };
-        self.create_named(name, body).await
+        self.create_named(name, body).await.map(|_| ())
     }
 
     /// Creates a container named `name`; one created meanwhile under that
@@ -641,14 +641,6 @@ impl Engine {
             Err(err) if matches!(status_of(&err), Some(304 | 404)) => Ok(()),
             Err(err) => Err(err),
         }
-    }
-
-    pub async fn restart(&self, name: &str, grace_secs: i32) -> Result<(), DockerError> {
-        let options = RestartContainerOptions {
-            t: Some(grace_secs),
-            ..Default::default()
-        };
-        self.docker.restart_container(name, Some(options)).await
     }
 
     pub async fn remove(&self, name: &str) -> Result<(), DockerError> {

@@ -131,10 +131,22 @@ pub struct Outcome {
     pub observed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub build: Option<BuildResult>,
     pub backup: Option<skypanel_protocol::database::BackupResult>,
+    /// The digest a prebuilt image's reference resolved to.
+    pub resolved: Option<String>,
+    /// What a push left in the registry.
+    pub pushed: Option<skypanel_protocol::image::Pushed>,
 }
 
 fn docker(what: &str, err: &bollard::errors::Error) -> TaskFailure {
     TaskFailure::node(format!("{what}: {}", short(err)))
+}
+
+/// Whether an apply makes every instance anew (a restart) or keeps the
+/// release's instances that exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
 }
 
 /// What is done to containers that must go or stop.
@@ -208,6 +220,8 @@ pub struct Executor {
     http: reqwest::Client,
     /// The databases' dumps.
     dumps: crate::backups::Dumps,
+    /// Release images kept per application besides those in use.
+    keep_images: usize,
     /// Applications a task works on now: the ingress sync leaves them alone.
     busy: Arc<Mutex<std::collections::HashMap<i64, usize>>>,
 }
@@ -240,6 +254,7 @@ pub struct ExecutorOptions {
     pub health_timeout: Duration,
     pub drain: Duration,
     pub dumps: crate::backups::Dumps,
+    pub keep_images: usize,
 }
 
 impl Executor {
@@ -257,6 +272,7 @@ impl Executor {
             health_timeout: options.health_timeout,
             drain: options.drain,
             dumps: options.dumps,
+            keep_images: options.keep_images,
             http,
             busy: Arc::default(),
         }
@@ -308,6 +324,13 @@ impl Executor {
                     ..Outcome::default()
                 });
             }
+            TaskSpec::ImagePush(push) => {
+                let pushed = crate::images::push(&self.engine, push, log).await?;
+                return Ok(Outcome {
+                    pushed: Some(pushed),
+                    ..Outcome::default()
+                });
+            }
             TaskSpec::DbRestore(restore) => {
                 crate::backups::restore(
                     &self.engine,
@@ -323,16 +346,20 @@ impl Executor {
             _ => {}
         }
         let _busy = self.mark_busy(spec.app_id());
+        let mut resolved = None;
         match spec {
             TaskSpec::DbProvision(_)
             | TaskSpec::DbStop(_)
             | TaskSpec::DbDelete(_)
             | TaskSpec::DbBackup(_)
-            | TaskSpec::DbRestore(_) => {
+            | TaskSpec::DbRestore(_)
+            | TaskSpec::ImagePush(_) => {
                 unreachable!("answered above")
             }
-            TaskSpec::AppApply(spec) => self.apply(spec, log).await?,
-            TaskSpec::AppRestart(spec) => self.restart(spec, log).await?,
+            TaskSpec::AppApply(spec) => resolved = self.apply(spec, log, Fresh::No).await?,
+            // A restart makes every instance anew from the release (its
+            // environment as the release froze it), then retires the old ones.
+            TaskSpec::AppRestart(spec) => resolved = self.apply(spec, log, Fresh::Yes).await?,
             TaskSpec::AppStop(target) => self.stop(target, log).await?,
             TaskSpec::AppDelete(target) => self.delete(target, log).await?,
             TaskSpec::IngressChallenge(challenge) => {
@@ -358,6 +385,7 @@ impl Executor {
         Ok(Outcome {
             instances,
             observed_at: Some(observed_at),
+            resolved,
             ..Outcome::default()
         })
     }
@@ -423,33 +451,55 @@ impl Executor {
         Ok((reports, listed_at))
     }
 
-    async fn apply(&self, spec: &AppSpec, log: &TaskLog) -> Result<(), TaskFailure> {
+    /// Makes exactly the release's instances run (`Fresh::Yes`: every one
+    /// made anew), switches the ingress to them once all are healthy, and
+    /// retires everything else of the application after the drain. Answers
+    /// the digest a prebuilt image's reference resolved to, if it did.
+    async fn apply(
+        &self,
+        spec: &AppSpec,
+        log: &TaskLog,
+        fresh: Fresh,
+    ) -> Result<Option<String>, TaskFailure> {
         log.line(format!(
             "applying release {} with {} instance(s)",
             spec.release, spec.instances
         ));
         let began = Instant::now();
         let mut phases: Vec<(&str, Duration)> = Vec::new();
-        self.engine
-            .ensure_image(&spec.image)
-            .await
-            .map_err(TaskFailure::app)?;
+        let chosen = crate::images::choose(&self.engine, spec, log).await?;
         let network = self
             .engine
             .ensure_network(spec.user_id)
             .await
             .map_err(|e| docker("cannot create the application network", &e))?;
+        let existing = self
+            .engine
+            .managed(Some(spec.app_id))
+            .await
+            .map_err(|e| docker("cannot list containers", &e))?;
         let wanted: Vec<String> = (0..spec.instances)
-            .map(|i| self.engine.container_name(spec.app_id, spec.release, i))
+            .map(|i| match fresh {
+                Fresh::Yes => {
+                    self.engine
+                        .container_name_of(spec.app_id, spec.release, i, spec.generation)
+                }
+                Fresh::No => existing
+                    .iter()
+                    .filter(|c| c.release == spec.release && c.instance == i)
+                    .max_by_key(|c| (c.state == ContainerState::Running, c.generation))
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| self.engine.container_name(spec.app_id, spec.release, i)),
+            })
             .collect();
         let mut started = Vec::new();
         let outcome = async {
-            for instance in 0..spec.instances {
-                let name = self
-                    .engine
-                    .ensure_container(spec, instance, &network)
+            for (instance, name) in (0..spec.instances).zip(&wanted) {
+                self.engine
+                    .ensure_container(spec, &chosen.image_id, name, instance, &network)
                     .await
                     .map_err(|e| docker(&format!("cannot create instance {instance}"), &e))?;
+                let name = name.clone();
                 let running = matches!(
                     self.engine.inspect(&name).await,
                     Ok(Some(Inspected {
@@ -501,6 +551,7 @@ impl Executor {
             }
             return Err(failure);
         }
+        let resolved = chosen.resolved;
         // The new release serves: retire everything else of the application,
         // once the requests it holds had time to finish.
         let current = self
@@ -520,7 +571,9 @@ impl Executor {
             ));
             tokio::time::sleep(self.drain).await;
         }
-        self.each(&retiring, log, Action::Retire).await
+        self.each(&retiring, log, Action::Retire).await?;
+        crate::images::prune(&self.engine, spec.app_id, self.keep_images).await;
+        Ok(resolved)
     }
 
     /// The published ports of running containers, by name.
@@ -638,40 +691,6 @@ impl Executor {
         }
     }
 
-    async fn restart(&self, spec: &AppSpec, log: &TaskLog) -> Result<(), TaskFailure> {
-        let containers = self
-            .engine
-            .managed(Some(spec.app_id))
-            .await
-            .map_err(|e| docker("cannot list containers", &e))?;
-        if containers.is_empty() {
-            return self.apply(spec, log).await;
-        }
-        for c in &containers {
-            log.line(format!("restarting {}", c.name));
-            self.crash.expect_stop(&c.name);
-            self.engine
-                .restart(&c.name, STOP_GRACE_SECS)
-                .await
-                .map_err(|e| docker(&format!("cannot restart instance {}", c.instance), &e))?;
-            self.crash.started(&c.name);
-            self.wait_healthy(&c.name, c.instance, &Probe::of(spec), log)
-                .await?;
-            // A restarted container may publish its port elsewhere.
-            let names: Vec<String> = containers
-                .iter()
-                .filter(|c| c.release == spec.release)
-                .map(|c| c.name.clone())
-                .collect();
-            let ports = self.host_ports(&names).await?;
-            self.ingress
-                .serve(spec.app_id, Names::of(spec), spec.release, ports)
-                .await
-                .map_err(TaskFailure::node)?;
-        }
-        Ok(())
-    }
-
     async fn stop(&self, target: &AppTarget, log: &TaskLog) -> Result<(), TaskFailure> {
         // Visitors see that it is stopped, not a broken gateway.
         self.ingress
@@ -710,6 +729,7 @@ impl Executor {
             .await
             .map_err(|e| docker("cannot remove the application network", &e))?;
         self.builder.remove_images(target.app_id).await;
+        crate::images::remove_all(&self.engine, target.app_id).await;
         Ok(())
     }
 }

@@ -120,6 +120,7 @@ impl Heartbeats {
             disk_total_mb: host.disk_total_mb,
             container_count: containers.len() as i32,
             containers,
+            images: Some(crate::images::usage(&self.engine).await),
         }
     }
 

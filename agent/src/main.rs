@@ -13,6 +13,7 @@ mod dbs;
 mod docker;
 mod executor;
 mod heartbeat;
+mod images;
 mod ingress;
 mod metrics;
 mod runner;
@@ -137,6 +138,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         health_timeout: Duration::from_secs(args.health_timeout),
         drain: Duration::from_secs(args.drain_seconds),
         dumps: crate::backups::Dumps::new(args.backup_dir()),
+        keep_images: args.keep_images,
     });
     let syncing = tokio::spawn(sync_ingress_forever(executor.clone()));
     let runner = Runner {

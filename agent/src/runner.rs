@@ -152,6 +152,10 @@ impl Runner {
                 observed_at: outcome.observed_at,
                 build: outcome.build,
                 backup: outcome.backup,
+                resolved: outcome
+                    .resolved
+                    .map(|image_id| skypanel_protocol::image::Resolved { image_id }),
+                pushed: outcome.pushed,
                 ..StatusReport::new(task.lease_id, ReportedStatus::Succeeded)
             },
             Ok(Err(failure)) => StatusReport {

@@ -122,20 +122,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Logs { app, tail, lines } => ctx.logs(&app, tail, lines).await,
         Command::EnvSet { app, pairs } => ctx.env_set(&app, &pairs).await,
         Command::EnvUnset { app, keys } => {
-            let id = ctx.app_id(&app).await?;
-            for key in &keys {
-                ctx.api
-                    .call(
-                        Method::DELETE,
-                        &format!("/paas/applications/{id}/env/{key}"),
-                        None,
-                    )
-                    .await?;
-            }
-            ctx.done(&format!(
-                "Removed {} from {app}; restart or deploy to apply.",
-                keys.join(", ")
-            ))
+            let body = json!({"unset": keys});
+            ctx.env_change(&app, &body, &format!("Removed {}", keys.join(", ")))
+                .await
         }
         Command::EnvList { app } => {
             let id = ctx.app_id(&app).await?;
@@ -500,36 +489,96 @@ impl Ctx {
     }
 
     async fn env_set(&self, app: &str, pairs: &[String]) -> Result<(), CliError> {
-        let id = self.app_id(app).await?;
-        let mut set = Vec::new();
+        let mut vars = serde_json::Map::new();
         for pair in pairs {
             let Some((key, value)) = pair.split_once('=') else {
                 return Err(CliError::Usage(format!("{pair}: write KEY=VALUE")));
             };
-            let path = format!("/paas/applications/{id}/env");
-            match self
-                .api
-                .post(&path, &json!({"key": key, "value": value}))
-                .await
-            {
-                Ok(_) => {}
-                Err(CliError::Api { status: 409, .. }) => {
-                    self.api
-                        .call(
-                            Method::PUT,
-                            &format!("{path}/{key}"),
-                            Some(&json!({"value": value})),
-                        )
-                        .await?;
-                }
-                Err(err) => return Err(err),
-            }
-            set.push(key.to_string());
+            vars.insert(key.to_string(), Value::String(value.to_string()));
         }
-        self.done(&format!(
-            "Set {} on {app}; restart or deploy to apply.",
-            set.join(", ")
-        ))
+        let keys: Vec<&str> = vars.keys().map(String::as_str).collect();
+        let message = format!("Set {}", keys.join(", "));
+        self.env_change(app, &json!({ "vars": vars }), &message)
+            .await
+    }
+
+    /// Changes variables in one request (one release) and says what became of it.
+    async fn env_change(&self, app: &str, body: &Value, what: &str) -> Result<(), CliError> {
+        let id = self.app_id(app).await?;
+        let answer = self
+            .api
+            .post(&format!("/paas/applications/{id}/env"), body)
+            .await?;
+        let outcome = match (answer["release"].as_i64(), answer["waiting"].is_null()) {
+            (Some(release), _) => format!("{what} on {app}: release v{release}."),
+            (None, false) => format!(
+                "{what} on {app}: the release waits for {}.",
+                output::text(&answer["waiting"]["behind"])
+            ),
+            (None, true) => format!("{what} on {app}; it applies at the first deploy."),
+        };
+        self.show(&answer, |_| println!("{outcome}"))
+    }
+
+    /// The newest build and release of an application, to tell a deploy's
+    /// own from earlier ones.
+    async fn newest(&self, id: i64) -> Result<(i64, i64), CliError> {
+        let builds = self
+            .api
+            .get(&format!("/paas/applications/{id}/builds?limit=1"))
+            .await?;
+        let releases = self
+            .api
+            .get(&format!("/paas/applications/{id}/releases?limit=1"))
+            .await?;
+        let first = |list: &Value, key: &str| {
+            array(list)
+                .first()
+                .and_then(|b| b[key].as_i64())
+                .unwrap_or(0)
+        };
+        Ok((first(&builds, "id"), first(&releases, "version")))
+    }
+
+    /// A deploy that waits for the rollout in flight: once its turn comes,
+    /// the build (or release) it started, as the deploy's answer would say.
+    async fn wait_turn(
+        &self,
+        id: i64,
+        app: &str,
+        started: &Value,
+        before: (i64, i64),
+    ) -> Result<Value, CliError> {
+        let spinner = (!self.json).then(|| {
+            Spinner::start(format!(
+                "{app}'s deploy waits for {}",
+                output::text(&started["waiting"]["behind"])
+            ))
+        });
+        let deadline = Instant::now() + ROLLOUT_WAIT;
+        loop {
+            let (build, release) = self.newest(id).await?;
+            if build > before.0 {
+                let build = self
+                    .api
+                    .get(&format!("/paas/applications/{id}/builds/{build}"))
+                    .await?;
+                drop(spinner);
+                return Ok(json!({"build": build, "release": null}));
+            }
+            let application = self.api.get(&format!("/paas/applications/{id}")).await?;
+            if application["git_repo_url"].is_null() && release > before.1 {
+                drop(spinner);
+                return Ok(json!({"build": null, "release": release}));
+            }
+            if Instant::now() > deadline {
+                return Err(CliError::Failed(format!(
+                    "{app}'s deploy is still waiting after {} s",
+                    ROLLOUT_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Starts a deploy; follows the build's log to its end, then waits for
@@ -537,10 +586,14 @@ impl Ctx {
     async fn deploy(&self, app: &str) -> Result<(), CliError> {
         let id = self.app_id(app).await?;
         let before = self.api.get(&format!("/paas/applications/{id}")).await?;
-        let started = self
+        let newest = self.newest(id).await?;
+        let mut started = self
             .api
             .post(&format!("/paas/applications/{id}/deploy"), &json!({}))
             .await?;
+        if !started["waiting"].is_null() {
+            started = self.wait_turn(id, app, &started, newest).await?;
+        }
         let mut build_status = None;
         if let Some(build) = started["build"]["id"].as_i64() {
             let number = output::text(&started["build"]["build_number"]);

@@ -64,6 +64,17 @@ pub fn associated_data(application_id: i64, key: &str) -> Vec<u8> {
     format!("paas_environment_vars:{application_id}:{key}").into_bytes()
 }
 
+/// How a release made by a configuration change describes it, as Heroku
+/// does: "Set GREETING", "Remove GREETING", "Set A, B; remove C".
+pub fn change_description(set: &[&str], removed: &[&str]) -> String {
+    match (set.is_empty(), removed.is_empty()) {
+        (false, true) => format!("Set {}", set.join(", ")),
+        (true, false) => format!("Remove {}", removed.join(", ")),
+        (false, false) => format!("Set {}; remove {}", set.join(", "), removed.join(", ")),
+        (true, true) => "Configuration unchanged".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +102,15 @@ mod tests {
         assert_eq!(mask("s3cret"), "********");
         assert!(!mask("abcdefghijkl").contains('a'));
         assert_eq!(mask(""), "");
+    }
+
+    #[test]
+    fn a_change_describes_itself_as_heroku_does() {
+        assert_eq!(change_description(&["GREETING"], &[]), "Set GREETING");
+        assert_eq!(change_description(&[], &["GREETING"]), "Remove GREETING");
+        assert_eq!(
+            change_description(&["A", "B"], &["C"]),
+            "Set A, B; remove C"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod git;
 pub mod lifecycle;
 pub mod money;
 pub mod names;
+pub mod registry;
 pub mod secrets;
 pub mod signatures;
 

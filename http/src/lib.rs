@@ -15,6 +15,7 @@ pub mod error;
 pub mod middleware;
 pub mod quotas;
 pub mod rate_limit;
+pub mod registry_token;
 pub mod state;
 
 use poem::endpoint::make_sync;
@@ -23,6 +24,7 @@ use poem::web::Redirect;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{ContactObject, LicenseObject, OpenApiService};
 
+pub use registry_token::TokenServer;
 pub use state::{AppState, Settings};
 
 /// Every API group, in the order they appear in the spec.
@@ -174,6 +176,10 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/api/openapi.yaml", spec_yaml)
         .nest("/api/docs", docs)
         .at("/admin", make_sync(|_| inspector_page()))
+        .at(
+            "/api/registry/token",
+            poem::get(registry_token::token).data(state.settings().registry.clone()),
+        )
         .at("/", make_sync(|_| Redirect::see_other("/api/docs")))
         .around(rate_limit::check)
         .data(state)

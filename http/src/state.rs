@@ -42,6 +42,10 @@ pub struct Settings {
     pub rate_limits: crate::rate_limit::RateLimits,
     /// How much a customer may create.
     pub quotas: crate::quotas::Quotas,
+    /// The registry's token server, when the platform is one.
+    pub registry: Option<crate::registry_token::TokenServer>,
+    /// The registry's retention (admins may run it now).
+    pub registry_retention: Option<skypanel_jobs::RegistryRetention>,
 }
 
 impl std::fmt::Debug for Settings {

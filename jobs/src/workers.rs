@@ -35,6 +35,8 @@ const BUILD_CONCURRENCY: usize = 16;
 const BILLING_SCHEDULE: &str = "5 0 * * * *";
 /// When certificates due for renewal are renewed: daily at 03:30.
 const RENEWAL_SCHEDULE: &str = "0 30 3 * * *";
+/// When the registry's retention runs: daily at 04:15.
+const REGISTRY_SCHEDULE: &str = "0 15 4 * * *";
 /// Certificate attempts run at once by one control plane.
 const SSL_CONCURRENCY: usize = 8;
 /// Notices and webhook deliveries sent at once by one control plane.
@@ -53,6 +55,8 @@ pub struct WorkersOptions {
     /// How often unfinished builds and backups, undelivered notices and due
     /// certificate work are pushed again (30 s by default).
     pub sweep_every: Duration,
+    /// The registry's retention, when the platform runs its registry.
+    pub registry: Option<crate::RegistryRetention>,
 }
 
 /// The running workers; dropping it does not stop them, [`Workers::stop`] does.
@@ -103,6 +107,13 @@ impl Workers {
             tokio::spawn(run_backups(backup_ctx.clone(), stopping.clone())),
             tokio::spawn(run_backup_cron(backup_ctx, stopping.clone())),
         ];
+        if let Some(retention) = options.registry {
+            tasks.push(tokio::spawn(run_registry_cron(
+                options.store.clone(),
+                retention,
+                stopping.clone(),
+            )));
+        }
         if https {
             tasks.push(tokio::spawn(run_ssl(ssl_ctx.clone(), stopping.clone())));
             tasks.push(tokio::spawn(run_renewal_cron(
@@ -279,6 +290,32 @@ async fn run_backup_cron(ctx: BackupContext, stopping: watch::Receiver<bool>) {
                 .backend(CronScheduler::new(schedule))
                 .data(ctx)
                 .build(backups::tick)
+                .run_until(stopped(stopping))
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
+/// The registry's daily retention round.
+async fn run_registry_cron(
+    store: Store,
+    retention: crate::RegistryRetention,
+    stopping: watch::Receiver<bool>,
+) {
+    supervise("registry-cron", stopping, |name, stopping| {
+        let schedule = cron::Schedule::from_str(REGISTRY_SCHEDULE);
+        let ctx = crate::retention::RetentionContext {
+            store: store.clone(),
+            retention: retention.clone(),
+        };
+        async move {
+            let schedule = schedule.map_err(|e| e.to_string())?;
+            WorkerBuilder::new(name.as_str())
+                .backend(CronScheduler::new(schedule))
+                .data(ctx)
+                .build(crate::retention::tick)
                 .run_until(stopped(stopping))
                 .await
                 .map_err(|e| e.to_string())

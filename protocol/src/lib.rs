@@ -4,6 +4,7 @@
 //! the control plane's OpenAPI document.
 
 pub mod database;
+pub mod image;
 pub mod names;
 pub mod node;
 pub mod task;

@@ -32,6 +32,12 @@ pub fn app_container(app_id: i64, release: i32, instance: i32) -> String {
     format!("sp-app-{app_id}-r{release}-{instance}")
 }
 
+/// A container of `instance` of `release` made anew by the command of
+/// `generation` (a restart makes every instance again beside the old ones).
+pub fn app_container_of(app_id: i64, release: i32, instance: i32, generation: i64) -> String {
+    format!("{}-g{generation}", app_container(app_id, release, instance))
+}
+
 /// The bridge network all of one customer's containers share, and no one else's.
 pub fn user_network(user_id: i64) -> String {
     format!("sp-user-{user_id}")
@@ -42,6 +48,7 @@ pub fn parse_app_container(name: &str) -> Option<(i64, i32, i32)> {
     let rest = name.trim_start_matches('/').strip_prefix("sp-app-")?;
     let (app, rest) = rest.split_once("-r")?;
     let (release, instance) = rest.split_once('-')?;
+    let instance = instance.split_once("-g").map_or(instance, |(i, _)| i);
     Some((
         app.parse().ok()?,
         release.parse().ok()?,
@@ -60,6 +67,9 @@ mod tests {
         assert_eq!(parse_app_container(&name), Some((42, 3, 1)));
         assert_eq!(parse_app_container("/sp-app-42-r3-1"), Some((42, 3, 1)));
         assert_eq!(parse_app_container("postgres"), None);
+        let again = app_container_of(42, 3, 1, 17);
+        assert_eq!(again, "sp-app-42-r3-1-g17");
+        assert_eq!(parse_app_container(&again), Some((42, 3, 1)));
         assert_eq!(parse_app_container("sp-app-x-r1-0"), None);
         assert_eq!(user_network(7), "sp-user-7");
     }

@@ -128,6 +128,17 @@ pub struct Heartbeat {
     pub disk_total_mb: i64,
     pub container_count: i32,
     pub containers: Vec<ContainerReport>,
+    /// The platform's images the node holds (a cache of the registry).
+    #[serde(default)]
+    pub images: Option<ImageUsage>,
+}
+
+/// The platform's images on a node.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ImageUsage {
+    pub count: i32,
+    pub bytes: i64,
 }
 
 /// What the control plane thinks of the node after a heartbeat.

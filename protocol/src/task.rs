@@ -18,7 +18,15 @@ pub struct AppSpec {
     /// The application generation this spec belongs to.
     pub generation: i64,
     pub release: i32,
+    /// The image as it was named (a build's tag, or the customer's reference).
     pub image: String,
+    /// The image the release runs, by content, and where to pull it from.
+    #[serde(default)]
+    pub release_image: crate::image::ReleaseImage,
+    /// How the node logs in to the platform's registry to pull it. Secret:
+    /// empty in stored payloads.
+    #[serde(default)]
+    pub registry_login: Option<crate::image::RegistryLogin>,
     pub instances: i32,
     /// The port the application listens on inside the container.
     pub port: i32,
@@ -116,7 +124,7 @@ pub struct RuntimeSpec {
 }
 
 /// Build an image from an application's git repository, on the node that
-/// will run it (images never leave their node: there is no registry).
+/// will run it first (the image then goes to the platform's registry).
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct BuildSpec {
@@ -181,6 +189,12 @@ pub struct TaskResult {
     pub build: Option<BuildResult>,
     #[serde(default)]
     pub backup: Option<crate::database::BackupResult>,
+    /// The image a prebuilt reference resolved to (an apply's first run).
+    #[serde(default)]
+    pub resolved: Option<crate::image::Resolved>,
+    /// What a push left in the registry.
+    #[serde(default)]
+    pub pushed: Option<crate::image::Pushed>,
 }
 
 impl TaskResult {
@@ -214,6 +228,9 @@ pub struct TaskSecrets {
     /// A managed database's password.
     #[serde(default)]
     pub database_password: Option<String>,
+    /// A login to the platform's image registry.
+    #[serde(default)]
+    pub registry: Option<crate::image::RegistryLogin>,
 }
 
 /// Moves certificates' keys out (leaving them empty).
@@ -285,6 +302,10 @@ pub enum TaskSpec {
     #[serde(rename = "db.restore")]
     #[cfg_attr(feature = "openapi", oai(mapping = "db.restore"))]
     DbRestore(crate::database::RestoreSpec),
+    /// Push a release's image to the platform's registry.
+    #[serde(rename = "image.push")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "image.push"))]
+    ImagePush(crate::image::PushSpec),
 }
 
 impl TaskSpec {
@@ -302,6 +323,7 @@ impl TaskSpec {
             Self::DbDelete(_) => "db.delete",
             Self::DbBackup(_) => "db.backup",
             Self::DbRestore(_) => "db.restore",
+            Self::ImagePush(_) => "image.push",
         }
     }
 
@@ -311,6 +333,11 @@ impl TaskSpec {
             Self::AppApply(s) | Self::AppRestart(s) => TaskSecrets {
                 env: std::mem::take(&mut s.env),
                 tls_keys: take_keys(&mut s.certificates),
+                registry: s.registry_login.take(),
+                ..TaskSecrets::default()
+            },
+            Self::ImagePush(p) => TaskSecrets {
+                registry: p.login.take(),
                 ..TaskSecrets::default()
             },
             Self::AppBuild(b) => TaskSecrets {
@@ -344,8 +371,10 @@ impl TaskSpec {
         match self {
             Self::AppApply(s) | Self::AppRestart(s) => {
                 s.env = secrets.env;
+                s.registry_login = secrets.registry;
                 put_keys(&mut s.certificates, secrets.tls_keys);
             }
+            Self::ImagePush(p) => p.login = secrets.registry,
             Self::AppBuild(b) => b.git_token = secrets.git_token,
             Self::AppStop(t) | Self::AppDelete(t) => {
                 put_keys(&mut t.certificates, secrets.tls_keys)
@@ -369,6 +398,7 @@ impl TaskSpec {
             Self::AppStop(target) | Self::AppDelete(target) => target.app_id,
             Self::AppBuild(build) => build.app_id,
             Self::IngressChallenge(challenge) => challenge.app_id,
+            Self::ImagePush(push) => push.app_id,
         }
     }
 }
@@ -441,6 +471,12 @@ pub struct StatusReport {
     /// What a successful backup wrote.
     #[serde(default)]
     pub backup: Option<crate::database::BackupResult>,
+    /// The image a prebuilt reference resolved to.
+    #[serde(default)]
+    pub resolved: Option<crate::image::Resolved>,
+    /// What a successful push left in the registry.
+    #[serde(default)]
+    pub pushed: Option<crate::image::Pushed>,
 }
 
 impl StatusReport {
@@ -455,6 +491,8 @@ impl StatusReport {
             infrastructure: false,
             build: None,
             backup: None,
+            resolved: None,
+            pushed: None,
         }
     }
 }
@@ -513,6 +551,8 @@ mod tests {
             generation: 1,
             release: 1,
             image: "img".into(),
+            release_image: Default::default(),
+            registry_login: None,
             instances: 1,
             port: 8080,
             health_check_path: None,

@@ -110,6 +110,8 @@ pub struct Figures<'a> {
     pub disk_total: i32,
     pub disk_used: i32,
     pub container_count: i32,
+    /// The platform's images on the node: how many, and their bytes.
+    pub images: Option<(i32, i64)>,
 }
 
 /// Records a heartbeat's figures and, when given, a status change
@@ -131,6 +133,8 @@ pub async fn record_heartbeat(
             paas_nodes::disk_total.eq(figures.disk_total),
             paas_nodes::disk_used.eq(figures.disk_used),
             paas_nodes::container_count.eq(figures.container_count),
+            paas_nodes::image_count.eq(figures.images.map(|i| i.0)),
+            paas_nodes::image_bytes.eq(figures.images.map(|i| i.1)),
             paas_nodes::last_heartbeat.eq(Utc::now()),
         ))
         .returning(Node::as_returning())

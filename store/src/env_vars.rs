@@ -145,3 +145,103 @@ pub async fn replace_all(
     }
     Ok(())
 }
+
+/// How a change treats keys that exist or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every key set must be new (a conflict on `key` otherwise).
+    Add,
+    /// Every key set or removed must exist (not found otherwise).
+    Update,
+    /// Set creates or replaces; removing a missing key is not an error.
+    Set,
+}
+
+/// A change of an application's variables: keys to set (sealed values)
+/// and keys to remove.
+#[derive(Clone, Default)]
+pub struct Change {
+    pub set: Vec<(String, Vec<u8>)>,
+    pub removed: Vec<String>,
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Change")
+            .field("set", &self.set.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("removed", &self.removed)
+            .finish()
+    }
+}
+
+/// Applies a change inside the caller's transaction, which must hold the
+/// application's row lock (counts stay right); answers the variables after it.
+pub async fn apply_change(
+    conn: &mut Conn,
+    application_id: i64,
+    change: &Change,
+    mode: Mode,
+) -> Result<Vec<EnvVar>> {
+    let existing: Vec<String> = paas_environment_vars::table
+        .filter(paas_environment_vars::application_id.eq(application_id))
+        .select(paas_environment_vars::key)
+        .load(conn)
+        .await?;
+    let has = |key: &str| existing.iter().any(|k| k == key);
+    for (key, _) in &change.set {
+        if mode == Mode::Add && has(key) {
+            return Err(Error::conflict(
+                Some("key"),
+                format!("variable {key} exists already; change it with PUT"),
+            ));
+        }
+        if mode == Mode::Update && !has(key) {
+            return Err(Error::NotFound);
+        }
+    }
+    if mode == Mode::Update && change.removed.iter().any(|k| !has(k)) {
+        return Err(Error::NotFound);
+    }
+    let after = existing
+        .iter()
+        .filter(|k| !change.removed.contains(k))
+        .chain(change.set.iter().map(|(k, _)| k).filter(|k| !has(k)))
+        .count() as i64;
+    if after > MAX_VARS_PER_APP && after > existing.len() as i64 {
+        return Err(Error::conflict(
+            Some("key"),
+            format!("an application has at most {MAX_VARS_PER_APP} variables"),
+        ));
+    }
+    if !change.removed.is_empty() {
+        diesel::delete(
+            paas_environment_vars::table
+                .filter(paas_environment_vars::application_id.eq(application_id))
+                .filter(paas_environment_vars::key.eq_any(&change.removed)),
+        )
+        .execute(conn)
+        .await?;
+    }
+    for (key, sealed) in &change.set {
+        diesel::insert_into(paas_environment_vars::table)
+            .values((
+                paas_environment_vars::application_id.eq(application_id),
+                paas_environment_vars::key.eq(key),
+                paas_environment_vars::value.eq(sealed),
+            ))
+            .on_conflict((
+                paas_environment_vars::application_id,
+                paas_environment_vars::key,
+            ))
+            .do_update()
+            .set(paas_environment_vars::value.eq(sealed))
+            .execute(conn)
+            .await?;
+    }
+    Ok(paas_environment_vars::table
+        .filter(paas_environment_vars::application_id.eq(application_id))
+        .order(paas_environment_vars::key)
+        .select(EnvVar::as_select())
+        .load(conn)
+        .await?)
+}

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod app_requests;
 pub mod apps;
 pub mod audit;
 pub mod backups;

@@ -188,3 +188,19 @@ pub async fn region_has_online_node(conn: &mut Conn, region: &str) -> Result<boo
     .get_result(conn)
     .await?)
 }
+
+/// The platform's images each node holds, as its heartbeats report them:
+/// (node id, name, images, bytes), by id.
+pub async fn image_usage(conn: &mut Conn) -> Result<Vec<(i64, String, Option<i32>, Option<i64>)>> {
+    use crate::schema::paas_nodes;
+    Ok(paas_nodes::table
+        .order(paas_nodes::id)
+        .select((
+            paas_nodes::id,
+            paas_nodes::name,
+            paas_nodes::image_count,
+            paas_nodes::image_bytes,
+        ))
+        .load(conn)
+        .await?)
+}

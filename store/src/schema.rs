@@ -109,6 +109,8 @@ diesel::table! {
         previous_credential_digest -> Nullable<Text>,
         previous_credential_expires_at -> Nullable<Timestamptz>,
         hostname -> Nullable<Text>,
+        image_count -> Nullable<Int4>,
+        image_bytes -> Nullable<Int8>,
     }
 }
 
@@ -183,6 +185,24 @@ diesel::table! {
         created_by -> Nullable<Int8>,
         created_at -> Timestamptz,
         node_id -> Nullable<Int8>,
+        kind -> Text,
+        image_id -> Nullable<Text>,
+        registry_ref -> Nullable<Text>,
+        image_digest -> Nullable<Text>,
+        pushed_at -> Nullable<Timestamptz>,
+        push_error -> Nullable<Text>,
+        image_bytes -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    paas_app_requests (id) {
+        id -> Int8,
+        application_id -> Int8,
+        kind -> Text,
+        payload -> Jsonb,
+        requested_by -> Nullable<Int8>,
+        requested_at -> Timestamptz,
     }
 }
 
@@ -478,6 +498,7 @@ diesel::joinable!(paas_applications -> paas_runtimes (runtime_id));
 diesel::joinable!(paas_applications -> paas_nodes (node_id));
 diesel::joinable!(paas_builds -> paas_applications (application_id));
 diesel::joinable!(paas_releases -> paas_applications (application_id));
+diesel::joinable!(paas_app_requests -> paas_applications (application_id));
 diesel::joinable!(paas_environment_vars -> paas_applications (application_id));
 diesel::joinable!(paas_domains -> paas_applications (application_id));
 diesel::joinable!(paas_databases -> users (user_id));
@@ -508,6 +529,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_applications,
     paas_builds,
     paas_releases,
+    paas_app_requests,
     paas_environment_vars,
     paas_domains,
     paas_databases,

@@ -593,3 +593,19 @@ pub async fn count_by_status(conn: &mut Conn) -> Result<Vec<(String, i64)>> {
         .load(conn)
         .await?)
 }
+
+/// Whether a push of the application's image `image_id` is queued or under
+/// way (push tasks belong to no application: they never wait for, nor hold
+/// up, its rollouts; the payload names it).
+pub async fn push_under_way(conn: &mut Conn, application_id: i64, image_id: &str) -> Result<bool> {
+    let wanted =
+        serde_json::json!({"kind": "image.push", "app_id": application_id, "image_id": image_id});
+    let found: i64 = paas_tasks::table
+        .filter(paas_tasks::kind.eq("image.push"))
+        .filter(paas_tasks::status.eq_any(["queued", "leased", "running"]))
+        .filter(paas_tasks::payload.contains(wanted))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(found > 0)
+}

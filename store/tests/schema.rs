@@ -94,6 +94,10 @@ async fn schema_rs_matches_the_migrated_database() {
         paas_releases::table.select(paas_releases::all_columns),
     ));
     expected.extend(diesel_columns(
+        "paas_app_requests",
+        paas_app_requests::table.select(paas_app_requests::all_columns),
+    ));
+    expected.extend(diesel_columns(
         "paas_environment_vars",
         paas_environment_vars::table.select(paas_environment_vars::all_columns),
     ));

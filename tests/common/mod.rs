@@ -108,6 +108,8 @@ pub fn settings() -> Settings {
         webhook_allow_private: false,
         rate_limits: skypanel_http::rate_limit::RateLimits::default(),
         quotas: skypanel_http::quotas::Quotas::default(),
+        registry: None,
+        registry_retention: None,
     }
 }
 

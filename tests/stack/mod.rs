@@ -17,6 +17,7 @@ pub mod browser;
 pub mod engines;
 pub mod pebble;
 pub mod proxy;
+pub mod registry;
 pub mod services;
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -163,6 +164,8 @@ pub struct Stack {
     namespaces: std::sync::Mutex<Vec<String>>,
     pub http: reqwest::Client,
     pub admin: String,
+    /// The platform's image registry (unless the test runs without one).
+    pub registry: Option<registry::Registry>,
 }
 
 /// Timing knobs of a stack, in seconds, and how much its processes log.
@@ -181,6 +184,9 @@ pub struct Timing {
     pub database_server: Option<String>,
     /// A Redis of the test's own instead of the shared one.
     pub redis_url: Option<String>,
+    /// Run the platform's image registry (release images are pushed there
+    /// and pulled by the nodes that lack them).
+    pub registry: bool,
 }
 
 impl Default for Timing {
@@ -194,6 +200,7 @@ impl Default for Timing {
             env: Vec::new(),
             database_server: None,
             redis_url: None,
+            registry: true,
         }
     }
 }
@@ -251,6 +258,22 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let registry = timing.registry.then(|| {
+            let registry = registry::Registry::prepare(&logs.join("registry"), free_port(), &base);
+            registry.start();
+            env.extend([
+                ("SKYPANEL_REGISTRY_URL".to_string(), registry.address()),
+                (
+                    "SKYPANEL_REGISTRY_TOKEN_KEY".to_string(),
+                    registry.key.display().to_string(),
+                ),
+                (
+                    "SKYPANEL_REGISTRY_TOKEN_CERT".to_string(),
+                    registry.cert.display().to_string(),
+                ),
+            ]);
+            registry
+        });
         env.extend(timing.env.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let http = reqwest::Client::new();
         let namespace = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -265,6 +288,7 @@ impl Stack {
             namespace,
             http,
             admin: String::new(),
+            registry,
         };
         stack.start_control_plane().await;
         let created = Command::new(binary("skypanel"))
@@ -618,6 +642,34 @@ impl Stack {
 }
 
 impl Stack {
+    /// The local names (tags and digests) of images of a registry on `port`.
+    fn registry_images(&self, port: u16) -> Vec<String> {
+        let prefix = format!("127.0.0.1:{port}/");
+        let out = docker(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Tag}} {{.Digest}}",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .flat_map(|l| {
+                let parts: Vec<&str> = l.split_whitespace().collect();
+                let mut names = Vec::new();
+                if let [repository, tag, digest] = parts[..] {
+                    if tag != "<none>" {
+                        names.push(format!("{repository}:{tag}"));
+                    }
+                    if digest != "<none>" {
+                        names.push(format!("{repository}@{digest}"));
+                    }
+                }
+                names
+            })
+            .collect()
+    }
+
     /// Everything this stack's processes wrote so far (the control plane's
     /// and the agents' logs).
     pub fn process_logs(&self) -> String {
@@ -656,6 +708,12 @@ impl Drop for Stack {
             let images = docker(&["images", "-q", "--filter", &built]);
             for id in String::from_utf8_lossy(&images.stdout).split_whitespace() {
                 docker(&["rmi", "-f", id]);
+            }
+        }
+        // What the nodes pulled from (or pushed to) this stack's registry.
+        if let Some(registry) = &self.registry {
+            for reference in self.registry_images(registry.port) {
+                docker(&["rmi", "-f", &reference]);
             }
         }
     }

@@ -15,6 +15,8 @@ use futures::StreamExt;
 use skypanel_protocol::task::{BuildResult, BuildSpec};
 use tokio::sync::watch;
 
+use skypanel_protocol::names::{LABEL_APP, LABEL_MANAGED};
+
 use crate::docker::{Engine, short};
 use crate::executor::{TaskFailure, TaskLog};
 
@@ -127,7 +129,7 @@ impl Builder {
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?;
         let tag = self.image_tag(spec);
-        self.docker_build(&context, &tag, log).await?;
+        self.docker_build(&context, &tag, spec.app_id, log).await?;
         let image =
             self.engine.raw().inspect_image(&tag).await.map_err(|e| {
                 TaskFailure::node(format!("cannot inspect the image: {}", short(&e)))
@@ -155,15 +157,21 @@ impl Builder {
         &self,
         context: &Path,
         tag: &str,
+        app_id: i64,
         log: &TaskLog,
     ) -> Result<(), TaskFailure> {
-        // No labels: the builder would commit them as one more layer (about a
-        // second). The tag names the application: `<namespace>skypanel/app-<id>`.
+        // The platform's labels: the node's image retention removes only
+        // images that carry them (never a customer's own).
+        let labels = std::collections::HashMap::from([
+            (LABEL_MANAGED.to_string(), self.engine.managed_value()),
+            (LABEL_APP.to_string(), app_id.to_string()),
+        ]);
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".into(),
             t: Some(tag.to_string()),
             rm: true,
             forcerm: true,
+            labels: Some(labels),
             ..Default::default()
         };
         let file = tokio::fs::File::open(context)

@@ -23,13 +23,32 @@ pub struct CommandPlan {
     pub done: AppStatus,
     /// Whether the node has anything to do (scaling a stopped app only records the count).
     pub converge: bool,
+    /// The command waits for the rollout in flight and runs after it (a
+    /// deploy, rollback or configuration change asked for while one runs).
+    pub waits: bool,
+}
+
+impl CommandPlan {
+    /// A plan that runs now.
+    pub fn new(now: AppStatus, done: AppStatus, converge: bool) -> Self {
+        Self {
+            now,
+            done,
+            converge,
+            waits: false,
+        }
+    }
 }
 
 fn plan(now: AppStatus, done: AppStatus, converge: bool) -> CommandPlan {
+    CommandPlan::new(now, done, converge)
+}
+
+/// A plan that waits for the rollout in flight.
+fn after_rollout() -> CommandPlan {
     CommandPlan {
-        now,
-        done,
-        converge,
+        waits: true,
+        ..plan(AppStatus::Building, AppStatus::Running, true)
     }
 }
 
@@ -51,9 +70,14 @@ pub fn app_transition(
         (S::Deleting, C::Delete) => Ok(plan(S::Deleting, S::Deleting, true)),
         (S::Deleting, _) => refuse("it is being deleted"),
         (_, C::Delete) => Ok(plan(S::Deleting, S::Deleting, true)),
+        // A configuration change makes a release: rolled out where containers
+        // should run, recorded for the next start where they should not, and
+        // nothing but the variables before the first deploy.
+        (S::Suspended | S::Stopped | S::Pending, C::Configure) => Ok(plan(current, current, false)),
+        (S::Building, C::Deploy | C::Rollback | C::Configure) => Ok(after_rollout()),
+        (S::Running | S::Failed, C::Configure) => Ok(plan(S::Building, S::Running, true)),
         (S::Suspended, C::Scale) => Ok(plan(S::Suspended, S::Suspended, false)),
         (S::Suspended, _) => refuse("it is suspended until the wallet balance is topped up"),
-        (S::Building, C::Deploy | C::Rollback) => refuse("a deploy is already in progress"),
         (S::Building, C::Scale) => Ok(plan(S::Building, S::Running, true)),
         (S::Building, _) => refuse("a deploy is in progress; wait for it to finish"),
         (S::Pending, C::Rollback) => refuse("it has never been deployed"),
@@ -81,6 +105,8 @@ pub enum AppEvent {
     RolloutFailed { serving: bool },
     /// A container kept crashing and the agent stopped restarting it.
     CrashLooped,
+    /// Its node went offline and no other node of its region can take it.
+    Unplaced,
     /// The wallet ran out past its grace period.
     Suspend,
     /// The wallet was topped up; back to the status before suspension.
@@ -95,12 +121,14 @@ pub fn app_event(current: AppStatus, event: AppEvent) -> Option<AppStatus> {
     match (current, event) {
         (
             S::Deleting | S::Suspended,
-            E::Converged { .. } | E::RolloutFailed { .. } | E::CrashLooped,
+            E::Converged { .. } | E::RolloutFailed { .. } | E::CrashLooped | E::Unplaced,
         ) => None,
         (_, E::Converged { done }) => Some(done),
         (S::Building, E::RolloutFailed { serving: true }) => Some(S::Running),
         (S::Building | S::Running | S::Failed, E::RolloutFailed { .. }) => Some(S::Failed),
         (S::Running, E::CrashLooped) => Some(S::Failed),
+        (S::Running | S::Building | S::Failed, E::Unplaced) => Some(S::Failed),
+        (_, E::Unplaced) => None,
         (S::Deleting | S::Suspended, E::Suspend) => None,
         (_, E::Suspend) => Some(S::Suspended),
         (S::Suspended, E::Resume { previous }) if previous != S::Suspended => Some(previous),
@@ -123,7 +151,7 @@ mod tests {
         );
         assert!(app_transition(S::Stopped, C::Stop).is_err());
         assert!(app_transition(S::Pending, C::Restart).is_err());
-        assert!(app_transition(S::Building, C::Deploy).is_err());
+        assert!(app_transition(S::Building, C::Restart).is_err());
         assert!(app_transition(S::Suspended, C::Start).is_err());
         assert!(
             app_transition(S::Deleting, C::Scale)
@@ -171,6 +199,35 @@ mod tests {
             app_transition(S::Deleting, C::Delete).is_ok(),
             "deleting twice is idempotent"
         );
+    }
+
+    #[test]
+    fn deploys_and_configuration_changes_wait_for_a_rollout_in_flight() {
+        for command in [C::Deploy, C::Rollback, C::Configure] {
+            let plan = app_transition(S::Building, command).unwrap();
+            assert!(plan.waits, "{command}");
+            assert_eq!(plan.done, S::Running);
+        }
+        assert!(!app_transition(S::Running, C::Deploy).unwrap().waits);
+        assert!(app_transition(S::Deleting, C::Configure).is_err());
+    }
+
+    #[test]
+    fn a_configuration_change_rolls_out_only_where_containers_should_run() {
+        assert_eq!(
+            app_transition(S::Running, C::Configure),
+            Ok(plan(S::Building, S::Running, true))
+        );
+        assert_eq!(
+            app_transition(S::Failed, C::Configure),
+            Ok(plan(S::Building, S::Running, true))
+        );
+        for quiet in [S::Stopped, S::Suspended, S::Pending] {
+            assert_eq!(
+                app_transition(quiet, C::Configure),
+                Ok(plan(quiet, quiet, false))
+            );
+        }
     }
 
     #[test]

@@ -89,6 +89,20 @@ string_enum!(
         Scale => "scale",
         Delete => "delete",
         Rollback => "roll back",
+        Configure => "configure",
+    }
+);
+
+string_enum!(
+    /// What made a release: a build from git, a prebuilt image, a change of
+    /// the environment, a rollback to an earlier release, or a database
+    /// linked or unlinked.
+    ReleaseKind {
+        Build => "build",
+        Image => "image",
+        Config => "config",
+        Rollback => "rollback",
+        Link => "link",
     }
 );
 

@@ -75,7 +75,24 @@ impl AdminPlatformApi {
         let revenue = reports::revenue(&mut conn).await?;
         let now = self.state.now();
         let certs = certificates::summary(&mut conn, 50).await?;
+        let (registry_images, registry_bytes) =
+            skypanel_store::releases::registry_usage(&mut conn).await?;
+        let images = ImageStats {
+            registry_images,
+            registry_bytes,
+            nodes: skypanel_store::nodes::image_usage(&mut conn)
+                .await?
+                .into_iter()
+                .map(|(node_id, name, images, bytes)| NodeImages {
+                    node_id,
+                    name,
+                    images,
+                    bytes,
+                })
+                .collect(),
+        };
         Ok(Json(Stats {
+            images,
             users: accounts::count_users_by_role(&mut conn)
                 .await?
                 .into_iter()
@@ -126,6 +143,48 @@ impl AdminPlatformApi {
                     })
                     .collect(),
             },
+        }))
+    }
+
+    /// Apply the registry's retention now
+    ///
+    /// Each application keeps the images of its newest releases
+    /// (`SKYPANEL_REGISTRY_KEEP`, 10), of every release younger than
+    /// `SKYPANEL_REGISTRY_KEEP_DAYS` (30) and of the release it serves;
+    /// the manifests of other images, and every image of a deleted
+    /// application, are deleted from the registry (their blobs go at its
+    /// next garbage collection: `ops/registry gc`). Runs daily at 04:15 UTC
+    /// by itself. 409 when the platform does not run its registry's tokens.
+    #[oai(
+        path = "/admin/paas/registry/prune",
+        method = "post",
+        operation_id = "adminPruneRegistry"
+    )]
+    async fn prune_registry(
+        &self,
+        request: &Request,
+        auth: AdminAuth,
+    ) -> ApiResult<Json<RegistryPruned>> {
+        let Some(retention) = &self.state.settings().registry_retention else {
+            return Err(ApiError::conflict(
+                "no_registry",
+                "this platform does not run its registry's tokens (SKYPANEL_REGISTRY_TOKEN_KEY); \
+                 a registry run elsewhere keeps its own retention",
+                None,
+            ));
+        };
+        let pruned = skypanel_jobs::prune_registry(self.state.store(), retention)
+            .await
+            .map_err(ApiError::internal)?;
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, auth.0.user_id, "registry.prune")
+            .with(serde_json::json!({"manifests": pruned.manifests}))
+            .write(&mut conn)
+            .await;
+        Ok(Json(RegistryPruned {
+            manifests_deleted: pruned.manifests as i64,
+            applications: pruned.applications as i64,
+            errors: pruned.errors,
         }))
     }
 

@@ -432,6 +432,8 @@ impl AgentsApi {
             infrastructure: report.infrastructure,
             build: report.build,
             backup: report.backup,
+            resolved: report.resolved,
+            pushed: report.pushed,
         };
         let ttl = self.lease_ttl_secs()?;
         let mut conn = self.state.store().conn().await?;

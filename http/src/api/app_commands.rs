@@ -49,7 +49,7 @@ impl AppCommandsApi {
         let action = match &app_request {
             AppRequest::Deploy { .. } => "app.deploy",
             AppRequest::Rollback { .. } => "app.rollback",
-            AppRequest::NewConfig { .. } => "app.new_config",
+            AppRequest::Configure(_) => "app.configure",
             AppRequest::Restart => "app.restart",
             AppRequest::Stop => "app.stop",
             AppRequest::Start => "app.start",
@@ -126,6 +126,7 @@ impl AppCommandsApi {
             release: accepted.release,
             build: accepted.build.map(Into::into),
             application: accepted.app.into(),
+            waiting: accepted.waiting.map(Into::into),
         })))
     }
 
@@ -164,6 +165,7 @@ impl AppCommandsApi {
             release: accepted.release,
             build: None,
             application: accepted.app.into(),
+            waiting: accepted.waiting.map(Into::into),
         })))
     }
 

@@ -9,8 +9,9 @@ use poem::Request;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use skypanel_actors::AppRequest;
+use skypanel_actors::{AppRequest, ConfigChange};
 use skypanel_domain::credentials::{generate_database_password, generate_database_user};
+use skypanel_domain::lifecycle::ReleaseKind;
 use skypanel_domain::names::{validate_region, validate_slug};
 use skypanel_protocol::database::{Connection, default_prefix, port_of};
 use skypanel_protocol::names::database_host;
@@ -320,8 +321,9 @@ impl DatabasesApi {
 }
 
 impl DatabasesApi {
-    /// Rolls a running application out again (a new release of the image it
-    /// serves) so that its containers have the variables of its links now.
+    /// Makes a release with the links as they are now: rolled out on a
+    /// running application, kept for the next start of a stopped one, after
+    /// the rollout in flight otherwise.
     async fn release_if_running(
         &self,
         request: &Request,
@@ -329,18 +331,13 @@ impl DatabasesApi {
         app_id: i64,
         description: String,
     ) -> ApiResult<()> {
-        let mut conn = self.state.store().conn().await?;
-        let app = apps::get(&mut conn, user_id, app_id)
-            .await
-            .or_not_found("application")?;
-        drop(conn);
-        if app.status == "running" {
-            let new_config = AppRequest::NewConfig {
-                description,
-                by: user_id,
-            };
-            through_actor(&self.state, request, user_id, app_id, new_config).await?;
-        }
+        let configure = AppRequest::Configure(Box::new(ConfigChange {
+            env: None,
+            kind: ReleaseKind::Link,
+            description,
+            by: user_id,
+        }));
+        through_actor(&self.state, request, user_id, app_id, configure).await?;
         Ok(())
     }
 

@@ -31,6 +31,42 @@ pub struct Stats {
     pub builds_last_24h: BTreeMap<String, i64>,
     pub revenue: Revenue,
     pub certificates: Certificates,
+    /// Release images: the registry's, and each node's cache.
+    pub images: ImageStats,
+}
+
+/// Release images in the platform's registry and on the nodes.
+#[derive(Object, Debug)]
+pub struct ImageStats {
+    /// Images (distinct per application) the registry holds for releases.
+    pub registry_images: i64,
+    /// Their size, uncompressed (what pushes reported).
+    pub registry_bytes: i64,
+    /// Each node's platform images, as its last heartbeat reported them.
+    pub nodes: Vec<NodeImages>,
+}
+
+#[derive(Object, Debug)]
+pub struct NodeImages {
+    pub node_id: i64,
+    pub name: String,
+    /// Not reported yet by the node's agent.
+    #[oai(nullable)]
+    pub images: Option<i32>,
+    #[oai(nullable)]
+    pub bytes: Option<i64>,
+}
+
+/// What a registry retention round did.
+#[derive(Object, Debug)]
+pub struct RegistryPruned {
+    /// Manifests deleted from the registry (their blobs go at its next
+    /// garbage collection).
+    pub manifests_deleted: i64,
+    /// Applications whose releases were looked at.
+    pub applications: i64,
+    /// What could not be deleted.
+    pub errors: Vec<String>,
 }
 
 /// HTTPS certificates of every domain.

@@ -151,12 +151,69 @@ pub struct EnvVarView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One variable (`key` and `value`), or several at once (`vars` to set and
+/// `unset` to remove): a change of several variables makes one release.
 #[derive(Object, Deserialize)]
 pub struct AddEnvVarRequest {
-    /// `[A-Za-z_][A-Za-z0-9_]*`, at most 255 characters.
-    pub key: String,
+    /// `[A-Za-z_][A-Za-z0-9_]*`, at most 255 characters. An existing key is
+    /// a conflict (change it with PUT).
+    #[oai(nullable)]
+    pub key: Option<String>,
     /// At most 32 KiB.
+    #[oai(nullable)]
+    pub value: Option<String>,
+    /// Variables to set (created or replaced), instead of `key` and `value`.
+    #[oai(nullable)]
+    pub vars: Option<std::collections::BTreeMap<String, String>>,
+    /// Variables to remove in the same change (missing ones are ignored).
+    #[oai(nullable)]
+    pub unset: Option<Vec<String>>,
+}
+
+/// A variable after a change, and the release the change made.
+#[derive(Object)]
+pub struct EnvVarChanged {
+    pub key: String,
+    /// Masked (`********`).
     pub value: String,
+    pub updated_at: DateTime<Utc>,
+    /// The release the change made and rolls out (a running application),
+    /// or made for the next start (a stopped one); none before the first
+    /// deploy, or when nothing changed.
+    #[oai(nullable)]
+    pub release: Option<i32>,
+    /// The change waits for the rollout in flight (its release comes then).
+    #[oai(nullable)]
+    pub waiting: Option<WaitingView>,
+}
+
+/// Several variables changed at once, and the one release it made.
+#[derive(Object)]
+pub struct EnvChangeView {
+    /// Every variable of the application after the change (masked).
+    pub vars: Vec<EnvVarView>,
+    #[oai(nullable)]
+    pub release: Option<i32>,
+    #[oai(nullable)]
+    pub waiting: Option<WaitingView>,
+}
+
+/// A request that waits for the rollout in flight and runs after it.
+#[derive(Object, Debug)]
+pub struct WaitingView {
+    /// 1: it runs next.
+    pub position: i64,
+    /// What it waits for: `build #4`, `the rollout of v7`.
+    pub behind: String,
+}
+
+impl From<skypanel_actors::Waiting> for WaitingView {
+    fn from(w: skypanel_actors::Waiting) -> Self {
+        Self {
+            position: w.position,
+            behind: w.behind,
+        }
+    }
 }
 
 #[derive(Object, Deserialize)]
@@ -250,6 +307,10 @@ pub struct DeployAccepted {
     /// The build a deploy from git started.
     #[oai(nullable)]
     pub build: Option<BuildView>,
+    /// Another rollout is in flight: this request waits and runs after it
+    /// (the newest request of each kind wins).
+    #[oai(nullable)]
+    pub waiting: Option<WaitingView>,
 }
 
 #[derive(Object, Deserialize)]

@@ -82,7 +82,9 @@ pub struct NotificationView {
     pub id: i64,
     /// `balance_negative`, `suspended`, `resumed`, `ssl_failed`,
     /// `ssl_renewal_failed`, `backup_failed`, `restore_failed`,
-    /// `build_succeeded`, `build_failed` or `app_crashed`.
+    /// `build_succeeded`, `build_failed`, `app_crashed`, `app_moved` (its
+    /// node went offline; it runs on another) or `app_unplaced` (its node
+    /// went offline and no other can take it yet).
     pub kind: String,
     pub message: String,
     pub created_at: DateTime<Utc>,

@@ -57,8 +57,23 @@ pub struct ReleaseView {
     #[oai(nullable)]
     pub build_id: Option<i64>,
     pub image_tag: String,
-    /// `Deploy of image …`, `Build #3 of 1a2b3c4`, `Rollback to v2`.
+    /// What made it: `build`, `image` (a prebuilt image), `config` (variables
+    /// changed), `rollback`, `link` (a database linked or unlinked).
+    pub kind: String,
+    /// `Deploy of image …`, `Build #3 of 1a2b3c4`, `Set GREETING`,
+    /// `Rollback to v2`, `Link shop-db (DATABASE_URL)`.
     pub description: String,
+    /// The image every container of the release runs, by content
+    /// (`sha256:…`); none until a node first resolved a prebuilt image.
+    #[oai(nullable)]
+    pub image_id: Option<String>,
+    /// Where the image is in the platform's registry, once pushed
+    /// (`host/app-N@sha256:…`): any node of the region can run it.
+    #[oai(nullable)]
+    pub registry_image: Option<String>,
+    /// Why the last push to the registry failed, if it did.
+    #[oai(nullable)]
+    pub push_error: Option<String>,
     #[oai(nullable)]
     pub created_by: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -73,7 +88,16 @@ impl ReleaseView {
             version: release.version,
             build_id: release.build_id,
             image_tag: release.image_tag,
+            kind: release.kind,
             description: release.description,
+            registry_image: release.image_digest.as_ref().and_then(|digest| {
+                release
+                    .registry_ref
+                    .as_deref()
+                    .map(|r| format!("{}@{digest}", skypanel_protocol::image::repository_of(r)))
+            }),
+            image_id: release.image_id,
+            push_error: release.push_error,
             created_by: release.created_by,
             created_at: release.created_at,
         }
