@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Times deploys on this machine: a control plane and a local agent (release
-# builds, their own database, Redis and nginx ingress), then
+# builds, their own database, Redis, image registry and nginx ingress), then
 # skypanel-bench-deploy, which prints deploy-to-first-200 beside plain
-# `docker run`, and a cold build's platform share beside plain `docker build`.
+# `docker run`, a cold build's platform share beside plain `docker build`, an
+# environment change to its first answer, and a release the node must pull
+# from the registry beside `docker pull` + `docker run`.
 # Needs Docker. Arguments go to skypanel-bench-deploy (e.g. --rounds 11);
 # BENCH_LOGS=DIR keeps the control plane's and the agent's logs there.
 set -euo pipefail
@@ -17,14 +19,17 @@ psql_admin "DROP DATABASE IF EXISTS skypanel_bench_deploy WITH (FORCE)" >/dev/nu
 psql_admin "CREATE DATABASE skypanel_bench_deploy OWNER skypanel_bench" >/dev/null
 start_redis 6392 "${TMPDIR:-/tmp}/skypanel-bench-redis" no
 build_sample_image skypanel-sample/hello:1
+work=$(mktemp -d)
+start_registry "$work/registry" 18050 http://127.0.0.1:18098/api/registry/token
 
 cargo build --release --quiet -p skypanel -p skypanel-agent -p skypanel-bench
 target="${CARGO_TARGET_DIR:-$(pwd)/target}/release"
-work=$(mktemp -d)
 export SKYPANEL_DATABASE_URL=postgres://skypanel_bench:skypanel_bench@127.0.0.1:5432/skypanel_bench_deploy
 export SKYPANEL_REDIS_URL=redis://127.0.0.1:6392 SKYPANEL_QUEUE_PREFIX="bench-$$"
 export SKYPANEL_SECRET_KEY=$(random_hex 32) SKYPANEL_JWT_SECRET=$(random_hex 32)
 export SKYPANEL_LISTEN=127.0.0.1:18098 SKYPANEL_ALLOW_FILE_GIT=true SKYPANEL_PLATFORM_DOMAIN=localhost
+export SKYPANEL_REGISTRY_URL=127.0.0.1:18050 SKYPANEL_REGISTRY_TOKEN_KEY="$work/registry/token.key"
+export SKYPANEL_REGISTRY_TOKEN_CERT="$work/registry/token.crt"
 export RUST_LOG=${RUST_LOG:-warn}
 SKYPANEL_ADMIN_PASSWORD=bench-password "$target/skypanel" admin create --email bench@example.com >/dev/null
 "$target/skypanel" serve > "$work/skypanel.log" 2>&1 &
@@ -34,6 +39,8 @@ cleanup() {
     [ -n "${BENCH_LOGS:-}" ] && mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/
     [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
     kill "$cp_pid" 2>/dev/null || true
+    kill "$(cat "$work/registry/registry.pid")" 2>/dev/null || true
+    docker images --format '{{.Repository}}:{{.Tag}}' | grep '^127.0.0.1:18050/' | xargs -r docker rmi -f >/dev/null 2>&1 || true
     [ -f "$work/agent/ingress/nginx.pid" ] && kill "$(cat "$work/agent/ingress/nginx.pid")" 2>/dev/null
     for id in $(docker ps -aq --filter label=skypanel.managed=bench-); do docker rm -f "$id" >/dev/null; done
     for id in $(docker images -q --filter 'reference=bench-skypanel/*'); do docker rmi -f "$id" >/dev/null 2>&1; done
@@ -59,4 +66,4 @@ for _ in $(seq 1 100); do
 done
 "$target/skypanel-bench-deploy" --control-plane http://127.0.0.1:18098 \
     --admin-email bench@example.com --admin-password bench-password \
-    --ingress-port 18180 --image skypanel-sample/hello:1 "$@"
+    --ingress-port 18180 --image skypanel-sample/hello:1 --registry 127.0.0.1:18050 "$@"

@@ -120,3 +120,56 @@ build_sample_image() {
 json_field() {
     python3 -c "import json,sys; v=json.load(sys.stdin).get('$1'); print('' if v is None else v)"
 }
+
+# start_registry DIR PORT REALM: the platform's image registry (Debian's
+# CNCF distribution registry) on 127.0.0.1:PORT, its images in DIR/storage,
+# with token auth: tokens signed by the control plane (realm REALM) with the
+# key DIR/token.key, whose certificate DIR/token.crt the registry trusts.
+# The key and the HTTP secret are made once and kept.
+start_registry() {
+    local dir=$1 port=$2 realm=$3
+    ensure_packages docker-registry openssl
+    mkdir -p "$dir/storage"
+    chmod 700 "$dir"
+    if [ ! -f "$dir/token.key" ]; then
+        say "making the registry's token key"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+            -subj /CN=skypanel-registry-token -keyout "$dir/token.key" -out "$dir/token.crt" 2>/dev/null
+        chmod 600 "$dir/token.key"
+    fi
+    [ -f "$dir/http-secret" ] || { random_hex 16 > "$dir/http-secret"; chmod 600 "$dir/http-secret"; }
+    cat > "$dir/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+  secret: $(cat "$dir/http-secret")
+auth:
+  token:
+    realm: $realm
+    service: skypanel-registry
+    issuer: skypanel
+    rootcertbundle: $dir/token.crt
+YAML
+    if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null \
+        || [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = 401 ]; then
+        return 0
+    fi
+    say "starting the image registry on 127.0.0.1:$port"
+    nohup docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 &
+    echo $! > "$dir/registry.pid"
+    local i
+    for i in $(seq 1 40); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = 401 ] && return 0
+        sleep 0.25
+    done
+    die "the registry did not start on port $port; see $dir/registry.log"
+}

@@ -9,9 +9,8 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use skypanel_actors::{RegistryLogins, RegistrySettings};
-use skypanel_domain::registry::RegistryAddress;
+use skypanel_domain::registry::{RegistryAddress, ticket_key};
 use skypanel_jobs::registry::RegistryAuthority;
 
 use crate::config::Raw;
@@ -109,20 +108,11 @@ impl RegistryConfig {
         })
     }
 
-    /// The key tickets are signed with: derived from the JWT secret, so that
-    /// every control plane of a platform has it without one more secret.
-    pub fn ticket_key(jwt_secret: &str) -> Vec<u8> {
-        let mut hash = Sha256::new();
-        hash.update(b"skypanel registry tickets\0");
-        hash.update(jwt_secret.as_bytes());
-        hash.finalize().to_vec()
-    }
-
     /// What the actors need: where images go and how nodes log in.
     pub fn actor_settings(&self, jwt_secret: &str) -> RegistrySettings {
         let logins = match &self.login {
             Login::Tokens(_) => RegistryLogins::Tickets {
-                key: Self::ticket_key(jwt_secret),
+                key: ticket_key(jwt_secret),
             },
             Login::Account { username, password } => RegistryLogins::Account {
                 username: username.clone(),
@@ -157,7 +147,7 @@ impl RegistryConfig {
         match &self.login {
             Login::Tokens(authority) => Some(skypanel_http::TokenServer {
                 authority: authority.clone(),
-                ticket_key: Self::ticket_key(jwt_secret),
+                ticket_key: ticket_key(jwt_secret),
             }),
             Login::Account { .. } => None,
         }

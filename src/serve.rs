@@ -82,6 +82,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let queues = skypanel_jobs::Queues::connect(&config.redis_url, &config.queue_prefix)
         .await
         .context("cannot reach Redis at SKYPANEL_REDIS_URL for the job queues")?;
+    // A deploy that waited for a rollout starts its build from the actor:
+    // its job is queued at once (the sweeper would, later).
+    let builds = queues.clone();
+    orchestrator
+        .context()
+        .set_build_hook(Arc::new(move |build_id| {
+            let builds = builds.clone();
+            tokio::spawn(async move {
+                if let Err(err) = builds.push_build(build_id).await {
+                    tracing::warn!(build_id, error = %err, "cannot queue the build now; the sweeper will");
+                }
+            });
+        }));
     let workers = skypanel_jobs::Workers::start(skypanel_jobs::WorkersOptions {
         queues: queues.clone(),
         orchestrator: orchestrator.clone(),

@@ -666,13 +666,7 @@ async fn docker_the_registry_serves_a_node_its_tasks_images_and_no_one_else() {
     }
     // A node's ticket for one application (as its task carries it): that
     // application's image, and no other's.
-    let key = {
-        use sha2::Digest;
-        let mut hash = sha2::Sha256::new();
-        hash.update(b"skypanel registry tickets\0");
-        hash.update(b"a-jwt-secret-of-at-least-32-chars!");
-        hash.finalize().to_vec()
-    };
+    let key = skypanel_domain::registry::ticket_key("a-jwt-secret-of-at-least-32-chars!");
     let ticket = skypanel_domain::registry::Ticket {
         node_id: node,
         repositories: vec![format!("app-{mine}")],

@@ -56,7 +56,9 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
         AppRequest::Scale(count) => scale(state, plan, count).await,
         AppRequest::Start => {
             let release = serving_release(state).await;
-            let may_move = release.as_ref().map_or(true, |r| r.node_id.is_none());
+            let may_move = release
+                .as_ref()
+                .map_or(true, |r| crate::app_moves::portable(&state.ctx, r));
             let count = state.app.instance_count;
             let node = place(state, count, may_move).await?;
             let release = release?;
@@ -185,7 +187,7 @@ async fn resume(state: &mut AppState) -> Result<Accepted, Error> {
     if matches!(back, AppStatus::Running | AppStatus::Building)
         && let Ok(release) = serving_release(state).await
     {
-        let may_move = release.node_id.is_none();
+        let may_move = crate::app_moves::portable(&state.ctx, &release);
         let count = state.app.instance_count;
         let node = place(state, count, may_move).await?;
         // Stopped until the node reports the containers up, then running.
@@ -290,14 +292,14 @@ async fn rollback(
     let mut conn = state.ctx.store().conn().await?;
     let earlier = releases::by_version(&mut conn, state.id, version).await?;
     drop(conn);
-    let portable = state.ctx.settings().registry.is_some() || earlier.node_id.is_none();
+    let portable = crate::app_moves::portable(&state.ctx, &earlier);
     if !portable
         && let Some(holder) = earlier.node_id
         && state.app.node_id != Some(holder)
     {
         return Err(Error::Conflict(format!(
-            "release {version}'s image was built on a node this application no longer runs \
-             on, and the platform has no image registry; deploy again instead"
+            "release {version}'s image is only on a node this application no longer runs \
+             on (it never reached the registry); deploy again instead"
         )));
     }
     let count = state.app.instance_count;

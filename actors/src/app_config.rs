@@ -35,14 +35,21 @@ pub(crate) async fn configure(
     change: ConfigChange,
 ) -> Result<Accepted, Error> {
     let ctx = state.ctx.clone();
+    // The release the change applies to: the serving one, or the first one
+    // while it rolls out (the change then waits for it). Before any release
+    // only the variables change: the first build's release takes them.
     let serving = match state.app.current_release_id {
         Some(_) => Some(serving_release(state).await?),
+        None if plan.waits => {
+            let mut conn = ctx.store().conn().await?;
+            release_rows::latest(&mut conn, state.id).await?
+        }
         None => None,
     };
     // Where the rollout goes (the Scheduler records it on the row first).
     let node = match &serving {
         Some(serving) if plan.converge && !plan.waits => {
-            let may_move = ctx.settings().registry.is_some() || serving.node_id.is_none();
+            let may_move = crate::app_moves::portable(&ctx, serving);
             let count = state.app.instance_count;
             Some(place(state, count, may_move).await?)
         }

@@ -9,7 +9,14 @@
 //!    of the same context; the control plane's own share is the difference
 //!    (what remains after the image build and a container start).
 //!
-//! `bench/deploy.sh` starts a control plane and an agent and runs this.
+//! 3. Releases (with `--registry`): an environment change to the first
+//!    request answering the new value, and a release the node must pull from
+//!    the registry beside `docker pull` + `docker run` of the same digest
+//!    (see `release_rounds`).
+//!
+//! `bench/deploy.sh` starts a control plane, a registry and an agent and runs this.
+
+mod release_rounds;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,6 +45,16 @@ struct Args {
     /// Rounds of each measurement.
     #[arg(long, default_value_t = 7)]
     rounds: usize,
+    /// Rounds of the cold build (each builds a fresh layer).
+    #[arg(long, default_value_t = 5)]
+    build_rounds: usize,
+    /// The platform's registry (`host:port`): measure the release rounds.
+    #[arg(long)]
+    registry: Option<String>,
+    /// The platform's JWT secret (a ticket for the plain `docker pull` is
+    /// signed with a key derived from it).
+    #[arg(long, env = "SKYPANEL_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
 }
 
 struct Api {
@@ -241,13 +258,16 @@ async fn docker_round(http: &reqwest::Client, image: &str) -> anyhow::Result<Dur
     result.map(|()| took)
 }
 
-/// A git repository whose Dockerfile adds a fresh layer to `image`.
+/// A git repository whose Dockerfile (unless it has one already) adds a
+/// fresh layer to `image`.
 fn repo(dir: &std::path::Path, image: &str, round: usize) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(
-        dir.join("Dockerfile"),
-        format!("FROM {image}\nCOPY index.html /www/index.html\n"),
-    )?;
+    if !dir.join("Dockerfile").exists() {
+        std::fs::write(
+            dir.join("Dockerfile"),
+            format!("FROM {image}\nCOPY index.html /www/index.html\n"),
+        )?;
+    }
     std::fs::write(
         dir.join("index.html"),
         format!("round {round} {:?}\n", Instant::now()),
@@ -366,7 +386,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("skypanel-bench-repo-{}", std::process::id()));
     let mut totals = Vec::new();
     let mut builds = Vec::new();
-    let rounds = args.rounds.min(3);
+    let rounds = args.build_rounds.max(1);
     for round in 1..=rounds {
         let url = repo(&dir.join(format!("app-{round}")), &args.image, round)?;
         let name = format!("bench-git-{round}");
@@ -438,5 +458,105 @@ async fn main() -> anyhow::Result<()> {
         ms(share),
         share.as_secs_f64() * 100.0 / t50.as_secs_f64()
     );
+    if let (Some(registry), Some(secret)) = (&args.registry, &args.jwt_secret) {
+        releases(&api, &admin_api, &args, plan, registry, secret).await?;
+    }
     Ok(())
+}
+
+/// The release rounds: environment changes, and deploys that pull.
+async fn releases(
+    api: &Api,
+    admin: &Api,
+    args: &Args,
+    plan: i64,
+    registry: &str,
+    jwt_secret: &str,
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("skypanel-bench-echo-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("cgi-bin"))?;
+    std::fs::write(
+        dir.join("cgi-bin/greeting"),
+        "#!/bin/sh\necho \"Content-Type: text/plain\"\necho\necho \"$GREETING\"\n",
+    )?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("cgi-bin/greeting"),
+            std::fs::Permissions::from_mode(0o755),
+        )?;
+    }
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY index.html /www/index.html\nCOPY cgi-bin /www/cgi-bin\n",
+            args.image
+        ),
+    )?;
+    let url = repo(&dir, &args.image, 0)?;
+    let app = api
+        .call(
+            reqwest::Method::POST,
+            "/paas/applications",
+            Some(json!({"name": "bench-echo", "plan_id": plan, "region": "local", "git_repo_url": url})),
+        )
+        .await?["id"]
+        .as_i64()
+        .context("app id")?;
+    api.call(
+        reqwest::Method::POST,
+        &format!("/paas/applications/{app}/deploy"),
+        Some(json!({})),
+    )
+    .await?;
+    running(api, app).await?;
+    let node = admin
+        .call(reqwest::Method::GET, "/admin/paas/nodes", None)
+        .await?
+        .as_array()
+        .and_then(|n| n.first())
+        .and_then(|n| n["id"].as_i64())
+        .context("no node")?;
+    let target = release_rounds::Target {
+        api,
+        app,
+        host: format!("bench-echo.{}", args.platform_domain),
+        ingress_port: args.ingress_port,
+        registry,
+        jwt_secret,
+    };
+    let (times, failed) = release_rounds::env_changes(&target, args.rounds).await?;
+    let (e50, e90) = stats(times);
+    println!(
+        "environment change → first request with the new value, {} rounds:",
+        args.rounds
+    );
+    println!(
+        "  POST .../env → served                         median {}  p90 {}  ({failed} failed requests)",
+        ms(e50),
+        ms(e90)
+    );
+    let (platform, plain) = release_rounds::pulls(&target, node, args.rounds).await?;
+    let (p50, p90) = stats(platform);
+    let (d50, d90) = stats(plain);
+    println!(
+        "a release the node must pull from the registry, {} rounds each, in turns:",
+        args.rounds
+    );
+    println!(
+        "  POST /start → first 200 through the ingress    median {}  p90 {}",
+        ms(p50),
+        ms(p90)
+    );
+    println!(
+        "  docker pull + docker run → first 200           median {}  p90 {}",
+        ms(d50),
+        ms(d90)
+    );
+    println!(
+        "  ratio (medians)                               {:.2}x",
+        p50.as_secs_f64() / d50.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    delete(api, app).await
 }

@@ -95,6 +95,16 @@ pub struct Ticket {
     pub expires_at: i64,
 }
 
+/// The key tickets are signed with, derived from the platform's JWT secret
+/// (so that every control plane of a platform has it without one more secret).
+pub fn ticket_key(jwt_secret: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"skypanel registry tickets\0");
+    hash.update(jwt_secret.as_bytes());
+    hash.finalize().to_vec()
+}
+
 /// The prefix of every ticket (and of nothing else the platform issues).
 const TICKET_PREFIX: &str = "srt1.";
 
