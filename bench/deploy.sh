@@ -36,6 +36,7 @@ SKYPANEL_ADMIN_PASSWORD=bench-password "$target/skypanel" admin create --email b
 cp_pid=$!
 agent_pid=
 cleanup() {
+    set +e  # clean up everything, whatever fails
     [ -n "${BENCH_LOGS:-}" ] && mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/
     [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
     kill "$cp_pid" 2>/dev/null || true

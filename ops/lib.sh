@@ -159,9 +159,15 @@ auth:
     issuer: skypanel
     rootcertbundle: $dir/token.crt
 YAML
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null \
-        || [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/")" = 401 ]; then
-        return 0
+    local pid
+    pid=$(cat "$dir/registry.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        # Ours, still running: started again so that it reads this configuration.
+        kill -TERM "$pid"
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port is taken by another program; choose the registry's port with SKYPANEL_REGISTRY_PORT"
     fi
     say "starting the image registry on 127.0.0.1:$port"
     nohup docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 &

@@ -838,13 +838,24 @@ async fn docker_nodes_and_the_registry_keep_what_their_retention_says() {
         "deploy 6",
     )
     .await;
-    let labelled = format!("label=skypanel.app={app}");
     let managed = format!("label=skypanel.managed={}", stack.namespace);
+    let repository = format!("app-{app}");
     let count_images = || {
-        let (_, out) =
-            stack::docker_text(&["images", "-q", "--filter", &labelled, "--filter", &managed]);
-        // One row per tag: an image built and pushed has two.
-        let ids: std::collections::HashSet<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+        let (_, out) = stack::docker_text(&[
+            "images",
+            "--filter",
+            &managed,
+            "--format",
+            "{{.ID}} {{.Repository}}",
+        ]);
+        // The platform's label, and the application's repository; one row
+        // per tag (an image built and pushed has two).
+        let ids: std::collections::HashSet<&str> = out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, r)| r.rsplit('/').next() == Some(repository.as_str()))
+            .map(|(id, _)| id)
+            .collect();
         ids.len()
     };
     assert_eq!(count_images(), 4, "the current release and the 3 before");

@@ -14,7 +14,6 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use skypanel_protocol::image::{PushSpec, Pushed, RegistryLogin, repository_of};
-use skypanel_protocol::names::LABEL_APP;
 use skypanel_protocol::node::ImageUsage;
 use skypanel_protocol::task::AppSpec;
 
@@ -223,21 +222,42 @@ pub async fn push(engine: &Engine, spec: &PushSpec, log: &TaskLog) -> Result<Pus
 /// label (a customer's prebuilt image, anything else on the node) are never
 /// listed, so never removed.
 pub async fn managed(engine: &Engine, app_id: Option<i64>) -> Vec<ImageSummary> {
-    let mut labels = vec![engine.managed_filter()];
-    if let Some(app) = app_id {
-        labels.push(format!("{LABEL_APP}={app}"));
-    }
     let options = ListImagesOptions {
-        filters: Some(HashMap::from([("label".to_string(), labels)])),
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![engine.managed_filter()],
+        )])),
         ..Default::default()
     };
-    let mut images = engine
+    let mut images: Vec<ImageSummary> = engine
         .raw()
         .list_images(Some(options))
         .await
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| app_id.is_none_or(|app| application_of(i) == Some(app)))
+        .collect();
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
     images
+}
+
+/// The application an image of the platform's is of, by its names: the
+/// builder's tag (`[<namespace>]skypanel/app-<id>:<build>`) or the
+/// registry's (`<registry>/[path/]app-<id>:v<release>` or `@sha256:…`).
+fn application_of(image: &ImageSummary) -> Option<i64> {
+    image
+        .repo_tags
+        .iter()
+        .chain(&image.repo_digests)
+        .find_map(|name| {
+            let repository = repository_of(name);
+            repository
+                .rsplit('/')
+                .next()?
+                .strip_prefix("app-")?
+                .parse()
+                .ok()
+        })
 }
 
 /// Keeps the application's images its containers use and the `keep` newest

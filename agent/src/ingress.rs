@@ -152,33 +152,43 @@ impl Ingress {
 
     /// Waits until nginx answers the challenge (at most 10 s).
     async fn await_answer(&self, token: &str, key_authorization: &str) -> Result<(), String> {
+        let path = format!("/.well-known/acme-challenge/{token}");
+        self.await_served(None, &path, key_authorization)
+            .await
+            .map_err(|()| "the ingress does not serve the ACME challenge's answer".into())
+    }
+
+    /// Waits until nginx answers `path` for `host` with `expected` (at most
+    /// 10 s): a reload takes effect a moment after its signal.
+    async fn await_served(&self, host: Option<&str>, path: &str, expected: &str) -> Result<(), ()> {
         let address = match self.options.address.as_str() {
             "0.0.0.0" | "" => "127.0.0.1",
             "::" => "[::1]",
             other => other,
         };
-        let url = format!(
-            "http://{address}:{}/.well-known/acme-challenge/{token}",
-            self.options.http_port
-        );
+        let url = format!("http://{address}:{}{path}", self.options.http_port);
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(2))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| ())?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let answer = match client.get(&url).send().await {
+            let mut request = client.get(&url);
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            let answer = match request.send().await {
                 Ok(response) if response.status().is_success() => response.text().await.ok(),
                 _ => None,
             };
-            if answer.as_deref() == Some(key_authorization) {
+            if answer.as_deref() == Some(expected) {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
-                return Err("the ingress does not serve the ACME challenge's answer".into());
+                return Err(());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 
@@ -367,9 +377,20 @@ impl Ingress {
             };
             return Err(format!("the ingress refused the new configuration: {err}"));
         }
+        let first = route.hostnames.first().cloned();
+        let marker = route_marker(&route);
         routes.insert(route.app_id, route);
         self.reload_or_start().await?;
         self.prune_certs(&routes);
+        // Done once nginx serves the new route: a release's old instances
+        // are retired only after that, and `running` means served.
+        if let Some(host) = first {
+            self.await_served(Some(&host), ROUTE_PATH, &marker)
+                .await
+                .map_err(|()| {
+                    "the ingress did not take its new configuration within 10 s".to_string()
+                })?;
+        }
         Ok(())
     }
 
@@ -542,6 +563,24 @@ fn acme_location(options: &IngressOptions) -> String {
     )
 }
 
+/// Where each server block answers which version of its route it serves
+/// (the agent waits for it after a reload; it never reaches the application).
+const ROUTE_PATH: &str = "/.well-known/skypanel-route";
+
+/// What a route's server blocks answer at [`ROUTE_PATH`]: a digest of the route.
+fn route_marker(route: &Route) -> String {
+    use sha2::Digest;
+    let text = serde_json::to_string(route).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+}
+
+fn route_location(route: &Route) -> String {
+    format!(
+        "    location = {ROUTE_PATH} {{\n        default_type text/plain;\n        return 200 \"{}\";\n    }}\n",
+        route_marker(route)
+    )
+}
+
 /// One exact location per challenge answer (tokens and answers are base64url
 /// and dots: checked before they get here).
 fn challenges_conf(answers: &BTreeMap<String, (String, std::time::Instant)>) -> String {
@@ -559,7 +598,7 @@ fn site_conf(options: &IngressOptions, route: &Route) -> String {
     let listen = format!("{}:{}", options.address, options.http_port);
     let listen_tls = format!("{}:{}", options.address, options.https_port);
     let id = route.app_id;
-    let acme = acme_location(options);
+    let acme = acme_location(options) + &route_location(route);
     let (upstream, answer) = match &route.mode {
         Mode::Serving { ports, .. } if !ports.is_empty() => {
             let servers: String = ports

@@ -532,10 +532,14 @@ async fn releases(
         args.rounds
     );
     println!(
-        "  POST .../env → served                         median {}  p90 {}  ({failed} failed requests)",
+        "  POST .../env → served                         median {}  p90 {}  ({} failed requests)",
         ms(e50),
-        ms(e90)
+        ms(e90),
+        failed.len()
     );
+    for failure in &failed {
+        println!("    failed: {failure}");
+    }
     let (platform, plain) = release_rounds::pulls(&target, node, args.rounds).await?;
     let (p50, p90) = stats(platform);
     let (d50, d90) = stats(plain);

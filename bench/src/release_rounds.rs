@@ -32,10 +32,10 @@ pub struct Target<'a> {
 pub async fn env_changes(
     target: &Target<'_>,
     rounds: usize,
-) -> anyhow::Result<(Vec<Duration>, usize)> {
+) -> anyhow::Result<(Vec<Duration>, Vec<String>)> {
     let url = format!("http://127.0.0.1:{}/cgi-bin/greeting", target.ingress_port);
     let mut times = Vec::new();
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for round in 0..rounds {
         let value = format!("round-{round}-{}", std::process::id());
         let started = Instant::now();
@@ -62,7 +62,8 @@ pub async fn env_changes(
                         break;
                     }
                 }
-                _ => failed += 1,
+                Ok(a) => failed.push(format!("answered {}", a.status())),
+                Err(err) => failed.push(format!("{err:?}")),
             }
             if started.elapsed() > Duration::from_secs(60) {
                 bail!("the change was never served");

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use skypanel_protocol::task::{BuildResult, BuildSpec};
 use tokio::sync::watch;
 
-use skypanel_protocol::names::{LABEL_APP, LABEL_MANAGED};
+use skypanel_protocol::names::LABEL_MANAGED;
 
 use crate::docker::{Engine, short};
 use crate::executor::{TaskFailure, TaskLog};
@@ -122,6 +122,7 @@ impl Builder {
                 .map_err(|e| TaskFailure::node(format!("cannot write the Dockerfile: {e}")))?;
             }
         }
+        self.label(&src.join("Dockerfile"))?;
         let context = work.join("context.tar");
         let (from, to) = (src.clone(), context.clone());
         tokio::task::spawn_blocking(move || write_context(&from, &to))
@@ -129,7 +130,7 @@ impl Builder {
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?;
         let tag = self.image_tag(spec);
-        self.docker_build(&context, &tag, spec.app_id, log).await?;
+        self.docker_build(&context, &tag, log).await?;
         let image =
             self.engine.raw().inspect_image(&tag).await.map_err(|e| {
                 TaskFailure::node(format!("cannot inspect the image: {}", short(&e)))
@@ -153,25 +154,37 @@ impl Builder {
         })
     }
 
+    /// Sets the platform's label in the Dockerfile's final stage: the node's
+    /// image retention removes only images that carry it (never a
+    /// customer's own). A Dockerfile that is not a regular file (a symbolic
+    /// link) is left as it is, and its image is never removed by retention.
+    fn label(&self, dockerfile: &Path) -> Result<(), TaskFailure> {
+        let regular = std::fs::symlink_metadata(dockerfile).is_ok_and(|m| m.is_file());
+        if !regular {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(dockerfile)
+            .map_err(|e| TaskFailure::app(format!("cannot read the Dockerfile: {e}")))?;
+        let label = format!("{LABEL_MANAGED}=\"{}\"", self.engine.managed_value());
+        if let Some(labelled) = recipe::labelled(&text, &label) {
+            std::fs::write(dockerfile, labelled)
+                .map_err(|e| TaskFailure::node(format!("cannot write the Dockerfile: {e}")))?;
+        }
+        Ok(())
+    }
+
     async fn docker_build(
         &self,
         context: &Path,
         tag: &str,
-        app_id: i64,
         log: &TaskLog,
     ) -> Result<(), TaskFailure> {
-        // The platform's labels: the node's image retention removes only
-        // images that carry them (never a customer's own).
-        let labels = std::collections::HashMap::from([
-            (LABEL_MANAGED.to_string(), self.engine.managed_value()),
-            (LABEL_APP.to_string(), app_id.to_string()),
-        ]);
+        // The tag names the application: `<namespace>skypanel/app-<id>`.
         let options = BuildImageOptions {
             dockerfile: "Dockerfile".into(),
             t: Some(tag.to_string()),
             rm: true,
             forcerm: true,
-            labels: Some(labels),
             ..Default::default()
         };
         let file = tokio::fs::File::open(context)
