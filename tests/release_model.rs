@@ -274,3 +274,71 @@ async fn a_failed_rollback_gives_back_the_variables_of_the_release_that_serves()
     }
     assert_eq!(s.releases().await.len(), 3, "no release from bad input");
 }
+
+#[tokio::test]
+async fn another_plan_or_port_is_a_release_and_one_that_does_not_fit_changes_nothing() {
+    let s = setup().await;
+    let admin = s.app.admin().await;
+    let plan = |name: &str, cpu: i32, memory: i32| {
+        let body = json!({"name": name, "cpu_limit": cpu, "memory_limit": memory,
+                          "storage_limit": 1024, "monthly_price": "9.00", "hourly_rate": "0.0200"});
+        s.app.post("/api/admin/paas/plans", &admin, body)
+    };
+    let larger = plan("larger", 1000, 1024).await.expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let huge = plan("huge", 1000, 1_000_000).await.expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    s.app
+        .post(&format!("{}/deploy", s.path()), &s.customer, json!({}))
+        .await
+        .expect(202);
+    let first = s.next_task().await;
+    assert_eq!(first["spec"]["memory_mb"], 512);
+    s.finish(&first, true).await;
+    s.status_is("running").await;
+
+    let changed = s
+        .app
+        .put(
+            &s.path(),
+            &s.customer,
+            json!({"plan_id": larger, "port": 3000}),
+        )
+        .await;
+    assert_eq!(changed.expect(200)["plan_id"], larger);
+    let second = s.next_task().await;
+    assert_eq!(second["spec"]["release"], 2);
+    assert_eq!(second["spec"]["memory_mb"], 1024);
+    assert_eq!(second["spec"]["cpu_millicores"], 1000);
+    assert_eq!(second["spec"]["port"], 3000);
+    assert_eq!(second["spec"]["env"]["PORT"], "3000");
+    assert_eq!(
+        s.releases().await[0]["description"],
+        "Change plan to larger and port to 3000"
+    );
+    s.finish(&second, true).await;
+    s.status_is("running").await;
+
+    // No node has room for it: 409, and the plan and port stay as they were.
+    let refused = s
+        .app
+        .put(
+            &s.path(),
+            &s.customer,
+            json!({"plan_id": huge, "port": 4000}),
+        )
+        .await;
+    refused.expect_error(409, "no_node_available");
+    let now = s.app.get(&s.path(), &s.customer).await;
+    assert_eq!(now.body["plan_id"], larger);
+    assert_eq!(now.body["port"], 3000);
+    assert_eq!(s.releases().await.len(), 2);
+    // Settings that are no release (a health check path) make none.
+    s.app
+        .put(&s.path(), &s.customer, json!({"health_check_path": "/up"}))
+        .await
+        .expect(200);
+    assert_eq!(s.releases().await.len(), 2);
+}

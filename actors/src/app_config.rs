@@ -1,6 +1,6 @@
 //! Configuration changes and requests that wait. A change of the variables,
-//! or a database linked or unlinked, makes a release of the serving image
-//! with the environment as it is now: rolled out at once where containers
+//! a database linked or unlinked, or another plan or port makes a release of
+//! the serving image with the configuration as it is now: rolled out at once where containers
 //! should run, recorded for the next start where they should not (a stopped
 //! or suspended application). A deploy, rollback or configuration change
 //! asked for while a rollout runs waits for it and runs after it.
@@ -79,8 +79,7 @@ pub(crate) async fn configure(
                 let position = wait_for_config(conn, &current, &change).await?;
                 return Ok((Outcome::Waiting(position), vars));
             }
-            let now = releases::current_env(conn, &ctx, &current).await?;
-            if releases::open_env(&ctx, &serving)?.as_ref() == Some(&now) {
+            if releases::unchanged(conn, &ctx, &current, &serving).await? {
                 return Ok((Outcome::Unchanged, vars));
             }
             let release_plan = ReleasePlan {

@@ -59,6 +59,26 @@ impl ReleaseConfig {
     }
 }
 
+/// Whether a new release from `serving` would change nothing its
+/// containers get: the same environment, port and plan limits.
+pub(crate) async fn unchanged(
+    conn: &mut Conn,
+    ctx: &Context,
+    app: &Application,
+    serving: &Release,
+) -> skypanel_store::Result<bool> {
+    let now = current_env(conn, ctx, app).await?;
+    if open_env(ctx, serving)?.as_ref() != Some(&now) {
+        return Ok(false);
+    }
+    let plan = catalog::get_plan(conn, app.plan_id).await?;
+    Ok(ReleaseConfig::of(serving).is_some_and(|c| {
+        c.port == app.port
+            && c.cpu_millicores == Some(plan.cpu_limit)
+            && c.memory_mb == Some(plan.memory_limit)
+    }))
+}
+
 /// Where a new release's image comes from.
 #[derive(Debug, Clone)]
 pub(crate) enum ImageSource {

@@ -101,7 +101,9 @@ impl Builder {
             token: spec.git_token.as_deref(),
             work,
         };
+        let began = std::time::Instant::now();
         let (src, commit) = clone.run_clone(log).await?;
+        let cloned = began.elapsed();
         let recipe = recipe::choose(
             |f| src.join(f).is_file(),
             spec.runtime.as_ref(),
@@ -129,8 +131,16 @@ impl Builder {
             .await
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?;
+        let packed = began.elapsed();
         let tag = self.image_tag(spec);
         self.docker_build(&context, &tag, log).await?;
+        tracing::debug!(
+            build_id = spec.build_id,
+            ?cloned,
+            ?packed,
+            built = ?began.elapsed(),
+            "build phases"
+        );
         let image =
             self.engine.raw().inspect_image(&tag).await.map_err(|e| {
                 TaskFailure::node(format!("cannot inspect the image: {}", short(&e)))

@@ -5,7 +5,9 @@ use poem::Request;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use skypanel_actors::{AppRequest, ConfigChange};
 use skypanel_domain::git::{validate_branch, validate_repo_url};
+use skypanel_domain::lifecycle::ReleaseKind;
 use skypanel_domain::names::{
     clean_text, slug_from_app_name, validate_http_path, validate_image_reference, validate_region,
 };
@@ -14,6 +16,7 @@ use skypanel_store::apps::{self, Application, ApplicationChanges, NewApplication
 use skypanel_store::catalog::{self, Plan};
 use skypanel_store::{Conn, nodes};
 
+use super::app_commands::through_actor;
 use super::{Audit, Created, Tag, page};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
@@ -224,8 +227,11 @@ impl AppsApi {
 
     /// Update an application's settings
     ///
-    /// Only the fields sent change; send `null` to clear a nullable one. The
-    /// new settings take effect at the next deploy.
+    /// Only the fields sent change; send `null` to clear a nullable one.
+    /// Another plan or port makes a release of the serving image (rolled out
+    /// at once on a running application, for the next start of a stopped
+    /// one; 409 `no_node_available`, nothing changed, when its node has no
+    /// room for the new plan); the other settings take effect at the next deploy.
     #[oai(path = "/:id", method = "put", operation_id = "updateApplication")]
     async fn update(
         &self,
@@ -289,10 +295,11 @@ impl AppsApi {
             health_check_path: health,
             auto_deploy: b.auto_deploy,
         };
-        let app = apps::update(
+        let before = app;
+        let mut app = apps::update(
             &mut conn,
             auth.user_id(),
-            app.id,
+            before.id,
             &changes,
             self.state.now(),
         )
@@ -302,6 +309,14 @@ impl AppsApi {
             .on("application", app.id)
             .write(&mut conn)
             .await;
+        drop(conn);
+        if let Some(description) = release_change(&before, &app, &self.state).await?
+            && before.current_release_id.is_some()
+        {
+            app = self
+                .release_settings(request, &auth, &before, description)
+                .await?;
+        }
         Ok(Json(app.into()))
     }
 
@@ -329,6 +344,65 @@ impl AppsApi {
             Ok(DeleteAnswer::Deleted)
         } else {
             Ok(DeleteAnswer::Deleting(Json(Box::new(accepted.app.into()))))
+        }
+    }
+}
+
+/// What a settings change means for the running containers: another plan
+/// or port is a release ("Change plan to large and port to 3000").
+async fn release_change(
+    before: &Application,
+    after: &Application,
+    state: &AppState,
+) -> ApiResult<Option<String>> {
+    let mut what = Vec::new();
+    if after.plan_id != before.plan_id {
+        let mut conn = state.store().conn().await?;
+        let plan = catalog::get_plan(&mut conn, after.plan_id).await?;
+        what.push(format!("plan to {}", plan.name));
+    }
+    if after.port != before.port {
+        what.push(format!("port to {}", after.port));
+    }
+    Ok((!what.is_empty()).then(|| format!("Change {}", what.join(" and "))))
+}
+
+impl AppsApi {
+    /// Makes the release a new plan or port needs; when the application's
+    /// actor refuses it (no room on its node for the new plan), the plan
+    /// and port go back to what they were and the refusal is the answer.
+    async fn release_settings(
+        &self,
+        request: &Request,
+        auth: &BearerAuth,
+        before: &Application,
+        description: String,
+    ) -> ApiResult<Application> {
+        let configure = AppRequest::Configure(Box::new(ConfigChange {
+            env: None,
+            kind: ReleaseKind::Config,
+            description,
+            by: auth.user_id(),
+        }));
+        match through_actor(&self.state, request, auth.user_id(), before.id, configure).await {
+            Ok(accepted) => Ok(accepted.app),
+            Err(refused) => {
+                let back = ApplicationChanges {
+                    plan_id: Some(before.plan_id),
+                    port: Some(before.port),
+                    ..ApplicationChanges::default()
+                };
+                let mut conn = self.state.store().conn().await?;
+                apps::update(
+                    &mut conn,
+                    auth.user_id(),
+                    before.id,
+                    &back,
+                    self.state.now(),
+                )
+                .await?;
+                Err(refused)
+            }
         }
     }
 }
