@@ -338,11 +338,14 @@ async fn docker_canary_secrets_never_appear_in_a_log_or_an_error() {
         seen.contains(&env_canary) && seen.contains(&password),
         "{seen}"
     );
+    // Registry tickets (every task of a node carries one) start `srt1.`.
+    let ticket = "srt1.".to_string();
     for (what, secret) in [
         ("a git token", &canary),
         ("a wrong git token", &wrong),
         ("an environment variable", &env_canary),
         ("a database password", &password),
+        ("a registry ticket", &ticket),
     ] {
         for (source, text) in &everything {
             assert!(

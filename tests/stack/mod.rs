@@ -610,8 +610,13 @@ impl Stack {
         app["id"].as_i64().unwrap()
     }
 
-    /// Starts a deploy from git; answers its build's id.
+    /// Starts a deploy from git; answers its build's id. A deploy that waits
+    /// for a rollout in flight (a configuration change's) is followed until
+    /// its build starts.
     pub async fn start_deploy(&self, token: &str, app: i64) -> i64 {
+        let builds = format!("/api/paas/applications/{app}/builds?limit=1");
+        let newest = |list: Value| list[0]["id"].as_i64().unwrap_or(0);
+        let before = newest(self.get(&builds, token).await);
         let (status, answer) = self
             .post(
                 &format!("/api/paas/applications/{app}/deploy"),
@@ -620,7 +625,22 @@ impl Stack {
             )
             .await;
         assert_eq!(status, 202, "{answer:#}");
-        answer["build"]["id"].as_i64().expect("a build")
+        if let Some(build) = answer["build"]["id"].as_i64() {
+            return build;
+        }
+        assert!(
+            answer["waiting"].is_object(),
+            "a build, or a wait: {answer:#}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = newest(self.get(&builds, token).await);
+            if now > before {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "the waiting deploy never built");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits (up to two minutes) until the build ends; answers it.
