@@ -351,28 +351,7 @@ async fn docker_an_unpaid_balance_stops_the_containers_and_a_credit_starts_them_
     assert!(fetch(ports[0]).await.is_some());
 
     // The app has run for the last two hours (backdated: the clock is real).
-    let mut conn: diesel_async::AsyncPgConnection =
-        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
-            &stack.db.url,
-        )
-        .await
-        .unwrap();
-    diesel_async::RunQueryDsl::execute(
-        diesel::sql_query("UPDATE paas_usage SET started_at = started_at - interval '2 hours'"),
-        &mut conn,
-    )
-    .await
-    .unwrap();
-    let hour = chrono::Utc::now() - chrono::Duration::hours(1);
-    let hour = hour.format("%Y-%m-%dT%H:00:00Z").to_string();
-    let (status, run) = stack
-        .post(
-            "/api/admin/paas/billing/run",
-            &stack.admin,
-            json!({"period_start": hour}),
-        )
-        .await;
-    assert_eq!(status, 200, "{run:#}");
+    let run = stack.bill_past_hour().await;
     // (The hourly tick may have billed the hour first, if the test straddles one.)
     assert!(run["records"].as_i64().unwrap() <= 1);
 

@@ -369,29 +369,7 @@ async fn docker_scale_crash_restart_and_resume_run_the_current_releases_environm
     all_greet(&stack, app, 2, Some("two")).await;
 
     // Suspended for an unpaid hour, then resumed: the same environment.
-    let mut conn: diesel_async::AsyncPgConnection =
-        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
-            &stack.db.url,
-        )
-        .await
-        .unwrap();
-    diesel_async::RunQueryDsl::execute(
-        diesel::sql_query("UPDATE paas_usage SET started_at = started_at - interval '2 hours'"),
-        &mut conn,
-    )
-    .await
-    .unwrap();
-    let hour = (chrono::Utc::now() - chrono::Duration::hours(1))
-        .format("%Y-%m-%dT%H:00:00Z")
-        .to_string();
-    let (status, _) = stack
-        .post(
-            "/api/admin/paas/billing/run",
-            &stack.admin,
-            json!({"period_start": hour}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    stack.bill_past_hour().await;
     stack.app_in(&alice, app, "suspended").await;
     // Changed while suspended: a release for the resume.
     let (status, answer) = stack

@@ -160,12 +160,26 @@ async fn wait_for_config(
                 Some("config") => ReleaseKind::Config,
                 _ => change.kind,
             };
-            (format!("{before}; {}", change.description), kind)
+            (merged_description(before, &change.description), kind)
         }
         None => (change.description.clone(), change.kind),
     };
     let payload = serde_json::json!({"description": description, "kind": kind.as_str()});
     app_requests::wait(conn, app.id, "config", &payload, Some(change.by)).await
+}
+
+/// The description of one release made of several changes: each once, in
+/// order ("Set A; Remove B"), at most 300 characters.
+fn merged_description(before: &str, next: &str) -> String {
+    let mut parts: Vec<&str> = before.split("; ").filter(|p| !p.is_empty()).collect();
+    if !parts.contains(&next) {
+        parts.push(next);
+    }
+    let text = parts.join("; ");
+    match text.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
 }
 
 /// Records a deploy or rollback that waits for the rollout in flight.
@@ -283,5 +297,23 @@ pub(crate) async fn run_waiting(state: &mut AppState) -> Result<(), Error> {
             };
             state.write(&change).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged_description;
+
+    #[test]
+    fn waiting_changes_describe_their_release_once_each() {
+        assert_eq!(merged_description("Set A", "Set A"), "Set A");
+        assert_eq!(merged_description("Set A", "Remove B"), "Set A; Remove B");
+        assert_eq!(
+            merged_description("Set A; Remove B", "Set A"),
+            "Set A; Remove B"
+        );
+        let long = merged_description(&"x".repeat(400), "Set A");
+        assert_eq!(long.chars().count(), 301);
+        assert!(long.ends_with('…'));
     }
 }

@@ -119,18 +119,7 @@ pub async fn pulls(
     node_id: i64,
     rounds: usize,
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
-    let releases = target
-        .api
-        .call(
-            reqwest::Method::GET,
-            &format!("/paas/applications/{}/releases", target.app),
-            None,
-        )
-        .await?;
-    let current = releases
-        .as_array()
-        .and_then(|l| l.iter().find(|r| r["current"] == true))
-        .context("no current release")?;
+    let current = current_release(target).await?;
     let image_id = current["image_id"]
         .as_str()
         .context("no image id")?
@@ -240,22 +229,27 @@ pub async fn pulls(
     Ok((platform, plain))
 }
 
+/// The release the application serves.
+async fn current_release(target: &Target<'_>) -> anyhow::Result<Value> {
+    let releases = target
+        .api
+        .call(
+            reqwest::Method::GET,
+            &format!("/paas/applications/{}/releases", target.app),
+            None,
+        )
+        .await?;
+    releases
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["current"] == true))
+        .cloned()
+        .context("no current release")
+}
+
 /// The current release's image in the registry, once its push is done.
 async fn registry_image(target: &Target<'_>) -> anyhow::Result<String> {
     for _ in 0..300 {
-        let releases: Value = target
-            .api
-            .call(
-                reqwest::Method::GET,
-                &format!("/paas/applications/{}/releases", target.app),
-                None,
-            )
-            .await?;
-        if let Some(image) = releases
-            .as_array()
-            .and_then(|l| l.iter().find(|r| r["current"] == true))
-            .and_then(|r| r["registry_image"].as_str())
-        {
+        if let Some(image) = current_release(target).await?["registry_image"].as_str() {
             return Ok(image.to_string());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -654,6 +654,32 @@ impl Stack {
         self.get(&path, token).await
     }
 
+    /// Backdates every usage interval by two hours and bills the past hour
+    /// (the clock is real); answers the billing run. A wallet with no credit
+    /// goes below zero.
+    pub async fn bill_past_hour(&self) -> Value {
+        use diesel_async::{AsyncConnection, RunQueryDsl};
+        let mut conn = diesel_async::AsyncPgConnection::establish(&self.db.url)
+            .await
+            .unwrap();
+        diesel::sql_query("UPDATE paas_usage SET started_at = started_at - interval '2 hours'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let hour = (chrono::Utc::now() - chrono::Duration::hours(1))
+            .format("%Y-%m-%dT%H:00:00Z")
+            .to_string();
+        let (status, run) = self
+            .post(
+                "/api/admin/paas/billing/run",
+                &self.admin,
+                json!({"period_start": hour}),
+            )
+            .await;
+        assert_eq!(status, 200, "{run:#}");
+        run
+    }
+
     /// `docker inspect` of a container, as JSON.
     pub fn inspect(&self, name: &str) -> Value {
         let out = docker(&["inspect", name]);
