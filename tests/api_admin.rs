@@ -479,9 +479,10 @@ async fn a_node_hosting_apps_cannot_be_deleted_and_reports_its_reservations() {
     )
     .await
     .expect(202);
-    // Placement arrives with the orchestrator; put the app on the node directly.
+    // Placement arrives with the orchestrator; put the app on the node
+    // directly, running (only what runs, or is about to, holds room).
     app.exec_sql(&format!(
-        "UPDATE paas_applications SET node_id = {} WHERE id = {}",
+        "UPDATE paas_applications SET node_id = {}, status = 'running' WHERE id = {}",
         w.node, w.app
     ))
     .await;

@@ -43,47 +43,26 @@ impl Setup {
 
     /// The next task the node leases.
     async fn next_task(&self) -> Value {
-        self.app
-            .until_some(5, "a task for the node", || async {
-                let leased = self.app.lease(&self.agent, 1).await;
-                leased.body["tasks"]
-                    .as_array()
-                    .and_then(|t| t.first().cloned())
-            })
-            .await
+        self.app.next_task(&self.agent).await
     }
 
-    /// Reports a task done (`ok`) or failed, with one instance of its release.
+    /// Reports a task done (`ok`, with one instance of its release) or failed.
     async fn finish(&self, task: &Value, ok: bool) {
-        let id = task["task_id"].as_i64().unwrap();
-        let lease = task["lease_id"].as_str().unwrap();
         let release = task["spec"]["release"].as_i64().unwrap() as i32;
         let generation = task["spec"]["generation"].as_i64().unwrap();
-        self.app
-            .report(&self.agent, id, lease, "running", None, json!([]))
-            .await
-            .expect(200);
-        let (status, error, instances) = if ok {
-            let c = container(
+        let instances = if ok {
+            json!([container(
                 self.application,
                 self.customer_id,
                 release,
                 0,
                 generation,
-                "running",
-            );
-            ("succeeded", None, json!([c]))
+                "running"
+            )])
         } else {
-            (
-                "failed",
-                Some("instance 0 exited with code 1 while starting"),
-                json!([]),
-            )
+            json!([])
         };
-        self.app
-            .report(&self.agent, id, lease, status, error, instances)
-            .await
-            .expect(200);
+        self.app.finish(&self.agent, task, ok, instances).await;
     }
 
     async fn status_is(&self, status: &str) {

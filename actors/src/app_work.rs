@@ -298,13 +298,21 @@ pub(crate) async fn place(
     drop(conn);
     let (cpu, memory) = (i64::from(plan.cpu_limit), i64::from(plan.memory_limit));
     let held = i64::from(app.instance_count);
+    // What the application holds on its node now counts as free for it.
+    let holding = |status: Option<&str>| {
+        status
+            .and_then(|s| s.parse::<skypanel_domain::lifecycle::AppStatus>().ok())
+            .is_some_and(|s| s.holds_capacity())
+    };
+    let holds = app.node_id.is_some()
+        && (holding(Some(&app.status)) || holding(app.target_status.as_deref()));
     let requirement = Requirement {
         entity: Placed::App(app.id),
         region: app.region.clone(),
         cpu: cpu * i64::from(instances),
         memory: memory * i64::from(instances),
         current: app.node_id,
-        held: if app.node_id.is_some() {
+        held: if holds {
             (cpu * held, memory * held)
         } else {
             (0, 0)

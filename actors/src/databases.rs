@@ -29,7 +29,7 @@ pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error
         cpu: i64::from(plan.cpu_limit),
         memory: i64::from(plan.memory_limit),
         current: db.node_id,
-        held: if db.node_id.is_some() {
+        held: if db.node_id.is_some() && db.status().is_ok_and(|s| s.holds_capacity()) {
             (i64::from(plan.cpu_limit), i64::from(plan.memory_limit))
         } else {
             (0, 0)

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use skypanel_domain::lifecycle::NodeStatus;
 
-use crate::schema::{paas_applications, paas_databases, paas_nodes, paas_plans};
+use crate::schema::{paas_applications, paas_databases, paas_nodes};
 use crate::{Conn, Error, Result};
 
 /// A node row without its secret digests.
@@ -47,17 +47,6 @@ pub struct NodeChanges {
     pub region: Option<String>,
     pub host_address: Option<String>,
     pub status: Option<String>,
-}
-
-/// Resources the plans of a node's applications and databases reserve.
-#[derive(Debug, Clone, Default)]
-pub struct Allocation {
-    pub applications: i64,
-    pub databases: i64,
-    /// Millicores: each app's plan CPU times its instance count, plus each database's.
-    pub cpu: i64,
-    /// MB, counted the same way.
-    pub memory: i64,
 }
 
 /// Registers a node in `pending` state, awaiting its agent.
@@ -117,13 +106,12 @@ pub async fn update(conn: &mut Conn, id: i64, changes: &NodeChanges) -> Result<N
 pub async fn delete(conn: &mut Conn, id: i64) -> Result<()> {
     conn.transaction(async |conn| {
         paas_nodes::table.find(id).select(paas_nodes::id).for_update().first::<i64>(conn).await?;
-        let allocation = allocation(conn, id).await?;
-        if allocation.applications + allocation.databases > 0 {
+        let (applications, databases) = placed(conn, id).await?;
+        if applications + databases > 0 {
             return Err(Error::conflict(
                 None,
                 format!(
-                    "the node hosts {} application(s) and {} database(s); move or delete them first",
-                    allocation.applications, allocation.databases
+                    "the node hosts {applications} application(s) and {databases} database(s); move or delete them first"
                 ),
             ));
         }
@@ -133,38 +121,20 @@ pub async fn delete(conn: &mut Conn, id: i64) -> Result<()> {
     .await
 }
 
-/// What the plans of the node's applications and databases reserve.
-pub async fn allocation(conn: &mut Conn, node_id: i64) -> Result<Allocation> {
-    let apps: Vec<(i32, i32, i32)> = paas_applications::table
-        .inner_join(paas_plans::table)
+/// How many applications and databases are placed on the node, whatever
+/// their state (a node that hosts any cannot be deleted).
+pub async fn placed(conn: &mut Conn, node_id: i64) -> Result<(i64, i64)> {
+    let apps: i64 = paas_applications::table
         .filter(paas_applications::node_id.eq(node_id))
-        .select((
-            paas_applications::instance_count,
-            paas_plans::cpu_limit,
-            paas_plans::memory_limit,
-        ))
-        .load(conn)
+        .count()
+        .get_result(conn)
         .await?;
-    let dbs: Vec<(i32, i32)> = paas_databases::table
-        .inner_join(paas_plans::table)
+    let dbs: i64 = paas_databases::table
         .filter(paas_databases::node_id.eq(node_id))
-        .select((paas_plans::cpu_limit, paas_plans::memory_limit))
-        .load(conn)
+        .count()
+        .get_result(conn)
         .await?;
-    let mut total = Allocation {
-        applications: apps.len() as i64,
-        databases: dbs.len() as i64,
-        ..Allocation::default()
-    };
-    for (instances, cpu, memory) in apps {
-        total.cpu += i64::from(instances) * i64::from(cpu);
-        total.memory += i64::from(instances) * i64::from(memory);
-    }
-    for (cpu, memory) in dbs {
-        total.cpu += i64::from(cpu);
-        total.memory += i64::from(memory);
-    }
-    Ok(total)
+    Ok((apps, dbs))
 }
 
 /// Whether some node in `region` is registered and not disabled.

@@ -6,6 +6,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Numeric, Text};
 use diesel_async::RunQueryDsl;
 
+use skypanel_domain::lifecycle::{AppStatus, DatabaseStatus};
+
 use crate::{Conn, Result};
 
 /// Capacity of one node: what it has, what it reports using, and what the
@@ -44,18 +46,38 @@ pub struct NodeCapacity {
     pub databases: i64,
 }
 
-/// Every node with its reservations, ordered by region then id.
+/// Every node with its reservations, ordered by region then id. Only
+/// applications and databases whose status holds capacity reserve any
+/// (`AppStatus::HOLDING`, `DatabaseStatus::HOLDING`), or is becoming one (a
+/// stopped application starting): a failed, stopped or suspended one leaves
+/// its node's room to others.
 pub async fn node_capacity(conn: &mut Conn) -> Result<Vec<NodeCapacity>> {
+    capacity_of(conn, None).await
+}
+
+/// One node's capacity and reservations (as [`node_capacity`] counts them).
+pub async fn node_capacity_of(conn: &mut Conn, node_id: i64) -> Result<NodeCapacity> {
+    capacity_of(conn, Some(node_id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(crate::Error::NotFound)
+}
+
+async fn capacity_of(conn: &mut Conn, node_id: Option<i64>) -> Result<Vec<NodeCapacity>> {
+    let names = |list: Vec<&str>| list.join(",");
     Ok(diesel::sql_query(
         "WITH reserved AS (
              SELECT a.node_id, a.instance_count::bigint * p.cpu_limit AS cpu,
                     a.instance_count::bigint * p.memory_limit AS memory, 1 AS apps, 0 AS dbs
                FROM paas_applications a JOIN paas_plans p ON p.id = a.plan_id
               WHERE a.node_id IS NOT NULL
+                AND (a.status = ANY(string_to_array($1, ','))
+                     OR a.target_status = ANY(string_to_array($1, ',')))
              UNION ALL
              SELECT d.node_id, p.cpu_limit::bigint, p.memory_limit::bigint, 0, 1
                FROM paas_databases d JOIN paas_plans p ON p.id = d.plan_id
-              WHERE d.node_id IS NOT NULL
+              WHERE d.node_id IS NOT NULL AND d.status = ANY(string_to_array($2, ','))
          )
          SELECT n.id AS node_id, n.name, n.region, n.status,
                 n.cpu_total, n.cpu_used, n.memory_total, n.memory_used,
@@ -65,9 +87,17 @@ pub async fn node_capacity(conn: &mut Conn) -> Result<Vec<NodeCapacity>> {
                 COALESCE(SUM(r.apps), 0)::bigint AS applications,
                 COALESCE(SUM(r.dbs), 0)::bigint AS databases
            FROM paas_nodes n LEFT JOIN reserved r ON r.node_id = n.id
+          WHERE $3::bigint IS NULL OR n.id = $3
           GROUP BY n.id
           ORDER BY n.region, n.id",
     )
+    .bind::<diesel::sql_types::Text, _>(names(
+        AppStatus::HOLDING.iter().map(|s| s.as_str()).collect(),
+    ))
+    .bind::<diesel::sql_types::Text, _>(names(
+        DatabaseStatus::HOLDING.iter().map(|s| s.as_str()).collect(),
+    ))
+    .bind::<diesel::sql_types::Nullable<BigInt>, _>(node_id)
     .load(conn)
     .await?)
 }

@@ -425,6 +425,38 @@ impl TestApp {
             .await
     }
 
+    /// The next task the node leases (waiting up to 5 s).
+    pub async fn next_task(&self, agent: &Agent) -> Value {
+        self.until_some(5, "a task for the node", || async {
+            let leased = self.lease(agent, 1).await;
+            leased.body["tasks"]
+                .as_array()
+                .and_then(|t| t.iter().next().cloned())
+        })
+        .await
+    }
+
+    /// Reports a leased task running, then done (`ok`) or failed, with the
+    /// containers the node would list afterwards.
+    pub async fn finish(&self, agent: &Agent, task: &Value, ok: bool, instances: Value) {
+        let id = task["task_id"].as_i64().unwrap();
+        let lease = task["lease_id"].as_str().unwrap();
+        self.report(agent, id, lease, "running", None, json!([]))
+            .await
+            .expect(200);
+        let (status, error) = if ok {
+            ("succeeded", None)
+        } else {
+            (
+                "failed",
+                Some("instance 0 exited with code 1 while starting"),
+            )
+        };
+        self.report(agent, id, lease, status, error, instances)
+            .await
+            .expect(200);
+    }
+
     /// Polls `check` every 50 ms until it answers `Some`, for up to `seconds`.
     pub async fn until_some<T, F, Fut>(&self, seconds: u64, what: &str, mut check: F) -> T
     where

@@ -151,6 +151,30 @@ string_enum!(
     }
 );
 
+impl AppStatus {
+    /// The statuses in which an application holds its plan's CPU and memory
+    /// on its node: it runs, is about to (a build or rollout), or its
+    /// containers are still being removed. Failed, stopped, suspended and
+    /// never deployed applications hold nothing (as they are not billed).
+    pub const HOLDING: &'static [AppStatus] =
+        &[AppStatus::Building, AppStatus::Running, AppStatus::Deleting];
+
+    pub fn holds_capacity(self) -> bool {
+        Self::HOLDING.contains(&self)
+    }
+}
+
+impl DatabaseStatus {
+    /// The statuses in which a database holds its plan's CPU and memory on
+    /// its node: being provisioned, or running.
+    pub const HOLDING: &'static [DatabaseStatus] =
+        &[DatabaseStatus::Pending, DatabaseStatus::Running];
+
+    pub fn holds_capacity(self) -> bool {
+        Self::HOLDING.contains(&self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

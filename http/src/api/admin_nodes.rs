@@ -196,15 +196,15 @@ impl AdminNodesApi {
     async fn metrics(&self, _auth: AdminAuth, id: Path<i64>) -> ApiResult<Json<NodeMetrics>> {
         let mut conn = self.state.store().conn().await?;
         let node = nodes::get(&mut conn, id.0).await.or_not_found("node")?;
-        let allocation = nodes::allocation(&mut conn, node.id).await?;
+        let capacity = skypanel_store::reports::node_capacity_of(&mut conn, node.id).await?;
         Ok(Json(NodeMetrics {
             cpu_used_percent: percent(node.cpu_used, node.cpu_total),
             memory_used_percent: percent(node.memory_used, node.memory_total),
             disk_used_percent: percent(node.disk_used, node.disk_total),
-            cpu_allocated: allocation.cpu,
-            memory_allocated: allocation.memory,
-            applications: allocation.applications,
-            databases: allocation.databases,
+            cpu_allocated: capacity.cpu_allocated,
+            memory_allocated: capacity.memory_allocated,
+            applications: capacity.applications,
+            databases: capacity.databases,
             node: node.into(),
         }))
     }
