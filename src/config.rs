@@ -62,6 +62,10 @@ pub struct Config {
     pub quotas: skypanel_http::quotas::Quotas,
     /// The platform's image registry (none: images stay on their node).
     pub registry: Option<crate::registry::RegistryConfig>,
+    /// How long a node stays under pressure before it is degraded.
+    pub pressure_window: Duration,
+    /// How long a deploy waits for a node with room before it gives up.
+    pub placement_wait: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -497,6 +501,20 @@ impl Config {
             ..skypanel_jobs::WebhookSettings::default()
         };
         let registry = crate::registry::RegistryConfig::read(&raw, &mut errors);
+        let pressure_window = parse_number(
+            "SKYPANEL_NODE_PRESSURE_SECONDS",
+            raw.get("SKYPANEL_NODE_PRESSURE_SECONDS"),
+            300u64,
+            (0, 86_400),
+            &mut errors,
+        );
+        let placement_wait = parse_number(
+            "SKYPANEL_PLACEMENT_WAIT",
+            raw.get("SKYPANEL_PLACEMENT_WAIT"),
+            1800u64,
+            (0, 7 * 86_400),
+            &mut errors,
+        );
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -538,6 +556,8 @@ impl Config {
                 rate_limits,
                 quotas,
                 registry,
+                pressure_window: Duration::from_secs(pressure_window),
+                placement_wait: Duration::from_secs(placement_wait),
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -558,6 +578,8 @@ impl Config {
                 .registry
                 .as_ref()
                 .map(|r| r.actor_settings(&self.jwt_secret)),
+            pressure_window: self.pressure_window,
+            placement_wait: self.placement_wait,
             ..skypanel_actors::Settings::default()
         }
     }

@@ -113,6 +113,7 @@ async fn heartbeats_drive_node_health() {
         common::settings(),
         skypanel_actors::Settings {
             node_offline_after: Duration::from_secs(1),
+            pressure_window: Duration::from_millis(300),
             ..common::actor_settings()
         },
     )
@@ -135,17 +136,41 @@ async fn heartbeats_drive_node_health() {
     );
     assert!(n["last_heartbeat"].is_string());
 
-    // 95 % memory in use: degraded; back to normal: online.
+    // A build keeps every core busy: still online (CPU alone is no pressure
+    // below 95 %, and pressure must last the whole window).
     let path = format!("/api/internal/paas/nodes/{}/heartbeat", agent.node_id);
-    let hot = json!({"node_id": agent.node_id, "timestamp": chrono::Utc::now(), "agent_version": "t", "cpu_usage_percent": 5.0,
-        "cpu_total": 4000, "memory_used_mb": 7800, "memory_total_mb": 8192, "disk_used_mb": 1, "disk_total_mb": 100,
-        "container_count": 0, "containers": []});
-    assert_eq!(
-        app.node_call(Method::POST, &path, &agent.credential, Some(hot))
+    let beat = |cpu: f64, memory: i64| {
+        json!({"node_id": agent.node_id, "timestamp": chrono::Utc::now(), "agent_version": "t",
+            "cpu_usage_percent": cpu, "cpu_total": 4000, "memory_used_mb": memory, "memory_total_mb": 8192,
+            "disk_used_mb": 1, "disk_total_mb": 100, "container_count": 0, "containers": []})
+    };
+    let status_after = async |body: serde_json::Value| {
+        app.node_call(Method::POST, &path, &agent.credential, Some(body))
             .await
-            .expect(200)["node_status"],
-        "degraded"
-    );
+            .expect(200)["node_status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status_after(beat(93.0, 1024)).await, "online");
+    // 95 % memory in use: under pressure, degraded once it lasts the window.
+    assert_eq!(status_after(beat(5.0, 7800)).await, "online");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(status_after(beat(5.0, 7800)).await, "degraded");
+    // A degraded node still takes work when it is the region's only one with room.
+    let plan = app.plan(&admin, "basic").await;
+    let (_, customer) = app.customer("alice@example.com").await;
+    let shop = app.app(&customer, "shop", plan).await;
+    app.post(
+        &format!("/api/paas/applications/{shop}/deploy"),
+        &customer,
+        json!({}),
+    )
+    .await
+    .expect(202);
+    let task = app.next_task(&agent).await;
+    assert_eq!(task["spec"]["app_id"], shop);
+    // Back to normal: online at once.
     assert_eq!(
         app.beat(&agent, json!([])).await.expect(200)["node_status"],
         "online"

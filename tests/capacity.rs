@@ -60,15 +60,33 @@ async fn stopped_failed_and_crashed_resources_give_their_room_back() {
     let db = db.expect(201)["id"].as_i64().unwrap();
     let provision = app.next_task(&agent).await;
     assert_eq!(provision["spec"]["kind"], "db.provision");
+    // A fourth deploy waits for room, and says why.
     let fourth = app.app(&customer, "four", plan).await;
-    let refused = app
-        .post(
-            &format!("/api/paas/applications/{fourth}/deploy"),
-            &customer,
-            json!({}),
-        )
+    let deploy = format!("/api/paas/applications/{fourth}/deploy");
+    let waiting = app.post(&deploy, &customer, json!({})).await;
+    assert_eq!(
+        waiting.expect(202)["waiting"]["behind"],
+        "room on a node of region local"
+    );
+    let pending = app
+        .get(&format!("/api/paas/applications/{fourth}"), &customer)
         .await;
-    refused.expect_error(409, "no_node_available");
+    let reason = pending.body["last_error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("waiting for room: no node in region"),
+        "{reason}"
+    );
+    let notices = app.get("/api/paas/notifications", &customer).await;
+    assert!(
+        notices
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "no_room"),
+        "{:#}",
+        notices.body
+    );
     let free = || async {
         let regions = app.get("/api/paas/regions", &customer).await;
         let capacity = app.get("/api/admin/paas/capacity", &admin).await;
@@ -120,17 +138,12 @@ async fn stopped_failed_and_crashed_resources_give_their_room_back() {
     })
     .await;
 
-    // Their room is back, everyone agrees, and placement uses it.
-    assert_eq!(free().await, (6144, 6144, 2048));
-    app.post(
-        &format!("/api/paas/applications/{fourth}/deploy"),
-        &customer,
-        json!({}),
-    )
-    .await
-    .expect(202);
+    // Their room is back, everyone agrees, and the waiting deploy takes it
+    // by itself.
+    assert_eq!(free().await.2, 2048);
     let placed = app.next_task(&agent).await;
     assert_eq!(placed["spec"]["app_id"], fourth);
+    assert_eq!(free().await, (4096, 4096, 4096));
     // Starting the stopped one again reserves its room first.
     app.post(
         &format!("/api/paas/applications/{}/start", apps[0]),
@@ -140,4 +153,54 @@ async fn stopped_failed_and_crashed_resources_give_their_room_back() {
     .await
     .expect(202);
     assert_eq!(free().await.2, 6144, "three applications hold room now");
+}
+
+#[tokio::test]
+async fn a_deploy_that_waited_too_long_for_room_gives_up_with_the_reason() {
+    let actors = skypanel_actors::Settings {
+        placement_wait: std::time::Duration::from_secs(2),
+        ..common::actor_settings()
+    };
+    let app = TestApp::with_all_settings(common::settings(), actors).await;
+    let admin = app.admin().await;
+    let body = json!({"name": "enormous", "cpu_limit": 500, "memory_limit": 100000,
+                      "storage_limit": 1024, "monthly_price": "9.00", "hourly_rate": "0.0100"});
+    let plan = app
+        .post("/api/admin/paas/plans", &admin, body)
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let agent = app.agent(&admin, "worker-1", "local").await;
+    app.beat(&agent, json!([])).await.expect(200);
+    let (_, customer) = app.customer("alice@example.com").await;
+    let id = app.app(&customer, "big", plan).await;
+    let path = format!("/api/paas/applications/{id}");
+    app.post(&format!("{path}/deploy"), &customer, json!({}))
+        .await
+        .expect(202);
+    app.eventually(15, "the deploy gives up", || async {
+        app.get(&path, &customer).await.body["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("the deploy gave up: no node of region local had room"))
+    })
+    .await;
+    let now = app.get(&path, &customer).await;
+    assert_eq!(
+        now.body["status"], "pending",
+        "never deployed, and says why"
+    );
+    let notices = app.get("/api/paas/notifications", &customer).await;
+    let kinds: Vec<&str> = notices
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "no_room")
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 2, "waiting, then gave up: {kinds:?}");
+    // Nothing waits any more, and nothing was placed.
+    let leased = app.lease(&agent, 1).await;
+    assert!(leased.body["tasks"].as_array().is_none_or(Vec::is_empty));
 }

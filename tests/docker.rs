@@ -275,18 +275,19 @@ async fn docker_a_silent_node_goes_offline_its_apps_say_why_and_come_back_with_i
             .any(|n| n["kind"] == "app_unplaced"),
         "{notices:#}"
     );
+    // A deploy meanwhile waits for a node, and says so.
     let other = image_app(&stack, &alice, "other", plan, WEB_IMAGE).await;
-    let (status, refused) = stack
+    let (status, waiting) = stack
         .post(
             &format!("/api/paas/applications/{other}/deploy"),
             &alice,
             json!({}),
         )
         .await;
+    assert_eq!(status, 202, "{waiting:#}");
     assert_eq!(
-        (status, refused["code"].as_str()),
-        (409, Some("no_node_available")),
-        "{refused:#}"
+        waiting["waiting"]["behind"],
+        "room on a node of region local"
     );
 
     // Back online: the application is placed there again, its containers kept.
@@ -304,6 +305,8 @@ async fn docker_a_silent_node_goes_offline_its_apps_say_why_and_come_back_with_i
     stack.app_in(&alice, app, "running").await;
     let ports = running_instances(&stack, &alice, app, 1).await;
     assert!(fetch(ports[0]).await.is_some());
+    // And the deploy that waited runs there.
+    stack.app_in(&alice, other, "running").await;
 }
 
 #[tokio::test]

@@ -206,6 +206,8 @@ pub struct AppState {
     /// Whether requests may wait for a rollout (`None`: not looked yet).
     /// Only this actor adds them, so `Some(false)` spares the look.
     pub(crate) maybe_waiting: Option<bool>,
+    /// While a deploy that waited for room runs again: since when it waits.
+    pub(crate) room_since: Option<DateTime<Utc>>,
 }
 
 impl AppState {
@@ -283,6 +285,7 @@ impl Actor for AppActor {
             last_change: None,
             newest_report: HashMap::new(),
             maybe_waiting: None,
+            room_since: None,
         })
     }
 

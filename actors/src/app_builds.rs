@@ -29,6 +29,13 @@ pub enum BuildStep {
     Succeeded { build_id: i64, task_id: i64 },
     /// The build failed for good.
     Failed { build_id: i64, reason: String },
+    /// No node has room for the build now: it waits (until `until`); the
+    /// owner reads why.
+    NoRoom {
+        build_id: i64,
+        reason: String,
+        until: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// The actor's answer to a step.
@@ -48,7 +55,8 @@ pub(crate) async fn step(state: &mut AppState, step: BuildStep) -> Result<StepOu
     let build_id = match &step {
         BuildStep::Start { build_id }
         | BuildStep::Succeeded { build_id, .. }
-        | BuildStep::Failed { build_id, .. } => *build_id,
+        | BuildStep::Failed { build_id, .. }
+        | BuildStep::NoRoom { build_id, .. } => *build_id,
     };
     let mut conn = state.ctx.store().conn().await?;
     let build = builds::by_id(&mut conn, build_id).await?;
@@ -73,6 +81,23 @@ pub(crate) async fn step(state: &mut AppState, step: BuildStep) -> Result<StepOu
         BuildStep::Succeeded { task_id, .. } => succeeded(state, &build, task_id).await,
         BuildStep::Failed { reason, .. } => {
             finish(state, &build, BuildEvent::Fail, &reason).await?;
+            Ok(StepOutcome::Done)
+        }
+        BuildStep::NoRoom { reason, until, .. } => {
+            let message = format!(
+                "waiting for room: {reason}; build #{} starts as soon as a node of region {} \
+                 has room (it gives up at {} UTC)",
+                build.build_number,
+                state.app.region,
+                until.format("%H:%M")
+            );
+            if state.app.last_error.as_deref() != Some(message.as_str()) {
+                let mut conn = state.ctx.store().conn().await?;
+                let max = state.ctx.settings().build_max_log_bytes;
+                builds::append_log(&mut conn, build.id, &message, max).await?;
+            }
+            let occasion = format!("build:{}", build.id);
+            crate::app_config::note_no_room(state, &message, &occasion).await?;
             Ok(StepOutcome::Done)
         }
     }

@@ -218,7 +218,14 @@ async fn deploy(
         return build_from_git(state, plan, by, commit).await;
     };
     let count = state.app.instance_count;
-    let node = place(state, count, true).await?;
+    let node = match place(state, count, true).await {
+        Ok(node) => node,
+        Err(Error::NoCapacity(reason)) => {
+            let since = state.room_since.take();
+            return crate::app_config::wait_for_room(state, by, commit, &reason, since).await;
+        }
+        Err(other) => return Err(other),
+    };
     let work = Work::Release(Box::new(ReleasePlan {
         kind: ReleaseKind::Image,
         description: format!("Deploy of image {image}"),

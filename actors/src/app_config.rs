@@ -204,6 +204,80 @@ pub(crate) async fn wait(
     Ok(answer)
 }
 
+/// A deploy no node has room for now: it waits (a `deploy` request with
+/// the time it started waiting), the owner reads why in `last_error` and a
+/// notice, and the actor tries again until a node has room or
+/// `placement_wait` has passed; then it gives up with the reason.
+pub(crate) async fn wait_for_room(
+    state: &mut AppState,
+    by: i64,
+    commit: Option<String>,
+    reason: &str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Accepted, Error> {
+    let now = state.ctx.now();
+    let since = since.unwrap_or(now);
+    let limit = state.ctx.settings().placement_wait;
+    let deadline = since + chrono::Duration::from_std(limit).unwrap_or_default();
+    let region = state.app.region.clone();
+    if now >= deadline {
+        let minutes = limit.as_secs().div_ceil(60);
+        let message = format!(
+            "the deploy gave up: no node of region {region} had room for it for {minutes} minutes \
+             ({reason}); deploy again once there is room"
+        );
+        note_no_room(state, &message, &format!("gave-up:{}", since.timestamp())).await?;
+        return Err(Error::NoCapacity(message));
+    }
+    let message = format!(
+        "waiting for room: {reason}; the deploy starts as soon as a node of region {region} \
+         has room (it gives up at {} UTC)",
+        deadline.format("%H:%M")
+    );
+    note_no_room(state, &message, &format!("waiting:{}", since.timestamp())).await?;
+    let payload = serde_json::json!({"commit": commit, "room_since": since});
+    let mut conn = state.ctx.store().conn().await?;
+    let position = app_requests::wait(&mut conn, state.id, "deploy", &payload, Some(by)).await?;
+    drop(conn);
+    state.maybe_waiting = Some(true);
+    let mut answer = accepted(state);
+    answer.waiting = Some(Waiting {
+        position,
+        behind: format!("room on a node of region {region}"),
+    });
+    Ok(answer)
+}
+
+/// Tells the owner why a deploy waits (or gave up): `last_error`, and a
+/// notice once per `occasion`.
+pub(crate) async fn note_no_room(
+    state: &mut AppState,
+    message: &str,
+    occasion: &str,
+) -> Result<(), Error> {
+    if state.app.last_error.as_deref() != Some(message) {
+        let change = StateChange {
+            last_error: Some(Some(message.to_string())),
+            ..StateChange::default()
+        };
+        state.write(&change).await?;
+    }
+    let data = serde_json::json!({"application_id": state.id, "application": state.app.name});
+    let key = format!("no_room:{}:{occasion}", state.id);
+    let mut conn = state.ctx.store().conn().await?;
+    skypanel_store::notifications::create_once(
+        &mut conn,
+        state.app.user_id,
+        "no_room",
+        &format!("{}: {message}", state.app.name),
+        &data,
+        &key,
+        state.ctx.now(),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Where a waiting request stands, and what it waits for.
 async fn waiting(state: &AppState, position: i64) -> Result<Waiting, Error> {
     let mut conn = state.ctx.store().conn().await?;
@@ -253,6 +327,8 @@ pub(crate) async fn run_waiting(state: &mut AppState) -> Result<(), Error> {
     }
     let by = next.requested_by.unwrap_or(state.app.user_id);
     let text = |key: &str| next.payload[key].as_str().map(str::to_string);
+    // A deploy that waited for room keeps its start time (and its deadline).
+    state.room_since = serde_json::from_value(next.payload["room_since"].clone()).ok();
     let request = match next.kind.as_str() {
         "deploy" => AppRequest::Deploy {
             by,
@@ -275,8 +351,10 @@ pub(crate) async fn run_waiting(state: &mut AppState) -> Result<(), Error> {
             by,
         })),
     };
-    tracing::info!(app_id = state.id, kind = %next.kind, "running a request that waited for a rollout");
-    match crate::app_commands::handle(state, request).await {
+    tracing::info!(app_id = state.id, kind = %next.kind, "running a request that waited");
+    let outcome = crate::app_commands::handle(state, request).await;
+    state.room_since = None;
+    match outcome {
         Ok(answer) => {
             if let Some(build) = answer.build.filter(|b| b.status == "pending") {
                 state.ctx.build_requested(build.id);
@@ -284,6 +362,8 @@ pub(crate) async fn run_waiting(state: &mut AppState) -> Result<(), Error> {
             Ok(())
         }
         Err(Error::NotFound) => Err(Error::NotFound),
+        // Still no room (or given up): `wait_for_room` said why.
+        Err(Error::NoCapacity(_)) if next.kind == "deploy" => Ok(()),
         Err(err) => {
             let message = format!(
                 "the {} that waited for the rollout could not run: {err}",

@@ -47,6 +47,11 @@ pub struct Settings {
     /// The platform's image registry; without one a release's image stays
     /// on the node that made it.
     pub registry: Option<RegistrySettings>,
+    /// How long a node must stay under pressure (memory or disk at 90 %,
+    /// CPU at 95 %) before it is degraded.
+    pub pressure_window: Duration,
+    /// How long a deploy waits for a node with room before it gives up.
+    pub placement_wait: Duration,
 }
 
 /// The platform's image registry and how nodes log in to it.
@@ -123,6 +128,8 @@ impl Default for Settings {
             billing_grace: Duration::from_secs(24 * 3600),
             clock: Clock::system(),
             registry: None,
+            pressure_window: Duration::from_secs(300),
+            placement_wait: Duration::from_secs(1800),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use skypanel_domain::lifecycle::node::overloaded;
+use skypanel_domain::lifecycle::node::under_pressure;
 use skypanel_domain::lifecycle::{NodeEvent, NodeStatus, node_transition};
 use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
 use skypanel_protocol::task::{AppTarget, TaskSpec};
@@ -66,6 +66,8 @@ pub struct NodeState {
     timer: Option<ractor::concurrency::JoinHandle<()>>,
     /// The applications placed here were told the node is offline.
     apps_told: bool,
+    /// Since when every heartbeat has shown the node under pressure.
+    pressure_since: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -105,11 +107,18 @@ impl NodeState {
 
     async fn heartbeat(&mut self, beat: Heartbeat) -> Result<HeartbeatAck, Error> {
         let cpu_used = (beat.cpu_usage_percent / 100.0 * f64::from(beat.cpu_total)).round() as i32;
-        let load_high = overloaded(
+        // Degraded only after a whole window under pressure: a build may
+        // keep the CPU busy for minutes on a node that is fine.
+        let pressed = under_pressure(
             beat.cpu_usage_percent,
             percent(beat.memory_used_mb, beat.memory_total_mb),
             percent(beat.disk_used_mb, beat.disk_total_mb),
         );
+        let since = *self.pressure_since.get_or_insert_with(Instant::now);
+        if !pressed {
+            self.pressure_since = None;
+        }
+        let load_high = pressed && since.elapsed() >= self.ctx.settings().pressure_window;
         let previous = self.status;
         let next = node_transition(
             previous,
@@ -348,6 +357,7 @@ impl Actor for NodeActor {
             usage: HashMap::new(),
             timer: None,
             apps_told: false,
+            pressure_since: None,
         };
         state.reload().await?;
         state.timer = Some(myself.send_interval(period, || NodeMsg::CheckLiveness));

@@ -6,10 +6,11 @@
 //! degraded and has room for what it now needs (its own reservation there
 //! counts as free). Otherwise, when it may move, it goes to an online node of
 //! its region with enough unreserved CPU and memory, the one with the most free
-//! memory (spread first; capacity fills up evenly). Offline, degraded and
-//! disabled nodes never receive new work. An application whose image lives
-//! only on its node (a built image, scaling) may not move: the answer then
-//! says why it cannot be placed.
+//! memory (spread first; capacity fills up evenly); a degraded node (under
+//! sustained pressure) only when no online node has room. Offline and disabled
+//! nodes never receive new work. Placement counts reservations (plans), never
+//! a momentary CPU figure. An application whose image lives only on its node
+//! may not move: the answer then says why it cannot be placed.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use skypanel_domain::lifecycle::NodeStatus;
@@ -89,21 +90,31 @@ pub fn choose(nodes: &[NodeCapacity], need: &Requirement) -> Result<i64, Error> 
             }));
         }
     }
-    let online: Vec<&&NodeCapacity> = in_region
-        .iter()
-        .filter(|n| n.status == NodeStatus::Online.as_str())
-        .collect();
-    if online.is_empty() {
+    let with_status = |status: NodeStatus| {
+        in_region
+            .iter()
+            .filter(move |n| n.status == status.as_str())
+            .collect::<Vec<_>>()
+    };
+    let (online, degraded) = (
+        with_status(NodeStatus::Online),
+        with_status(NodeStatus::Degraded),
+    );
+    if online.is_empty() && degraded.is_empty() {
         return Err(Error::NoCapacity(format!(
             "no node is available in region \"{}\"; try again later or pick another region",
             need.region
         )));
     }
-    online
-        .iter()
-        .filter(|n| fits(n))
-        .max_by_key(|n| (free(n).1, free(n).0, -n.node_id))
-        .map(|n| n.node_id)
+    let roomiest = |nodes: &[&&NodeCapacity]| {
+        nodes
+            .iter()
+            .filter(|n| fits(n))
+            .max_by_key(|n| (free(n).1, free(n).0, -n.node_id))
+            .map(|n| n.node_id)
+    };
+    roomiest(&online)
+        .or_else(|| roomiest(&degraded))
         .ok_or_else(|| {
             Error::NoCapacity(format!(
                 "no node in region \"{}\" has room for {} millicores and {} MB right now; \
@@ -235,7 +246,6 @@ mod tests {
     fn never_places_on_unhealthy_nodes_or_without_room() {
         let nodes = [
             node(1, "eu", "offline", (4000, 0), (8192, 0)),
-            node(2, "eu", "degraded", (4000, 0), (8192, 0)),
             node(3, "eu", "disabled", (4000, 0), (8192, 0)),
         ];
         let err = choose(&nodes, &need(500, 512, None))
@@ -250,6 +260,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("has room"), "{err}");
+    }
+
+    #[test]
+    fn a_degraded_node_takes_work_only_when_no_online_node_has_room() {
+        let nodes = [
+            node(1, "eu", "degraded", (4000, 0), (16384, 0)),
+            node(2, "eu", "online", (4000, 0), (8192, 7000)),
+        ];
+        assert_eq!(choose(&nodes, &need(500, 512, None)).unwrap(), 2);
+        assert_eq!(
+            choose(&nodes, &need(500, 2048, None)).unwrap(),
+            1,
+            "the online node is full: the degraded one, rather than nothing"
+        );
     }
 
     #[test]

@@ -109,6 +109,9 @@ async fn load_build(store: &Store, build_id: i64) -> Result<builds::Build, Drive
     Ok(builds::by_id(&mut conn, build_id).await?)
 }
 
+/// How often a build waiting for room asks for a node again.
+const ROOM_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Takes the build from wherever it is to its end.
 pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), DriveError> {
     loop {
@@ -167,8 +170,26 @@ pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), Drive
                 return Ok(());
             }
             Err(skypanel_actors::Error::NotFound) => return Ok(()),
-            // No room anywhere: the build cannot start; tell the customer.
+            // No room anywhere now: the build waits for room (the owner
+            // reads why), for `placement_wait` at most; then it fails.
             Err(skypanel_actors::Error::NoCapacity(reason)) => {
+                let limit = ctx.orchestrator.context().settings().placement_wait;
+                let until =
+                    build.created_at + chrono::Duration::from_std(limit).unwrap_or_default();
+                if ctx.orchestrator.context().now() < until {
+                    let step = BuildStep::NoRoom {
+                        build_id,
+                        reason,
+                        until,
+                    };
+                    ctx.orchestrator.build_step(app, step).await?;
+                    tokio::time::sleep(ROOM_RETRY).await;
+                    continue;
+                }
+                let minutes = limit.as_secs().div_ceil(60);
+                let reason = format!(
+                    "no node had room for it for {minutes} minutes ({reason}); deploy again once there is room"
+                );
                 let step = BuildStep::Failed { build_id, reason };
                 ctx.orchestrator.build_step(app, step).await?;
                 if let Ok(build) = load_build(&ctx.store, build_id).await {

@@ -1,5 +1,5 @@
 ALTER TABLE paas_nodes DROP COLUMN image_count, DROP COLUMN image_bytes;
-DELETE FROM paas_notifications WHERE kind IN ('app_moved', 'app_unplaced');
+DELETE FROM paas_notifications WHERE kind IN ('app_moved', 'app_unplaced', 'no_room');
 ALTER TABLE paas_notifications DROP CONSTRAINT paas_notifications_kind_check;
 ALTER TABLE paas_notifications ADD CONSTRAINT paas_notifications_kind_check
     CHECK (kind IN ('balance_negative', 'suspended', 'resumed', 'ssl_failed', 'ssl_renewal_failed',

@@ -43,7 +43,7 @@ ALTER TABLE paas_notifications DROP CONSTRAINT paas_notifications_kind_check;
 ALTER TABLE paas_notifications ADD CONSTRAINT paas_notifications_kind_check
     CHECK (kind IN ('balance_negative', 'suspended', 'resumed', 'ssl_failed', 'ssl_renewal_failed',
                     'backup_failed', 'restore_failed', 'build_succeeded', 'build_failed',
-                    'app_crashed', 'app_moved', 'app_unplaced'));
+                    'app_crashed', 'app_moved', 'app_unplaced', 'no_room'));
 
 -- The images a node holds, as its heartbeats report them (admin statistics).
 ALTER TABLE paas_nodes

@@ -3,14 +3,18 @@
 
 use super::NodeStatus;
 
-/// The share of CPU, memory or disk in use (percent) at which a node is degraded.
+/// The share of memory or disk in use (percent) that puts a node under pressure.
 pub const DEGRADED_AT_PERCENT: f64 = 90.0;
+/// The share of CPU in use (percent) that puts a node under pressure: a
+/// build may use every core for minutes, and that alone is no reason to
+/// stop placing work there.
+pub const CPU_PRESSURE_AT_PERCENT: f64 = 95.0;
 
 /// What happens to a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeEvent {
-    /// A heartbeat arrived; `overloaded` when CPU, memory or disk is at or above
-    /// [`DEGRADED_AT_PERCENT`].
+    /// A heartbeat arrived; `overloaded` when the node has been under
+    /// pressure (see [`under_pressure`]) for the whole pressure window.
     Heartbeat { overloaded: bool },
     /// No heartbeat for longer than the offline threshold.
     HeartbeatsMissed,
@@ -38,11 +42,14 @@ pub fn node_transition(current: NodeStatus, event: NodeEvent) -> Option<NodeStat
     (next != current).then_some(next)
 }
 
-/// Whether a heartbeat's figures make a node degraded.
-pub fn overloaded(cpu_percent: f64, memory_percent: f64, disk_percent: f64) -> bool {
-    [cpu_percent, memory_percent, disk_percent]
-        .iter()
-        .any(|p| *p >= DEGRADED_AT_PERCENT)
+/// Whether a heartbeat's figures put a node under pressure: memory or disk
+/// at or above [`DEGRADED_AT_PERCENT`], or CPU at or above
+/// [`CPU_PRESSURE_AT_PERCENT`]. A node is degraded only after a whole window
+/// of it (the NodeActor keeps the time).
+pub fn under_pressure(cpu_percent: f64, memory_percent: f64, disk_percent: f64) -> bool {
+    cpu_percent >= CPU_PRESSURE_AT_PERCENT
+        || memory_percent >= DEGRADED_AT_PERCENT
+        || disk_percent >= DEGRADED_AT_PERCENT
 }
 
 #[cfg(test)]
@@ -106,9 +113,10 @@ mod tests {
     }
 
     #[test]
-    fn load() {
-        assert!(!overloaded(89.9, 10.0, 10.0));
-        assert!(overloaded(10.0, 90.0, 10.0));
-        assert!(overloaded(10.0, 10.0, 95.0));
+    fn a_busy_cpu_is_not_pressure_but_full_memory_or_disk_is() {
+        assert!(!under_pressure(93.0, 50.0, 50.0));
+        assert!(under_pressure(96.0, 50.0, 50.0));
+        assert!(under_pressure(10.0, 91.0, 50.0));
+        assert!(under_pressure(10.0, 50.0, 90.0));
     }
 }

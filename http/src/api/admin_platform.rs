@@ -32,8 +32,9 @@ pub struct AdminPlatformApi {
     pub state: AppState,
 }
 
-/// Sums nodes per region. Free capacity counts online nodes only: it is what
-/// placement can use now. Disabled nodes are left out entirely.
+/// Sums nodes per region. Free capacity counts the nodes that take work
+/// (online, and degraded ones, which the Scheduler uses when no online node
+/// has room): it is what placement can use now. Disabled nodes are left out.
 pub fn summarize_regions(nodes: &[NodeCapacity]) -> Vec<RegionCapacity> {
     let mut regions: BTreeMap<&str, RegionCapacity> = BTreeMap::new();
     for node in nodes
@@ -51,8 +52,11 @@ pub fn summarize_regions(nodes: &[NodeCapacity]) -> Vec<RegionCapacity> {
         region.cpu_allocated += node.cpu_allocated;
         region.memory_total += i64::from(node.memory_total);
         region.memory_allocated += node.memory_allocated;
-        if node.status == NodeStatus::Online.as_str() {
-            region.online_nodes += 1;
+        let online = node.status == NodeStatus::Online.as_str();
+        let degraded = node.status == NodeStatus::Degraded.as_str();
+        region.online_nodes += i64::from(online);
+        region.degraded_nodes += i64::from(degraded);
+        if online || degraded {
             region.free_cpu += (i64::from(node.cpu_total) - node.cpu_allocated).max(0);
             region.free_memory += (i64::from(node.memory_total) - node.memory_allocated).max(0);
         }

@@ -47,7 +47,8 @@ impl CatalogApi {
     /// List regions with their capacity
     ///
     /// A region exists while a node that is not disabled serves it; it is
-    /// `available` while at least one of its nodes is online.
+    /// `available` while at least one of its nodes takes work (online, or
+    /// degraded: under sustained pressure, used when no online node has room).
     #[oai(path = "/regions", method = "get", operation_id = "listRegions")]
     async fn regions(&self, _auth: BearerAuth) -> ApiResult<Json<Vec<RegionView>>> {
         let mut conn = self.state.store().conn().await?;
@@ -56,7 +57,7 @@ impl CatalogApi {
             summarize_regions(&nodes)
                 .into_iter()
                 .map(|r| RegionView {
-                    available: r.online_nodes > 0,
+                    available: r.online_nodes + r.degraded_nodes > 0,
                     region: r.region,
                     nodes: r.nodes,
                     online_nodes: r.online_nodes,

@@ -149,15 +149,19 @@ pub struct RegionCapacity {
     pub region: String,
     pub nodes: i64,
     pub online_nodes: i64,
+    /// Nodes under sustained pressure: they take work only when no online
+    /// node has room.
+    pub degraded_nodes: i64,
     /// Millicores over all nodes of the region.
     pub cpu_total: i64,
     pub cpu_allocated: i64,
     /// MB over all nodes of the region.
     pub memory_total: i64,
     pub memory_allocated: i64,
-    /// Millicores not reserved, over online nodes only: what placement can use now.
+    /// Millicores not reserved, over online and degraded nodes: what
+    /// placement can use now.
     pub free_cpu: i64,
-    /// MB not reserved, over online nodes only.
+    /// MB not reserved, over online and degraded nodes.
     pub free_memory: i64,
 }
 

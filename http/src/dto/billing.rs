@@ -83,8 +83,9 @@ pub struct NotificationView {
     /// `balance_negative`, `suspended`, `resumed`, `ssl_failed`,
     /// `ssl_renewal_failed`, `backup_failed`, `restore_failed`,
     /// `build_succeeded`, `build_failed`, `app_crashed`, `app_moved` (its
-    /// node went offline; it runs on another) or `app_unplaced` (its node
-    /// went offline and no other can take it yet).
+    /// node went offline; it runs on another), `app_unplaced` (its node
+    /// went offline and no other can take it yet) or `no_room` (a deploy waits
+    /// for a node with room, or gave up).
     pub kind: String,
     pub message: String,
     pub created_at: DateTime<Utc>,
