@@ -42,6 +42,8 @@ pub struct Config {
     pub build_max_log_bytes: i64,
     /// The largest image a build may make, in MB.
     pub build_max_image_mb: u64,
+    /// The largest context (the checkout, packed) a build takes, in MB.
+    pub build_max_context_mb: u64,
     /// Attempts a build gets when the infrastructure fails it.
     pub build_attempts: i32,
     /// Names this platform's job queues in Redis (`<prefix>:builds` …).
@@ -399,6 +401,13 @@ impl Config {
             (1, 1024 * 1024),
             &mut errors,
         );
+        let build_max_context_mb = parse_number(
+            "SKYPANEL_BUILD_MAX_CONTEXT_MB",
+            raw.get("SKYPANEL_BUILD_MAX_CONTEXT_MB"),
+            1024u64,
+            (1, 1024 * 1024),
+            &mut errors,
+        );
         let build_attempts = parse_number(
             "SKYPANEL_BUILD_ATTEMPTS",
             raw.get("SKYPANEL_BUILD_ATTEMPTS"),
@@ -546,6 +555,7 @@ impl Config {
                 build_timeout: Duration::from_secs(build_timeout),
                 build_max_log_bytes,
                 build_max_image_mb,
+                build_max_context_mb,
                 build_attempts,
                 queue_prefix,
                 app_log_lines,
@@ -573,6 +583,7 @@ impl Config {
             build_timeout: self.build_timeout,
             build_max_log_bytes: self.build_max_log_bytes,
             build_max_image_mb: self.build_max_image_mb,
+            build_max_context_mb: self.build_max_context_mb,
             billing_grace: self.billing_grace,
             registry: self
                 .registry

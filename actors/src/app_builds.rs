@@ -8,7 +8,7 @@ use skypanel_domain::lifecycle::{
     AppEvent, AppStatus, BuildEvent, BuildStatus, CommandPlan, ReleaseKind, app_event,
     build_transition,
 };
-use skypanel_protocol::task::{BuildSpec, RuntimeSpec, TaskResult, TaskSpec};
+use skypanel_protocol::task::{BuildLimits, BuildSpec, RuntimeSpec, TaskResult, TaskSpec};
 use skypanel_store::apps::{self, Application, StateChange};
 use skypanel_store::builds::{self, Build, BuildChange};
 use skypanel_store::catalog;
@@ -200,6 +200,7 @@ async fn build_spec(
         .and_then(|id| runtimes.iter().find(|r| r.id == id))
         .map(to_spec);
     let settings = ctx.settings();
+    let plan = catalog::get_plan(conn, app.plan_id).await?;
     Ok(BuildSpec {
         app_id: app.id,
         user_id: app.user_id,
@@ -219,6 +220,12 @@ async fn build_spec(
         timeout_secs: settings.build_timeout.as_secs(),
         max_log_bytes: settings.build_max_log_bytes as u64,
         max_image_mb: settings.build_max_image_mb,
+        limits: BuildLimits {
+            cpu_millicores: plan.build_cpu_limit,
+            memory_mb: plan.build_memory_limit,
+            pids: plan.build_pids_limit,
+            context_mb: settings.build_max_context_mb,
+        },
     })
 }
 

@@ -39,6 +39,8 @@ pub struct Settings {
     pub build_max_log_bytes: i64,
     /// The largest image a build may make, in MB.
     pub build_max_image_mb: u64,
+    /// The largest context (the checkout, packed) a build takes, in MB.
+    pub build_max_context_mb: u64,
     /// How long a wallet may stay below zero before its owner's
     /// applications and databases are suspended.
     pub billing_grace: Duration,
@@ -125,6 +127,7 @@ impl Default for Settings {
             build_timeout: Duration::from_secs(15 * 60),
             build_max_log_bytes: 4 * 1024 * 1024,
             build_max_image_mb: 4096,
+            build_max_context_mb: 1024,
             billing_grace: Duration::from_secs(24 * 3600),
             clock: Clock::system(),
             registry: None,

@@ -12,6 +12,7 @@ use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use skypanel_protocol::limits::{MAX_APP_LOG_BATCH_BYTES, MAX_APP_LOG_LINE_BYTES, clip};
 use skypanel_protocol::node::{AppLogBatch, AppLogEntry, ContainerState};
 use tokio::sync::watch;
 
@@ -141,7 +142,8 @@ impl AppLogs {
                     release: container.release,
                     stream: stream_name.to_string(),
                     timestamp: at.unwrap_or_else(Utc::now).to_rfc3339(),
-                    line: line.to_string(),
+                    // A line longer than the control plane keeps is cut, not dropped.
+                    line: clip(line, MAX_APP_LOG_LINE_BYTES).into_owned(),
                 });
             }
         }
@@ -170,15 +172,26 @@ impl AppLogs {
     /// for a passing reason go back to the front of the buffer.
     async fn ship_once(&self) {
         loop {
+            // At most BATCH lines and MAX_APP_LOG_BATCH_BYTES of them.
             let lines: Vec<AppLogEntry> = {
                 let mut buffer = self.lock_buffer();
-                let n = buffer.len().min(BATCH);
+                let mut bytes = 0;
+                let n = buffer
+                    .iter()
+                    .take(BATCH)
+                    .take_while(|entry| {
+                        bytes += entry.line.len() + 64;
+                        bytes <= MAX_APP_LOG_BATCH_BYTES
+                    })
+                    .count()
+                    .max(1)
+                    .min(buffer.len());
                 buffer.drain(..n).collect()
             };
             if lines.is_empty() {
                 return;
             }
-            let full = lines.len() == BATCH;
+            let full = !self.lock_buffer().is_empty();
             let batch = AppLogBatch { lines };
             match self.client.app_logs(&batch).await {
                 Ok(_) => {}

@@ -261,7 +261,53 @@ impl Engine {
 
     /// The customer's bridge network, created if missing.
     pub async fn ensure_network(&self, user_id: i64) -> Result<String, DockerError> {
-        let name = self.network_name(user_id);
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), self.managed_value()),
+            (LABEL_USER.to_string(), user_id.to_string()),
+        ]);
+        // The customer's own subnet first, then the next ones while they are taken.
+        let first = u64::try_from(user_id).unwrap_or(0);
+        self.ensure_named_network(self.network_name(user_id), labels, HashMap::new(), first)
+            .await
+    }
+
+    /// The network builds run on: a bridge whose containers cannot talk to
+    /// each other, with an interface name the firewall knows
+    /// ([`Engine::build_bridge`]), created if missing.
+    pub async fn ensure_build_network(&self) -> Result<String, DockerError> {
+        let labels = HashMap::from([(LABEL_MANAGED.to_string(), self.managed_value())]);
+        let options = HashMap::from([
+            (
+                "com.docker.network.bridge.enable_icc".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "com.docker.network.bridge.name".to_string(),
+                self.build_bridge(),
+            ),
+        ]);
+        // The pool's last subnet first (customers' start at the front).
+        let first = self.pool.map_or(0, |p| u64::from(p.len()) - 1);
+        self.ensure_named_network(
+            format!("{}sp-builds", self.namespace),
+            labels,
+            options,
+            first,
+        )
+        .await
+    }
+
+    /// A bridge network of this name, created if missing with a subnet of
+    /// the pool (subnet `first`, then the next ones while they are taken) or
+    /// of Docker's own pools without one. Two tasks creating it at once
+    /// make one.
+    async fn ensure_named_network(
+        &self,
+        name: String,
+        labels: HashMap<String, String>,
+        options: HashMap<String, String>,
+        first: u64,
+    ) -> Result<String, DockerError> {
         if self.docker.inspect_network(&name, None).await.is_ok() {
             return Ok(name);
         }
@@ -272,10 +318,8 @@ impl Engine {
         let request = |subnet: Option<(String, String)>| NetworkCreateRequest {
             name: name.clone(),
             driver: Some("bridge".into()),
-            labels: Some(HashMap::from([
-                (LABEL_MANAGED.to_string(), self.managed_value()),
-                (LABEL_USER.to_string(), user_id.to_string()),
-            ])),
+            labels: Some(labels.clone()),
+            options: (!options.is_empty()).then(|| options.clone()),
             ipam: subnet.map(|(subnet, gateway)| Ipam {
                 config: Some(vec![IpamConfig {
                     subnet: Some(subnet),
@@ -294,13 +338,11 @@ impl Engine {
                 Err(err) => Err(err),
             };
         };
-        // The customer's own subnet first, then the next ones while they are taken.
-        let start = u64::try_from(user_id).unwrap_or(0);
         let mut last = None;
         for probe in 0..SUBNET_PROBES.min(u64::from(pool.len())) {
             match self
                 .docker
-                .create_network(request(Some(pool.subnet(start + probe))))
+                .create_network(request(Some(pool.subnet(first + probe))))
                 .await
             {
                 Ok(_) => return Ok(name),
@@ -315,6 +357,15 @@ impl Engine {
                 message: "the network pool has no free subnet".into(),
             }),
         )
+    }
+
+    /// The interface name of the builds' bridge: `spb-` and a digest of the
+    /// namespace (every agent's starts `spb-`, which the firewall matches).
+    pub fn build_bridge(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.namespace.hash(&mut hasher);
+        format!("spb-{:08x}", hasher.finish() as u32)
     }
 
     /// Removes the customer's network when no container uses it any more.

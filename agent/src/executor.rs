@@ -7,7 +7,6 @@
 //! surplus containers; if the new ones do not come up, they are removed and
 //! the previous release keeps serving.
 
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,76 +24,7 @@ const HEALTH_POLL: Duration = Duration::from_millis(20);
 /// Seconds a container gets to stop before it is killed.
 const STOP_GRACE_SECS: i32 = 10;
 
-/// Lines of a task's log, collected while it runs and shipped in numbered
-/// batches. A log can be capped (the rest is dropped, with one line saying
-/// so) and told a secret to scrub from every line.
-#[derive(Clone, Default)]
-pub struct TaskLog {
-    inner: Arc<Mutex<LogState>>,
-    seq: Arc<AtomicI32>,
-}
-
-#[derive(Default)]
-struct LogState {
-    lines: Vec<String>,
-    /// Bytes accepted so far.
-    bytes: u64,
-    /// The most bytes the log keeps; `None` for no cap.
-    cap: Option<u64>,
-    truncated: bool,
-    secret: Option<String>,
-}
-
-impl TaskLog {
-    pub fn line(&self, line: impl Into<String>) {
-        let Ok(mut state) = self.inner.lock() else {
-            return;
-        };
-        let mut line: String = line.into();
-        if let Some(secret) = state.secret.as_deref().filter(|s| !s.is_empty()) {
-            line = line.replace(secret, "***");
-        }
-        let size = line.len() as u64 + 1;
-        if state.cap.is_some_and(|cap| state.bytes + size > cap) {
-            if !state.truncated {
-                state.truncated = true;
-                state
-                    .lines
-                    .push("[log truncated: it reached its size limit]".to_string());
-            }
-            return;
-        }
-        state.bytes += size;
-        state.lines.push(line);
-    }
-
-    /// Keeps at most `bytes` of log.
-    pub fn limit(&self, bytes: u64) {
-        if let Ok(mut state) = self.inner.lock() {
-            state.cap = Some(bytes);
-        }
-    }
-
-    /// Scrubs `secret` from every line from now on.
-    pub fn hide(&self, secret: Option<String>) {
-        if let Ok(mut state) = self.inner.lock() {
-            state.secret = secret;
-        }
-    }
-
-    /// Takes the lines collected so far.
-    pub fn drain(&self) -> Vec<String> {
-        self.inner
-            .lock()
-            .map(|mut state| std::mem::take(&mut state.lines))
-            .unwrap_or_default()
-    }
-
-    /// The sequence number of the next batch (0, 1, 2 …).
-    pub fn next_seq(&self) -> i32 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
-    }
-}
+pub use crate::tasklog::TaskLog;
 
 /// Why a task failed, in words a customer can act on (never a secret).
 #[derive(Debug, thiserror::Error)]

@@ -12,12 +12,14 @@ mod crash;
 mod dbs;
 mod docker;
 mod executor;
+mod firewall;
 mod heartbeat;
 mod images;
 mod ingress;
 mod metrics;
 mod runner;
 mod state;
+mod tasklog;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -97,6 +99,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .ping()
         .await
         .context("cannot reach Docker (is the daemon running?)")?;
+    for missing in firewall::ensure().await {
+        tracing::error!(rule = %missing, "a firewall rule is missing: the node lacks this protection");
+    }
     let credentials =
         match state::load(&args.state_dir).context("cannot read the state directory")? {
             Some(credentials) => credentials,

@@ -249,8 +249,15 @@ async fn ship_logs(
             _ = tokio::time::sleep(Duration::from_secs(1)) => false,
             _ = done.changed() => true,
         };
-        let lines = log.drain();
-        if !lines.is_empty() {
+        if finished {
+            log.finish();
+        }
+        // Every batch that waits (a flood makes several a second).
+        loop {
+            let lines = log.drain();
+            if lines.is_empty() {
+                break;
+            }
             let batch = LogBatch {
                 lease_id: task.lease_id,
                 seq: log.next_seq(),

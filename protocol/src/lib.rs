@@ -5,6 +5,7 @@
 
 pub mod database;
 pub mod image;
+pub mod limits;
 pub mod names;
 pub mod node;
 pub mod task;

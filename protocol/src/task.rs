@@ -149,6 +149,32 @@ pub struct BuildSpec {
     pub timeout_secs: u64,
     pub max_log_bytes: u64,
     pub max_image_mb: u64,
+    /// What the build's commands may use on the node.
+    #[serde(default)]
+    pub limits: BuildLimits,
+}
+
+/// What a build's commands may use: each step's CPU and memory, the
+/// processes of the whole build, and the size of its context.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct BuildLimits {
+    pub cpu_millicores: i32,
+    pub memory_mb: i32,
+    pub pids: i32,
+    /// The largest context (the checkout, packed) the build takes.
+    pub context_mb: u64,
+}
+
+impl Default for BuildLimits {
+    fn default() -> Self {
+        Self {
+            cpu_millicores: 1000,
+            memory_mb: 2048,
+            pids: 1024,
+            context_mb: 1024,
+        }
+    }
 }
 
 impl std::fmt::Debug for BuildSpec {
@@ -583,6 +609,7 @@ mod tests {
             timeout_secs: 900,
             max_log_bytes: 4 << 20,
             max_image_mb: 2048,
+            limits: BuildLimits::default(),
         }
     }
 

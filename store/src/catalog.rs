@@ -25,6 +25,10 @@ pub struct Plan {
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What a build may use: millicores, MB, processes.
+    pub build_cpu_limit: i32,
+    pub build_memory_limit: i32,
+    pub build_pids_limit: i32,
 }
 
 impl Plan {
@@ -45,6 +49,9 @@ pub struct PlanFields {
     pub hourly_rate: Option<BigDecimal>,
     pub supported_runtimes: Option<Vec<i64>>,
     pub is_active: Option<bool>,
+    pub build_cpu_limit: Option<i32>,
+    pub build_memory_limit: Option<i32>,
+    pub build_pids_limit: Option<i32>,
 }
 
 #[derive(Queryable, Selectable, Debug, Clone)]
@@ -123,6 +130,9 @@ fn is_empty_plan_change(f: &PlanFields) -> bool {
         && f.hourly_rate.is_none()
         && f.supported_runtimes.is_none()
         && f.is_active.is_none()
+        && f.build_cpu_limit.is_none()
+        && f.build_memory_limit.is_none()
+        && f.build_pids_limit.is_none()
 }
 
 /// Deletes a plan no application, database or billing record refers to.

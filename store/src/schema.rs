@@ -81,6 +81,9 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        build_cpu_limit -> Int4,
+        build_memory_limit -> Int4,
+        build_pids_limit -> Int4,
     }
 }
 

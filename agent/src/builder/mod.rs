@@ -6,12 +6,12 @@
 
 mod git;
 mod recipe;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions};
-use futures::StreamExt;
+use bollard::query_parameters::RemoveImageOptions;
 use skypanel_protocol::task::{BuildResult, BuildSpec};
 use tokio::sync::watch;
 
@@ -72,8 +72,16 @@ impl Builder {
         std::fs::create_dir_all(&work.0)
             .map_err(|e| TaskFailure::node(format!("cannot create the build folder: {e}")))?;
         let limit = Duration::from_secs(spec.timeout_secs.max(1));
-        let steps = self.steps(spec, &work.0, log);
-        tokio::select! {
+        let cgroup_name = format!(
+            "{}build-{}-{}",
+            self.engine.namespace(),
+            spec.build_id,
+            uuid::Uuid::new_v4().simple()
+        );
+        let cgroup = sandbox::BuildCgroup::create(&cgroup_name, spec.limits.pids)
+            .map_err(TaskFailure::node)?;
+        let steps = self.steps(spec, &work.0, &cgroup, log);
+        let outcome = tokio::select! {
             outcome = tokio::time::timeout(limit, steps) => match outcome {
                 Ok(result) => result,
                 Err(_) => Err(TaskFailure::app(format!(
@@ -85,13 +93,20 @@ impl Builder {
                 log.line("build cancelled");
                 Err(TaskFailure::app("the build was cancelled"))
             }
+        };
+        // A step's container outlives a build stopped under it (a limit, the
+        // timeout, a cancel): nothing of the build may keep running.
+        for container in cgroup.containers() {
+            let _ = self.engine.remove(&container).await;
         }
+        outcome
     }
 
     async fn steps(
         &self,
         spec: &BuildSpec,
         work: &Path,
+        cgroup: &sandbox::BuildCgroup,
         log: &TaskLog,
     ) -> Result<BuildResult, TaskFailure> {
         let clone = git::Clone {
@@ -132,8 +147,25 @@ impl Builder {
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?
             .map_err(|e| TaskFailure::node(format!("cannot pack the source: {e}")))?;
         let packed = began.elapsed();
+        let context_mb = std::fs::metadata(&context)
+            .map(|m| m.len().div_ceil(1024 * 1024))
+            .unwrap_or(0);
+        if context_mb > spec.limits.context_mb {
+            return Err(TaskFailure::app(format!(
+                "the build's context (the repository) is {context_mb} MB, more than the limit \
+                 of {} MB; leave out of it what the build does not need",
+                spec.limits.context_mb
+            )));
+        }
         let tag = self.image_tag(spec);
-        self.docker_build(&context, &tag, log).await?;
+        let network = self.engine.ensure_build_network().await.map_err(|e| {
+            TaskFailure::node(format!("cannot make the builds' network: {}", short(&e)))
+        })?;
+        log.line(format!(
+            "building with at most {} millicores, {} MB of memory and {} processes",
+            spec.limits.cpu_millicores, spec.limits.memory_mb, spec.limits.pids
+        ));
+        sandbox::docker_build(&context, &tag, &network, cgroup, &spec.limits, log).await?;
         tracing::debug!(
             build_id = spec.build_id,
             ?cloned,
@@ -183,52 +215,6 @@ impl Builder {
         Ok(())
     }
 
-    async fn docker_build(
-        &self,
-        context: &Path,
-        tag: &str,
-        log: &TaskLog,
-    ) -> Result<(), TaskFailure> {
-        // The tag names the application: `<namespace>skypanel/app-<id>`.
-        let options = BuildImageOptions {
-            dockerfile: "Dockerfile".into(),
-            t: Some(tag.to_string()),
-            rm: true,
-            forcerm: true,
-            ..Default::default()
-        };
-        let file = tokio::fs::File::open(context)
-            .await
-            .map_err(|e| TaskFailure::node(format!("cannot read the build context: {e}")))?;
-        let chunks = futures::stream::unfold(file, |mut file| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buffer = vec![0u8; 256 * 1024];
-            match file.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buffer)), file))
-                }
-                Err(e) => Some((Err(e), file)),
-            }
-        });
-        let body = bollard::body_try_stream(chunks);
-        let mut stream = self.engine.raw().build_image(options, None, Some(body));
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    for line in info.stream.iter().flat_map(|s| s.lines()) {
-                        if !line.trim().is_empty() {
-                            log.line(line.trim_end().to_string());
-                        }
-                    }
-                }
-                Err(err) => return Err(build_failure(&err)),
-            }
-        }
-        Ok(())
-    }
-
     /// The repository part of an application's image tags on this node.
     fn repository(&self, app_id: i64) -> String {
         format!("{}skypanel/app-{app_id}", self.engine.namespace())
@@ -262,23 +248,6 @@ impl Builder {
             .raw()
             .remove_image(tag, Some(options), None)
             .await;
-    }
-}
-
-/// A failed build in words the customer can act on.
-fn build_failure(err: &bollard::errors::Error) -> TaskFailure {
-    match err {
-        bollard::errors::Error::DockerStreamError { error } => {
-            if let Some(code) = error
-                .rsplit_once("returned a non-zero code: ")
-                .map(|(_, code)| code.trim())
-            {
-                TaskFailure::app(format!("build step exited with code {code}: {error}"))
-            } else {
-                TaskFailure::app(format!("the image build failed: {error}"))
-            }
-        }
-        other => TaskFailure::node(format!("the image build failed: {}", short(other))),
     }
 }
 

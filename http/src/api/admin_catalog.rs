@@ -81,6 +81,18 @@ async fn plan_fields(conn: &mut Conn, req: UpdatePlanRequest) -> ApiResult<PlanF
             .transpose()?,
         supported_runtimes,
         is_active: req.is_active,
+        build_cpu_limit: req
+            .build_cpu_limit
+            .map(|v| in_range("build_cpu_limit", v, 100..=64_000, "millicores"))
+            .transpose()?,
+        build_memory_limit: req
+            .build_memory_limit
+            .map(|v| in_range("build_memory_limit", v, 64..=262_144, "MB"))
+            .transpose()?,
+        build_pids_limit: req
+            .build_pids_limit
+            .map(|v| in_range("build_pids_limit", v, 32..=65_536, "processes"))
+            .transpose()?,
     })
 }
 
@@ -162,6 +174,9 @@ impl AdminCatalogApi {
                 hourly_rate: Some(b.hourly_rate),
                 supported_runtimes: b.supported_runtimes,
                 is_active: b.is_active,
+                build_cpu_limit: b.build_cpu_limit,
+                build_memory_limit: b.build_memory_limit,
+                build_pids_limit: b.build_pids_limit,
             },
         )
         .await?;

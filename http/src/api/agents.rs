@@ -14,6 +14,9 @@ use skypanel_domain::lifecycle::TaskEvent;
 use skypanel_domain::lifecycle::task::is_final;
 use skypanel_jobs::NewLine;
 use skypanel_protocol::MAX_LEASE_WAIT_SECS;
+use skypanel_protocol::limits::{
+    MAX_APP_LOG_LINE_BYTES, MAX_APP_LOG_LINES, MAX_LOG_BATCH_BYTES, clip,
+};
 use skypanel_protocol::node::{
     AppLogAck, AppLogBatch, Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated,
 };
@@ -40,24 +43,9 @@ pub struct AgentsApi {
 const ROTATION_GRACE_MINUTES: i64 = 10;
 /// The most tasks one lease answer hands out.
 const MAX_TASKS_PER_LEASE: i64 = 32;
-/// The longest log batch accepted (lines joined), 256 KiB.
-const MAX_LOG_BATCH_BYTES: usize = 256 * 1024;
-/// The most application log lines in one batch.
-const MAX_APP_LOG_LINES: usize = 5000;
-/// Longer application log lines are cut to this many bytes.
-const MAX_APP_LOG_LINE_BYTES: usize = 8 * 1024;
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-fn clip(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
+/// What a build's stored log may hold beyond the agent's cap: the line
+/// saying what the agent left out between the log's head and tail.
+const BUILD_LOG_SLACK: i64 = 64 * 1024;
 
 #[derive(ApiResponse)]
 pub enum RegisterAnswer {
@@ -268,9 +256,14 @@ impl AgentsApi {
             .into_iter()
             .collect();
         drop(conn);
+        let clipped: Vec<_> = batch
+            .lines
+            .iter()
+            .map(|entry| clip(&entry.line, MAX_APP_LOG_LINE_BYTES))
+            .collect();
         let mut by_app: std::collections::BTreeMap<i64, Vec<NewLine<'_>>> = Default::default();
         let mut refused = 0;
-        for entry in &batch.lines {
+        for (entry, line) in batch.lines.iter().zip(&clipped) {
             if !ours.contains(&entry.application_id) {
                 refused += 1;
                 continue;
@@ -287,7 +280,7 @@ impl AgentsApi {
                     } else {
                         "stdout"
                     },
-                    line: clip(&entry.line, MAX_APP_LOG_LINE_BYTES),
+                    line,
                 });
         }
         let streams = self.state.log_streams()?;
@@ -492,7 +485,8 @@ impl AgentsApi {
             .orchestrator()?
             .context()
             .settings()
-            .build_max_log_bytes;
+            .build_max_log_bytes
+            + BUILD_LOG_SLACK;
         let stored = tasks::append_log(
             &mut conn,
             task_id.0,

@@ -24,6 +24,11 @@ pub struct PlanView {
     /// Runtime ids this plan allows; empty allows every runtime.
     pub supported_runtimes: Vec<i64>,
     pub is_active: bool,
+    /// What a build may use on its node: millicores, MB of memory and
+    /// processes (a build that goes past one fails, naming it).
+    pub build_cpu_limit: i32,
+    pub build_memory_limit: i32,
+    pub build_pids_limit: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -40,6 +45,9 @@ impl From<Plan> for PlanView {
             hourly_rate: format_amount(&p.hourly_rate, 4),
             supported_runtimes: p.supported_runtimes,
             is_active: p.is_active,
+            build_cpu_limit: p.build_cpu_limit,
+            build_memory_limit: p.build_memory_limit,
+            build_pids_limit: p.build_pids_limit,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -64,6 +72,15 @@ pub struct CreatePlanRequest {
     pub supported_runtimes: Option<Vec<i64>>,
     #[oai(nullable)]
     pub is_active: Option<bool>,
+    /// Millicores a build may use, 100 to 64000 (1000 by default).
+    #[oai(nullable)]
+    pub build_cpu_limit: Option<i32>,
+    /// MB a build may use, 64 to 262144 (2048 by default).
+    #[oai(nullable)]
+    pub build_memory_limit: Option<i32>,
+    /// Processes a build may run at once, 32 to 65536 (1024 by default).
+    #[oai(nullable)]
+    pub build_pids_limit: Option<i32>,
 }
 
 /// Every field is optional: only the ones sent change.
@@ -85,6 +102,12 @@ pub struct UpdatePlanRequest {
     pub supported_runtimes: Option<Vec<i64>>,
     #[oai(nullable)]
     pub is_active: Option<bool>,
+    #[oai(nullable)]
+    pub build_cpu_limit: Option<i32>,
+    #[oai(nullable)]
+    pub build_memory_limit: Option<i32>,
+    #[oai(nullable)]
+    pub build_pids_limit: Option<i32>,
 }
 
 /// How an application of this runtime is built.
