@@ -477,15 +477,22 @@ async fn lifecycle_requests_are_checked() {
             .to_string();
         assert!(message.contains("pending"), "{message}");
     }
-    // Deploy is legal, but no node in the region is online.
+    // Deploy is legal; no node in the region is online, so it waits for
+    // room and says so.
     let deploy = app
         .post(&format!("{base}/deploy"), &w.customer, json!({}))
         .await;
+    assert_eq!(
+        deploy.expect(202)["waiting"]["behind"],
+        "room on a node of region local"
+    );
+    let waiting = app.get(&base, &w.customer).await;
     assert!(
-        deploy.expect_error(409, "no_node_available")["message"]
+        waiting.expect(200)["last_error"]
             .as_str()
-            .unwrap()
-            .contains("local")
+            .is_some_and(|e| e.starts_with("waiting for room")),
+        "{}",
+        waiting.body
     );
     // A stopped app can be started, but not stopped again.
     app.exec_sql(&format!(

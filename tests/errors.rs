@@ -213,3 +213,105 @@ fn db_name(url: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+#[tokio::test]
+async fn input_that_means_something_else_is_refused_naming_the_field() {
+    let app = TestApp::new().await;
+    let w = app.world().await;
+    let base = format!("/api/paas/applications/{}", w.app);
+
+    // A misspelt or invented field is not silently ignored.
+    let typo = app
+        .post(
+            &format!("{base}/scale"),
+            &w.customer,
+            json!({"instances": 3}),
+        )
+        .await;
+    let body = typo.expect_error(422, "invalid");
+    assert_eq!(body["field"], "instances");
+    assert!(
+        body["message"].as_str().unwrap().contains("unknown field"),
+        "{body}"
+    );
+    let nested = app
+        .post(
+            "/api/paas/applications",
+            &w.customer,
+            json!({"name": "typo-app", "plan_id": 1, "region": "local", "imagee": "nginx"}),
+        )
+        .await;
+    assert_eq!(nested.expect_error(422, "invalid")["field"], "imagee");
+
+    // A NUL character cannot be stored: refused where it is, body or address.
+    let nul = app
+        .post(
+            &format!("{base}/env"),
+            &w.customer,
+            json!({"key": "GREETING", "value": "hi\u{0}there"}),
+        )
+        .await;
+    assert_eq!(nul.expect_error(422, "invalid")["field"], "value");
+    let nul_setting = app
+        .put(&base, &w.customer, json!({"git_branch": "main\u{0}"}))
+        .await;
+    assert_eq!(
+        nul_setting.expect_error(422, "invalid")["field"],
+        "git_branch"
+    );
+    app.get(&format!("{base}/builds?limit=1%00"), &w.customer)
+        .await
+        .expect_error(422, "invalid");
+    app.get(&format!("{base}%00/builds"), &w.customer)
+        .await
+        .expect_error(422, "invalid");
+
+    // A domain that is an IP address would capture a node's own address.
+    let ip = app
+        .post(
+            &format!("{base}/domains"),
+            &w.customer,
+            json!({"hostname": "10.0.0.1"}),
+        )
+        .await;
+    let body = ip.expect_error(422, "invalid");
+    assert_eq!(body["field"], "hostname");
+    assert!(
+        body["message"].as_str().unwrap().contains("IP address"),
+        "{body}"
+    );
+
+    // PORT is the platform's: the application's port setting decides it.
+    let port = app
+        .post(
+            &format!("{base}/env"),
+            &w.customer,
+            json!({"key": "PORT", "value": "1"}),
+        )
+        .await;
+    assert_eq!(port.expect_error(422, "invalid")["field"], "key");
+    let bulk = app
+        .post(
+            &format!("{base}/env"),
+            &w.customer,
+            json!({"vars": {"A": "1", "PORT": "2"}}),
+        )
+        .await;
+    bulk.expect_error(422, "invalid");
+
+    // Nothing of any refused request was kept.
+    assert_eq!(
+        app.get(&format!("{base}/env"), &w.customer)
+            .await
+            .expect(200),
+        &json!([])
+    );
+    let domains = app.get(&format!("{base}/domains"), &w.customer).await;
+    let domains = domains.expect(200).as_array().unwrap();
+    assert!(
+        domains.iter().all(|d| d["is_system"] == true),
+        "only the system domain: {domains:?}"
+    );
+    let apps = app.get("/api/paas/applications", &w.customer).await;
+    assert_eq!(apps.expect(200).as_array().unwrap().len(), 1);
+}

@@ -28,8 +28,21 @@ pub fn validate_key(key: &str) -> Result<(), Invalid> {
             format!("a key is at most {MAX_KEY_LEN} characters"),
         ));
     }
+    if RESERVED.contains(&key) {
+        return Err(Invalid::new(
+            "key",
+            format!(
+                "{key} is set by the platform (to the application's `port` setting); change that instead"
+            ),
+        ));
+    }
     Ok(())
 }
+
+/// Keys the platform sets in every container; a customer cannot set them.
+/// (A linked database's variables are different: a customer's variable of
+/// the same name wins over them.)
+pub const RESERVED: &[&str] = &["PORT"];
 
 /// Checks a value: at most [`MAX_VALUE_LEN`] bytes and no NUL byte (a process
 /// environment cannot carry one).
@@ -112,5 +125,16 @@ mod tests {
             change_description(&["A", "B"], &["C"]),
             "Set A, B; remove C"
         );
+    }
+
+    #[test]
+    fn the_platforms_own_keys_are_refused() {
+        let refused = validate_key("PORT").unwrap_err();
+        assert!(
+            refused.message.contains("set by the platform"),
+            "{}",
+            refused.message
+        );
+        assert!(validate_key("PORT_NUMBER").is_ok());
     }
 }

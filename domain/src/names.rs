@@ -103,6 +103,18 @@ pub fn normalize_hostname(field: &str, host: &str) -> Result<String, Invalid> {
             return Err(bad());
         }
     }
+    // No top-level domain is numeric: this is an IP address, and a name
+    // that captured it would take every request reaching a node by address.
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Invalid::new(
+            field,
+            format!("\"{host}\" is an IP address, not a domain name"),
+        ));
+    }
     Ok(host)
 }
 
@@ -271,6 +283,10 @@ mod tests {
         assert!(normalize_hostname("h", "-bad.example.com").is_err());
         assert!(normalize_hostname("h", "a..b").is_err());
         assert!(normalize_hostname("h", "under_score.com").is_err());
+        let ip = normalize_hostname("h", "10.0.0.1").unwrap_err();
+        assert!(ip.message.contains("is an IP address"), "{}", ip.message);
+        assert!(normalize_hostname("h", "[::1]").is_err());
+        assert!(normalize_hostname("h", "1password.com").is_ok());
         assert!(normalize_host_address("10.0.0.5").is_ok());
         assert!(normalize_host_address("::1").is_ok());
     }

@@ -123,6 +123,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object",
         ));
     }
+    refuse_nul(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -136,7 +137,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         let message = strip_position(&inner.to_string());
         let field = if path == "." {
-            missing_field(&message)
+            missing_field(&message).or_else(|| unknown_field(&message))
         } else {
             Some(path)
         };
@@ -153,6 +154,52 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )
     })?;
     Ok(value)
+}
+
+/// serde's "unknown field `name`, expected …" names the field only in the message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// PostgreSQL cannot store a NUL character in text: a string carrying one
+/// is refused here, naming where it is, before it can fail deeper down.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    if !bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // the parse below says what is wrong
+    };
+    fn find(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(path.to_string()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| find(v, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                let at = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    Some(at)
+                } else {
+                    find(v, &at)
+                }
+            }),
+            _ => None,
+        }
+    }
+    match find(&value, "") {
+        Some(field) => Err(ApiError::invalid(
+            &field,
+            format!("{field}: a NUL character cannot be stored"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// serde's "missing field `name`" names the field only in the message.

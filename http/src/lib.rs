@@ -139,7 +139,9 @@ pub fn openapi_service(state: &AppState) -> ApiService {
             "Customer, admin and platform API of SkyPanel PaaS. Authenticate with \
              `Authorization: Bearer <token>`, using an access token from `POST /api/auth/login` \
              or an `spt_` API token. Every error answers `{\"code\", \"message\", \"field\"}`; \
-             money is a decimal string.",
+             money is a decimal string. A request body with a field an operation does not \
+             know, or a NUL character anywhere in a body or an address, is refused (422, \
+             naming the field) rather than ignored.",
         )
         .contact(ContactObject::new().name("SkyPanel"))
         .license(LicenseObject::new("AGPL-3.0-only"))

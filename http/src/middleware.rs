@@ -23,8 +23,19 @@ pub async fn around<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // A NUL character in the path or the query cannot be stored (nor is it
+    // in any name the platform gives): refused before it reaches a handler.
+    let nul = request
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00"));
     let response = if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         ApiError::payload_too_large().into_response()
+    } else if nul {
+        ApiError::invalid_request(
+            "a NUL character (%00) cannot be stored; leave it out of the address",
+        )
+        .into_response()
     } else {
         match endpoint.call(request).await {
             Ok(response) => json_error_body(response.into_response()).await,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use skypanel_store::accounts::{ApiToken, User};
 
 #[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E-mail address, used to log in.
     pub email: String,
@@ -17,6 +18,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -56,6 +58,7 @@ impl From<User> for UserView {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct CreateApiTokenRequest {
     /// What the token is for, e.g. `ci`.
     pub name: String,

@@ -87,6 +87,7 @@ pub struct CertificateExpiry {
 
 /// Renew certificates now instead of at the daily run.
 #[derive(Object, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RenewalRequest {
     /// Renew the certificates expiring within this many days (the
     /// configured `SKYPANEL_SSL_RENEW_BEFORE_DAYS` when absent).

@@ -80,6 +80,7 @@ impl From<Application> for ApplicationView {
 }
 
 #[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateApplicationRequest {
     /// Becomes the slug: lowercase letters, digits and hyphens, 3 to 63 characters.
     pub name: String,
@@ -116,6 +117,7 @@ pub struct CreateApplicationRequest {
 
 /// Every field is optional; send `null` to clear a nullable one.
 #[derive(Object, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateApplicationRequest {
     #[oai(nullable)]
     pub plan_id: Option<i64>,
@@ -138,6 +140,7 @@ pub struct UpdateApplicationRequest {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
     /// 1 to 10.
     pub instance_count: i32,
@@ -154,6 +157,7 @@ pub struct EnvVarView {
 /// One variable (`key` and `value`), or several at once (`vars` to set and
 /// `unset` to remove): a change of several variables makes one release.
 #[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddEnvVarRequest {
     /// `[A-Za-z_][A-Za-z0-9_]*`, at most 255 characters. An existing key is
     /// a conflict (change it with PUT).
@@ -217,6 +221,7 @@ impl From<skypanel_actors::Waiting> for WaitingView {
 }
 
 #[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateEnvVarRequest {
     /// At most 32 KiB.
     pub value: String,
@@ -314,6 +319,7 @@ pub struct DeployAccepted {
 }
 
 #[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The release to roll back to.
     pub release: i32,

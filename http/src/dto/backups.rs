@@ -44,6 +44,7 @@ impl From<Backup> for BackupView {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// A succeeded backup of this database.
     pub backup_id: i64,

@@ -107,6 +107,7 @@ impl From<Notification> for NotificationView {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct BillingRunRequest {
     /// The start of a complete hour (UTC, on the hour): `"2026-11-22T10:00:00Z"`.
     pub period_start: DateTime<Utc>,

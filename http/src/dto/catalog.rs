@@ -55,6 +55,7 @@ impl From<Plan> for PlanView {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct CreatePlanRequest {
     pub name: String,
     /// Millicores, 1 to 256000.
@@ -85,6 +86,7 @@ pub struct CreatePlanRequest {
 
 /// Every field is optional: only the ones sent change.
 #[derive(Object, Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct UpdatePlanRequest {
     #[oai(nullable)]
     pub name: Option<String>,
@@ -169,6 +171,7 @@ impl From<Runtime> for RuntimeView {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct CreateRuntimeRequest {
     pub name: String,
     pub runtime_type: RuntimeType,
@@ -185,6 +188,7 @@ pub struct CreateRuntimeRequest {
 
 /// Every field is optional; send `null` to clear a default command.
 #[derive(Object, Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateRuntimeRequest {
     #[oai(nullable)]
     pub name: Option<String>,
@@ -246,6 +250,7 @@ impl From<skypanel_store::database_engines::Engine> for DatabaseEngineView {
 }
 
 #[derive(Object, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateDatabaseEngineRequest {
     /// `postgresql`, `mysql`, `redis` or `mongodb`.
     pub db_type: String,
@@ -255,6 +260,7 @@ pub struct CreateDatabaseEngineRequest {
 }
 
 #[derive(Object, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateDatabaseEngineRequest {
     /// The image databases created from now on run.
     pub image: String,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use skypanel_store::databases::Database;
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct CreateDatabaseRequest {
     /// 3 to 63 lowercase letters, digits and single hyphens, unique per customer.
     pub name: String,
@@ -75,6 +76,7 @@ pub struct EngineChoice {
 }
 
 #[derive(Object, Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     /// The variables' prefix: `DATABASE` by default (`REDIS` for Redis),
     /// giving `DATABASE_URL`, `DATABASE_HOST`, `_PORT`, `_USER`, `_PASSWORD`

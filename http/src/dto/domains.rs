@@ -44,6 +44,7 @@ impl From<Domain> for DomainView {
 }
 
 #[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddDomainRequest {
     /// A full name such as `shop.example.com`.
     pub hostname: String,

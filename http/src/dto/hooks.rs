@@ -6,6 +6,7 @@ use serde::Deserialize;
 use skypanel_store::webhooks::{Delivery, Webhook};
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct CreateWebhookRequest {
     /// Where events are `POST`ed: an `https://` (or `http://`) URL on the
     /// public internet.

@@ -59,6 +59,7 @@ impl From<Node> for NodeView {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterNodeRequest {
     /// A unique name, e.g. `worker-1`.
     pub name: String,
@@ -80,6 +81,7 @@ pub struct NodeRegistration {
 
 /// Every field is optional. `disabled: true` takes the node out of placement.
 #[derive(Object, Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateNodeRequest {
     #[oai(nullable)]
     pub name: Option<String>,

@@ -58,6 +58,7 @@ impl WalletView {
 }
 
 #[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct CreditRequest {
     /// Decimal string, more than zero, at most two decimals: `"25.00"`.
     pub amount: String,
