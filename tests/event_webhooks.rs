@@ -292,3 +292,99 @@ async fn docker_build_events_reach_a_webhook_signed_and_a_failing_endpoint_gets_
         "the secret is never logged"
     );
 }
+
+#[tokio::test]
+async fn a_delivery_the_platform_refuses_fails_at_once_and_names_why() {
+    // Private addresses are not allowed here (the default).
+    let stack = Stack::start(Timing {
+        env: vec![("SKYPANEL_WEBHOOK_RETRY_SECONDS", "1".into())],
+        ..Timing::default()
+    })
+    .await;
+    let plan = stack.plan().await;
+    let alice = stack.customer("alice@example.com").await;
+
+    // What is knowable at creation is refused then: a name of the local
+    // network, a private top-level name, a private address.
+    for url in [
+        "http://redis:6379/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "https://nas.lan/hook",
+        "http://10.1.2.3/hook",
+    ] {
+        let (status, refused) = stack
+            .post("/api/paas/webhooks", &alice, json!({"url": url}))
+            .await;
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (422, Some("url")),
+            "{url}: {refused:#}"
+        );
+    }
+    let (status, hook) = stack
+        .post(
+            "/api/paas/webhooks",
+            &alice,
+            json!({"url": "https://hooks.example.com/skypanel", "events": ["app.no_room"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook:#}");
+    let hook_id = hook["id"].as_i64().unwrap();
+    // The name resolves to a loopback address by the time of the delivery
+    // (as a rebinding DNS answer would): the URL stands for that here.
+    stack
+        .sql(&format!(
+            "UPDATE paas_webhooks SET url = 'http://127.0.0.1:9/skypanel' WHERE id = {hook_id}"
+        ))
+        .await;
+
+    // An event: a deploy with no node online to run on waits for room (the
+    // region's only node is registered, its agent never started).
+    let (status, node) = stack
+        .post(
+            "/api/admin/paas/nodes/register",
+            &stack.admin,
+            json!({"name": "never-started", "region": "local", "host_address": "127.0.0.1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{node:#}");
+    let (status, app) = stack
+        .post(
+            "/api/paas/applications",
+            &alice,
+            json!({"name": "roomless", "plan_id": plan, "region": "local", "image": WEB_IMAGE}),
+        )
+        .await;
+    assert_eq!(status, 201, "{app:#}");
+    let app = app["id"].as_i64().unwrap();
+    let (status, waiting) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/deploy"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{waiting:#}");
+
+    let deliveries = format!("/api/paas/webhooks/{hook_id}/deliveries");
+    stack
+        .until(60, "the refused delivery is recorded", || async {
+            stack.get(&deliveries, &alice).await[0]["status"] == "failed"
+        })
+        .await;
+    let delivery = &stack.get(&deliveries, &alice).await[0];
+    assert_eq!(delivery["event"], "app.no_room");
+    assert_eq!(
+        delivery["attempts"], 1,
+        "refused once, not retried: {delivery:#}"
+    );
+    assert_eq!(delivery["response_status"], Value::Null);
+    let error = delivery["error"].as_str().unwrap();
+    assert!(
+        error.contains("no public address") && error.contains("not tried again"),
+        "{error}"
+    );
+    // And it stays that way (a retry would come after a second here).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.get(&deliveries, &alice).await[0]["attempts"], 1);
+}

@@ -3,7 +3,9 @@
 //! once), and each delivery is a job of its own on the same queue: a signed
 //! `POST` of the event. A delivery that fails (no answer, or not 2xx) is
 //! tried again with a doubling wait, up to [`WebhookSettings::attempts`]
-//! times; every attempt is recorded, so the customer sees what happened.
+//! times; one the platform refuses to send (an address that is not public)
+//! fails at once. Every attempt is recorded, so the customer sees what
+//! happened.
 //!
 //! Signing: `X-SkyPanel-Signature: sha256=<hex HMAC-SHA256(secret,
 //! "<X-SkyPanel-Timestamp>.<body>")>`; the timestamp inside the signed text
@@ -150,18 +152,20 @@ async fn attempt(
     }))?;
     let sent = match &secret {
         Ok(secret) => post(ctx, &hook, secret, delivery.id, &delivery.event, body).await,
-        Err(why) => Err(why.clone()),
+        Err(why) => Err(NotSent::Failed(why.clone())),
     };
-    let (response_status, error) = match &sent {
-        Ok(status) if (200..300).contains(status) => (Some(i32::from(*status)), None),
+    let (response_status, error, again) = match sent {
+        Ok(status) if (200..300).contains(&status) => (Some(i32::from(status)), None, false),
         Ok(status) => (
-            Some(i32::from(*status)),
+            Some(i32::from(status)),
             Some(format!("the endpoint answered HTTP {status}")),
+            true,
         ),
-        Err(why) => (None, Some(why.clone())),
+        Err(NotSent::Failed(why)) => (None, Some(why), true),
+        Err(NotSent::Refused(why)) => (None, Some(why), false),
     };
     let tried = delivery.attempts + 1;
-    let retry_in = (error.is_some() && tried < ctx.settings.attempts)
+    let retry_in = (again && tried < ctx.settings.attempts)
         .then(|| ctx.settings.retry_base * 2u32.pow((tried - 1).clamp(0, 16) as u32));
     let record = Attempt {
         response_status,
@@ -190,6 +194,15 @@ async fn attempt(
     Ok(())
 }
 
+/// Why a delivery was not answered.
+enum NotSent {
+    /// It may work later (no answer, a name that does not resolve yet).
+    Failed(String),
+    /// The platform will not send it (an address that is not public, a URL
+    /// it cannot use): trying again would only be refused again.
+    Refused(String),
+}
+
 /// Sends one signed delivery; answers the HTTP status, or why there was none.
 async fn post(
     ctx: &NotifyContext,
@@ -198,17 +211,21 @@ async fn post(
     delivery_id: i64,
     event: &str,
     body: Vec<u8>,
-) -> Result<u16, String> {
-    let url = reqwest::Url::parse(&hook.url).map_err(|e| format!("the URL is not valid: {e}"))?;
-    let port = url.port_or_known_default().ok_or("the URL has no port")?;
+) -> Result<u16, NotSent> {
+    let refused = |why: String| NotSent::Refused(format!("{why} (not tried again)"));
+    let url = reqwest::Url::parse(&hook.url)
+        .map_err(|e| refused(format!("the URL is not valid: {e}")))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| refused("the URL has no port".into()))?;
     let (host, addresses): (String, Vec<SocketAddr>) = match url.host() {
-        None => return Err("the URL has no host".into()),
+        None => return Err(refused("the URL has no host".into())),
         Some(url::Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
         Some(url::Host::Ipv6(ip)) => (format!("[{ip}]"), vec![SocketAddr::new(ip.into(), port)]),
         Some(url::Host::Domain(name)) => {
             let found = tokio::net::lookup_host((name, port))
                 .await
-                .map_err(|e| format!("{name} does not resolve: {e}"))?
+                .map_err(|e| NotSent::Failed(format!("{name} does not resolve: {e}")))?
                 .collect();
             (name.to_string(), found)
         }
@@ -217,7 +234,11 @@ async fn post(
         .iter()
         .copied()
         .find(|a| ctx.settings.allow_private || is_public(a.ip()))
-        .ok_or_else(|| format!("{host} resolves to no public address; webhooks are not delivered into private networks"))?;
+        .ok_or_else(|| {
+            refused(format!(
+                "{host} resolves to no public address; webhooks are not delivered into private networks"
+            ))
+        })?;
     let client = reqwest::Client::builder()
         .timeout(ctx.settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -225,7 +246,7 @@ async fn post(
         .no_proxy()
         .resolve(&host, address)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| NotSent::Failed(e.to_string()))?;
     let timestamp = ctx.orchestrator.context().now().timestamp();
     let mut signed = format!("{timestamp}.").into_bytes();
     signed.extend_from_slice(&body);
@@ -242,7 +263,7 @@ async fn post(
         .send()
         .await
         .map_err(|e| {
-            if e.is_timeout() {
+            NotSent::Failed(if e.is_timeout() {
                 format!(
                     "the endpoint did not answer within {} s",
                     ctx.settings.timeout.as_secs()
@@ -252,7 +273,7 @@ async fn post(
                     "cannot reach the endpoint: {}",
                     std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string())
                 )
-            }
+            })
         })?;
     Ok(answer.status().as_u16())
 }

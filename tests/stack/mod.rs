@@ -654,18 +654,25 @@ impl Stack {
         self.get(&path, token).await
     }
 
-    /// Backdates every usage interval by two hours and bills the past hour
-    /// (the clock is real); answers the billing run. A wallet with no credit
-    /// goes below zero.
-    pub async fn bill_past_hour(&self) -> Value {
+    /// Runs one SQL statement on the control plane's database (what the
+    /// API cannot do: the passing of time, a name that now resolves elsewhere).
+    pub async fn sql(&self, statement: &str) {
         use diesel_async::{AsyncConnection, RunQueryDsl};
         let mut conn = diesel_async::AsyncPgConnection::establish(&self.db.url)
             .await
             .unwrap();
-        diesel::sql_query("UPDATE paas_usage SET started_at = started_at - interval '2 hours'")
+        diesel::sql_query(statement)
             .execute(&mut conn)
             .await
             .unwrap();
+    }
+
+    /// Backdates every usage interval by two hours and bills the past hour
+    /// (the clock is real); answers the billing run. A wallet with no credit
+    /// goes below zero.
+    pub async fn bill_past_hour(&self) -> Value {
+        self.sql("UPDATE paas_usage SET started_at = started_at - interval '2 hours'")
+            .await;
         let hour = (chrono::Utc::now() - chrono::Duration::hours(1))
             .format("%Y-%m-%dT%H:00:00Z")
             .to_string();

@@ -46,9 +46,7 @@ fn check_url(url: &str, allow_private: bool) -> Result<(), ApiError> {
         None => return Err(bad("the URL has no host")),
         Some(url::Host::Ipv4(ip)) => !is_public(ip.into()),
         Some(url::Host::Ipv6(ip)) => !is_public(ip.into()),
-        Some(url::Host::Domain(name)) => {
-            name.eq_ignore_ascii_case("localhost") || name.ends_with(".localhost")
-        }
+        Some(url::Host::Domain(name)) => !can_be_public(name),
     };
     if private && !allow_private {
         return Err(bad(
@@ -56,6 +54,36 @@ fn check_url(url: &str, allow_private: bool) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Top-level names no public address has (RFC 6761, 6762, 8375, and the
+/// ones private networks use by convention, such as `.internal` for cloud
+/// metadata and `.lan`).
+const PRIVATE_TLDS: &[&str] = &[
+    "localhost",
+    "local",
+    "localdomain",
+    "internal",
+    "intranet",
+    "lan",
+    "home",
+    "corp",
+    "private",
+    "test",
+    "invalid",
+    "example",
+    "onion",
+];
+
+/// Whether a host name can ever resolve to a public address: a single
+/// label (`redis`, `metadata`: a name of the local network or a container's)
+/// or a private top-level name cannot.
+fn can_be_public(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let Some((_, tld)) = name.rsplit_once('.') else {
+        return false;
+    };
+    !(PRIVATE_TLDS.contains(&tld) || name.ends_with(".home.arpa"))
 }
 
 #[OpenApi(prefix_path = "/paas", tag = "Tag::EventWebhooks")]
@@ -191,5 +219,35 @@ mod tests {
             assert_eq!(err.body().field.as_deref(), Some("url"), "{bad}");
         }
         assert!(check_url("http://127.0.0.1:9000/x", true).is_ok());
+    }
+
+    #[test]
+    fn names_that_cannot_be_public_are_known_before_delivery() {
+        for refused in [
+            "http://localhost/x",
+            "http://redis:6379/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "https://printer.local/",
+            "https://router.home.arpa/",
+            "http://api.localhost/",
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://[::1]/",
+            "http://169.254.169.254/latest/meta-data/",
+        ] {
+            let answer = check_url(refused, false);
+            assert!(answer.is_err(), "{refused} was taken");
+            assert!(
+                check_url(refused, true).is_ok(),
+                "{refused}, private allowed"
+            );
+        }
+        for taken in [
+            "https://hooks.example.com/skypanel",
+            "https://hooks.slack.com/services/T/B/X",
+            "http://8.8.8.8:8080/x",
+        ] {
+            assert!(check_url(taken, false).is_ok(), "{taken} was refused");
+        }
     }
 }
