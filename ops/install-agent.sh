@@ -2,7 +2,13 @@
 # Installs and starts the SkyPanel agent on this machine, making it a worker
 # node of the control plane at CONTROL_PLANE_URL.
 #
-#   sudo ./ops/install-agent.sh CONTROL_PLANE_URL REGISTRATION_TOKEN
+#   sudo ./ops/install-agent.sh CONTROL_PLANE_URL
+#
+# It asks for the one-time registration token (spr_…) or reads it from its
+# standard input (printf %s "$TOKEN" | sudo ./ops/install-agent.sh URL): a
+# token on a command line is visible to every user of the machine (ps). The
+# token goes to /etc/skypanel-agent.token (mode 0600), which the agent deletes
+# once it has registered.
 #
 # Run it from a SkyPanel checkout: the agent is built here with cargo (or taken
 # from SKYPANEL_AGENT_BINARY); nothing is downloaded from outside Debian's
@@ -14,11 +20,18 @@ cd "$(dirname "$0")/.."
 # shellcheck source=ops/lib.sh
 . ops/lib.sh
 
-[ $# -eq 2 ] || die "usage: $0 CONTROL_PLANE_URL REGISTRATION_TOKEN"
+[ $# -eq 1 ] || die "usage: $0 CONTROL_PLANE_URL (the registration token is asked for, or read from standard input; never give it as an argument)"
 control_plane=${1%/}
-token=$2
 case "$control_plane" in http://*|https://*) ;; *) die "CONTROL_PLANE_URL must start with http:// or https://" ;; esac
-case "$token" in spr_*) ;; *) die "REGISTRATION_TOKEN must be the spr_… token the node registration answered" ;; esac
+if [ -t 0 ]; then
+    printf 'Registration token (spr_…, from POST /api/admin/paas/nodes/register): ' >&2
+    IFS= read -rs token || true
+    echo >&2
+else
+    IFS= read -r token || true
+fi
+token=$(printf %s "$token" | tr -d '[:space:]')
+case "$token" in spr_*) ;; *) die "the registration token must be the spr_… token the node registration answered" ;; esac
 
 if ! command -v docker >/dev/null 2>&1; then
     ensure_packages docker.io
@@ -43,16 +56,19 @@ fi
 say "installing /usr/local/bin/skypanel-agent"
 as_root install -m 0755 "$binary" /usr/local/bin/skypanel-agent
 as_root install -d -m 0700 /var/lib/skypanel-agent
-# The token works once: after the first start the credential in
-# /var/lib/skypanel-agent is what counts.
+# The token works once: the agent deletes its file after registering, and
+# from then on the credential in /var/lib/skypanel-agent is what counts.
 umask 077
-cat > /tmp/skypanel-agent.env.$$ <<ENV
+staged=$(mktemp)
+printf '%s\n' "$token" > "$staged"
+as_root install -m 0600 "$staged" /etc/skypanel-agent.token
+cat > "$staged" <<ENV
 SKYPANEL_AGENT_CONTROL_PLANE=$control_plane
-SKYPANEL_AGENT_TOKEN=$token
+SKYPANEL_AGENT_TOKEN_FILE=/etc/skypanel-agent.token
 SKYPANEL_AGENT_STATE_DIR=/var/lib/skypanel-agent
 ENV
-as_root install -m 0600 /tmp/skypanel-agent.env.$$ /etc/skypanel-agent.env
-rm -f /tmp/skypanel-agent.env.$$
+as_root install -m 0600 "$staged" /etc/skypanel-agent.env
+rm -f "$staged"
 
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     say "installing and starting the systemd unit skypanel-agent.service"

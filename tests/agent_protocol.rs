@@ -81,9 +81,24 @@ async fn registration_works_once_and_credentials_stay_apart() {
     app.node_call(Method::POST, &beat_path, &customer, Some(json!({})))
         .await
         .expect_error(401, "unauthorized");
-    app.call(Method::POST, &beat_path, Some(&customer), Some(json!({})))
+    // Without the node's header, the answer names the header agents send.
+    let missing = app
+        .call(Method::POST, &beat_path, Some(&customer), Some(json!({})))
+        .await;
+    let message = missing.expect_error(401, "unauthorized")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("X-SkyPanel-Node-Credential"), "{message}");
+    // A customer endpoint without a token names the bearer token.
+    let message = app
+        .call(Method::GET, "/api/paas/applications", None, None)
         .await
-        .expect_error(401, "unauthorized");
+        .expect_error(401, "unauthorized")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("Authorization: Bearer"), "{message}");
     app.get("/api/auth/me", &agent.credential)
         .await
         .expect_error(401, "unauthorized");

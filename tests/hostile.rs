@@ -12,7 +12,7 @@ mod stack;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stack::{PLATFORM_DOMAIN, Repo, Stack, Timing, WEB_IMAGE};
+use stack::{PLATFORM_DOMAIN, Repo, Stack, Timing, WEB_IMAGE, agent_dir};
 
 /// A plan whose builds get `memory` MB and `pids` processes.
 async fn build_plan(stack: &Stack, memory: i32, pids: i32) -> i64 {
@@ -440,4 +440,73 @@ async fn docker_an_application_log_line_longer_than_the_cap_is_cut_not_dropped()
         .expect("the long line is there");
     assert!(first.len() <= 8 * 1024, "{}", first.len());
     assert!(first.ends_with("bytes cut]"), "it says it was cut");
+}
+
+#[tokio::test]
+async fn docker_the_registration_token_is_never_on_the_agents_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let stack = Stack::start(Timing::default()).await;
+    let body = json!({"name": "tokened", "region": "local", "host_address": "127.0.0.1"});
+    let (status, registered) = stack
+        .post("/api/admin/paas/nodes/register", &stack.admin, body)
+        .await;
+    assert_eq!(status, 201, "{registered:#}");
+    let token = registered["registration_token"].as_str().unwrap();
+    let node = registered["node_id"].as_i64().unwrap();
+    // The install command the answer carries reads the token from stdin.
+    let install = registered["install_command"].as_str().unwrap();
+    assert!(!install.contains(token), "{install}");
+    let state_dir = agent_dir();
+    let command = || stack.agent_command(&stack.base, &stack.namespace, &state_dir);
+
+    // On the command line: refused, saying why, before anything else.
+    let mut flagged = command();
+    flagged.args(["--token", token]);
+    let mut agent = stack.spawn_agent(flagged, state_dir.clone());
+    assert!(agent.exits_within(20).is_some_and(|s| !s.success()));
+    let log = stack.agent_log(&agent);
+    assert!(log.contains("every user of the node sees it"), "{log}");
+    assert!(
+        !log.contains(token),
+        "the refusal does not repeat the token: {log}"
+    );
+
+    // In a file others can read: refused, naming the mode.
+    let file = state_dir.with_extension("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut from_file = command();
+    from_file.arg("--token-file").arg(&file);
+    let mut agent = stack.spawn_agent(from_file, state_dir.clone());
+    assert!(agent.exits_within(20).is_some_and(|s| !s.success()));
+    let log = stack.agent_log(&agent);
+    assert!(
+        log.contains("mode 644") && log.contains("chmod 600"),
+        "{log}"
+    );
+
+    // A 0600 file: the node registers, the spent file is deleted, and what
+    // `ps` shows of the agent holds no token.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut from_file = command();
+    from_file.env("SKYPANEL_AGENT_TOKEN_FILE", &file);
+    let agent = stack.spawn_agent(from_file, state_dir.clone());
+    stack
+        .until(20, "the node comes online", || async {
+            let nodes = stack.get("/api/admin/paas/nodes", &stack.admin).await;
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["id"] == node && n["status"] == "online")
+        })
+        .await;
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", agent.pid())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains("spr_"), "{cmdline}");
+    stack
+        .until(10, "the spent token file is deleted", || async {
+            !file.exists()
+        })
+        .await;
 }

@@ -12,9 +12,20 @@ pub struct Args {
     #[arg(long = "control-plane", env = "SKYPANEL_AGENT_CONTROL_PLANE")]
     pub control_plane: String,
 
-    /// The one-time registration token (first start only).
-    #[arg(long, env = "SKYPANEL_AGENT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// A file holding the one-time registration token (first start only;
+    /// mode 0600, deleted once spent). SKYPANEL_AGENT_TOKEN in the
+    /// environment does the same.
+    #[arg(long = "token-file", env = "SKYPANEL_AGENT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The registration token from the environment only: a command line is
+    /// visible to every user of the node (`ps`).
+    #[arg(skip = std::env::var("SKYPANEL_AGENT_TOKEN").ok().filter(|t| !t.is_empty()))]
+    pub token_env: Option<String>,
+
+    /// Refused: see `--token-file`.
+    #[arg(long = "token", hide = true)]
+    pub token_flag: Option<String>,
 
     /// Where the node credential is kept (mode 0600).
     #[arg(

@@ -92,6 +92,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.token_flag.is_some() {
+        anyhow::bail!(
+            "--token puts the registration token on the command line, where every user of \
+             the node sees it (ps): put it in a file of mode 0600 named by --token-file \
+             (SKYPANEL_AGENT_TOKEN_FILE), or in SKYPANEL_AGENT_TOKEN"
+        );
+    }
     let client = ControlPlane::new(args.control_plane())?;
     let engine = Engine::connect(args.namespace.clone(), args.network_pool()?)
         .context("cannot reach Docker")?;
@@ -181,10 +188,15 @@ async fn sync_ingress_forever(executor: Executor) {
 
 /// First start: trades the one-time token for the node credential and saves it.
 async fn register(client: &ControlPlane, args: &Args) -> anyhow::Result<Credentials> {
-    let token = args.token.clone().context(
-        "no credential in the state directory and no --token: register the node \
-         (POST /api/admin/paas/nodes/register) and start the agent with its token",
-    )?;
+    let token = match (&args.token_env, &args.token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(file)) => state::read_token_file(file)?,
+        (None, None) => anyhow::bail!(
+            "no credential in the state directory and no registration token: register the \
+             node (POST /api/admin/paas/nodes/register) and start the agent with its token \
+             in a file named by --token-file (SKYPANEL_AGENT_TOKEN_FILE) or in SKYPANEL_AGENT_TOKEN"
+        ),
+    };
     let host = metrics::HostMetrics::default().sample();
     let request = RegisterRequest {
         registration_token: token,
@@ -207,6 +219,12 @@ async fn register(client: &ControlPlane, args: &Args) -> anyhow::Result<Credenti
                 state::save(&args.state_dir, &credentials)
                     .context("cannot save the node credential")?;
                 tracing::info!(node_id = credentials.node_id, "registered");
+                // The token is spent: its file has nothing left to protect.
+                if let Some(file) = &args.token_file
+                    && let Err(err) = std::fs::remove_file(file)
+                {
+                    tracing::warn!(file = %file.display(), error = %err, "cannot delete the spent token file");
+                }
                 return Ok(credentials);
             }
             Err(ClientError::Unauthorized(_)) => anyhow::bail!(

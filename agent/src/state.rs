@@ -52,9 +52,60 @@ pub fn save(dir: &Path, credentials: &Credentials) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads the one-time registration token from `file`, which no other user
+/// of the machine may read (the token makes whoever holds it a node).
+pub fn read_token_file(file: &Path) -> anyhow::Result<String> {
+    let meta = fs::metadata(file)
+        .map_err(|err| anyhow::anyhow!("cannot read the token file {}: {err}", file.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the token file {} can be read by other users (mode {mode:o}): chmod 600 it and start again",
+            file.display()
+        );
+    }
+    let token = fs::read_to_string(file)
+        .map_err(|err| anyhow::anyhow!("cannot read the token file {}: {err}", file.display()))?;
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!("the token file {} is empty", file.display());
+    }
+    Ok(token.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("skypanel-agent-test-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        fs::write(&file, "spr_abc\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = read_token_file(&file).unwrap_err().to_string();
+        assert!(
+            refused.contains("mode 644") && refused.contains("chmod 600"),
+            "{refused}"
+        );
+        assert!(!refused.contains("spr_abc"), "{refused}");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token_file(&file).unwrap(), "spr_abc");
+        fs::write(&file, "\n").unwrap();
+        assert!(
+            read_token_file(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        let missing = read_token_file(&dir.join("absent"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("cannot read the token file"), "{missing}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn saved_with_owner_only_permissions() {

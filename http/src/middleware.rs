@@ -39,7 +39,7 @@ pub async fn around<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<
     } else {
         match endpoint.call(request).await {
             Ok(response) => json_error_body(response.into_response()).await,
-            Err(err) => error_response(err),
+            Err(err) => error_response(err, &path),
         }
     };
 
@@ -53,8 +53,8 @@ pub async fn around<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<
     Ok(response)
 }
 
-/// Turns any `poem::Error` into a response with our JSON body.
-pub fn error_response(err: poem::Error) -> Response {
+/// Turns any `poem::Error` of a request for `path` into a response with our JSON body.
+pub fn error_response(err: poem::Error, path: &str) -> Response {
     // Query and header parameters keep their names. Path parameters are
     // renamed `param0`… inside poem-openapi (and their errors do not always
     // downcast), so for those the message says what is wrong instead.
@@ -63,10 +63,16 @@ pub fn error_response(err: poem::Error) -> Response {
         .map(|e| e.name.to_string());
     let message = err.to_string();
     if message == "authorization error" {
+        // The agents' endpoints take a node credential, not a bearer token.
+        let wanted = if path.starts_with("/api/internal/") {
+            "send X-SkyPanel-Node-Credential: <credential> (the spn_… credential an agent gets at registration)"
+        } else {
+            "send Authorization: Bearer <token> (an access token from /api/auth/login or an API token)"
+        };
         return json_response(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "send Authorization: Bearer <token> (an access token from /api/auth/login or an API token)".into(),
+            wanted.into(),
             None,
         );
     }

@@ -127,6 +127,23 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
+    /// The process id (to read what `ps` shows of it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it exits within `seconds` (and how).
+    pub fn exits_within(&mut self, seconds: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// SIGKILL: no chance to finish anything. Its nginx keeps running, as
     /// on a real node.
     pub fn kill(&mut self) {
@@ -481,14 +498,39 @@ impl Stack {
         token: Option<&str>,
         state_dir: PathBuf,
     ) -> AgentProcess {
+        let mut command = self.agent_command(control_plane, namespace, &state_dir);
+        if let Some(token) = token {
+            // Never on the command line: `ps` shows that to every user.
+            command.env("SKYPANEL_AGENT_TOKEN", token);
+        }
+        self.spawn_agent(command, state_dir)
+    }
+
+    /// Starts `command` (from [`Stack::agent_command`]) as the agent of `state_dir`.
+    pub fn spawn_agent(&self, mut command: Command, state_dir: PathBuf) -> AgentProcess {
+        AgentProcess {
+            child: command.spawn().unwrap(),
+            ingress_port: kept_port(&state_dir, "test-ingress-port"),
+            https_port: kept_port(&state_dir, "test-ingress-https-port"),
+            state_dir,
+        }
+    }
+
+    /// The agent's command with the test's flags, logging to the stack's logs.
+    pub fn agent_command(
+        &self,
+        control_plane: &str,
+        namespace: &str,
+        state_dir: &std::path::Path,
+    ) -> Command {
         {
             let mut known = self.namespaces.lock().unwrap();
             if !known.iter().any(|n| n == namespace) {
                 known.push(namespace.to_string());
             }
         }
-        let ingress_port = kept_port(&state_dir, "test-ingress-port");
-        let https_port = kept_port(&state_dir, "test-ingress-https-port");
+        let ingress_port = kept_port(state_dir, "test-ingress-port");
+        let https_port = kept_port(state_dir, "test-ingress-https-port");
         let (stdout, stderr) = log_file(&self.logs.join(format!(
             "agent-{}.log",
             state_dir.file_name().unwrap().to_string_lossy()
@@ -498,7 +540,7 @@ impl Stack {
             .env("RUST_LOG", self.log_level)
             .args(["--control-plane", control_plane])
             .arg("--state-dir")
-            .arg(&state_dir)
+            .arg(state_dir)
             .args([
                 "--heartbeat-interval",
                 "1",
@@ -518,15 +560,7 @@ impl Stack {
             .args(["--namespace", namespace])
             .stdout(stdout)
             .stderr(stderr);
-        if let Some(token) = token {
-            command.args(["--token", token]);
-        }
-        AgentProcess {
-            child: command.spawn().unwrap(),
-            state_dir,
-            ingress_port,
-            https_port,
-        }
+        command
     }
 
     /// Polls `check` every 100 ms until it holds, for up to `seconds`.

@@ -40,9 +40,11 @@ fn percent(used: i32, total: i32) -> f64 {
     }
 }
 
-/// The shell command that installs the agent on a node.
-pub fn install_command(public_url: &str, token: &str) -> String {
-    format!("sudo ./ops/install-agent.sh {public_url} {token}")
+/// The shell command that installs the agent on a node. The token is not in
+/// it: the script asks for it (or reads it from its standard input), so that
+/// it shows neither in `ps` nor in the shell's history.
+pub fn install_command(public_url: &str) -> String {
+    format!("sudo ./ops/install-agent.sh {public_url}")
 }
 
 #[OpenApi(prefix_path = "/admin/paas/nodes", tag = "Tag::AdminNodes")]
@@ -102,7 +104,7 @@ impl AdminNodesApi {
             .await;
         Ok(Created::Created(Json(NodeRegistration {
             node_id: node.id,
-            install_command: install_command(&self.state.settings().public_url, &token),
+            install_command: install_command(&self.state.settings().public_url),
             registration_token: token,
             expires_at,
         })))

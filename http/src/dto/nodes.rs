@@ -75,7 +75,10 @@ pub struct NodeRegistration {
     /// One-time token for the agent's first start; shown only here.
     pub registration_token: String,
     pub expires_at: DateTime<Utc>,
-    /// Run this on the node, from a checkout of SkyPanel, to install and start the agent.
+    /// Run this on the node, from a checkout of SkyPanel, to install and start
+    /// the agent; it asks for the registration token (or reads it from its
+    /// standard input: `printf %s "$TOKEN" | sudo ./ops/install-agent.sh URL`),
+    /// which is never put on a command line.
     pub install_command: String,
 }
 
