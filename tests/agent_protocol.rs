@@ -311,6 +311,51 @@ async fn two_agents_polling_for_one_task_one_gets_it() {
 }
 
 #[tokio::test]
+async fn a_lease_request_delivered_twice_answers_the_same_tasks() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    deploy(&app, &customer, application).await;
+    let request = uuid::Uuid::new_v4();
+    let path = format!(
+        "/api/internal/paas/nodes/{}/leases?wait=1&request={request}",
+        agent.node_id
+    );
+    let first = app
+        .node_call(Method::POST, &path, &agent.credential, None)
+        .await;
+    let first = first.expect(200)["tasks"].clone();
+    assert_eq!(first.as_array().unwrap().len(), 1, "{first:#}");
+    // The answer was lost; the agent sends the request again: the same task
+    // under the same lease, not a 204 while the task sits held.
+    let again = app
+        .node_call(Method::POST, &path, &agent.credential, None)
+        .await;
+    let again = again.expect(200)["tasks"].clone();
+    assert_eq!(again[0]["task_id"], first[0]["task_id"]);
+    assert_eq!(again[0]["lease_id"], first[0]["lease_id"]);
+    // Once the node takes the task up, the old request has nothing to answer;
+    // another request id never gets another request's tasks.
+    let task = first[0]["task_id"].as_i64().unwrap();
+    let lease = first[0]["lease_id"].as_str().unwrap();
+    app.report(&agent, task, lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    let after = app
+        .node_call(Method::POST, &path, &agent.credential, None)
+        .await;
+    assert_eq!(after.status.as_u16(), 204, "{:?}", after.body);
+    let other = format!(
+        "/api/internal/paas/nodes/{}/leases?wait=0&request={}",
+        agent.node_id,
+        uuid::Uuid::new_v4()
+    );
+    let other = app
+        .node_call(Method::POST, &other, &agent.credential, None)
+        .await;
+    assert_eq!(other.status.as_u16(), 204, "{:?}", other.body);
+}
+
+#[tokio::test]
 async fn reports_are_fenced_by_the_lease_and_replays_change_nothing() {
     let app = TestApp::new().await;
     let (_, _, customer, application, agent) = setup(&app).await;
@@ -601,6 +646,12 @@ async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
         .unwrap()
         .to_string();
     assert_ne!(fresh, agent.credential);
+    // The same rotation delivered again (a lost answer, a proxy's retry)
+    // answers the same credential: whichever answer reaches the agent works.
+    let again = app
+        .node_call(Method::POST, &rotate, &agent.credential, None)
+        .await;
+    assert_eq!(again.expect(200)["credential"], fresh.as_str());
     let renewed = Agent {
         credential: fresh,
         ..agent.clone()
@@ -610,7 +661,12 @@ async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
         app.beat(&renewed, json!([])).await.expect(200)["rotate_credential"],
         false
     );
-    app.beat(&agent, json!([])).await.expect(200);
+    // A node still on the replaced credential (its rotation's answer lost)
+    // is asked to rotate again, which answers the same credential.
+    assert_eq!(
+        app.beat(&agent, json!([])).await.expect(200)["rotate_credential"],
+        true
+    );
     // After the grace period only the new credential works.
     app.exec_sql(
         "UPDATE paas_nodes SET previous_credential_expires_at = now() - interval '1 second'",
@@ -620,6 +676,29 @@ async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
         .await
         .expect_error(401, "unauthorized");
     app.beat(&renewed, json!([])).await.expect(200);
+    // A later rotation gives a credential of its own; the one it replaced
+    // keeps its grace period, the one before that is gone.
+    let next = app
+        .node_call(Method::POST, &rotate, &renewed.credential, None)
+        .await
+        .expect(200)["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(next != renewed.credential && next != agent.credential);
+    app.node_call(Method::POST, &rotate, &agent.credential, None)
+        .await
+        .expect_error(401, "unauthorized");
+    app.beat(&renewed, json!([])).await.expect(200);
+    app.beat(
+        &Agent {
+            credential: next,
+            ..agent.clone()
+        },
+        json!([]),
+    )
+    .await
+    .expect(200);
 
     let too_long = format!("/api/internal/paas/nodes/{}/leases?wait=61", agent.node_id);
     let refused = app

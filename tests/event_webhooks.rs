@@ -340,14 +340,7 @@ async fn a_delivery_the_platform_refuses_fails_at_once_and_names_why() {
 
     // An event: a deploy with no node online to run on waits for room (the
     // region's only node is registered, its agent never started).
-    let (status, node) = stack
-        .post(
-            "/api/admin/paas/nodes/register",
-            &stack.admin,
-            json!({"name": "never-started", "region": "local", "host_address": "127.0.0.1"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{node:#}");
+    stack.pending_node("never-started").await;
     let (status, app) = stack
         .post(
             "/api/paas/applications",

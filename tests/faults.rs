@@ -264,6 +264,60 @@ async fn docker_redis_killed_with_jobs_queued_loses_no_build() {
 }
 
 #[tokio::test]
+async fn a_hung_redis_makes_logs_and_the_inspector_answer_unavailable_not_hang() {
+    let redis = OwnRedis::start();
+    let stack = Stack::start(Timing {
+        redis_url: Some(redis.url()),
+        ..Timing::default()
+    })
+    .await;
+    stack.pending_node("worker-1").await;
+    let plan = stack.plan().await;
+    let alice = stack.customer("alice@example.com").await;
+    let (status, app) = stack
+        .post(
+            "/api/paas/applications",
+            &alice,
+            json!({"name": "quiet", "plan_id": plan, "region": "local", "image": WEB_IMAGE}),
+        )
+        .await;
+    assert_eq!(status, 201, "{app:#}");
+    let logs = format!("/api/paas/applications/{}/logs", app["id"]);
+    let queues = "/api/admin/inspector/queues";
+    let (status, _) = stack.call(reqwest::Method::GET, &logs, &alice, None).await;
+    assert_eq!(status, 200);
+
+    // Redis stops answering, its connections open: the requests that read
+    // it answer 503 after a bounded wait; the others are not held up.
+    redis.pause();
+    for (path, token) in [(logs.as_str(), &alice), (queues, &stack.admin)] {
+        let started = std::time::Instant::now();
+        let (status, body) = stack.call(reqwest::Method::GET, path, token, None).await;
+        let waited = started.elapsed();
+        assert_eq!(status, 503, "{path}: {body:#}");
+        assert!(
+            waited < Duration::from_secs(10),
+            "{path} waited {waited:?} on a hung Redis"
+        );
+    }
+    let (status, _) = stack
+        .call(reqwest::Method::GET, "/api/paas/applications", &alice, None)
+        .await;
+    assert_eq!(status, 200);
+
+    redis.resume();
+    stack
+        .until(20, "logs answer again", || async {
+            stack
+                .call(reqwest::Method::GET, &logs, &alice, None)
+                .await
+                .0
+                == 200
+        })
+        .await;
+}
+
+#[tokio::test]
 async fn docker_the_control_plane_killed_mid_deploy_finishes_it_after_a_restart() {
     let mut stack = Stack::start(Timing::default()).await;
     let (_node, agent) = stack.node("worker-1").await;

@@ -161,9 +161,16 @@ impl ControlPlane {
     }
 
     /// Leases up to `max` tasks, waiting up to `wait` seconds for one.
-    pub async fn lease(&self, wait: u64, max: usize) -> Result<Vec<LeasedTask>, ClientError> {
+    /// `request` names the request: sent again after a failure, it answers
+    /// what the first delivery leased (whose answer was lost).
+    pub async fn lease(
+        &self,
+        wait: u64,
+        max: usize,
+        request: Uuid,
+    ) -> Result<Vec<LeasedTask>, ClientError> {
         let path = format!(
-            "/api/internal/paas/nodes/{}/leases?wait={wait}&max={max}",
+            "/api/internal/paas/nodes/{}/leases?wait={wait}&max={max}&request={request}",
             self.node_id()
         );
         let leases: Option<Leases> = self

@@ -32,18 +32,22 @@ impl Runner {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let slots = Arc::new(Semaphore::new(self.max_tasks));
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        // A failed request is sent again under the same id: if it reached the
+        // control plane and only its answer was lost, the answer comes again.
+        let mut request = uuid::Uuid::new_v4();
         while !*shutdown.borrow() {
             let Ok(first) = slots.clone().acquire_owned().await else {
                 break;
             };
             let room = slots.available_permits() + 1;
             let leased = tokio::select! {
-                leased = self.client.lease(jittered(self.lease_wait), room) => leased,
+                leased = self.client.lease(jittered(self.lease_wait), room, request) => leased,
                 _ = shutdown.changed() => break,
             };
             match leased {
                 Ok(tasks) => {
                     backoff.reset();
+                    request = uuid::Uuid::new_v4();
                     let mut permit = Some(first);
                     for task in tasks {
                         let slot = match permit.take() {

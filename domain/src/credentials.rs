@@ -68,6 +68,23 @@ pub fn generate_token(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(bytes))
 }
 
+/// The credential that replaces node credential `presented` when it is
+/// rotated: `spn_` and the hex of HMAC-SHA256(`secret`, `presented`). Derived,
+/// not drawn, so that a rotation delivered twice (an answer lost on the way,
+/// a proxy's retry) answers the same new credential both times, and nothing
+/// but its digest is ever stored. Unguessable without `secret`.
+pub fn rotated_credential(secret: &[u8], presented: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+    mac.update(b"skypanel node credential rotation\0");
+    mac.update(presented.as_bytes());
+    format!(
+        "{NODE_CREDENTIAL_PREFIX}{}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
 /// The stored form of a bearer secret: its SHA-256 in hex. The secrets carry
 /// 256 random bits, so a fast hash is enough (no dictionary to guess from).
 pub fn token_digest(token: &str) -> String {
@@ -113,5 +130,14 @@ mod tests {
         assert_eq!(token_digest(&a), token_digest(&a));
         assert_ne!(token_digest(&a), token_digest(&b));
         assert!(!token_digest(&a).contains(&a[4..]));
+    }
+
+    #[test]
+    fn a_rotated_credential_is_the_same_for_the_same_credential_and_secret_only() {
+        let once = rotated_credential(b"secret", "spn_a");
+        assert!(once.starts_with(NODE_CREDENTIAL_PREFIX) && once.len() == 4 + 64);
+        assert_eq!(once, rotated_credential(b"secret", "spn_a"));
+        assert_ne!(once, rotated_credential(b"secret", "spn_b"));
+        assert_ne!(once, rotated_credential(b"other", "spn_a"));
     }
 }

@@ -14,7 +14,7 @@ use redis::AsyncCommands;
 use serde::Serialize;
 
 use crate::queues::{BACKUPS, BILLING, BUILDS, NOTIFY, SSL};
-use crate::{Error, Queues};
+use crate::{Error, Queues, bounded};
 
 /// The queues the inspector shows, in order.
 pub const QUEUES: [&str; 5] = [BUILDS, BILLING, SSL, BACKUPS, NOTIFY];
@@ -90,11 +90,14 @@ impl Queues {
 
     /// The counts and troubled jobs of every queue.
     pub async fn overview(&self) -> Result<Vec<QueueOverview>, Error> {
-        let mut all = Vec::new();
-        for queue in QUEUES {
-            all.push(self.overview_of(queue).await.map_err(redis_error)?);
-        }
-        Ok(all)
+        bounded(async {
+            let mut all = Vec::new();
+            for queue in QUEUES {
+                all.push(self.overview_of(queue).await.map_err(redis_error)?);
+            }
+            Ok(all)
+        })
+        .await
     }
 
     async fn overview_of(&self, queue: &str) -> redis::RedisResult<QueueOverview> {
@@ -164,16 +167,22 @@ impl Queues {
     /// Runs a dead or retrying job again, first in line, with its attempts reset.
     pub async fn retry(&self, queue: &str, id: &str) -> Result<Moved, Error> {
         let script = redis::Script::new(RETRY);
-        let moved: i64 = script
+        let mut conn = self.connection();
+        let mut invocation = script.prepare_invoke();
+        invocation
             .key(self.key(queue, "dead"))
             .key(self.key(queue, "scheduled"))
             .key(self.key(queue, "active"))
             .key(self.key(queue, "signal"))
             .key(self.key(queue, &format!("meta:{id}")))
-            .arg(id)
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(redis_error)?;
+            .arg(id);
+        let moved: i64 = bounded(async {
+            invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_error)
+        })
+        .await?;
         Ok(if moved == 1 {
             Moved::Moved
         } else {
@@ -184,16 +193,22 @@ impl Queues {
     /// Kills a waiting, delayed or retrying job: it goes to the dead set.
     pub async fn kill(&self, queue: &str, id: &str, now: i64) -> Result<Moved, Error> {
         let script = redis::Script::new(KILL);
-        let moved: i64 = script
+        let mut conn = self.connection();
+        let mut invocation = script.prepare_invoke();
+        invocation
             .key(self.key(queue, "dead"))
             .key(self.key(queue, "scheduled"))
             .key(self.key(queue, "active"))
             .key(self.key(queue, &format!("meta:{id}")))
             .arg(id)
-            .arg(now)
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(redis_error)?;
+            .arg(now);
+        let moved: i64 = bounded(async {
+            invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_error)
+        })
+        .await?;
         Ok(if moved == 1 {
             Moved::Moved
         } else {

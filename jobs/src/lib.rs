@@ -44,6 +44,24 @@ pub enum Error {
     Redis(String),
 }
 
+/// How long a request waits on Redis (logs, the inspector) before it answers
+/// that Redis is unavailable instead of hanging with it.
+pub const REDIS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `work` against Redis, given up after [`REDIS_WAIT`].
+pub(crate) async fn bounded<T>(
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(REDIS_WAIT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Redis(format!(
+                "no answer within {} s",
+                REDIS_WAIT.as_secs()
+            )))
+        })
+}
+
 /// Why a job driving a build or a backup stopped short: the control plane
 /// failed (PostgreSQL, an actor), and the job runs again.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 use redis::streams::{StreamMaxlen, StreamRangeReply};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{Error, bounded};
 
 /// One line an application wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,18 +77,23 @@ impl LogStreams {
             .ignore();
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(async {
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| Error::Redis(e.to_string()))
+        })
+        .await
     }
 
     /// The last `n` lines, oldest first.
     pub async fn tail(&self, app_id: i64, n: usize) -> Result<Vec<LogLine>, Error> {
         let mut conn = self.conn.clone();
-        let reply: StreamRangeReply = conn
-            .xrevrange_count(self.key(app_id), "+", "-", n)
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))?;
+        let reply: StreamRangeReply = bounded(async {
+            conn.xrevrange_count(self.key(app_id), "+", "-", n)
+                .await
+                .map_err(|e| Error::Redis(e.to_string()))
+        })
+        .await?;
         let mut lines = lines_of(reply);
         lines.reverse();
         Ok(lines)
@@ -97,19 +102,24 @@ impl LogStreams {
     /// Up to `n` lines after entry `after`, oldest first.
     pub async fn after(&self, app_id: i64, after: &str, n: usize) -> Result<Vec<LogLine>, Error> {
         let mut conn = self.conn.clone();
-        let reply: StreamRangeReply = conn
-            .xrange_count(self.key(app_id), format!("({after}"), "+", n)
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))?;
+        let reply: StreamRangeReply = bounded(async {
+            conn.xrange_count(self.key(app_id), format!("({after}"), "+", n)
+                .await
+                .map_err(|e| Error::Redis(e.to_string()))
+        })
+        .await?;
         Ok(lines_of(reply))
     }
 
     /// Removes an application's stream (it was deleted).
     pub async fn remove(&self, app_id: i64) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.key(app_id))
-            .await
-            .map_err(|e| Error::Redis(e.to_string()))
+        bounded(async {
+            conn.del::<_, ()>(self.key(app_id))
+                .await
+                .map_err(|e| Error::Redis(e.to_string()))
+        })
+        .await
     }
 }
 

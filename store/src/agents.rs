@@ -64,9 +64,10 @@ pub async fn register(
 }
 
 /// The node a credential belongs to: its current credential, or the previous
-/// one within its grace period.
-pub async fn authenticate(conn: &mut Conn, credential_digest: &str) -> Result<Option<i64>> {
-    Ok(paas_nodes::table
+/// one within its grace period (then `true`: the node has not taken up its
+/// rotated credential yet).
+pub async fn authenticate(conn: &mut Conn, credential_digest: &str) -> Result<Option<(i64, bool)>> {
+    let found: Option<(i64, Option<String>)> = paas_nodes::table
         .filter(
             paas_nodes::credential_digest.eq(credential_digest).or(
                 paas_nodes::previous_credential_digest
@@ -74,29 +75,46 @@ pub async fn authenticate(conn: &mut Conn, credential_digest: &str) -> Result<Op
                     .and(paas_nodes::previous_credential_expires_at.gt(Utc::now())),
             ),
         )
-        .select(paas_nodes::id)
+        .select((paas_nodes::id, paas_nodes::credential_digest))
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(found.map(|(node, current)| (node, current.as_deref() != Some(credential_digest))))
 }
 
-/// Replaces the node's credential; the current one stays valid for `grace`.
+/// Replaces the node's credential when it is still `current_digest` (false:
+/// it is not, e.g. a concurrent rotation won); the replaced one stays valid
+/// for `grace`.
 pub async fn rotate(
     conn: &mut Conn,
     node_id: i64,
+    current_digest: &str,
     new_digest: &str,
     grace: chrono::Duration,
-) -> Result<()> {
-    let updated = diesel::update(paas_nodes::table.find(node_id))
-        .set((
-            paas_nodes::previous_credential_digest.eq(paas_nodes::credential_digest),
-            paas_nodes::previous_credential_expires_at.eq(Utc::now() + grace),
-            paas_nodes::credential_digest.eq(new_digest),
-            paas_nodes::credential_issued_at.eq(Utc::now()),
-        ))
-        .execute(conn)
-        .await?;
-    crate::found(updated)
+) -> Result<bool> {
+    let updated = diesel::update(
+        paas_nodes::table
+            .find(node_id)
+            .filter(paas_nodes::credential_digest.eq(current_digest)),
+    )
+    .set((
+        paas_nodes::previous_credential_digest.eq(paas_nodes::credential_digest),
+        paas_nodes::previous_credential_expires_at.eq(Utc::now() + grace),
+        paas_nodes::credential_digest.eq(new_digest),
+        paas_nodes::credential_issued_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// The digest of the node's current credential.
+pub async fn credential_digest(conn: &mut Conn, node_id: i64) -> Result<Option<String>> {
+    Ok(paas_nodes::table
+        .find(node_id)
+        .select(paas_nodes::credential_digest)
+        .first::<Option<String>>(conn)
+        .await?)
 }
 
 /// The figures of a heartbeat. CPU in millicores, memory and disk in MB.

@@ -318,6 +318,7 @@ diesel::table! {
         sealed_secrets -> Nullable<Bytea>,
         generation -> Nullable<Int8>,
         cancel_requested -> Bool,
+        lease_request -> Nullable<Uuid>,
     }
 }
 

@@ -133,12 +133,18 @@ pub async fn create(
 /// until the agent acknowledges it with a `Run` report (an answer lost on the
 /// way, to an agent that died, frees the task soon). Tasks other agents are
 /// leasing at the same moment are skipped, never handed twice.
-pub async fn lease(conn: &mut Conn, node_id: i64, max: i64, ack_secs: i64) -> Result<Vec<Task>> {
+pub async fn lease(
+    conn: &mut Conn,
+    node_id: i64,
+    max: i64,
+    ack_secs: i64,
+    request: Option<Uuid>,
+) -> Result<Vec<Task>> {
     let leased = task_transition(TaskStatus::Queued, TaskEvent::Lease)
         .map_err(|e| Error::Corrupt(e.to_string()))?;
     let mut tasks: Vec<Task> = diesel::sql_query(
         "UPDATE paas_tasks t
-            SET status = $4, lease_id = gen_random_uuid(),
+            SET status = $4, lease_id = gen_random_uuid(), lease_request = $5,
                 lease_deadline = now() + make_interval(secs => $3),
                 attempt = t.attempt + 1, started_at = COALESCE(t.started_at, now())
            FROM (SELECT q.id FROM paas_tasks q
@@ -160,6 +166,34 @@ pub async fn lease(conn: &mut Conn, node_id: i64, max: i64, ack_secs: i64) -> Re
     .bind::<BigInt, _>(max)
     .bind::<BigInt, _>(ack_secs)
     .bind::<Text, _>(leased.as_str())
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(request)
+    .load(conn)
+    .await?;
+    tasks.sort_by_key(|t| t.id);
+    Ok(tasks)
+}
+
+/// The tasks lease request `request` of the node leased and the node has not
+/// taken up yet (still `leased`): the request came again because its answer
+/// was lost. Their acknowledgement window starts again.
+pub async fn leased_for_request(
+    conn: &mut Conn,
+    node_id: i64,
+    request: Uuid,
+    ack_secs: i64,
+) -> Result<Vec<Task>> {
+    let mut tasks: Vec<Task> = diesel::sql_query(
+        "UPDATE paas_tasks t
+            SET lease_deadline = now() + make_interval(secs => $3)
+          WHERE t.node_id = $1 AND t.lease_request = $2 AND t.status = 'leased'
+      RETURNING t.id, t.node_id, t.application_id, t.database_id, t.build_id, t.kind, t.payload,
+                t.status, t.attempt, t.max_attempts, t.lease_id, t.lease_deadline, t.error,
+                t.generation, t.sealed_secrets, t.created_at, t.finished_at, t.cancel_requested,
+                t.result",
+    )
+    .bind::<BigInt, _>(node_id)
+    .bind::<diesel::sql_types::Uuid, _>(request)
+    .bind::<BigInt, _>(ack_secs)
     .load(conn)
     .await?;
     tasks.sort_by_key(|t| t.id);

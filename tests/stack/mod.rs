@@ -431,6 +431,17 @@ impl Stack {
         plan["id"].as_i64().unwrap()
     }
 
+    /// Registers a node in region `local` whose agent never starts (the
+    /// region exists; no node of it is online). Answers its id.
+    pub async fn pending_node(&self, name: &str) -> i64 {
+        let body = json!({"name": name, "region": "local", "host_address": "127.0.0.1"});
+        let (status, node) = self
+            .post("/api/admin/paas/nodes/register", &self.admin, body)
+            .await;
+        assert_eq!(status, 201, "{node:#}");
+        node["node_id"].as_i64().unwrap()
+    }
+
     /// Registers a node and starts its agent; answers (node id, agent).
     pub async fn node(&self, name: &str) -> (i64, AgentProcess) {
         self.node_in(name, agent_dir()).await

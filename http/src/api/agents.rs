@@ -8,7 +8,8 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::{ApiResponse, OpenApi};
 use skypanel_domain::credentials::{
-    NODE_CREDENTIAL_PREFIX, REGISTRATION_TOKEN_PREFIX, generate_token, token_digest,
+    NODE_CREDENTIAL_PREFIX, REGISTRATION_TOKEN_PREFIX, generate_token, rotated_credential,
+    token_digest,
 };
 use skypanel_domain::lifecycle::TaskEvent;
 use skypanel_domain::lifecycle::task::is_final;
@@ -30,7 +31,7 @@ use skypanel_store::audit::Actor;
 use skypanel_store::tasks::{self, Refusal, Task};
 
 use super::{Audit, Tag};
-use crate::auth::NodeAuth;
+use crate::auth::{NODE_CREDENTIAL_HEADER, NodeAuth};
 use crate::body::{JsonBody, JsonReply};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::state::AppState;
@@ -117,10 +118,26 @@ impl AgentsApi {
         })
     }
 
-    async fn try_lease(&self, node: i64, max: i64) -> ApiResult<Vec<LeasedTask>> {
+    async fn try_lease(
+        &self,
+        node: i64,
+        max: i64,
+        request: Option<uuid::Uuid>,
+    ) -> ApiResult<Vec<LeasedTask>> {
         let ack = self.lease_ack_secs()?;
         let mut conn = self.state.store().conn().await?;
-        let leased = tasks::lease(&mut conn, node, max, ack).await?;
+        // The same request again (its answer was lost): the same tasks.
+        if let Some(request) = request {
+            let again = tasks::leased_for_request(&mut conn, node, request, ack).await?;
+            if !again.is_empty() {
+                tracing::info!(node_id = node, %request, tasks = again.len(), "lease request repeated; answering its tasks again");
+                return Ok(again
+                    .into_iter()
+                    .filter_map(|task| self.leased(task).ok())
+                    .collect());
+            }
+        }
+        let leased = tasks::lease(&mut conn, node, max, ack, request).await?;
         for task in &leased {
             let queued_ms = (chrono::Utc::now() - task.created_at)
                 .num_microseconds()
@@ -223,7 +240,11 @@ impl AgentsApi {
                 "the heartbeat names another node",
             ));
         }
-        let ack = self.state.orchestrator()?.heartbeat(node, body.0).await?;
+        let mut ack = self.state.orchestrator()?.heartbeat(node, body.0).await?;
+        // A node still on the credential a rotation replaced lost that
+        // rotation's answer: it rotates again (and gets the same credential)
+        // before the grace period locks it out.
+        ack.rotate_credential |= auth.previous_credential();
         Ok(JsonReply(ack))
     }
 
@@ -311,16 +332,39 @@ impl AgentsApi {
         id: Path<i64>,
     ) -> ApiResult<JsonReply<Rotated>> {
         let node = auth.require(id.0)?;
-        let credential = generate_token(NODE_CREDENTIAL_PREFIX);
+        // The credential that authenticated (the current one, or the previous
+        // one within its grace period) decides the answer: the new credential
+        // is derived from it, so a rotation delivered twice answers the same.
+        let presented = request
+            .header(NODE_CREDENTIAL_HEADER)
+            .unwrap_or_default()
+            .to_string();
+        let credential =
+            rotated_credential(self.state.settings().jwt_secret.as_bytes(), &presented);
+        let digest = token_digest(&credential);
         let mut conn = self.state.store().conn().await?;
-        agents::rotate(
+        let rotated = agents::rotate(
             &mut conn,
             node,
-            &token_digest(&credential),
+            &token_digest(&presented),
+            &digest,
             chrono::Duration::minutes(ROTATION_GRACE_MINUTES),
         )
-        .await
-        .or_not_found("node")?;
+        .await?;
+        if !rotated {
+            // Not the current credential: the previous one, whose rotation
+            // was done already. The same answer again, unless the current
+            // credential came from elsewhere.
+            let current = agents::credential_digest(&mut conn, node).await?;
+            if current.as_deref() != Some(digest.as_str()) {
+                return Err(ApiError::conflict(
+                    "already_rotated",
+                    "this credential was replaced already; use the credential its rotation answered",
+                    None,
+                ));
+            }
+            return Ok(JsonReply(Rotated { credential }));
+        }
         Audit::new(request, Actor::Node(node), "node.credential_rotated")
             .on("node", node)
             .write(&mut conn)
@@ -334,7 +378,10 @@ impl AgentsApi {
     /// Lease tasks, waiting up to `wait` seconds for one
     ///
     /// Answers the node's queued tasks at once when there are any, else waits
-    /// (at most 60 s) and answers the moment one is committed, else 204.
+    /// (at most 60 s) and answers the moment one is committed, else 204. A
+    /// `request` id sent again (the answer was lost) answers the tasks that
+    /// request leased, which the node has not taken up yet, instead of
+    /// leaving them held until the acknowledgement window ends.
     #[oai(
         path = "/nodes/:id/leases",
         method = "post",
@@ -346,6 +393,7 @@ impl AgentsApi {
         id: Path<i64>,
         wait: Query<Option<u64>>,
         max: Query<Option<i64>>,
+        request: Query<Option<uuid::Uuid>>,
     ) -> ApiResult<LeaseAnswer> {
         let node = auth.require(id.0)?;
         let wait = wait.0.unwrap_or(0);
@@ -363,7 +411,7 @@ impl AgentsApi {
             let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let leased = self.try_lease(node, max).await?;
+            let leased = self.try_lease(node, max, request.0).await?;
             if !leased.is_empty() {
                 return Ok(LeaseAnswer::Tasks(JsonReply(Leases { tasks: leased })));
             }
@@ -389,7 +437,7 @@ impl AgentsApi {
     ) -> ApiResult<JsonReply<Extended>> {
         let ttl = self.lease_ttl_secs()?;
         let mut conn = self.state.store().conn().await?;
-        let extension = tasks::extend(&mut conn, task_id.0, auth.0, body.0.lease_id, ttl)
+        let extension = tasks::extend(&mut conn, task_id.0, auth.0.node, body.0.lease_id, ttl)
             .await
             .or_not_found("task")?
             .map_err(refusal)?;
@@ -436,7 +484,7 @@ impl AgentsApi {
             error: error.as_deref(),
             result: result.to_json(),
         };
-        let reported = tasks::report(&mut conn, task_id.0, auth.0, stored, ttl)
+        let reported = tasks::report(&mut conn, task_id.0, auth.0.node, stored, ttl)
             .await
             .or_not_found("task")?
             .map_err(refusal)?;
@@ -490,7 +538,7 @@ impl AgentsApi {
         let stored = tasks::append_log(
             &mut conn,
             task_id.0,
-            auth.0,
+            auth.0.node,
             batch.lease_id,
             batch.seq,
             &text,

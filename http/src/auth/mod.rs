@@ -6,5 +6,5 @@ pub mod jwt;
 mod node;
 mod principal;
 
-pub use node::NodeAuth;
+pub use node::{NODE_CREDENTIAL_HEADER, NodeAuth};
 pub use principal::{AdminAuth, BearerAuth, Principal};

@@ -10,6 +10,9 @@ use skypanel_domain::credentials::token_digest;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The header agents send their credential in.
+pub const NODE_CREDENTIAL_HEADER: &str = "X-SkyPanel-Node-Credential";
+
 /// `X-SkyPanel-Node-Credential: spn_…`, the credential a node got at registration.
 #[derive(SecurityScheme)]
 #[oai(
@@ -18,12 +21,25 @@ use crate::state::AppState;
     key_name = "X-SkyPanel-Node-Credential",
     checker = "authenticate_node"
 )]
-pub struct NodeAuth(pub i64);
+pub struct NodeAuth(pub NodeCaller);
+
+/// Who called: a node, and whether with its previous credential (one that a
+/// rotation replaced, within its grace period).
+pub struct NodeCaller {
+    pub node: i64,
+    pub previous: bool,
+}
 
 impl NodeAuth {
+    /// Whether the node called with a credential a rotation replaced (it has
+    /// not taken up the new one: the answer of its rotation was lost).
+    pub fn previous_credential(&self) -> bool {
+        self.0.previous
+    }
+
     /// The calling node, which must be `node_id` (a node speaks only for itself).
     pub fn require(&self, node_id: i64) -> Result<i64, ApiError> {
-        if self.0 == node_id {
+        if self.0.node == node_id {
             Ok(node_id)
         } else {
             Err(ApiError::forbidden(
@@ -33,7 +49,7 @@ impl NodeAuth {
     }
 }
 
-async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<i64> {
+async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeCaller> {
     let Some(state) = request.data::<AppState>() else {
         return Err(ApiError::internal("AppState missing from request data").into());
     };
@@ -41,5 +57,6 @@ async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<i64> 
     skypanel_store::agents::authenticate(&mut conn, &token_digest(&key.key))
         .await
         .map_err(ApiError::from)?
+        .map(|(node, previous)| NodeCaller { node, previous })
         .ok_or_else(|| ApiError::unauthorized("unknown or expired node credential").into())
 }
