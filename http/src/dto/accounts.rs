@@ -9,8 +9,12 @@ use skypanel_store::accounts::{ApiToken, User};
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E-mail address, used to log in.
+    #[oai(validator(
+        pattern = r"^[a-z0-9][a-z0-9._+-]{0,40}@[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?)*\.[a-z]{2,12}$"
+    ))]
     pub email: String,
     /// 8 to 128 characters.
+    #[oai(validator(min_length = 8, max_length = 128))]
     pub password: String,
     /// Display name.
     #[oai(nullable)]
@@ -61,9 +65,10 @@ impl From<User> for UserView {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiTokenRequest {
     /// What the token is for, e.g. `ci`.
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,98}[A-Za-z0-9]$"))]
     pub name: String,
     /// Days until it expires (1 to 3650); omitted means it never expires.
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "3650")))]
     pub expires_in_days: Option<i64>,
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
-use poem_openapi::types::MaybeUndefined;
+use poem_openapi::types::{Example, MaybeUndefined};
 use serde::Deserialize;
 use skypanel_store::apps::Application;
 use skypanel_store::builds::Build;
@@ -80,12 +80,18 @@ impl From<Application> for ApplicationView {
 }
 
 #[derive(Object, Deserialize)]
+#[oai(example)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApplicationRequest {
-    /// Becomes the slug: lowercase letters, digits and hyphens, 3 to 63 characters.
+    /// Becomes the slug: lowercase letters, digits and hyphens, 3 to 63
+    /// characters (other characters are accepted and become hyphens).
+    #[oai(validator(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
     pub name: String,
+    /// A plan of `GET /api/paas/plans`.
+    #[oai(validator(minimum(value = "1")))]
     pub plan_id: i64,
     /// A region of a registered node (see `GET /api/paas/regions`).
+    #[oai(validator(pattern = r"^[a-z0-9][a-z0-9-]{0,49}$"))]
     pub region: String,
     /// Omitted: detected from the repository at build time.
     #[oai(nullable)]
@@ -100,19 +106,38 @@ pub struct CreateApplicationRequest {
     #[oai(nullable)]
     pub git_oauth_token: Option<String>,
     /// A prebuilt image reference. Exclusive with `git_repo_url`.
-    #[oai(nullable)]
+    #[oai(nullable, validator(max_length = 255))]
     pub image: Option<String>,
     /// Defaults to 8080.
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "65535")))]
     pub port: Option<i32>,
     /// An HTTP path checked before traffic is switched, e.g. `/healthz`.
-    #[oai(nullable)]
+    #[oai(nullable, validator(pattern = r"^/[!-~]{0,254}$"))]
     pub health_check_path: Option<String>,
     #[oai(nullable)]
     pub auto_deploy: Option<bool>,
     /// 1 to 10, defaults to 1.
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "10")))]
     pub instance_count: Option<i32>,
+}
+
+impl Example for CreateApplicationRequest {
+    fn example() -> Self {
+        Self {
+            name: "shop".into(),
+            plan_id: 1,
+            region: "local".into(),
+            runtime_id: None,
+            git_repo_url: None,
+            git_branch: None,
+            git_oauth_token: None,
+            image: Some("nginx:1.27".into()),
+            port: Some(80),
+            health_check_path: Some("/".into()),
+            auto_deploy: None,
+            instance_count: Some(1),
+        }
+    }
 }
 
 /// Every field is optional; send `null` to clear a nullable one.
@@ -143,6 +168,7 @@ pub struct UpdateApplicationRequest {
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
     /// 1 to 10.
+    #[oai(validator(minimum(value = "1"), maximum(value = "10")))]
     pub instance_count: i32,
 }
 
@@ -157,14 +183,15 @@ pub struct EnvVarView {
 /// One variable (`key` and `value`), or several at once (`vars` to set and
 /// `unset` to remove): a change of several variables makes one release.
 #[derive(Object, Deserialize)]
+#[oai(example)]
 #[serde(deny_unknown_fields)]
 pub struct AddEnvVarRequest {
     /// `[A-Za-z_][A-Za-z0-9_]*`, at most 255 characters. An existing key is
     /// a conflict (change it with PUT).
-    #[oai(nullable)]
+    #[oai(nullable, validator(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"))]
     pub key: Option<String>,
     /// At most 32 KiB.
-    #[oai(nullable)]
+    #[oai(nullable, validator(max_length = 32768))]
     pub value: Option<String>,
     /// Variables to set (created or replaced), instead of `key` and `value`.
     #[oai(nullable)]
@@ -172,6 +199,17 @@ pub struct AddEnvVarRequest {
     /// Variables to remove in the same change (missing ones are ignored).
     #[oai(nullable)]
     pub unset: Option<Vec<String>>,
+}
+
+impl Example for AddEnvVarRequest {
+    fn example() -> Self {
+        Self {
+            key: Some("GREETING".into()),
+            value: Some("hello".into()),
+            vars: None,
+            unset: None,
+        }
+    }
 }
 
 /// A variable after a change, and the release the change made.
@@ -224,6 +262,7 @@ impl From<skypanel_actors::Waiting> for WaitingView {
 #[serde(deny_unknown_fields)]
 pub struct UpdateEnvVarRequest {
     /// At most 32 KiB.
+    #[oai(validator(max_length = 32768))]
     pub value: String,
 }
 
@@ -322,6 +361,7 @@ pub struct DeployAccepted {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The release to roll back to.
+    #[oai(validator(minimum(value = "1")))]
     pub release: i32,
 }
 

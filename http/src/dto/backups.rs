@@ -47,6 +47,7 @@ impl From<Backup> for BackupView {
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// A succeeded backup of this database.
+    #[oai(validator(minimum(value = "1")))]
     pub backup_id: i64,
 }
 

@@ -57,16 +57,22 @@ impl From<Plan> for PlanView {
 #[derive(Object, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePlanRequest {
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,98}[A-Za-z0-9]$"))]
     pub name: String,
     /// Millicores, 1 to 256000.
+    #[oai(validator(minimum(value = "1"), maximum(value = "256000")))]
     pub cpu_limit: i32,
     /// MB, 16 to 4194304.
+    #[oai(validator(minimum(value = "16"), maximum(value = "4194304")))]
     pub memory_limit: i32,
     /// MB, 1 to 16777216.
+    #[oai(validator(minimum(value = "1"), maximum(value = "16777216")))]
     pub storage_limit: i32,
     /// Decimal string, at most two decimals.
+    #[oai(validator(pattern = r"^[0-9]{1,5}(\.[0-9]{1,2})?$"))]
     pub monthly_price: String,
     /// Decimal string, at most four decimals.
+    #[oai(validator(pattern = r"^[0-9]{1,3}(\.[0-9]{1,4})?$"))]
     pub hourly_rate: String,
     #[serde(default)]
     #[oai(nullable)]
@@ -74,13 +80,13 @@ pub struct CreatePlanRequest {
     #[oai(nullable)]
     pub is_active: Option<bool>,
     /// Millicores a build may use, 100 to 64000 (1000 by default).
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "100"), maximum(value = "64000")))]
     pub build_cpu_limit: Option<i32>,
     /// MB a build may use, 64 to 262144 (2048 by default).
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "64"), maximum(value = "262144")))]
     pub build_memory_limit: Option<i32>,
     /// Processes a build may run at once, 32 to 65536 (1024 by default).
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "32"), maximum(value = "65536")))]
     pub build_pids_limit: Option<i32>,
 }
 
@@ -88,27 +94,30 @@ pub struct CreatePlanRequest {
 #[derive(Object, Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePlanRequest {
-    #[oai(nullable)]
+    #[oai(
+        nullable,
+        validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,98}[A-Za-z0-9]$")
+    )]
     pub name: Option<String>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "256000")))]
     pub cpu_limit: Option<i32>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "16"), maximum(value = "4194304")))]
     pub memory_limit: Option<i32>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "16777216")))]
     pub storage_limit: Option<i32>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(pattern = r"^[0-9]{1,5}(\.[0-9]{1,2})?$"))]
     pub monthly_price: Option<String>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(pattern = r"^[0-9]{1,3}(\.[0-9]{1,4})?$"))]
     pub hourly_rate: Option<String>,
     #[oai(nullable)]
     pub supported_runtimes: Option<Vec<i64>>,
     #[oai(nullable)]
     pub is_active: Option<bool>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "100"), maximum(value = "64000")))]
     pub build_cpu_limit: Option<i32>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "64"), maximum(value = "262144")))]
     pub build_memory_limit: Option<i32>,
-    #[oai(nullable)]
+    #[oai(nullable, validator(minimum(value = "32"), maximum(value = "65536")))]
     pub build_pids_limit: Option<i32>,
 }
 
@@ -173,10 +182,16 @@ impl From<Runtime> for RuntimeView {
 #[derive(Object, Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRuntimeRequest {
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ()._-]{0,98}[A-Za-z0-9)]$"))]
     pub name: String,
     pub runtime_type: RuntimeType,
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,48}$"))]
     pub version: String,
     /// A Docker image reference such as `node:20-slim`.
+    #[oai(validator(
+        max_length = 255,
+        pattern = r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,30})?$"
+    ))]
     pub base_image: String,
     #[oai(nullable)]
     pub default_build_cmd: Option<String>,
@@ -253,9 +268,15 @@ impl From<skypanel_store::database_engines::Engine> for DatabaseEngineView {
 #[serde(deny_unknown_fields)]
 pub struct CreateDatabaseEngineRequest {
     /// `postgresql`, `mysql`, `redis` or `mongodb`.
+    #[oai(validator(pattern = "^(postgresql|mysql|redis|mongodb)$"))]
     pub db_type: String,
     /// Letters, digits, `.`, `_` and `-`, up to 32 (`16`, `8.4`, `7.2-alpine`).
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"))]
     pub version: String,
+    #[oai(validator(
+        max_length = 255,
+        pattern = r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,30})?$"
+    ))]
     pub image: String,
 }
 

@@ -9,12 +9,19 @@ use skypanel_store::databases::Database;
 #[serde(deny_unknown_fields)]
 pub struct CreateDatabaseRequest {
     /// 3 to 63 lowercase letters, digits and single hyphens, unique per customer.
+    #[oai(validator(pattern = r"^[a-z0-9]([a-z0-9]|-[a-z0-9]){1,61}[a-z0-9]$"))]
     pub name: String,
     /// `postgresql`, `mysql`, `redis` or `mongodb`.
+    #[oai(validator(pattern = "^(postgresql|mysql|redis|mongodb)$"))]
     pub db_type: String,
     /// A version an engine exists for (`GET /api/paas/database-engines`).
+    #[oai(validator(pattern = r"^[A-Za-z0-9._-]{1,32}$"))]
     pub version: String,
+    /// A plan of `GET /api/paas/plans`.
+    #[oai(validator(minimum(value = "1")))]
     pub plan_id: i64,
+    /// A region of a registered node (see `GET /api/paas/regions`).
+    #[oai(validator(pattern = r"^[a-z0-9][a-z0-9-]{0,49}$"))]
     pub region: String,
 }
 
@@ -81,7 +88,7 @@ pub struct LinkRequest {
     /// The variables' prefix: `DATABASE` by default (`REDIS` for Redis),
     /// giving `DATABASE_URL`, `DATABASE_HOST`, `_PORT`, `_USER`, `_PASSWORD`
     /// and `_NAME`. Capital letters, digits and `_`, starting with a letter.
-    #[oai(nullable)]
+    #[oai(nullable, validator(pattern = r"^[A-Z]([A-Z0-9_]{0,30}[A-Z0-9])?$"))]
     pub env_var_prefix: Option<String>,
 }
 

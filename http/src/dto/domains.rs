@@ -46,7 +46,11 @@ impl From<Domain> for DomainView {
 #[derive(Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddDomainRequest {
-    /// A full name such as `shop.example.com`.
+    /// A full name such as `shop.example.com` (not an IP address).
+    #[oai(validator(
+        max_length = 253,
+        pattern = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
+    ))]
     pub hostname: String,
 }
 

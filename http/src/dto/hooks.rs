@@ -10,6 +10,10 @@ use skypanel_store::webhooks::{Delivery, Webhook};
 pub struct CreateWebhookRequest {
     /// Where events are `POST`ed: an `https://` (or `http://`) URL on the
     /// public internet.
+    #[oai(validator(
+        max_length = 2000,
+        pattern = r"^https?://([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}(/[A-Za-z0-9._~/-]*)?$"
+    ))]
     pub url: String,
     /// The events wanted (`build.succeeded`, `build.failed`, `app.crashed`,
     /// `balance.low`, `account.suspended`, `account.resumed`, `ssl.failed`,

@@ -62,10 +62,16 @@ impl From<Node> for NodeView {
 #[serde(deny_unknown_fields)]
 pub struct RegisterNodeRequest {
     /// A unique name, e.g. `worker-1`.
+    #[oai(validator(max_length = 63, pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub name: String,
     /// Lowercase letters, digits and hyphens, e.g. `us-east`.
+    #[oai(validator(pattern = r"^[a-z0-9][a-z0-9-]{0,49}$"))]
     pub region: String,
     /// Hostname or IP address of the node.
+    #[oai(validator(
+        max_length = 253,
+        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+    ))]
     pub host_address: String,
 }
 

@@ -61,8 +61,10 @@ impl WalletView {
 #[serde(deny_unknown_fields)]
 pub struct CreditRequest {
     /// Decimal string, more than zero, at most two decimals: `"25.00"`.
+    #[oai(validator(pattern = r"^[1-9][0-9]{0,4}(\.[0-9]{1,2})?$"))]
     pub amount: String,
     /// Shown to the customer in their ledger.
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,98}[A-Za-z0-9]$"))]
     pub description: String,
     /// Makes the credit idempotent: a payment provider's payment id.
     /// A second credit with the same reference answers 409.
