@@ -245,17 +245,7 @@ async fn docker_a_silent_node_goes_offline_its_apps_say_why_and_come_back_with_i
     let ports = running_instances(&stack, &alice, app, 1).await;
 
     agent.kill();
-    let admin = stack.admin.clone();
-    stack
-        .until(15, "the node is offline", || async {
-            let nodes = stack.get("/api/admin/paas/nodes", &admin).await;
-            nodes
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["id"] == node && n["status"] == "offline")
-        })
-        .await;
+    stack.until_node(15, node, "offline").await;
     // The containers keep serving (the node is only silent), but the
     // platform cannot vouch for them and no other node can take the
     // application: it says so, and its owner hears of it. No placement goes there.
@@ -292,16 +282,7 @@ async fn docker_a_silent_node_goes_offline_its_apps_say_why_and_come_back_with_i
 
     // Back online: the application is placed there again, its containers kept.
     let _agent = stack.agent(None, agent.state_dir.clone());
-    stack
-        .until(15, "the node is back online", || async {
-            let nodes = stack.get("/api/admin/paas/nodes", &admin).await;
-            nodes
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["id"] == node && n["status"] == "online")
-        })
-        .await;
+    stack.until_node(15, node, "online").await;
     stack.app_in(&alice, app, "running").await;
     let ports = running_instances(&stack, &alice, app, 1).await;
     assert!(fetch(ports[0]).await.is_some());

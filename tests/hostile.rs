@@ -491,16 +491,7 @@ async fn docker_the_registration_token_is_never_on_the_agents_command_line() {
     let mut from_file = command();
     from_file.env("SKYPANEL_AGENT_TOKEN_FILE", &file);
     let agent = stack.spawn_agent(from_file, state_dir.clone());
-    stack
-        .until(20, "the node comes online", || async {
-            let nodes = stack.get("/api/admin/paas/nodes", &stack.admin).await;
-            nodes
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["id"] == node && n["status"] == "online")
-        })
-        .await;
+    stack.until_node(20, node, "online").await;
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", agent.pid())).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline);
     assert!(!cmdline.contains("spr_"), "{cmdline}");

@@ -176,18 +176,7 @@ impl Queues {
             .key(self.key(queue, "signal"))
             .key(self.key(queue, &format!("meta:{id}")))
             .arg(id);
-        let moved: i64 = bounded(async {
-            invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(redis_error)
-        })
-        .await?;
-        Ok(if moved == 1 {
-            Moved::Moved
-        } else {
-            Moved::NotThere
-        })
+        Self::moved(invocation, &mut conn).await
     }
 
     /// Kills a waiting, delayed or retrying job: it goes to the dead set.
@@ -202,13 +191,16 @@ impl Queues {
             .key(self.key(queue, &format!("meta:{id}")))
             .arg(id)
             .arg(now);
-        let moved: i64 = bounded(async {
-            invocation
-                .invoke_async(&mut conn)
-                .await
-                .map_err(redis_error)
-        })
-        .await?;
+        Self::moved(invocation, &mut conn).await
+    }
+
+    /// Runs a script that moves one job (1: moved), within [`bounded`]'s wait.
+    async fn moved(
+        invocation: redis::ScriptInvocation<'_>,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> Result<Moved, Error> {
+        let moved: i64 =
+            bounded(async { invocation.invoke_async(conn).await.map_err(redis_error) }).await?;
         Ok(if moved == 1 {
             Moved::Moved
         } else {

@@ -475,16 +475,21 @@ impl Stack {
             state_dir,
         );
         let id = registered["node_id"].as_i64().unwrap();
-        self.until(20, "the node comes online", || async {
+        self.until_node(20, id, "online").await;
+        (id, agent)
+    }
+
+    /// Waits up to `seconds` for node `id` to have `status` (as admins see it).
+    pub async fn until_node(&self, seconds: u64, id: i64, status: &str) {
+        self.until(seconds, &format!("node {id} is {status}"), || async {
             let nodes = self.get("/api/admin/paas/nodes", &self.admin).await;
             nodes
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|n| n["id"] == id && n["status"] == "online")
+                .any(|n| n["id"] == id && n["status"] == status)
         })
         .await;
-        (id, agent)
     }
 
     /// Starts an agent process (with a token on its first start); its
