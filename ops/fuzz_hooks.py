@@ -153,3 +153,78 @@ def known_push_target(ctx, parameters):
     if not isinstance(parameters, dict) or not APPS:
         return st.just(parameters)
     return st.sampled_from([{**parameters, "appId": app} for app in APPS] + [parameters])
+
+
+class Seeded:
+    """The seeded applications' states as ops/fuzz left them, and one psql
+    session that puts an application back in its state: no agent finishes
+    the tasks a stop, a delete or a deploy queues, so without this the first
+    such call would leave it stopping or deleting for the rest of the run,
+    and every command after it a 409 with nothing to hand on."""
+
+    def __init__(self, url):
+        import subprocess
+
+        self.session = subprocess.Popen(
+            ["psql", url, "-X", "-q", "-A", "-t", "-F", ":"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        ids = ", ".join(str(app) for app in APPS)
+        self.states = {}
+        for line in self.query(
+            f"SELECT id, status, coalesce(node_id::text, 'NULL'), coalesce(current_release_id::text, 'NULL')"
+            f"  FROM paas_applications WHERE id IN ({ids});"
+        ):
+            app, status, node, release = line.split(":")
+            self.states[int(app)] = (status, node, release)
+
+    def query(self, sql):
+        self.session.stdin.write(sql + "\n\\echo __done__\n")
+        self.session.stdin.flush()
+        lines = []
+        for line in self.session.stdout:
+            line = line.strip()
+            if line == "__done__":
+                return lines
+            if line:
+                lines.append(line)
+        raise RuntimeError("the fuzzer's psql session ended")
+
+    def reset(self, app):
+        if app not in self.states:
+            return
+        status, node, release = self.states[app]
+        self.query(
+            f"BEGIN;"
+            f" UPDATE paas_tasks SET status = 'failed', error = 'reset by ops/fuzz', finished_at = now()"
+            f"  WHERE application_id = {app} AND status IN ('queued', 'leased', 'running');"
+            f" UPDATE paas_builds SET status = 'failed', completed_at = now()"
+            f"  WHERE application_id = {app} AND status IN ('pending', 'building');"
+            f" DELETE FROM paas_app_requests WHERE application_id = {app};"
+            f" UPDATE paas_applications SET status = '{status}', node_id = {node},"
+            f"        current_release_id = {release}, version = version + 1"
+            f"  WHERE id = {app} AND (status <> '{status}' OR node_id IS DISTINCT FROM {node}"
+            f"        OR current_release_id IS DISTINCT FROM {release});"
+            f" COMMIT;"
+        )
+
+
+_seeded = None
+
+
+@schemathesis.hook("before_call").apply_to(path_regex=r"^/paas/(applications/\{id\}|webhooks/git/\{appId\})")
+def seeded_state(ctx, case, kwargs):
+    """A call on a seeded application finds it in its seeded state."""
+    global _seeded
+    url = os.environ.get("FUZZ_DATABASE_URL")
+    if not url or not APPS:
+        return
+    if _seeded is None:
+        _seeded = Seeded(url)
+    parameters = case.path_parameters or {}
+    app = parameters.get("id", parameters.get("appId"))
+    if isinstance(app, int):
+        _seeded.reset(app)
