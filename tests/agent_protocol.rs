@@ -168,6 +168,11 @@ async fn heartbeats_drive_node_health() {
             .to_string()
     };
     assert_eq!(status_after(beat(93.0, 1024)).await, "online");
+    // An ordinary beat's figures are written with the next batch.
+    app.eventually(5, "the beat's figures are recorded", || async {
+        node(&app).await["cpu_used"] == 3720
+    })
+    .await;
     // 95 % memory in use: under pressure, degraded once it lasts the window.
     assert_eq!(status_after(beat(5.0, 7800)).await, "online");
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -690,21 +695,26 @@ async fn credentials_rotate_with_a_grace_period_and_long_waits_are_bounded() {
         .await
         .expect_error(401, "unauthorized");
     app.beat(&renewed, json!([])).await.expect(200);
-    app.beat(
-        &Agent {
-            credential: next,
-            ..agent.clone()
-        },
-        json!([]),
-    )
-    .await
-    .expect(200);
+    let newest = Agent {
+        credential: next,
+        ..agent.clone()
+    };
+    app.beat(&newest, json!([])).await.expect(200);
 
     let too_long = format!("/api/internal/paas/nodes/{}/leases?wait=61", agent.node_id);
     let refused = app
         .node_call(Method::POST, &too_long, &renewed.credential, None)
         .await;
     assert_eq!(refused.expect_error(422, "invalid")["field"], "wait");
+
+    // Credentials that authenticated are remembered (no query per call), yet
+    // a removed node's credential stops working at once.
+    app.delete(&format!("/api/admin/paas/nodes/{}", agent.node_id), &admin)
+        .await
+        .expect(204);
+    app.beat(&newest, json!([]))
+        .await
+        .expect_error(401, "unauthorized");
 }
 
 #[tokio::test]

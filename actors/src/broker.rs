@@ -4,19 +4,24 @@
 //! waiting agent at once. Expired leases go back to the queue or, after their
 //! last attempt, fail and are reported to the application actor.
 //!
+//! It also runs the writer of batched heartbeat figures ([`crate::beats`]).
+//!
 //! The hot path has no actor hop: the LISTEN callback notifies the shared
 //! [`Waiters`] directly. The actor owns the listener and the sweeper (both
 //! tasks), so that supervision restarts them together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use skypanel_store::tasks;
 use skypanel_store::wakeups::{self, Wakeup};
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use crate::app::{AppMsg, TaskOutcome};
 use crate::context::Context;
@@ -25,13 +30,80 @@ use crate::supervisor::actor_name;
 /// How often expired leases are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// One wake-up handle per node, shared by the long-polls and the listener.
+/// How long a look that found a node's queue empty is trusted without a
+/// wake-up: a bound on what a missed notification can cost.
+const EMPTY_TRUSTED_FOR: Duration = Duration::from_secs(30);
+
+/// Lease requests remembered per node, for answering a repeat.
+const REQUESTS_REMEMBERED: usize = 4;
+
+/// What the long-polls of one node share: their wake-up, how many wake-ups
+/// there were, and what the last look at the node's queue found. A poll that
+/// knows the queue is empty (no wake-up since a look found nothing) waits
+/// without a query; so a fleet of idle agents costs the database nothing.
+#[derive(Default)]
+pub struct NodeWaiter {
+    notify: Notify,
+    wakeups: AtomicU64,
+    /// The wake-up count at which a look found the queue empty, and when.
+    empty: Mutex<Option<(u64, Instant)>>,
+    /// The last lease requests that leased tasks (a repeat answers them again).
+    requests: Mutex<VecDeque<Uuid>>,
+}
+
+impl NodeWaiter {
+    /// The wake-up to wait on (enable it before looking at the queue).
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// How many wake-ups there were: read before a look, handed to
+    /// [`Self::found_empty`] after it.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::SeqCst)
+    }
+
+    /// Whether a look would find nothing: one found the queue empty with no
+    /// wake-up since (`seen` is [`Self::wakeups`] now), lately.
+    pub fn known_empty(&self, seen: u64) -> bool {
+        let empty = self.empty.lock().unwrap_or_else(|p| p.into_inner());
+        empty.is_some_and(|(at, when)| at == seen && when.elapsed() < EMPTY_TRUSTED_FOR)
+    }
+
+    /// A look that started at wake-up count `seen` found the queue empty.
+    pub fn found_empty(&self, seen: u64) {
+        let mut empty = self.empty.lock().unwrap_or_else(|p| p.into_inner());
+        *empty = Some((seen, Instant::now()));
+    }
+
+    /// Lease request `request` leased tasks.
+    pub fn leased(&self, request: Uuid) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        if requests.len() == REQUESTS_REMEMBERED {
+            requests.pop_front();
+        }
+        requests.push_back(request);
+    }
+
+    /// Whether `request` leased tasks lately (it comes again: its answer was lost).
+    pub fn leased_lately(&self, request: Uuid) -> bool {
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        requests.contains(&request)
+    }
+
+    fn wake(&self) {
+        self.wakeups.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+}
+
+/// One [`NodeWaiter`] per node, shared by the long-polls and the listener.
 #[derive(Clone, Default)]
-pub struct Waiters(Arc<Mutex<HashMap<i64, Arc<Notify>>>>);
+pub struct Waiters(Arc<Mutex<HashMap<i64, Arc<NodeWaiter>>>>);
 
 impl Waiters {
-    /// The handle a long-poll of `node` waits on.
-    pub fn of(&self, node: i64) -> Arc<Notify> {
+    /// The waiter a long-poll of `node` uses.
+    pub fn of(&self, node: i64) -> Arc<NodeWaiter> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(node).or_default().clone()
     }
@@ -40,11 +112,11 @@ impl Waiters {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match wakeup {
             Wakeup::Node(node) => {
-                if let Some(notify) = map.get(&node) {
-                    notify.notify_waiters();
+                if let Some(waiter) = map.get(&node) {
+                    waiter.wake();
                 }
             }
-            Wakeup::All => map.values().for_each(|n| n.notify_waiters()),
+            Wakeup::All => map.values().for_each(|w| w.wake()),
         }
     }
 }
@@ -52,6 +124,7 @@ impl Waiters {
 pub struct BrokerState {
     listener: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    heartbeats: JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -135,8 +208,16 @@ impl Actor for LeaseBroker {
                 },
             )
         });
+        let beats_ctx = ctx.clone();
+        let heartbeats = keep_running("heartbeat writer", move || {
+            crate::beats::write_forever(beats_ctx.clone())
+        });
         let sweeper = keep_running("lease sweeper", move || sweep_forever(ctx.clone()));
-        Ok(BrokerState { listener, sweeper })
+        Ok(BrokerState {
+            listener,
+            sweeper,
+            heartbeats,
+        })
     }
 
     async fn post_stop(
@@ -146,6 +227,7 @@ impl Actor for LeaseBroker {
     ) -> Result<(), ActorProcessingErr> {
         state.listener.abort();
         state.sweeper.abort();
+        state.heartbeats.abort();
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use skypanel_domain::secrets::SecretKey;
 use skypanel_protocol::image::RegistryLogin;
 use skypanel_store::Store;
 
+use crate::beats::Heartbeats;
 use crate::broker::Waiters;
 
 /// Orchestration settings (from the control plane's configuration).
@@ -147,6 +148,7 @@ struct Inner {
     settings: Settings,
     prefix: String,
     waiters: Waiters,
+    heartbeats: Heartbeats,
     on_build: std::sync::OnceLock<BuildHook>,
 }
 
@@ -173,6 +175,7 @@ impl Context {
             settings,
             prefix,
             waiters: Waiters::default(),
+            heartbeats: Heartbeats::default(),
             on_build: std::sync::OnceLock::new(),
         }))
     }
@@ -194,6 +197,11 @@ impl Context {
     /// The wake-up handles of the nodes' long-polls.
     pub fn waiters(&self) -> &Waiters {
         &self.0.waiters
+    }
+
+    /// The heartbeat figures waiting to be written.
+    pub fn heartbeats(&self) -> &Heartbeats {
+        &self.0.heartbeats
     }
 
     /// The registered name of an actor of this control plane.

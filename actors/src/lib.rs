@@ -14,6 +14,7 @@ mod app_config;
 mod app_events;
 mod app_moves;
 mod app_work;
+mod beats;
 mod broker;
 mod context;
 mod databases;
@@ -29,6 +30,7 @@ mod wallet;
 
 pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY, ConfigChange, Waiting};
 pub use app_builds::{BuildStep, StepOutcome};
+pub use broker::NodeWaiter;
 pub use context::{BuildHook, Context, RegistryLogins, RegistrySettings, Settings};
 pub use databases::Handed;
 pub use error::Error;

@@ -12,7 +12,7 @@ use skypanel_domain::lifecycle::node::under_pressure;
 use skypanel_domain::lifecycle::{NodeEvent, NodeStatus, node_transition};
 use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
 use skypanel_protocol::task::{AppTarget, TaskSpec};
-use skypanel_store::agents::{self, Figures};
+use skypanel_store::agents::{self, Beat, Figures};
 use skypanel_store::tasks::{self, NewTask};
 use skypanel_store::{apps, nodes};
 
@@ -127,7 +127,7 @@ impl NodeState {
             },
         );
         let figures = Figures {
-            agent_version: &beat.agent_version,
+            agent_version: beat.agent_version.clone(),
             cpu_total: beat.cpu_total,
             cpu_used,
             memory_total: clamp_mb(beat.memory_total_mb),
@@ -137,22 +137,38 @@ impl NodeState {
             container_count: beat.container_count,
             images: beat.images.map(|i| (i.count, i.bytes)),
         };
-        let mut conn = self.ctx.store().conn().await?;
-        let stored =
-            agents::record_heartbeat(&mut conn, self.id, &figures, next.map(|n| (previous, n)))
-                .await?;
+        let next = match next {
+            // A change of status is written at once, with the figures (only
+            // while the node is still what this actor knows: an admin may
+            // have changed it meanwhile, and the stored status wins) …
+            Some(next) => {
+                self.ctx.heartbeats().forget(self.id);
+                let mut conn = self.ctx.store().conn().await?;
+                let stored =
+                    agents::record_heartbeat(&mut conn, self.id, &figures, Some((previous, next)))
+                        .await?;
+                self.status = stored.status()?;
+                Some(next).filter(|n| *n == self.status)
+            }
+            // … the figures of an ordinary beat join the next batch.
+            None => {
+                self.ctx.heartbeats().push(Beat {
+                    node_id: self.id,
+                    figures,
+                    at: chrono::Utc::now(),
+                });
+                None
+            }
+        };
         self.last_seen = Instant::now();
         self.beats += 1;
         self.apps_told = false;
-        // The stored status wins: an admin may have changed it meanwhile.
-        self.status = stored.status()?;
-        let next = next.filter(|n| *n == self.status);
         if let Some(next) = next {
             tracing::info!(node_id = self.id, from = %previous, to = %next, "node status");
         }
         self.record_usage(&beat.containers, beat.timestamp);
         let back = matches!(previous, NodeStatus::Offline | NodeStatus::Pending) && next.is_some();
-        self.relay_containers(&mut conn, &beat.containers, beat.timestamp, back)
+        self.relay_containers(&beat.containers, beat.timestamp, back)
             .await?;
         let max_age = chrono::Duration::from_std(self.ctx.settings().credential_max_age)
             .unwrap_or(chrono::Duration::days(1));
@@ -193,11 +209,14 @@ impl NodeState {
         }
     }
 
-    /// Records the node's containers and tells each application actor about
-    /// its own, when they changed (or every few beats, or after the node came back).
+    /// Tells each application actor about its containers on this node when
+    /// they changed, and all of them on a full reconcile (every few beats, or
+    /// after the node came back). An application that was reported before
+    /// and is not now is told it has none here; one placed here that never
+    /// reported is found by the full reconcile's query, the only one a beat
+    /// makes (a beat with nothing new costs no query at all).
     async fn relay_containers(
         &mut self,
-        conn: &mut skypanel_store::Conn,
         containers: &[ContainerReport],
         observed_at: chrono::DateTime<chrono::Utc>,
         force: bool,
@@ -206,10 +225,16 @@ impl NodeState {
         for c in containers {
             by_app.entry(c.application_id).or_default().push(c);
         }
-        for app in apps::ids_on_node(conn, self.id).await? {
-            by_app.entry(app).or_default();
+        for app in self.last_report.keys() {
+            by_app.entry(*app).or_default();
         }
         let full = force || self.beats % FULL_RECONCILE_EVERY == 1;
+        if full {
+            let mut conn = self.ctx.store().conn().await?;
+            for app in apps::ids_on_node(&mut conn, self.id).await? {
+                by_app.entry(app).or_default();
+            }
+        }
         let digests: HashMap<i64, u64> =
             by_app.iter().map(|(app, cs)| (*app, digest(cs))).collect();
         let changed: HashSet<i64> = digests
@@ -230,12 +255,20 @@ impl NodeState {
                     containers,
                     observed_at,
                 });
-            } else if !reported.is_empty() && !apps::exists(conn, app).await? {
-                let user_id = reported.first().map_or(0, |c| c.user_id);
-                self.remove_orphans(conn, app, user_id).await?;
+            } else if !reported.is_empty() {
+                let mut conn = self.ctx.store().conn().await?;
+                if !apps::exists(&mut conn, app).await? {
+                    let user_id = reported.first().map_or(0, |c| c.user_id);
+                    self.remove_orphans(&mut conn, app, user_id).await?;
+                }
             }
         }
-        self.last_report = digests;
+        // Applications with nothing here are not kept: once told, they are
+        // only looked at again on a full reconcile.
+        self.last_report = digests
+            .into_iter()
+            .filter(|(app, _)| containers.iter().any(|c| c.application_id == *app))
+            .collect();
         Ok(())
     }
 

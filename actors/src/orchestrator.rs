@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::NodeWaiter;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
 use skypanel_store::tasks::Task;
 use skypanel_store::wallets::{Wallet, WalletTransaction};
-use tokio::sync::Notify;
 
 use crate::app::{Accepted, AppMsg, AppRequest, AppSnapshot, TaskOutcome};
 use crate::app_builds::{BuildStep, StepOutcome};
@@ -257,7 +257,7 @@ impl Orchestrator {
     }
 
     /// The handle that wakes a node's long-polls when a task may be ready.
-    pub fn lease_waiter(&self, node_id: i64) -> Arc<Notify> {
+    pub fn lease_waiter(&self, node_id: i64) -> Arc<NodeWaiter> {
         self.ctx.waiters().of(node_id)
     }
 

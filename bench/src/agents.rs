@@ -2,10 +2,16 @@
 //! plane. Each registers, heartbeats and long-polls like a real agent while
 //! the benchmark commits tasks for random nodes straight into PostgreSQL. It
 //! prints task pickup latency (commit → arrival at the agent: p50, p99, max),
-//! heartbeats handled per second, nodes wrongly marked offline, and the
-//! control plane's CPU and memory.
+//! tasks lost (committed, never picked up), heartbeats handled per second,
+//! nodes wrongly marked offline, the control plane's database connections,
+//! CPU and memory; `--row` prints them as one Markdown table row as well.
 //!
-//! `bench/agents.sh` starts a control plane and runs this with the defaults.
+//! Connections are shared as a real fleet shares them: each agent keeps one
+//! long-poll connection of its own, while heartbeats and status reports of
+//! every agent go through a small pool (`--beat-connections`), so that 10,000
+//! agents fit in this process's 20,000 open files.
+//!
+//! `bench/agents.sh` starts a control plane per fleet size and runs this.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +25,7 @@ use skypanel_protocol::CREDENTIAL_HEADER;
 use skypanel_protocol::task::{AppTarget, TaskSpec};
 use skypanel_store::Store;
 use skypanel_store::tasks::{self, NewTask};
+use tokio::sync::Semaphore;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -44,13 +51,19 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     task_rate: u64,
     /// Seconds of measurement once every agent polls.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 45)]
     duration: u64,
+    /// Connections shared by every agent's heartbeats and status reports.
+    #[arg(long, default_value_t = 32)]
+    beat_connections: usize,
+    /// Also print the figures as one row of the README's table.
+    #[arg(long)]
+    row: bool,
 }
 
 #[derive(Default)]
 struct Figures {
-    /// Commit instant of each task, by id.
+    /// Commit instant of each task not picked up yet, by id.
     committed: HashMap<i64, Instant>,
     /// Pickup latency of each task that arrived.
     latencies: Vec<Duration>,
@@ -58,6 +71,8 @@ struct Figures {
     early: std::collections::HashSet<i64>,
     heartbeats: u64,
     heartbeat_errors: u64,
+    /// Long-polls that failed (a connection error or an answer other than 200/204).
+    poll_errors: u64,
 }
 
 type Shared = Arc<Mutex<Figures>>;
@@ -102,25 +117,52 @@ struct Agent {
     credential: String,
 }
 
-async fn register_all(
-    http: &reqwest::Client,
-    args: &Args,
-    admin: &str,
-) -> anyhow::Result<Vec<Agent>> {
+/// The pool of connections heartbeats and reports share: a client and the
+/// permits that keep its connections to `beat_connections`.
+#[derive(Clone)]
+struct BeatPool {
+    http: reqwest::Client,
+    permits: Arc<Semaphore>,
+}
+
+impl BeatPool {
+    async fn post(
+        &self,
+        url: String,
+        credential: &str,
+        body: &Value,
+    ) -> reqwest::Result<reqwest::Response> {
+        let _permit = self.permits.acquire().await;
+        self.http
+            .post(url)
+            .header(CREDENTIAL_HEADER, credential)
+            .json(body)
+            .send()
+            .await
+    }
+}
+
+async fn register_all(beats: &BeatPool, args: &Args, admin: &str) -> anyhow::Result<Vec<Agent>> {
     let run = chrono::Utc::now().timestamp();
     let mut agents = Vec::with_capacity(args.agents);
     for chunk in (0..args.agents).collect::<Vec<_>>().chunks(50) {
         let batch = chunk.iter().map(|i| async move {
-            let node: Value = http
+            let _permit = beats.permits.acquire().await;
+            let answer = beats
+                .http
                 .post(format!("{}/api/admin/paas/nodes/register", args.control_plane))
                 .bearer_auth(admin)
                 .json(&json!({"name": format!("bench-{run}-{i}"), "region": "bench", "host_address": "127.0.0.1"}))
                 .send()
-                .await?
-                .json()
                 .await?;
-            let token = node["registration_token"].as_str().context("no registration token")?.to_string();
-            let registered: Value = http
+            let status = answer.status();
+            let node: Value = answer.json().await?;
+            let token = node["registration_token"]
+                .as_str()
+                .with_context(|| format!("no registration token ({status}: {node})"))?
+                .to_string();
+            let registered: Value = beats
+                .http
                 .post(format!("{}/api/internal/paas/nodes/register", args.control_plane))
                 .json(&json!({"registration_token": token, "agent_version": "bench", "hostname": "bench",
                               "cpu_total": 4000, "memory_total_mb": 8192, "disk_total_mb": 100000}))
@@ -141,7 +183,7 @@ async fn register_all(
 }
 
 async fn heartbeat_loop(
-    http: reqwest::Client,
+    beats: BeatPool,
     base: String,
     agent: Arc<Agent>,
     interval: Duration,
@@ -151,21 +193,18 @@ async fn heartbeat_loop(
     // Spread the first beats over one interval, as agents started at random times would.
     let offset = rand::thread_rng().gen_range(0..interval.as_millis().max(1) as u64);
     tokio::time::sleep(Duration::from_millis(offset)).await;
+    let url = format!("{base}/api/internal/paas/nodes/{}/heartbeat", agent.node_id);
+    let mut tick = tokio::time::interval(interval);
+    // A beat that was late does not make the next ones come in a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while Instant::now() < stop {
+        tick.tick().await;
         let beat = json!({
             "node_id": agent.node_id, "timestamp": chrono::Utc::now(), "agent_version": "bench",
             "cpu_usage_percent": 10.0, "cpu_total": 4000, "memory_used_mb": 1024, "memory_total_mb": 8192,
             "disk_used_mb": 1000, "disk_total_mb": 100000, "container_count": 0, "containers": []
         });
-        let sent = http
-            .post(format!(
-                "{base}/api/internal/paas/nodes/{}/heartbeat",
-                agent.node_id
-            ))
-            .header(CREDENTIAL_HEADER, &agent.credential)
-            .json(&beat)
-            .send()
-            .await;
+        let sent = beats.post(url.clone(), &agent.credential, &beat).await;
         let ok = sent.is_ok_and(|r| r.status().is_success());
         record(&figures, |f| {
             if ok {
@@ -174,67 +213,110 @@ async fn heartbeat_loop(
                 f.heartbeat_errors += 1
             }
         });
-        tokio::time::sleep(interval).await;
     }
 }
 
 async fn poll_loop(
-    http: reqwest::Client,
+    polls: reqwest::Client,
+    beats: BeatPool,
     base: String,
     agent: Arc<Agent>,
     figures: Shared,
     stop: Instant,
 ) {
+    let leases = format!("{base}/api/internal/paas/nodes/{}/leases", agent.node_id);
     while Instant::now() < stop {
         // As the real agent does: each wait 75-100 % of the configured one.
         let wait = rand::thread_rng().gen_range(15..=20);
-        let answer = http
-            .post(format!(
-                "{base}/api/internal/paas/nodes/{}/leases?wait={wait}&max=8",
-                agent.node_id
-            ))
+        let answer = polls
+            .post(format!("{leases}?wait={wait}&max=8"))
             .header(CREDENTIAL_HEADER, &agent.credential)
             .send()
             .await;
         let arrived = Instant::now();
-        let Ok(answer) = answer else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let answer = match answer {
+            Ok(answer) if answer.status().as_u16() == 200 => answer,
+            Ok(answer) if answer.status().as_u16() == 204 => continue,
+            _ => {
+                record(&figures, |f| f.poll_errors += 1);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Ok(leased) = answer.json::<Value>().await else {
+            record(&figures, |f| f.poll_errors += 1);
             continue;
         };
-        if answer.status().as_u16() != 200 {
-            continue;
-        }
-        let Ok(leases) = answer.json::<Value>().await else {
-            continue;
-        };
-        for task in leases["tasks"].as_array().cloned().unwrap_or_default() {
+        for task in leased["tasks"].as_array().cloned().unwrap_or_default() {
             let id = task["task_id"].as_i64().unwrap_or(0);
-            record(&figures, |f| match f.committed.get(&id) {
-                Some(at) => f.latencies.push(arrived.saturating_duration_since(*at)),
+            record(&figures, |f| match f.committed.remove(&id) {
+                Some(at) => f.latencies.push(arrived.saturating_duration_since(at)),
                 None => {
                     f.early.insert(id);
                 }
             });
-            for status in ["running", "succeeded"] {
-                let _ = http
-                    .post(format!("{base}/api/internal/paas/tasks/{id}/status"))
-                    .header(CREDENTIAL_HEADER, &agent.credential)
-                    .json(&json!({"lease_id": task["lease_id"], "status": status}))
-                    .send()
-                    .await;
-            }
+            // The reports go through the shared pool, off this agent's poll.
+            let (beats, base, agent) = (beats.clone(), base.clone(), agent.clone());
+            tokio::spawn(async move {
+                for status in ["running", "succeeded"] {
+                    let body = json!({"lease_id": task["lease_id"], "status": status});
+                    let url = format!("{base}/api/internal/paas/tasks/{id}/status");
+                    let _ = beats.post(url, &agent.credential, &body).await;
+                }
+            });
         }
     }
+}
+
+/// Connections of the control plane to its database: (most open, most busy)
+/// seen while sampling every second, until `stop`.
+async fn sample_connections(store: Store, stop: Instant) -> (i64, i64) {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        open: i64,
+        #[diesel(sql_type = BigInt)]
+        busy: i64,
+    }
+    let (mut open, mut busy) = (0, 0);
+    while Instant::now() < stop {
+        if let Ok(mut conn) = store.conn().await {
+            let counted: Result<Count, _> = diesel::sql_query(
+                "SELECT count(*) AS open, count(*) FILTER (WHERE state <> 'idle') AS busy
+                   FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name <> 'skypanel-bench'",
+            )
+            .get_result(&mut conn)
+            .await;
+            if let Ok(c) = counted {
+                open = open.max(c.open);
+                busy = busy.max(c.busy);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    (open, busy)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.agents * 3)
+    // One connection per agent for its long-poll, as a real agent keeps.
+    let polls = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.agents)
         .timeout(Duration::from_secs(60))
         .build()?;
-    let login: Value = http
+    let beats = BeatPool {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.beat_connections)
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        permits: Arc::new(Semaphore::new(args.beat_connections.max(1))),
+    };
+    let login: Value = beats
+        .http
         .post(format!("{}/api/auth/login", args.control_plane))
         .json(&json!({"email": args.admin_email, "password": args.admin_password}))
         .send()
@@ -245,11 +327,22 @@ async fn main() -> anyhow::Result<()> {
         .as_str()
         .context("admin login failed")?
         .to_string();
-    let store = Store::connect(&args.database_url, 4)?;
+    let separator = if args.database_url.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let store = Store::connect(
+        &format!(
+            "{}{separator}application_name=skypanel-bench",
+            args.database_url
+        ),
+        4,
+    )?;
 
     println!("registering {} agents …", args.agents);
     let started = Instant::now();
-    let agents: Vec<Arc<Agent>> = register_all(&http, &args, &admin)
+    let agents: Vec<Arc<Agent>> = register_all(&beats, &args, &admin)
         .await?
         .into_iter()
         .map(Arc::new)
@@ -263,7 +356,7 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for agent in &agents {
         workers.push(tokio::spawn(heartbeat_loop(
-            http.clone(),
+            beats.clone(),
             args.control_plane.clone(),
             agent.clone(),
             interval,
@@ -271,7 +364,8 @@ async fn main() -> anyhow::Result<()> {
             stop,
         )));
         workers.push(tokio::spawn(poll_loop(
-            http.clone(),
+            polls.clone(),
+            beats.clone(),
             args.control_plane.clone(),
             agent.clone(),
             figures.clone(),
@@ -286,9 +380,11 @@ async fn main() -> anyhow::Result<()> {
     record(&figures, |f| {
         f.heartbeats = 0;
         f.heartbeat_errors = 0;
+        f.poll_errors = 0;
     });
     let cpu_before = args.pid.and_then(process_figures);
     let measuring = Instant::now();
+    let connections = tokio::spawn(sample_connections(store.clone(), stop));
 
     println!(
         "measuring for {} s at {} tasks/s …",
@@ -297,7 +393,8 @@ async fn main() -> anyhow::Result<()> {
     let mut conn = store.conn().await?;
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / args.task_rate.max(1)));
     let mut created = 0u64;
-    while Instant::now() + Duration::from_secs(2) < stop {
+    // The last tasks get 5 s to arrive before the agents stop.
+    while Instant::now() + Duration::from_secs(5) < stop {
         tick.tick().await;
         let agent = &agents[rand::thread_rng().gen_range(0..agents.len())];
         let spec = TaskSpec::AppStop(AppTarget {
@@ -327,14 +424,17 @@ async fn main() -> anyhow::Result<()> {
         });
         created += 1;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(conn);
+    tokio::time::sleep(stop.saturating_duration_since(Instant::now())).await;
     let elapsed = measuring.elapsed().as_secs_f64();
     let cpu_after = args.pid.and_then(process_figures);
+    let (db_open, db_busy) = connections.await.unwrap_or_default();
     for worker in workers {
         worker.abort();
     }
 
-    let nodes: Value = http
+    let nodes: Value = beats
+        .http
         .get(format!("{}/api/admin/paas/nodes", args.control_plane))
         .bearer_auth(&admin)
         .send()
@@ -347,32 +447,55 @@ async fn main() -> anyhow::Result<()> {
             .count()
     });
 
-    let (mut latencies, heartbeats, heartbeat_errors) = record(&figures, |f| {
-        (f.latencies.clone(), f.heartbeats, f.heartbeat_errors)
+    let (mut latencies, lost, heartbeats, heartbeat_errors, poll_errors) = record(&figures, |f| {
+        (
+            f.latencies.clone(),
+            f.committed.len(),
+            f.heartbeats,
+            f.heartbeat_errors,
+            f.poll_errors,
+        )
     });
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, p99, max) = (
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies.last().copied().unwrap_or_default()),
+    );
+    let beats_per_s = heartbeats as f64 / elapsed;
+    let expected_beats = args.agents as f64 / args.heartbeat_interval.max(1) as f64;
     println!();
     println!("agents                  {}", args.agents);
     println!("tasks committed         {created}");
     println!("tasks picked up         {}", latencies.len());
+    println!("tasks lost              {lost}");
+    println!("pickup latency (ms)     p50 {p50:.2}   p99 {p99:.2}   max {max:.2}");
     println!(
-        "pickup latency (ms)     p50 {:.2}   p99 {:.2}   max {:.2}",
-        ms(percentile(&latencies, 0.50)),
-        ms(percentile(&latencies, 0.99)),
-        ms(latencies.last().copied().unwrap_or_default())
+        "heartbeats handled/s    {beats_per_s:.1} of {expected_beats:.0}   (errors: {heartbeat_errors})"
     );
-    println!(
-        "heartbeats handled/s    {:.1}   (errors: {heartbeat_errors})",
-        heartbeats as f64 / elapsed
-    );
+    println!("long-poll errors        {poll_errors}");
     println!("nodes not online        {offline}");
-    if let (Some((cpu0, _, _)), Some((cpu1, rss, peak))) = (cpu_before, cpu_after) {
+    println!("database connections    {db_open} open at most, {db_busy} busy at most");
+    let process = match (cpu_before, cpu_after) {
+        (Some((cpu0, _, _)), Some((cpu1, rss, peak))) => {
+            let cpu = (cpu1 - cpu0) / elapsed * 100.0;
+            println!("control plane CPU       {cpu:.1} % of one core");
+            println!("control plane RSS       {rss:.1} MB (peak {peak:.1} MB)");
+            Some((cpu, peak))
+        }
+        _ => None,
+    };
+    if args.row {
+        let (cpu, peak) = process.map_or(("–".into(), "–".into()), |(c, p)| {
+            (format!("{c:.0} % of a core"), format!("{p:.0} MB"))
+        });
         println!(
-            "control plane CPU       {:.1} % of one core",
-            (cpu1 - cpu0) / elapsed * 100.0
+            "ROW | {} ({} s) | {p50:.2} ms | {p99:.2} ms | {max:.1} ms | {} of {created} | {lost} | {beats_per_s:.0} of {expected_beats:.0} | {offline} | {db_open} ({db_busy} busy) | {cpu} | {peak} |",
+            args.agents,
+            args.duration,
+            latencies.len(),
         );
-        println!("control plane RSS       {rss:.1} MB (peak {peak:.1} MB)");
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use skypanel_actors::Orchestrator;
 use skypanel_jobs::{LogStreams, Queues};
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::node::NodeCredentials;
 use crate::error::ApiError;
 
 /// The part of the configuration the HTTP layer needs. `Debug` hides the secret.
@@ -80,6 +81,7 @@ struct Inner {
     orchestrator: Option<Orchestrator>,
     queues: OnceLock<Queues>,
     logs: OnceLock<LogStreams>,
+    node_credentials: NodeCredentials,
 }
 
 impl AppState {
@@ -101,6 +103,7 @@ impl AppState {
             orchestrator,
             queues: OnceLock::new(),
             logs: OnceLock::new(),
+            node_credentials: NodeCredentials::default(),
         }))
     }
 
@@ -160,6 +163,11 @@ impl AppState {
 
     pub fn jwt(&self) -> &JwtKeys {
         &self.0.jwt
+    }
+
+    /// Node credentials that authenticated lately.
+    pub fn node_credentials(&self) -> &NodeCredentials {
+        &self.0.node_credentials
     }
 
     pub fn redis(&self) -> Option<&redis::Client> {

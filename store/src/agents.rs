@@ -119,8 +119,8 @@ pub async fn credential_digest(conn: &mut Conn, node_id: i64) -> Result<Option<S
 
 /// The figures of a heartbeat. CPU in millicores, memory and disk in MB.
 #[derive(Debug, Clone)]
-pub struct Figures<'a> {
-    pub agent_version: &'a str,
+pub struct Figures {
+    pub agent_version: String,
     pub cpu_total: i32,
     pub cpu_used: i32,
     pub memory_total: i32,
@@ -138,12 +138,12 @@ pub struct Figures<'a> {
 pub async fn record_heartbeat(
     conn: &mut Conn,
     node_id: i64,
-    figures: &Figures<'_>,
+    figures: &Figures,
     change: Option<(NodeStatus, NodeStatus)>,
 ) -> Result<Node> {
     let node = diesel::update(paas_nodes::table.find(node_id))
         .set((
-            paas_nodes::agent_version.eq(figures.agent_version),
+            paas_nodes::agent_version.eq(&figures.agent_version),
             paas_nodes::cpu_total.eq(figures.cpu_total),
             paas_nodes::cpu_used.eq(figures.cpu_used),
             paas_nodes::memory_total.eq(figures.memory_total),
@@ -164,6 +164,67 @@ pub async fn record_heartbeat(
             .unwrap_or(node)),
         None => Ok(node),
     }
+}
+
+/// A heartbeat's figures, as received at `at`, waiting to be recorded.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    pub node_id: i64,
+    pub figures: Figures,
+    pub at: DateTime<Utc>,
+}
+
+/// Records the figures of many nodes' heartbeats in one statement: the
+/// beats of an interval cost one round trip and one commit, not one per
+/// node. Status is not touched (a change is written at once, by
+/// [`record_heartbeat`]). Answers how many nodes were updated.
+pub async fn record_heartbeats(conn: &mut Conn, beats: &[Beat]) -> Result<usize> {
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
+    if beats.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: fn(&Beat) -> i32| beats.iter().map(f).collect::<Vec<i32>>();
+    Ok(diesel::sql_query(
+        "UPDATE paas_nodes n
+            SET agent_version = b.agent_version, cpu_total = b.cpu_total, cpu_used = b.cpu_used,
+                memory_total = b.memory_total, memory_used = b.memory_used,
+                disk_total = b.disk_total, disk_used = b.disk_used,
+                container_count = b.container_count, image_count = b.image_count,
+                image_bytes = b.image_bytes, last_heartbeat = b.at
+           FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                AS b(id, agent_version, cpu_total, cpu_used, memory_total, memory_used,
+                     disk_total, disk_used, container_count, image_count, image_bytes, at)
+          WHERE n.id = b.id",
+    )
+    .bind::<Array<BigInt>, _>(beats.iter().map(|b| b.node_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        beats
+            .iter()
+            .map(|b| b.figures.agent_version.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Integer>, _>(column(|b| b.figures.cpu_total))
+    .bind::<Array<Integer>, _>(column(|b| b.figures.cpu_used))
+    .bind::<Array<Integer>, _>(column(|b| b.figures.memory_total))
+    .bind::<Array<Integer>, _>(column(|b| b.figures.memory_used))
+    .bind::<Array<Integer>, _>(column(|b| b.figures.disk_total))
+    .bind::<Array<Integer>, _>(column(|b| b.figures.disk_used))
+    .bind::<Array<Integer>, _>(column(|b| b.figures.container_count))
+    .bind::<Array<Nullable<Integer>>, _>(
+        beats
+            .iter()
+            .map(|b| b.figures.images.map(|i| i.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<BigInt>>, _>(
+        beats
+            .iter()
+            .map(|b| b.figures.images.map(|i| i.1))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Timestamptz>, _>(beats.iter().map(|b| b.at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?)
 }
 
 /// Moves a node from `from` to `to` (the caller checked the transition);

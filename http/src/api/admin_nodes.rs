@@ -181,6 +181,7 @@ impl AdminNodesApi {
         let admin = &auth.0;
         let mut conn = self.state.store().conn().await?;
         nodes::delete(&mut conn, id.0).await.or_not_found("node")?;
+        self.state.node_credentials().forget_node(id.0);
         self.state.orchestrator()?.node_removed(id.0);
         Audit::by(request, admin.user_id, "node.delete")
             .on("node", id.0)

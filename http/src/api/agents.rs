@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::{ApiResponse, OpenApi};
+use skypanel_actors::NodeWaiter;
 use skypanel_domain::credentials::{
     NODE_CREDENTIAL_PREFIX, REGISTRATION_TOKEN_PREFIX, generate_token, rotated_credential,
     token_digest,
@@ -118,16 +119,28 @@ impl AgentsApi {
         })
     }
 
+    /// One look at the node's queue. None at all when `trust_empty` and
+    /// `waiter` knows the queue is empty (no wake-up since a look found
+    /// nothing): an idle agent's long-poll costs no query. A poll that does
+    /// not wait always looks (a task committed a moment ago may not have
+    /// woken anyone yet).
     async fn try_lease(
         &self,
+        waiter: &NodeWaiter,
         node: i64,
         max: i64,
         request: Option<uuid::Uuid>,
+        trust_empty: bool,
     ) -> ApiResult<Vec<LeasedTask>> {
+        let seen = waiter.wakeups();
+        let repeated = request.filter(|r| waiter.leased_lately(*r));
+        if trust_empty && repeated.is_none() && waiter.known_empty(seen) {
+            return Ok(Vec::new());
+        }
         let ack = self.lease_ack_secs()?;
         let mut conn = self.state.store().conn().await?;
         // The same request again (its answer was lost): the same tasks.
-        if let Some(request) = request {
+        if let Some(request) = repeated {
             let again = tasks::leased_for_request(&mut conn, node, request, ack).await?;
             if !again.is_empty() {
                 tracing::info!(node_id = node, %request, tasks = again.len(), "lease request repeated; answering its tasks again");
@@ -138,6 +151,11 @@ impl AgentsApi {
             }
         }
         let leased = tasks::lease(&mut conn, node, max, ack, request).await?;
+        match request {
+            _ if leased.is_empty() => waiter.found_empty(seen),
+            Some(request) => waiter.leased(request),
+            None => {}
+        }
         for task in &leased {
             let queued_ms = (chrono::Utc::now() - task.created_at)
                 .num_microseconds()
@@ -205,6 +223,8 @@ impl AgentsApi {
         )
         .await?
         .ok_or_else(refused)?;
+        // A node registered again: its former credential is no longer good.
+        self.state.node_credentials().forget_node(node.id);
         Audit::new(request, Actor::Node(node.id), "node.agent_registered")
             .on("node", node.id)
             .write(&mut conn)
@@ -370,6 +390,7 @@ impl AgentsApi {
             .write(&mut conn)
             .await;
         drop(conn);
+        self.state.node_credentials().forget_node(node);
         // The node's actor caches when the credential was issued.
         self.state.orchestrator()?.node_changed(node).await?;
         Ok(JsonReply(Rotated { credential }))
@@ -411,7 +432,9 @@ impl AgentsApi {
             let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let leased = self.try_lease(node, max, request.0).await?;
+            let leased = self
+                .try_lease(&waiter, node, max, request.0, wait > 0)
+                .await?;
             if !leased.is_empty() {
                 return Ok(LeaseAnswer::Tasks(JsonReply(Leases { tasks: leased })));
             }

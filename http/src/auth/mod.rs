@@ -3,7 +3,7 @@
 //! credential in a header of their own.
 
 pub mod jwt;
-mod node;
+pub(crate) mod node;
 mod principal;
 
 pub use node::{NODE_CREDENTIAL_HEADER, NodeAuth};

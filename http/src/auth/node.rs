@@ -2,6 +2,10 @@
 //! Customer tokens never authenticate here, and node credentials never
 //! authenticate on customer endpoints (they are neither JWTs nor `spt_` tokens).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::ApiKey;
@@ -49,14 +53,64 @@ impl NodeAuth {
     }
 }
 
+/// How long a checked credential is answered from memory.
+const REMEMBERED_FOR: Duration = Duration::from_secs(60);
+
+/// Past this many remembered credentials the memory starts over (a bound,
+/// far above any fleet: only credentials that authenticated are kept).
+const MOST_REMEMBERED: usize = 100_000;
+
+/// Node credentials that authenticated lately, by digest: an agent's
+/// heartbeats and long-polls authenticate without a query. An entry lives
+/// [`REMEMBERED_FOR`]; a rotation or the node's removal drops the node's
+/// entries at once. A previous credential (within a rotation's grace) is
+/// never remembered: it is looked up each time, so its expiry holds.
+#[derive(Clone, Default)]
+pub struct NodeCredentials(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
+
+impl NodeCredentials {
+    fn get(&self, digest: &str) -> Option<i64> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(digest)
+            .filter(|(_, at)| at.elapsed() < REMEMBERED_FOR)
+            .map(|(node, _)| *node)
+    }
+
+    fn remember(&self, digest: String, node: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MOST_REMEMBERED {
+            map.clear();
+        }
+        map.insert(digest, (node, Instant::now()));
+    }
+
+    /// Forgets every credential of `node` (rotated, or the node removed).
+    pub fn forget_node(&self, node: i64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (n, _)| *n != node);
+    }
+}
+
 async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeCaller> {
     let Some(state) = request.data::<AppState>() else {
         return Err(ApiError::internal("AppState missing from request data").into());
     };
+    let digest = token_digest(&key.key);
+    if let Some(node) = state.node_credentials().get(&digest) {
+        return Ok(NodeCaller {
+            node,
+            previous: false,
+        });
+    }
     let mut conn = state.store().conn().await.map_err(ApiError::from)?;
-    skypanel_store::agents::authenticate(&mut conn, &token_digest(&key.key))
+    let found = skypanel_store::agents::authenticate(&mut conn, &digest)
         .await
-        .map_err(ApiError::from)?
-        .map(|(node, previous)| NodeCaller { node, previous })
-        .ok_or_else(|| ApiError::unauthorized("unknown or expired node credential").into())
+        .map_err(ApiError::from)?;
+    drop(conn);
+    let (node, previous) =
+        found.ok_or_else(|| ApiError::unauthorized("unknown or expired node credential"))?;
+    if !previous {
+        state.node_credentials().remember(digest, node);
+    }
+    Ok(NodeCaller { node, previous })
 }
