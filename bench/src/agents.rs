@@ -71,6 +71,8 @@ struct Figures {
     early: std::collections::HashSet<i64>,
     heartbeats: u64,
     heartbeat_errors: u64,
+    /// Agents whose first heartbeat was answered (the node came online).
+    online: usize,
     /// Long-polls that failed (a connection error or an answer other than 200/204).
     poll_errors: u64,
 }
@@ -194,6 +196,7 @@ async fn heartbeat_loop(
     let offset = rand::thread_rng().gen_range(0..interval.as_millis().max(1) as u64);
     tokio::time::sleep(Duration::from_millis(offset)).await;
     let url = format!("{base}/api/internal/paas/nodes/{}/heartbeat", agent.node_id);
+    let mut online = false;
     let mut tick = tokio::time::interval(interval);
     // A beat that was late does not make the next ones come in a burst.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,11 +209,16 @@ async fn heartbeat_loop(
         });
         let sent = beats.post(url.clone(), &agent.credential, &beat).await;
         let ok = sent.is_ok_and(|r| r.status().is_success());
+        let first = ok && !online;
+        online |= ok;
         record(&figures, |f| {
             if ok {
                 f.heartbeats += 1
             } else {
                 f.heartbeat_errors += 1
+            }
+            if first {
+                f.online += 1;
             }
         });
     }
@@ -351,7 +359,8 @@ async fn main() -> anyhow::Result<()> {
 
     let figures: Shared = Arc::default();
     let warmup = Duration::from_secs(args.heartbeat_interval + 5);
-    let stop = Instant::now() + warmup + Duration::from_secs(args.duration);
+    // The agents run until they are aborted at the end.
+    let forever = Instant::now() + Duration::from_secs(24 * 3600);
     let interval = Duration::from_secs(args.heartbeat_interval);
     let mut workers = Vec::new();
     for agent in &agents {
@@ -361,7 +370,7 @@ async fn main() -> anyhow::Result<()> {
             agent.clone(),
             interval,
             figures.clone(),
-            stop,
+            forever,
         )));
         workers.push(tokio::spawn(poll_loop(
             polls.clone(),
@@ -369,7 +378,7 @@ async fn main() -> anyhow::Result<()> {
             args.control_plane.clone(),
             agent.clone(),
             figures.clone(),
-            stop,
+            forever,
         )));
     }
     println!(
@@ -377,6 +386,16 @@ async fn main() -> anyhow::Result<()> {
         warmup.as_secs()
     );
     tokio::time::sleep(warmup).await;
+    // Measured once every node came online (its first heartbeat, a status
+    // change, is written at once): a fleet starting together is a burst
+    // of its own, not the steady state measured here.
+    let waited = Instant::now();
+    while record(&figures, |f| f.online) < agents.len()
+        && waited.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stop = Instant::now() + Duration::from_secs(args.duration);
     record(&figures, |f| {
         f.heartbeats = 0;
         f.heartbeat_errors = 0;

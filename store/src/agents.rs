@@ -141,7 +141,18 @@ pub async fn record_heartbeat(
     figures: &Figures,
     change: Option<(NodeStatus, NodeStatus)>,
 ) -> Result<Node> {
-    let node = diesel::update(paas_nodes::table.find(node_id))
+    use diesel::dsl::case_when;
+    use diesel::sql_types::Text;
+    // One statement: the status moves only while it is still `from`.
+    let (from, to) = change.map_or((None, None), |(f, t)| (Some(f.as_str()), Some(t.as_str())));
+    let status = case_when(
+        paas_nodes::status
+            .nullable()
+            .eq(from.into_sql::<diesel::sql_types::Nullable<Text>>()),
+        to.unwrap_or_default().into_sql::<Text>(),
+    )
+    .otherwise(paas_nodes::status);
+    Ok(diesel::update(paas_nodes::table.find(node_id))
         .set((
             paas_nodes::agent_version.eq(&figures.agent_version),
             paas_nodes::cpu_total.eq(figures.cpu_total),
@@ -154,16 +165,11 @@ pub async fn record_heartbeat(
             paas_nodes::image_count.eq(figures.images.map(|i| i.0)),
             paas_nodes::image_bytes.eq(figures.images.map(|i| i.1)),
             paas_nodes::last_heartbeat.eq(Utc::now()),
+            paas_nodes::status.eq(status),
         ))
         .returning(Node::as_returning())
         .get_result(conn)
-        .await?;
-    match change {
-        Some((from, to)) => Ok(change_status(conn, node_id, from, to)
-            .await?
-            .unwrap_or(node)),
-        None => Ok(node),
-    }
+        .await?)
 }
 
 /// A heartbeat's figures, as received at `at`, waiting to be recorded.
