@@ -298,13 +298,8 @@ async fn docker_a_cpu_bound_build_does_not_stop_a_deploy_on_its_node() {
     let repo = hostile_repo(&format!("({burn}) & ({burn}) & ({burn}) & wait"));
     let busy = stack.git_app(&alice, "busy", plan, &repo.url()).await;
     let build = stack.start_deploy(&alice, busy).await;
-    let path = format!("/api/paas/applications/{busy}/builds/{build}/logs");
     stack
-        .until(60, "the busy step runs", || async {
-            stack.get(&path, &alice).await["log"]
-                .as_str()
-                .is_some_and(|l| l.contains("hostile step"))
-        })
+        .until_build_log(&alice, busy, build, "hostile step")
         .await;
     // Meanwhile another application deploys on the same node at once.
     let body = json!({"name": "quick", "plan_id": plan, "region": "local", "image": WEB_IMAGE});

@@ -516,13 +516,8 @@ async fn docker_build_logs_follow_live_and_a_cancelled_build_leaves_the_old_rele
     slow[0].1 = format!("FROM {WEB_IMAGE}\nRUN echo starting the long step && sleep 60\n");
     repo.commit(&files(&slow), "slow build");
     let build = stack.start_deploy(&alice, app).await;
-    let log_path = format!("/api/paas/applications/{app}/builds/{build}/logs");
     stack
-        .until(60, "the long step runs", || async {
-            stack.get(&log_path, &alice).await["log"]
-                .as_str()
-                .is_some_and(|l| l.contains("starting the long step"))
-        })
+        .until_build_log(&alice, app, build, "starting the long step")
         .await;
     let cancel = format!("/api/paas/applications/{app}/builds/{build}/cancel");
     let (status, cancelled) = stack.post(&cancel, &alice, json!({})).await;

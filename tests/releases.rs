@@ -707,13 +707,8 @@ async fn docker_a_deploy_or_a_change_during_a_rollout_waits_for_it_and_runs_afte
     let second = stack.start_deploy(&alice, app).await;
     // Build #2 has its checkout (its slow step runs) before the next commit:
     // else it may clone that one, and the waiting deploy finds it built.
-    let second_log = format!("/api/paas/applications/{app}/builds/{second}/logs");
     stack
-        .until(60, "build #2 runs its slow step", || async {
-            stack.get(&second_log, &alice).await["log"]
-                .as_str()
-                .is_some_and(|log| log.contains("a slow step"))
-        })
+        .until_build_log(&alice, app, second, "a slow step")
         .await;
     // While build #2 runs: another deploy, and a change of the environment, wait.
     repo.commit(&files(&slow("third")), "third");

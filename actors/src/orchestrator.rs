@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::NodeWaiter;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
@@ -14,6 +13,7 @@ use skypanel_store::wallets::{Wallet, WalletTransaction};
 
 use crate::app::{Accepted, AppMsg, AppRequest, AppSnapshot, TaskOutcome};
 use crate::app_builds::{BuildStep, StepOutcome};
+use crate::broker::NodeWaiter;
 use crate::context::Context;
 use crate::error::Error;
 use crate::node::{NodeMsg, UsageSample};

@@ -595,6 +595,18 @@ impl Stack {
         panic!("timed out after {seconds} s waiting for: {what}");
     }
 
+    /// Waits until build `build` of `app` has written `text` in its log (a
+    /// step that prints it runs: the checkout is done).
+    pub async fn until_build_log(&self, token: &str, app: i64, build: i64, text: &str) {
+        let path = format!("/api/paas/applications/{app}/builds/{build}/logs");
+        self.until(60, &format!("build {build} logs {text:?}"), || async {
+            self.get(&path, token).await["log"]
+                .as_str()
+                .is_some_and(|log| log.contains(text))
+        })
+        .await;
+    }
+
     /// Waits until the application has `status`; answers it.
     pub async fn app_in(&self, token: &str, app: i64, status: &str) -> Value {
         let path = format!("/api/paas/applications/{app}");
