@@ -207,6 +207,15 @@ async fn docker_a_killed_agent_loses_its_lease_and_the_restarted_one_finishes_wi
         "no duplicate container: {:?}",
         stack.containers(app)
     );
+    assert_eq!(
+        first_apply_attempt(&stack).await,
+        2,
+        "the second lease finished the task"
+    );
+}
+
+/// The attempt that finished the first `app.apply` task.
+async fn first_apply_attempt(stack: &Stack) -> i32 {
     let mut conn: diesel_async::AsyncPgConnection =
         <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
             &stack.db.url,
@@ -226,7 +235,30 @@ async fn docker_a_killed_agent_loses_its_lease_and_the_restarted_one_finishes_wi
     )
     .await
     .unwrap();
-    assert_eq!(task.attempt, 2, "the second lease finished the task");
+    task.attempt
+}
+
+/// A task that runs longer than its lease (a 2 s lease, an app that takes
+/// 4 s to listen; the acknowledgement window is 10 s) keeps it: the agent
+/// extends on the lease's rhythm, not the acknowledgement window's.
+#[tokio::test]
+async fn docker_a_task_longer_than_its_lease_keeps_it_by_extending() {
+    let stack = Stack::start(Timing {
+        lease_ttl: 2,
+        ..Timing::default()
+    })
+    .await;
+    let plan = stack.plan().await;
+    let (_node, _agent) = stack.node("worker-1").await;
+    let alice = stack.customer("alice@example.com").await;
+    let app = image_app(&stack, &alice, "slow", plan, SLOW_IMAGE).await;
+    command(&stack, &alice, app, "deploy", json!({})).await;
+    stack.app_in(&alice, app, "running").await;
+    assert_eq!(
+        first_apply_attempt(&stack).await,
+        1,
+        "the first lease finished the task"
+    );
 }
 
 #[tokio::test]

@@ -211,20 +211,27 @@ impl Runner {
 
 /// Extends the lease every third of its length; signals when it is lost, and
 /// when the control plane asks to cancel the task.
+///
+/// The first extension goes out at once: the deadline the lease answer gave
+/// is the acknowledgement window, and the `Run` report just replaced it with
+/// the lease's real length, which only an extension's answer tells (a 3 s
+/// lease kept on a 10 s window's rhythm expired under every task that took
+/// longer than 3 s).
 async fn keep_lease(
     client: ControlPlane,
     task: LeasedTask,
     lost: watch::Sender<bool>,
     cancel: watch::Sender<bool>,
 ) {
-    let total = (task.lease_deadline - chrono::Utc::now())
-        .to_std()
-        .unwrap_or(Duration::from_secs(3));
-    let every = (total / 3).max(Duration::from_millis(300));
+    let mut every = third_of(task.lease_deadline);
+    let mut first = true;
     loop {
-        tokio::time::sleep(every).await;
+        if !std::mem::take(&mut first) {
+            tokio::time::sleep(every).await;
+        }
         match client.extend(task.task_id, task.lease_id).await {
             Ok(extended) => {
+                every = third_of(extended.lease_deadline);
                 if extended.cancel_requested && !*cancel.borrow() {
                     tracing::info!(task_id = task.task_id, "the task was cancelled");
                     let _ = cancel.send(true);
@@ -239,6 +246,15 @@ async fn keep_lease(
             }
         }
     }
+}
+
+/// A third of the time left until `deadline` (at least 300 ms): how often a
+/// lease is extended.
+fn third_of(deadline: chrono::DateTime<chrono::Utc>) -> Duration {
+    let left = (deadline - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::from_secs(3));
+    (left / 3).max(Duration::from_millis(300))
 }
 
 /// Ships the task's log every second, and what is left once `done` turns true.
