@@ -56,9 +56,12 @@ async fn neighbour(stack: &Stack) -> String {
 }
 
 /// While `until` has not happened: the neighbour's answers through the
-/// ingress (failures counted) and the API's latency, every 100 ms.
+/// ingress (failures counted) and the API's latency (an authenticated read
+/// of `token`'s applications: the health check answers from a cache),
+/// every 100 ms.
 async fn watch_during<F, Fut>(
     stack: &Stack,
+    token: &str,
     port: u16,
     host: &str,
     mut until: F,
@@ -79,12 +82,13 @@ where
             }
         }
         let asked = Instant::now();
-        let health = stack
+        let read = stack
             .http
-            .get(format!("{}/api/health", stack.base))
+            .get(format!("{}/api/paas/applications", stack.base))
+            .bearer_auth(token)
             .send()
             .await;
-        assert!(health.is_ok_and(|h| h.status().is_success()));
+        assert!(read.is_ok_and(|r| r.status().is_success()));
         slowest = slowest.max(asked.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -112,13 +116,14 @@ async fn docker_a_fork_bomb_in_a_build_stops_at_its_process_limit_while_a_neighb
     let repo = hostile_repo(&bomb);
     let app = stack.git_app(&alice, "bomb", plan, &repo.url()).await;
     let build = stack.start_deploy(&alice, app).await;
-    let (served, failed, slowest) = watch_during(&stack, agent.ingress_port, &host, || async {
-        !matches!(
-            build_status(&stack, &alice, app, build).await["status"].as_str(),
-            Some("pending" | "building")
-        )
-    })
-    .await;
+    let (served, failed, slowest) =
+        watch_during(&stack, &alice, agent.ingress_port, &host, || async {
+            !matches!(
+                build_status(&stack, &alice, app, build).await["status"].as_str(),
+                Some("pending" | "building")
+            )
+        })
+        .await;
     eprintln!(
         "during the fork bomb: neighbour {served} answers, {failed} failed; slowest API answer {slowest:?}"
     );
@@ -153,7 +158,7 @@ async fn docker_a_memory_bomb_in_a_build_is_killed_with_its_limit_named() {
     let repo = hostile_repo("x=$(cat /dev/urandom)");
     let app = stack.git_app(&alice, "hog", plan, &repo.url()).await;
     let build = stack.start_deploy(&alice, app).await;
-    let (_, failed, slowest) = watch_during(&stack, agent.ingress_port, &host, || async {
+    let (_, failed, slowest) = watch_during(&stack, &alice, agent.ingress_port, &host, || async {
         !matches!(
             build_status(&stack, &alice, app, build).await["status"].as_str(),
             Some("pending" | "building")

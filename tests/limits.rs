@@ -135,6 +135,36 @@ async fn a_users_limits_count_all_their_tokens_and_spare_other_users() {
     assert_eq!(status, 200);
 }
 
+/// A generous limit (1,000 a minute) is counted in the control plane and
+/// added to Redis in batches: the limit still holds to the request, because
+/// the count asks Redis itself once it nears the limit, carrying what was
+/// counted locally with it.
+#[tokio::test]
+async fn a_generous_limit_counted_in_batches_still_holds_to_the_request() {
+    let stack = Stack::start(Timing {
+        env: vec![("SKYPANEL_RATE_LIMIT_USER", "1000".into())],
+        ..Timing::default()
+    })
+    .await;
+    let alice = stack.customer("alice@example.com").await;
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second > 40 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..1010 {
+        let (status, _) = stack
+            .call(reqwest::Method::GET, "/api/paas/applications", &alice, None)
+            .await;
+        *statuses.entry(status).or_default() += 1;
+    }
+    assert_eq!(
+        statuses,
+        [(200, 1000), (429, 10)].into_iter().collect(),
+        "exactly the limit passed"
+    );
+}
+
 #[tokio::test]
 async fn quotas_stop_one_application_or_database_too_many_and_creating_on_too_low_a_balance() {
     let mut settings = common::settings();

@@ -82,6 +82,9 @@ struct Inner {
     queues: OnceLock<Queues>,
     logs: OnceLock<LogStreams>,
     node_credentials: NodeCredentials,
+    principals: crate::auth::Principals,
+    request_counts: Arc<crate::rate_limit::counts::Counts>,
+    readiness: crate::api::system::Readiness,
 }
 
 impl AppState {
@@ -104,6 +107,9 @@ impl AppState {
             queues: OnceLock::new(),
             logs: OnceLock::new(),
             node_credentials: NodeCredentials::default(),
+            principals: Default::default(),
+            request_counts: Arc::default(),
+            readiness: Default::default(),
         }))
     }
 
@@ -168,6 +174,21 @@ impl AppState {
     /// Node credentials that authenticated lately.
     pub fn node_credentials(&self) -> &NodeCredentials {
         &self.0.node_credentials
+    }
+
+    /// Customers' and admins' principals that authenticated lately.
+    pub fn principals(&self) -> &crate::auth::Principals {
+        &self.0.principals
+    }
+
+    /// Request counts kept here until they are added to Redis.
+    pub fn request_counts(&self) -> &Arc<crate::rate_limit::counts::Counts> {
+        &self.0.request_counts
+    }
+
+    /// The health check's latest result.
+    pub fn readiness(&self) -> &crate::api::system::Readiness {
+        &self.0.readiness
     }
 
     pub fn redis(&self) -> Option<&redis::Client> {

@@ -168,9 +168,12 @@ pub async fn delete_token(conn: &mut Conn, user_id: i64, token_id: i64) -> Resul
     )
 }
 
-/// Finds the user behind an unexpired token digest and records the use
-/// (at most once a minute, to keep reads cheap).
-pub async fn authenticate_token(conn: &mut Conn, digest: &str) -> Result<Option<User>> {
+/// Finds the user behind an unexpired token digest, with the token's expiry,
+/// and records the use (at most once a minute, to keep reads cheap).
+pub async fn authenticate_token(
+    conn: &mut Conn,
+    digest: &str,
+) -> Result<Option<(User, Option<DateTime<Utc>>)>> {
     let now = Utc::now();
     let found: Option<(ApiToken, User)> = api_tokens::table
         .inner_join(users::table)
@@ -196,7 +199,7 @@ pub async fn authenticate_token(conn: &mut Conn, digest: &str) -> Result<Option<
             .execute(conn)
             .await?;
     }
-    Ok(Some(user))
+    Ok(Some((user, token.expires_at)))
 }
 
 /// Counts users by role, for the admin statistics.

@@ -5,6 +5,7 @@
 pub mod jwt;
 pub(crate) mod node;
 mod principal;
+mod remembered;
 
 pub use node::{NODE_CREDENTIAL_HEADER, NodeAuth};
-pub use principal::{AdminAuth, BearerAuth, Principal};
+pub use principal::{AdminAuth, BearerAuth, Principal, Principals};

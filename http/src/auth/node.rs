@@ -2,15 +2,14 @@
 //! Customer tokens never authenticate here, and node credentials never
 //! authenticate on customer endpoints (they are neither JWTs nor `spt_` tokens).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::ApiKey;
 use skypanel_domain::credentials::token_digest;
 
+use super::remembered::Remembered;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -65,29 +64,19 @@ const MOST_REMEMBERED: usize = 100_000;
 /// [`REMEMBERED_FOR`]; a rotation or the node's removal drops the node's
 /// entries at once. A previous credential (within a rotation's grace) is
 /// never remembered: it is looked up each time, so its expiry holds.
-#[derive(Clone, Default)]
-pub struct NodeCredentials(Arc<Mutex<HashMap<String, (i64, Instant)>>>);
+#[derive(Clone)]
+pub struct NodeCredentials(Remembered<String, i64>);
+
+impl Default for NodeCredentials {
+    fn default() -> Self {
+        Self(Remembered::new(REMEMBERED_FOR, MOST_REMEMBERED))
+    }
+}
 
 impl NodeCredentials {
-    fn get(&self, digest: &str) -> Option<i64> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(digest)
-            .filter(|(_, at)| at.elapsed() < REMEMBERED_FOR)
-            .map(|(node, _)| *node)
-    }
-
-    fn remember(&self, digest: String, node: i64) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MOST_REMEMBERED {
-            map.clear();
-        }
-        map.insert(digest, (node, Instant::now()));
-    }
-
     /// Forgets every credential of `node` (rotated, or the node removed).
     pub fn forget_node(&self, node: i64) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (n, _)| *n != node);
+        self.0.forget(|n| *n == node);
     }
 }
 
@@ -96,7 +85,7 @@ async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeC
         return Err(ApiError::internal("AppState missing from request data").into());
     };
     let digest = token_digest(&key.key);
-    if let Some(node) = state.node_credentials().get(&digest) {
+    if let Some(node) = state.node_credentials().0.get(&digest) {
         return Ok(NodeCaller {
             node,
             previous: false,
@@ -110,7 +99,7 @@ async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeC
     let (node, previous) =
         found.ok_or_else(|| ApiError::unauthorized("unknown or expired node credential"))?;
     if !previous {
-        state.node_credentials().remember(digest, node);
+        state.node_credentials().0.remember(digest, node);
     }
     Ok(NodeCaller { node, previous })
 }

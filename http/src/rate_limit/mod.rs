@@ -6,6 +6,12 @@
 //! `Retry-After` (seconds to the next window). The agents' protocol and the
 //! health check are never limited; without the job queues' Redis (or while
 //! it fails) requests pass.
+//!
+//! A request far from a generous limit is counted in this process and added
+//! to Redis with others a moment later ([`counts`]); strict limits and counts
+//! near their limit ask Redis on every request.
+
+pub mod counts;
 
 use poem::{Endpoint, IntoResponse, Request, Response};
 
@@ -97,12 +103,15 @@ fn counted_for_user(limits: &RateLimits, method: &str, path: &str, user_id: i64)
 /// The longest a request waits for its count.
 const COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// Counts the request in its window; answers the count.
+/// Adds to the request's count in its window; answers the count.
 const COUNT: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], 61) end
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return n
 "#;
+
+static COUNT_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(COUNT));
 
 /// Checks the request against its address's limits before it goes on.
 pub async fn check<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<Response> {
@@ -154,6 +163,7 @@ async fn over_limit(state: &AppState, list: Vec<Counted>) -> Option<u64> {
     let now = state.now().timestamp();
     let window = now / 60;
     let retry_after = (60 - now % 60).max(1) as u64;
+    let counts = state.request_counts();
     let mut conn = queues.connection();
     for limit in list {
         let key = format!(
@@ -162,12 +172,18 @@ async fn over_limit(state: &AppState, list: Vec<Counted>) -> Option<u64> {
             limit.class,
             limit.who
         );
+        let Some(add) = counts.count(&key, window, limit.per_minute) else {
+            counts.start_flusher(&conn);
+            continue;
+        };
         // A Redis that is away must not hold requests up: past a short wait
         // the request passes uncounted.
         let count: Result<u64, String> = match tokio::time::timeout(
             COUNT_TIMEOUT,
-            redis::Script::new(COUNT)
+            COUNT_SCRIPT
                 .key(&key)
+                .arg(add)
+                .arg(counts::KEY_TTL_SECS)
                 .invoke_async::<u64>(&mut conn),
         )
         .await
@@ -176,11 +192,13 @@ async fn over_limit(state: &AppState, list: Vec<Counted>) -> Option<u64> {
             Err(_) => Err("no answer from Redis in time".into()),
         };
         match count {
-            Ok(n) if n > u64::from(limit.per_minute) => {
-                tracing::warn!(class = limit.class, who = %limit.who, "rate limited");
-                return Some(retry_after);
+            Ok(n) => {
+                counts.learned(&key, n);
+                if n > u64::from(limit.per_minute) {
+                    tracing::warn!(class = limit.class, who = %limit.who, "rate limited");
+                    return Some(retry_after);
+                }
             }
-            Ok(_) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "cannot count a request against its rate limit; letting it pass");
                 return None;
