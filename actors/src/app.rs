@@ -305,88 +305,99 @@ impl Actor for AppActor {
         message: AppMsg,
         state: &mut AppState,
     ) -> Result<(), ActorProcessingErr> {
-        // A rollout may end with any of these: requests waiting for it run then.
-        let may_end_rollout = matches!(
-            message,
-            AppMsg::TaskFinished(_) | AppMsg::Build(..) | AppMsg::CatchUp | AppMsg::NodeLost(_)
-        );
-        match message {
-            AppMsg::Request(request, reply) => {
-                let outcome = crate::app_commands::handle(state, request).await;
-                if let Err(Error::NotFound) = outcome {
-                    myself.stop(Some("application deleted".into()));
-                }
-                let gone = matches!(&outcome, Ok(accepted) if accepted.deleted);
-                let _ = reply.send(outcome);
-                if gone {
-                    myself.stop(Some("application deleted".into()));
-                }
+        // Boxed: an idle actor's task then holds no room for its largest
+        // handler (thousands of actors sit idle at once).
+        Box::pin(handle_message(myself, message, state)).await
+    }
+}
+
+/// What [`Actor::handle`] does with one message.
+async fn handle_message(
+    myself: ActorRef<AppMsg>,
+    message: AppMsg,
+    state: &mut AppState,
+) -> Result<(), ActorProcessingErr> {
+    // A rollout may end with any of these: requests waiting for it run then.
+    let may_end_rollout = matches!(
+        message,
+        AppMsg::TaskFinished(_) | AppMsg::Build(..) | AppMsg::CatchUp | AppMsg::NodeLost(_)
+    );
+    match message {
+        AppMsg::Request(request, reply) => {
+            let outcome = crate::app_commands::handle(state, request).await;
+            if let Err(Error::NotFound) = outcome {
+                myself.stop(Some("application deleted".into()));
             }
-            AppMsg::TaskFinished(outcome) => {
-                match crate::app_events::task_finished(state, outcome).await {
-                    Ok(true) => myself.stop(Some("application deleted".into())),
-                    Ok(false) => {}
-                    Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
-                    Err(err) => {
-                        tracing::error!(app_id = state.id, error = %err, "cannot record a task outcome")
-                    }
-                }
+            let gone = matches!(&outcome, Ok(accepted) if accepted.deleted);
+            let _ = reply.send(outcome);
+            if gone {
+                myself.stop(Some("application deleted".into()));
             }
-            AppMsg::Observed {
-                node_id,
-                containers,
-                observed_at,
-            } => {
-                if let Err(err) =
-                    crate::app_events::observed(state, node_id, containers, observed_at).await
-                {
-                    if matches!(err, Error::NotFound) {
-                        myself.stop(Some("application deleted".into()));
-                    } else {
-                        tracing::warn!(app_id = state.id, error = %err, "cannot reconcile");
-                    }
-                }
-            }
-            AppMsg::Build(step, reply) => {
-                let outcome = crate::app_builds::step(state, step).await;
-                let gone = matches!(outcome, Err(Error::NotFound));
-                let _ = reply.send(outcome);
-                if gone {
-                    myself.stop(Some("application deleted".into()));
-                }
-            }
-            AppMsg::CatchUp => match crate::app_events::catch_up(state).await {
-                Ok(true) | Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
+        }
+        AppMsg::TaskFinished(outcome) => {
+            match crate::app_events::task_finished(state, outcome).await {
+                Ok(true) => myself.stop(Some("application deleted".into())),
                 Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(app_id = state.id, error = %err, "cannot catch up on task outcomes")
-                }
-            },
-            AppMsg::NodeLost(node_id) => match crate::app_moves::node_lost(state, node_id).await {
                 Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
                 Err(err) => {
-                    tracing::warn!(app_id = state.id, node_id, error = %err, "cannot move the application")
+                    tracing::error!(app_id = state.id, error = %err, "cannot record a task outcome")
                 }
-                Ok(()) => {}
-            },
-            AppMsg::Snapshot(reply) => {
-                let _ = reply.send(AppSnapshot {
-                    app: state.app.clone(),
-                    started_at: state.started_at,
-                });
             }
-            #[cfg(feature = "testing")]
-            AppMsg::Crash => panic!("crash requested by a test"),
         }
-        if may_end_rollout
-            && matches!(myself.get_status(), ractor::ActorStatus::Running)
-            && let Err(err) = crate::app_config::run_waiting(state).await
-            && !matches!(err, Error::NotFound)
-        {
-            tracing::warn!(app_id = state.id, error = %err, "cannot run a waiting request");
+        AppMsg::Observed {
+            node_id,
+            containers,
+            observed_at,
+        } => {
+            if let Err(err) =
+                crate::app_events::observed(state, node_id, containers, observed_at).await
+            {
+                if matches!(err, Error::NotFound) {
+                    myself.stop(Some("application deleted".into()));
+                } else {
+                    tracing::warn!(app_id = state.id, error = %err, "cannot reconcile");
+                }
+            }
         }
-        Ok(())
+        AppMsg::Build(step, reply) => {
+            let outcome = crate::app_builds::step(state, step).await;
+            let gone = matches!(outcome, Err(Error::NotFound));
+            let _ = reply.send(outcome);
+            if gone {
+                myself.stop(Some("application deleted".into()));
+            }
+        }
+        AppMsg::CatchUp => match crate::app_events::catch_up(state).await {
+            Ok(true) | Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(app_id = state.id, error = %err, "cannot catch up on task outcomes")
+            }
+        },
+        AppMsg::NodeLost(node_id) => match crate::app_moves::node_lost(state, node_id).await {
+            Err(Error::NotFound) => myself.stop(Some("application deleted".into())),
+            Err(err) => {
+                tracing::warn!(app_id = state.id, node_id, error = %err, "cannot move the application")
+            }
+            Ok(()) => {}
+        },
+        AppMsg::Snapshot(reply) => {
+            let _ = reply.send(AppSnapshot {
+                app: state.app.clone(),
+                started_at: state.started_at,
+            });
+        }
+        #[cfg(feature = "testing")]
+        AppMsg::Crash => panic!("crash requested by a test"),
     }
+    if may_end_rollout
+        && matches!(myself.get_status(), ractor::ActorStatus::Running)
+        && let Err(err) = crate::app_config::run_waiting(state).await
+        && !matches!(err, Error::NotFound)
+    {
+        tracing::warn!(app_id = state.id, error = %err, "cannot run a waiting request");
+    }
+    Ok(())
 }
 
 /// Applications as a supervised entity kind.

@@ -31,7 +31,10 @@ use crate::supervisor::actor_name;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a look that found a node's queue empty is trusted without a
-/// wake-up: a bound on what a missed notification can cost.
+/// wake-up: a bound on what a missed notification can cost. Each look draws
+/// its own time between this and twice it, so that a fleet whose polls
+/// started together (a control plane's restart) does not look again in
+/// one wave.
 const EMPTY_TRUSTED_FOR: Duration = Duration::from_secs(30);
 
 /// Lease requests remembered per node, for answering a repeat.
@@ -45,7 +48,8 @@ const REQUESTS_REMEMBERED: usize = 4;
 pub struct NodeWaiter {
     notify: Notify,
     wakeups: AtomicU64,
-    /// The wake-up count at which a look found the queue empty, and when.
+    /// The wake-up count at which a look found the queue empty, and until
+    /// when that is trusted.
     empty: Mutex<Option<(u64, Instant)>>,
     /// The last lease requests that leased tasks (a repeat answers them again).
     requests: Mutex<VecDeque<Uuid>>,
@@ -67,13 +71,14 @@ impl NodeWaiter {
     /// wake-up since (`seen` is [`Self::wakeups`] now), lately.
     pub fn known_empty(&self, seen: u64) -> bool {
         let empty = self.empty.lock().unwrap_or_else(|p| p.into_inner());
-        empty.is_some_and(|(at, when)| at == seen && when.elapsed() < EMPTY_TRUSTED_FOR)
+        empty.is_some_and(|(at, until)| at == seen && Instant::now() < until)
     }
 
     /// A look that started at wake-up count `seen` found the queue empty.
     pub fn found_empty(&self, seen: u64) {
         let mut empty = self.empty.lock().unwrap_or_else(|p| p.into_inner());
-        *empty = Some((seen, Instant::now()));
+        let trusted = EMPTY_TRUSTED_FOR.mul_f64(1.0 + rand::random::<f64>());
+        *empty = Some((seen, Instant::now() + trusted));
     }
 
     /// Lease request `request` leased tasks.

@@ -392,7 +392,7 @@ impl Actor for NodeActor {
             apps_told: false,
             pressure_since: None,
         };
-        state.reload().await?;
+        Box::pin(state.reload()).await?;
         state.timer = Some(myself.send_interval(period, || NodeMsg::CheckLiveness));
         Ok(state)
     }
@@ -416,7 +416,9 @@ impl Actor for NodeActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             NodeMsg::Heartbeat(beat, reply) => {
-                let answer = state.heartbeat(*beat).await;
+                // Each call boxed: the actor's idle task then holds no room
+                // for the largest of them (10,000 node actors idle at once).
+                let answer = Box::pin(state.heartbeat(*beat)).await;
                 if let Err(Error::NotFound) = answer {
                     myself.stop(Some("node removed".into()));
                 }
@@ -430,14 +432,14 @@ impl Actor for NodeActor {
                     .unwrap_or_default();
                 let _ = reply.send(samples);
             }
-            NodeMsg::CheckLiveness => match state.check_liveness().await {
+            NodeMsg::CheckLiveness => match Box::pin(state.check_liveness()).await {
                 Err(Error::NotFound) => myself.stop(Some("node removed".into())),
                 Err(err) => {
                     tracing::warn!(node_id = state.id, error = %err, "liveness check failed")
                 }
                 Ok(()) => {}
             },
-            NodeMsg::Reload => match state.reload().await {
+            NodeMsg::Reload => match Box::pin(state.reload()).await {
                 Err(Error::NotFound) => myself.stop(Some("node removed".into())),
                 Err(err) => tracing::warn!(node_id = state.id, error = %err, "cannot reload node"),
                 Ok(()) => {}

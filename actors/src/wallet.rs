@@ -91,32 +91,43 @@ impl Actor for WalletActor {
         message: WalletMsg,
         state: &mut WalletState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            WalletMsg::Apply(movement, reply) => {
-                let applied = apply(state, movement).await;
-                let changed = applied.is_ok();
-                let _ = reply.send(applied);
-                if changed {
-                    let checked = check(&myself, state).await;
-                    report(state, checked);
-                }
-            }
-            WalletMsg::Check(reply) => {
-                if reply.is_none() {
-                    // From a timer (or the start): whatever timer was armed has fired.
-                    state.check_at = None;
-                }
+        // Boxed: an idle actor's task then holds no room for its largest
+        // handler (thousands of actors sit idle at once).
+        Box::pin(handle_message(myself, message, state)).await
+    }
+}
+
+/// What [`Actor::handle`] does with one message.
+async fn handle_message(
+    myself: ActorRef<WalletMsg>,
+    message: WalletMsg,
+    state: &mut WalletState,
+) -> Result<(), ActorProcessingErr> {
+    match message {
+        WalletMsg::Apply(movement, reply) => {
+            let applied = apply(state, movement).await;
+            let changed = applied.is_ok();
+            let _ = reply.send(applied);
+            if changed {
                 let checked = check(&myself, state).await;
-                match reply {
-                    Some(reply) => {
-                        let _ = reply.send(checked);
-                    }
-                    None => report(state, checked),
-                }
+                report(state, checked);
             }
         }
-        Ok(())
+        WalletMsg::Check(reply) => {
+            if reply.is_none() {
+                // From a timer (or the start): whatever timer was armed has fired.
+                state.check_at = None;
+            }
+            let checked = check(&myself, state).await;
+            match reply {
+                Some(reply) => {
+                    let _ = reply.send(checked);
+                }
+                None => report(state, checked),
+            }
+        }
     }
+    Ok(())
 }
 
 async fn apply(

@@ -432,9 +432,9 @@ impl AgentsApi {
             let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let leased = self
-                .try_lease(&waiter, node, max, request.0, wait > 0)
-                .await?;
+            // Boxed: a waiting long-poll (one per agent) then holds no room
+            // for the look's queries while it waits.
+            let leased = Box::pin(self.try_lease(&waiter, node, max, request.0, wait > 0)).await?;
             if !leased.is_empty() {
                 return Ok(LeaseAnswer::Tasks(JsonReply(Leases { tasks: leased })));
             }

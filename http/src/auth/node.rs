@@ -91,11 +91,13 @@ async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeC
             previous: false,
         });
     }
-    let mut conn = state.store().conn().await.map_err(ApiError::from)?;
-    let found = skypanel_store::agents::authenticate(&mut conn, &digest)
-        .await
-        .map_err(ApiError::from)?;
-    drop(conn);
+    // Boxed: the long-poll this authenticates keeps no room for the query.
+    let found = Box::pin(async {
+        let mut conn = state.store().conn().await?;
+        skypanel_store::agents::authenticate(&mut conn, &digest).await
+    })
+    .await
+    .map_err(ApiError::from)?;
     let (node, previous) =
         found.ok_or_else(|| ApiError::unauthorized("unknown or expired node credential"))?;
     if !previous {

@@ -125,7 +125,9 @@ pub async fn check<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<R
                 request.uri().path(),
                 &ip,
             );
-            over_limit(state, list).await
+            // Boxed: the request's future keeps no room for the count
+            // while the endpoint runs (see `middleware::around`).
+            Box::pin(over_limit(state, list)).await
         }
         None => None,
     };
