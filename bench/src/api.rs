@@ -13,9 +13,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+mod client;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
+use client::{Api, login};
+use serde_json::json;
 use tokio::sync::Semaphore;
 
 #[derive(Parser, Debug)]
@@ -59,26 +62,6 @@ enum Command {
     },
 }
 
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    token: Option<&str>,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let mut request = http.post(format!("{base}/api{path}")).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let answer = request.send().await?;
-    let status = answer.status();
-    let text = answer.text().await?;
-    if !status.is_success() {
-        bail!("{path}: {status} {text}");
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn setup(
     base: &str,
     admin_email: &str,
@@ -86,67 +69,59 @@ async fn setup(
     apps: usize,
 ) -> anyhow::Result<String> {
     let http = reqwest::Client::new();
-    let login = |email: String, password: String| {
-        let http = http.clone();
-        async move {
-            let answer = call(
-                &http,
-                base,
-                None,
-                "/auth/login",
-                json!({"email": email, "password": password}),
-            )
-            .await?;
-            answer["access_token"]
-                .as_str()
-                .map(str::to_string)
-                .context("no access token")
-        }
+    let api = |token: Option<String>| Api {
+        http: http.clone(),
+        base: base.to_string(),
+        token,
     };
-    let admin = login(admin_email.into(), admin_password.into()).await?;
-    let plan = call(
-        &http,
-        base,
-        Some(&admin),
-        "/admin/paas/plans",
-        json!({"name": format!("bench-api-{}", std::process::id()), "cpu_limit": 500,
-               "memory_limit": 128, "storage_limit": 1024,
-               "monthly_price": "5.00", "hourly_rate": "0.0070"}),
-    )
-    .await?["id"]
+    let post = reqwest::Method::POST;
+    let admin = api(Some(login(&http, base, admin_email, admin_password).await?));
+    let plan = admin
+        .call(
+            post.clone(),
+            "/admin/paas/plans",
+            Some(
+                json!({"name": format!("bench-api-{}", std::process::id()), "cpu_limit": 500,
+                        "memory_limit": 128, "storage_limit": 1024,
+                        "monthly_price": "5.00", "hourly_rate": "0.0070"}),
+            ),
+        )
+        .await?["id"]
         .as_i64()
         .context("plan id")?;
     // Applications are created in a region some node serves.
-    call(
-        &http,
-        base,
-        Some(&admin),
-        "/admin/paas/nodes/register",
-        json!({"name": format!("bench-api-{}", std::process::id()), "region": "local",
-               "host_address": "127.0.0.1"}),
-    )
-    .await?;
-    let email = format!("bench-api-{}@example.com", std::process::id());
-    let password = "bench password 1".to_string();
-    call(
-        &http,
-        base,
-        None,
-        "/auth/register",
-        json!({"email": email, "password": password}),
-    )
-    .await?;
-    let token = login(email, password).await?;
-    for n in 0..apps {
-        call(
-            &http,
-            base,
-            Some(&token),
-            "/paas/applications",
-            json!({"name": format!("bench-app-{n}"), "plan_id": plan, "region": "local",
-                   "image": "skypanel-sample/hello:1"}),
+    admin
+        .call(
+            post.clone(),
+            "/admin/paas/nodes/register",
+            Some(
+                json!({"name": format!("bench-api-{}", std::process::id()), "region": "local",
+                        "host_address": "127.0.0.1"}),
+            ),
         )
         .await?;
+    let email = format!("bench-api-{}@example.com", std::process::id());
+    let password = "bench password 1";
+    api(None)
+        .call(
+            post.clone(),
+            "/auth/register",
+            Some(json!({"email": email, "password": password})),
+        )
+        .await?;
+    let token = login(&http, base, &email, password).await?;
+    let customer = api(Some(token.clone()));
+    for n in 0..apps {
+        customer
+            .call(
+                post.clone(),
+                "/paas/applications",
+                Some(
+                    json!({"name": format!("bench-app-{n}"), "plan_id": plan, "region": "local",
+                            "image": "skypanel-sample/hello:1"}),
+                ),
+            )
+            .await?;
     }
     Ok(token)
 }

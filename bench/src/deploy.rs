@@ -16,14 +16,17 @@
 //!
 //! `bench/deploy.sh` starts a control plane, a registry and an agent and runs this.
 
+mod client;
 mod release_rounds;
+
+use client::{Api, login};
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -55,55 +58,6 @@ struct Args {
     /// signed with a key derived from it).
     #[arg(long, env = "SKYPANEL_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut request = self
-            .http
-            .request(method, format!("{}/api{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer = request.send().await?;
-        let status = answer.status();
-        let text = answer.text().await?;
-        if !status.is_success() {
-            bail!("{path}: {status} {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-}
-
-async fn login(
-    http: &reqwest::Client,
-    base: &str,
-    email: &str,
-    password: &str,
-) -> anyhow::Result<String> {
-    let answer: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    answer["access_token"]
-        .as_str()
-        .map(str::to_string)
-        .context("no access token")
 }
 
 /// Polls `url` (with `host`, if any) every 10 ms until it answers 200.
@@ -179,7 +133,7 @@ async fn delete(api: &Api, app: i64) -> anyhow::Result<()> {
         let gone = api
             .http
             .get(format!("{}/api/paas/applications/{app}", api.base))
-            .bearer_auth(&api.token)
+            .bearer_auth(api.token.as_deref().unwrap_or_default())
             .send()
             .await?
             .status()
@@ -309,7 +263,7 @@ async fn main() -> anyhow::Result<()> {
     let admin_api = Api {
         http: http.clone(),
         base: base.clone(),
-        token: admin,
+        token: Some(admin),
     };
     let plan = admin_api
         .call(
@@ -332,7 +286,7 @@ async fn main() -> anyhow::Result<()> {
     let api = Api {
         http: http.clone(),
         base: base.clone(),
-        token: login(&http, &base, &email, "bench password 1").await?,
+        token: Some(login(&http, &base, &email, "bench password 1").await?),
     };
 
     // One application stays deployed throughout, as a customer's first one

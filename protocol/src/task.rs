@@ -281,7 +281,6 @@ fn put_keys(certificates: &mut [Certificate], mut keys: BTreeMap<String, String>
 #[serde(tag = "kind")]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Union))]
 #[cfg_attr(feature = "openapi", oai(discriminator_name = "kind"))]
-
 pub enum TaskSpec {
     /// Make exactly `instances` containers of this release run, then remove
     /// containers of other releases.
