@@ -38,9 +38,8 @@ pub async fn around<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<
         .into_response()
     } else {
         match endpoint.call(request).await {
-            // Boxed, as is every step of a request's own besides the
-            // endpoint: a request that waits (an agent's long-poll, one per
-            // agent) then holds no room for them while it waits.
+            // Boxed: a request that waits in the endpoint (an agent's
+            // long-poll, one per agent) then holds no room for this step.
             Ok(response) => Box::pin(json_error_body(response.into_response())).await,
             Err(err) => error_response(err, &path),
         }

@@ -175,7 +175,7 @@ impl AuthApi {
         accounts::delete_token(&mut conn, auth.user_id(), id.0)
             .await
             .or_not_found("API token")?;
-        self.state.principals().forget_api_tokens_of(auth.user_id());
+        self.state.principals().forget_user(auth.user_id());
         Audit::by(request, auth.user_id(), "api_token.delete")
             .on("api_token", id.0)
             .write(&mut conn)

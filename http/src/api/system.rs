@@ -110,14 +110,14 @@ impl Checked {
 /// trip to PostgreSQL or Redis however often a load balancer asks.
 #[derive(Default)]
 pub struct Readiness {
-    latest: std::sync::OnceLock<watch::Receiver<Option<Arc<Health>>>>,
+    latest: std::sync::OnceLock<watch::Receiver<Option<Health>>>,
     /// The checker runs while this lives (it holds a weak reference).
     alive: Arc<()>,
 }
 
 impl Readiness {
     /// The latest check (waits for the first one).
-    async fn latest(&self, state: &AppState) -> Arc<Health> {
+    async fn latest(&self, state: &AppState) -> Health {
         let mut latest = self
             .latest
             .get_or_init(|| {
@@ -136,18 +136,18 @@ impl Readiness {
             // The checker is gone (only while the state is dropped).
             Err(_) => None,
         };
-        health.unwrap_or_else(|| Arc::new(Health::stopped()))
+        health.unwrap_or_else(Health::stopped)
     }
 }
 
 async fn check_forever(
     checked: Checked,
     alive: std::sync::Weak<()>,
-    tx: watch::Sender<Option<Arc<Health>>>,
+    tx: watch::Sender<Option<Health>>,
 ) {
     while alive.upgrade().is_some() {
         let health = checked.check().await;
-        if tx.send(Some(Arc::new(health))).is_err() {
+        if tx.send(Some(health)).is_err() {
             return;
         }
         tokio::time::sleep(CHECK_EVERY).await;
@@ -176,7 +176,6 @@ impl SystemApi {
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self) -> HealthResponse {
         let health = self.state.readiness().latest(&self.state).await;
-        let health = Health::clone(&health);
         if health.status == "ok" {
             HealthResponse::Ok(Json(health))
         } else {

@@ -91,8 +91,9 @@ impl Default for Principals {
 }
 
 impl Principals {
-    /// Forgets the API tokens of `user_id` (one of them was revoked).
-    pub fn forget_api_tokens_of(&self, user_id: i64) {
+    /// Forgets all that is remembered for `user_id` (one of their API
+    /// tokens was revoked).
+    pub fn forget_user(&self, user_id: i64) {
         self.0.forget(|known| known.principal.user_id == user_id);
     }
 
@@ -181,7 +182,7 @@ mod tests {
         assert_eq!(principals.get(&token).map(|p| p.user_id), Some(7));
         std::thread::sleep(std::time::Duration::from_millis(40));
         assert!(principals.get(&token).is_none(), "expired");
-        principals.forget_api_tokens_of(8);
+        principals.forget_user(8);
         assert!(principals.get(&Credential::User(8)).is_none(), "revoked");
     }
 }

@@ -17,7 +17,7 @@
 //! replicas counted here in one flush interval while under 90 %.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -47,11 +47,13 @@ pub fn counted_here(per_minute: u32, shared: u64, pending: u64) -> bool {
     per_minute >= COUNTED_HERE_FROM && (shared + pending + 1) * 10 <= u64::from(per_minute) * 9
 }
 
-/// The counts of this process; see the module's documentation.
+/// The counts of this process; see the module's documentation. Only
+/// generous limits have a count here (strict ones always ask Redis), and
+/// the flusher, started by the first of them, forgets past minutes.
 #[derive(Default)]
 pub struct Counts {
     counts: Mutex<HashMap<String, Count>>,
-    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    flusher: OnceLock<()>,
 }
 
 impl Counts {
@@ -63,6 +65,9 @@ impl Counts {
     /// `Some(n)`: add `n` (this request and the pending ones) to Redis now
     /// and judge the request on the total, then hand it to [`Self::learned`].
     pub fn count(&self, key: &str, window: i64, per_minute: u32) -> Option<u64> {
+        if per_minute < COUNTED_HERE_FROM {
+            return Some(1);
+        }
         let mut counts = self.lock();
         let count = counts.entry(key.to_string()).or_insert(Count {
             window,
@@ -98,12 +103,9 @@ impl Counts {
 
     /// Starts the flusher once (it ends when the counts are dropped).
     pub fn start_flusher(self: &Arc<Self>, conn: &ConnectionManager) {
-        let mut flusher = self.flusher.lock().unwrap_or_else(|p| p.into_inner());
-        if flusher.as_ref().is_some_and(|f| !f.is_finished()) {
-            return;
-        }
-        let (counts, conn) = (Arc::downgrade(self), conn.clone());
-        *flusher = Some(tokio::spawn(flush_forever(counts, conn)));
+        self.flusher.get_or_init(|| {
+            tokio::spawn(flush_forever(Arc::downgrade(self), conn.clone()));
+        });
     }
 }
 
@@ -176,7 +178,10 @@ mod tests {
         // past 90 %; the next request asks Redis, carrying the 5 with it.
         counts.learned("k", 895);
         assert_eq!(counts.count("k", 1, 1000), Some(6));
-        assert_eq!(counts.count("k", 1, 20), Some(1));
+        // A strict limit asks Redis and keeps nothing here (no flusher may
+        // ever run to forget it).
+        assert_eq!(counts.count("login", 1, 20), Some(1));
+        assert!(!counts.lock().contains_key("login"));
         assert!(counts.take_pending().is_empty());
         // A new minute: the old one, with nothing pending, is forgotten.
         assert_eq!(counts.count("k2", 2, 1000), None);
