@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod dto;
 pub mod error;
 pub mod middleware;
@@ -20,7 +21,6 @@ pub mod state;
 
 use poem::endpoint::make_sync;
 use poem::middleware::CatchPanic;
-use poem::web::Redirect;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{ContactObject, LicenseObject, OpenApiService};
 
@@ -182,7 +182,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             "/api/registry/token",
             poem::get(registry_token::token).data(state.settings().registry.clone()),
         )
-        .at("/", make_sync(|_| Redirect::see_other("/api/docs")))
+        .at("/", poem::get(console::page))
+        .at("/console/:version/:name", poem::get(console::asset))
         .around(rate_limit::check)
         .data(state)
         .with(CatchPanic::new().with_handler(middleware::panic_response))

@@ -15,6 +15,7 @@ pub mod billing;
 pub mod builds;
 pub mod catalog;
 pub mod certificates;
+pub mod console_sessions;
 pub mod database_engines;
 pub mod databases;
 pub mod domains;

@@ -14,6 +14,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    console_sessions (id) {
+        id -> Int8,
+        user_id -> Int8,
+        token_digest -> Text,
+        csrf_token -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     api_tokens (id) {
         id -> Int8,
         user_id -> Int8,
@@ -494,6 +505,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(wallets -> users (user_id));
 diesel::joinable!(wallet_transactions -> wallets (wallet_id));
 diesel::joinable!(paas_applications -> users (user_id));
@@ -525,6 +537,7 @@ diesel::joinable!(paas_database_restores -> paas_databases (database_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     api_tokens,
+    console_sessions,
     wallets,
     wallet_transactions,
     paas_runtimes,

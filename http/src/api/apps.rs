@@ -17,6 +17,7 @@ use skypanel_store::catalog::{self, Plan};
 use skypanel_store::{Conn, nodes};
 
 use super::app_commands::through_actor;
+use super::streams::{JsonOrEvents, changes};
 use super::{Audit, Created, Tag, page};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
@@ -110,16 +111,36 @@ fn check_single_source(repo: Option<&str>, image: Option<&str>) -> Result<(), In
 #[OpenApi(prefix_path = "/paas/applications", tag = "Tag::Applications")]
 impl AppsApi {
     /// List the caller's applications
+    ///
+    /// With `follow=true`, a Server-Sent Events stream of the whole list:
+    /// at once, then again within a second of any change (a status, a
+    /// release, an application created or deleted).
     #[oai(path = "/", method = "get", operation_id = "listApplications")]
     async fn list(
         &self,
         auth: BearerAuth,
         limit: Query<Option<i64>>,
         offset: Query<Option<i64>>,
-    ) -> ApiResult<Json<Vec<ApplicationView>>> {
-        let mut conn = self.state.store().conn().await?;
-        let list = apps::list(&mut conn, auth.user_id(), page(limit.0, offset.0)).await?;
-        Ok(Json(list.into_iter().map(Into::into).collect()))
+        follow: Query<Option<bool>>,
+    ) -> ApiResult<JsonOrEvents<Vec<ApplicationView>, Vec<ApplicationView>>> {
+        let store = self.state.store().clone();
+        let (user_id, page) = (auth.user_id(), page(limit.0, offset.0));
+        let read = move || {
+            let store = store.clone();
+            async move {
+                let mut conn = store.conn().await?;
+                let list = apps::list(&mut conn, user_id, page).await?;
+                Ok::<_, ApiError>(list.into_iter().map(Into::into).collect::<Vec<_>>())
+            }
+        };
+        let first = read().await?;
+        if !follow.0.unwrap_or(false) {
+            return Ok(JsonOrEvents::Json(first));
+        }
+        Ok(JsonOrEvents::Events(changes(first, move || {
+            let next = read();
+            async move { next.await.ok() }
+        })))
     }
 
     /// Create an application
@@ -216,13 +237,37 @@ impl AppsApi {
     }
 
     /// Get one of the caller's applications
+    ///
+    /// With `follow=true`, a Server-Sent Events stream of the application:
+    /// at once, then again within a second of any change; it ends when the
+    /// application is deleted.
     #[oai(path = "/:id", method = "get", operation_id = "getApplication")]
-    async fn get(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<ApplicationView>> {
-        let mut conn = self.state.store().conn().await?;
-        let app = apps::get(&mut conn, auth.user_id(), id.0)
-            .await
-            .or_not_found("application")?;
-        Ok(Json(app.into()))
+    async fn get(
+        &self,
+        auth: BearerAuth,
+        id: Path<i64>,
+        follow: Query<Option<bool>>,
+    ) -> ApiResult<JsonOrEvents<ApplicationView, ApplicationView>> {
+        let store = self.state.store().clone();
+        let (user_id, app_id) = (auth.user_id(), id.0);
+        let read = move || {
+            let store = store.clone();
+            async move {
+                let mut conn = store.conn().await?;
+                let app = apps::get(&mut conn, user_id, app_id)
+                    .await
+                    .or_not_found("application")?;
+                Ok::<_, ApiError>(ApplicationView::from(app))
+            }
+        };
+        let first = read().await?;
+        if !follow.0.unwrap_or(false) {
+            return Ok(JsonOrEvents::Json(first));
+        }
+        Ok(JsonOrEvents::Events(changes(first, move || {
+            let next = read();
+            async move { next.await.ok() }
+        })))
     }
 
     /// Update an application's settings

@@ -1,9 +1,9 @@
 //! `/api/auth/...`: registration, login, the current user, API tokens.
 
 use poem::Request;
-use poem_openapi::OpenApi;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
 use skypanel_domain::credentials::{self, API_TOKEN_PREFIX};
 use skypanel_domain::lifecycle::Role;
 use skypanel_domain::names::{clean_text, normalize_email};
@@ -12,6 +12,7 @@ use skypanel_store::audit::Actor;
 
 use super::{Audit, Created, NoContent, Tag, blocking};
 use crate::auth::BearerAuth;
+use crate::auth::session::{self, LiveSession, NewSession};
 use crate::body::JsonBody;
 use crate::dto::accounts::*;
 use crate::error::{ApiError, ApiResult, OrNotFound};
@@ -19,6 +20,65 @@ use crate::state::AppState;
 
 pub struct AuthApi {
     pub state: AppState,
+}
+
+/// 201 with the session, and its cookie.
+#[derive(ApiResponse)]
+enum SessionStarted {
+    /// Logged in; the cookie is set.
+    #[oai(status = 201)]
+    Created(Json<SessionView>, #[oai(header = "Set-Cookie")] String),
+}
+
+/// 204, and the cookie cleared.
+#[derive(ApiResponse)]
+enum SessionEnded {
+    /// Logged out.
+    #[oai(status = 204)]
+    NoContent(#[oai(header = "Set-Cookie")] String),
+}
+
+impl AuthApi {
+    /// The user whose e-mail and password these are (audited either way),
+    /// or 401 that does not say which was wrong.
+    async fn check_password(
+        &self,
+        request: &Request,
+        body: LoginRequest,
+        via: &str,
+    ) -> ApiResult<accounts::User> {
+        let refused = || ApiError::unauthorized("wrong e-mail or password");
+        let email = normalize_email(&body.email).map_err(|_| refused())?;
+        let mut conn = self.state.store().conn().await?;
+        let user = accounts::find_user_by_email(&mut conn, &email).await?;
+        let hash = user.as_ref().map_or_else(
+            || credentials::dummy_password_hash().to_string(),
+            |u| u.password_hash.clone(),
+        );
+        let password = body.password;
+        let matches = blocking(move || credentials::verify_password(&password, &hash)).await?;
+        let Some(user) = user.filter(|_| matches) else {
+            Audit::new(request, Actor::System, "user.login_failed")
+                .on("user", None)
+                .with(serde_json::json!({"email": email, "via": via}))
+                .write(&mut conn)
+                .await;
+            return Err(refused());
+        };
+        Audit::by(request, user.id, "user.login")
+            .on("user", user.id)
+            .with(serde_json::json!({"via": via}))
+            .write(&mut conn)
+            .await;
+        Ok(user)
+    }
+
+    /// The live console session of this request's cookie, or 401.
+    async fn live_session(&self, request: &Request) -> ApiResult<LiveSession> {
+        let ended = || ApiError::unauthorized("no console session: log in");
+        let secret = session::cookie(request).ok_or_else(ended)?;
+        session::find(&self.state, secret).await?.ok_or_else(ended)
+    }
 }
 
 #[OpenApi(prefix_path = "/auth", tag = "Tag::Auth")]
@@ -61,39 +121,88 @@ impl AuthApi {
         request: &Request,
         body: JsonBody<LoginRequest>,
     ) -> ApiResult<Json<AccessToken>> {
-        let body = body.0;
-        let refused = || ApiError::unauthorized("wrong e-mail or password");
-        let email = normalize_email(&body.email).map_err(|_| refused())?;
-        let mut conn = self.state.store().conn().await?;
-        let user = accounts::find_user_by_email(&mut conn, &email).await?;
-        let hash = user.as_ref().map_or_else(
-            || credentials::dummy_password_hash().to_string(),
-            |u| u.password_hash.clone(),
-        );
-        let password = body.password;
-        let matches = blocking(move || credentials::verify_password(&password, &hash)).await?;
-        let Some(user) = user.filter(|_| matches) else {
-            Audit::new(request, Actor::System, "user.login_failed")
-                .on("user", None)
-                .with(serde_json::json!({"email": email}))
-                .write(&mut conn)
-                .await;
-            return Err(refused());
-        };
+        let user = self.check_password(request, body.0, "api").await?;
         let token = self
             .state
             .jwt()
             .issue(user.id)
             .map_err(ApiError::internal)?;
-        Audit::by(request, user.id, "user.login")
-            .on("user", user.id)
-            .write(&mut conn)
-            .await;
         Ok(Json(AccessToken {
             access_token: token,
             token_type: "Bearer".into(),
             expires_in: self.state.jwt().ttl_seconds(),
         }))
+    }
+
+    /// Log in to the web console
+    ///
+    /// Sets the `skypanel_session` cookie (HttpOnly, SameSite=Strict, Secure
+    /// over HTTPS; 12 hours) and answers the session's CSRF token, which
+    /// every request other than GET and HEAD made with the cookie must carry
+    /// in `X-CSRF-Token`.
+    #[oai(path = "/session", method = "post", operation_id = "createSession")]
+    async fn create_session(
+        &self,
+        request: &Request,
+        body: JsonBody<LoginRequest>,
+    ) -> ApiResult<SessionStarted> {
+        let user = self.check_password(request, body.0, "console").await?;
+        let session = NewSession::generate();
+        let expires_at = chrono::Utc::now()
+            + chrono::Duration::from_std(session::LIFETIME).map_err(ApiError::internal)?;
+        let mut conn = self.state.store().conn().await?;
+        skypanel_store::console_sessions::create(
+            &mut conn,
+            user.id,
+            &session.digest,
+            &session.csrf_token,
+            expires_at,
+        )
+        .await?;
+        Ok(SessionStarted::Created(
+            Json(SessionView {
+                user: user.into(),
+                csrf_token: session.csrf_token,
+                expires_at,
+            }),
+            session::set_cookie(request, &session.secret),
+        ))
+    }
+
+    /// The console session of this browser
+    ///
+    /// Who is logged in and the session's CSRF token (a page that was
+    /// reloaded reads it here); 401 without a live session cookie.
+    #[oai(path = "/session", method = "get", operation_id = "getSession")]
+    async fn get_session(&self, request: &Request) -> ApiResult<Json<SessionView>> {
+        let session = self.live_session(request).await?;
+        let mut conn = self.state.store().conn().await?;
+        let user = accounts::get_user(&mut conn, session.principal.user_id)
+            .await
+            .or_not_found("user")?;
+        Ok(Json(SessionView {
+            user: user.into(),
+            csrf_token: session.csrf_token,
+            expires_at: session.expires_at,
+        }))
+    }
+
+    /// Log out of the web console
+    ///
+    /// Ends the session on the server (the cookie is worthless from now on)
+    /// and clears the cookie. Needs the session's `X-CSRF-Token`.
+    #[oai(path = "/session", method = "delete", operation_id = "deleteSession")]
+    async fn delete_session(&self, request: &Request) -> ApiResult<SessionEnded> {
+        let live = self.live_session(request).await?;
+        session::check_csrf(request, &live.csrf_token)?;
+        let mut conn = self.state.store().conn().await?;
+        skypanel_store::console_sessions::delete(&mut conn, &live.digest).await?;
+        self.state.principals().forget_session(&live.digest);
+        Audit::by(request, live.principal.user_id, "user.logout")
+            .on("user", live.principal.user_id)
+            .write(&mut conn)
+            .await;
+        Ok(SessionEnded::NoContent(session::clear_cookie(request)))
     }
 
     /// The current user

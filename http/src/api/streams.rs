@@ -14,6 +14,37 @@ use poem_openapi::types::{ToJSON, Type};
 /// How often a quiet stream sends a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How often a watched state is read again: what a page shows is never
+/// older than this plus the way to the browser.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// A stream of a watched state: `first` at once, then each of `read`'s
+/// answers, read every [`WATCH_EVERY`], that differs from the last sent.
+/// Ends when `read` answers `None` (the resource is gone, or cannot be read:
+/// the client's EventSource reconnects and is told why).
+pub fn changes<T, F, Fut>(first: T, read: F) -> BoxStream<'static, T>
+where
+    T: ToJSON + Send + 'static,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<T>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let last = first.to_json();
+    let later = futures::stream::unfold((read, last), |(mut read, last)| async move {
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            let now = read().await?;
+            let seen = now.to_json();
+            if seen != last {
+                return Some((now, (read, seen)));
+            }
+        }
+    });
+    futures::stream::once(async move { first })
+        .chain(later)
+        .boxed()
+}
+
 /// JSON, or an SSE stream of `E` events.
 pub enum JsonOrEvents<J, E> {
     Json(J),

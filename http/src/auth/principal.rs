@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
-use poem::Request;
-use poem_openapi::SecurityScheme;
+use poem::{Request, RequestBody};
 use poem_openapi::auth::Bearer;
+use poem_openapi::registry::Registry;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
 use skypanel_domain::credentials::{API_TOKEN_PREFIX, token_digest};
 use skypanel_domain::lifecycle::Role;
 
 use super::remembered::Remembered;
+use super::session;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -22,13 +24,9 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// `Authorization: Bearer <token>`: a JWT from `/api/auth/login` or an `spt_` API token.
-#[derive(SecurityScheme)]
-#[oai(
-    ty = "bearer",
-    bearer_format = "JWT or spt_ API token",
-    checker = "authenticate"
-)]
+/// A customer's or admin's credential: `Authorization: Bearer <token>` (a
+/// JWT from `/api/auth/login` or an `spt_` API token) or, from the web
+/// console, the `skypanel_session` cookie with its CSRF header.
 pub struct BearerAuth(pub Principal);
 
 impl BearerAuth {
@@ -39,16 +37,89 @@ impl BearerAuth {
 
 /// Like [`BearerAuth`], for a user with the admin role; anyone else gets 403
 /// before the request body is even read.
+pub struct AdminAuth(pub Principal);
+
+/// `Authorization: Bearer <token>`: a JWT from `/api/auth/login` or an `spt_` API token.
 #[derive(SecurityScheme)]
 #[oai(
+    rename = "BearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT or spt_ API token",
+    checker = "authenticate"
+)]
+struct Token(Principal);
+
+/// `Authorization: Bearer <token>` of a user with the admin role.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "AdminAuth",
     ty = "bearer",
     bearer_format = "JWT or spt_ API token of an admin",
     checker = "authenticate_admin"
 )]
-pub struct AdminAuth(pub Principal);
+struct AdminToken(Principal);
+
+/// Implements the extractor of `$outer` as "`$token` when the request has
+/// an `Authorization` header or no session cookie, else the web console's
+/// session cookie (`POST /api/auth/session`) checked by `$check`": an API
+/// client's error names its missing token, a browser's its session. The
+/// cookie scheme is documented as `$scheme`; every request other than GET
+/// and HEAD made with it must carry the session's CSRF token in
+/// `X-CSRF-Token`.
+macro_rules! token_or_session {
+    ($outer:ident, $token:ident, $scheme:literal, $check:path) => {
+        impl<'a> ApiExtractor<'a> for $outer {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+            type ParamType = ();
+            type ParamRawType = ();
+
+            fn register(registry: &mut Registry) {
+                <$token as ApiExtractor>::register(registry);
+                registry.create_security_scheme($scheme, session::security_scheme());
+            }
+
+            fn security_schemes() -> Vec<&'static str> {
+                let mut schemes = <$token as ApiExtractor>::security_schemes();
+                schemes.push($scheme);
+                schemes
+            }
+
+            async fn from_request(
+                request: &'a Request,
+                body: &mut RequestBody,
+                options: ExtractParamOptions<()>,
+            ) -> poem::Result<Self> {
+                match session::cookie(request) {
+                    Some(secret)
+                        if !request
+                            .headers()
+                            .contains_key(poem::http::header::AUTHORIZATION) =>
+                    {
+                        $check(request, secret).await.map(Self)
+                    }
+                    _ => <$token as ApiExtractor>::from_request(request, body, options)
+                        .await
+                        .map(|t| Self(t.0)),
+                }
+            }
+        }
+    };
+}
+
+token_or_session!(BearerAuth, Token, "ConsoleSession", session::authenticate);
+token_or_session!(
+    AdminAuth,
+    AdminToken,
+    "AdminConsoleSession",
+    session::authenticate_admin
+);
 
 async fn authenticate_admin(request: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let principal = authenticate(request, bearer).await?;
+    admin_only(authenticate(request, bearer).await?)
+}
+
+/// The principal if it has the admin role, else 403.
+pub(super) fn admin_only(principal: Principal) -> poem::Result<Principal> {
     if principal.role == Role::Admin {
         Ok(principal)
     } else {
@@ -65,24 +136,28 @@ const REMEMBERED_FOR: Duration = Duration::from_secs(2);
 /// Past this many remembered credentials the memory starts over.
 const MOST_REMEMBERED: usize = 100_000;
 
-/// What a bearer token named: a user (a JWT, already verified) or an API token.
+/// What a credential named: a user (a JWT, already verified), an API token
+/// or a console session (both by their digest).
 #[derive(PartialEq, Eq, Hash)]
-enum Credential {
+pub(super) enum Credential {
     User(i64),
     ApiToken(String),
+    Session(String),
 }
 
-/// A principal and when its credential expires (API tokens may).
+/// A principal, when its credential expires (API tokens may, sessions do),
+/// and a session's CSRF token.
 #[derive(Clone)]
-struct Known {
-    principal: Principal,
-    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+pub(super) struct Known {
+    pub(super) principal: Principal,
+    pub(super) expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub(super) csrf_token: Option<String>,
 }
 
 /// Principals that authenticated lately, so that a client's every request
 /// costs no user query; see [`REMEMBERED_FOR`] for what that can delay.
 #[derive(Clone)]
-pub struct Principals(Remembered<Credential, Known>);
+pub struct Principals(pub(super) Remembered<Credential, Known>);
 
 impl Default for Principals {
     fn default() -> Self {
@@ -97,15 +172,17 @@ impl Principals {
         self.0.forget(|known| known.principal.user_id == user_id);
     }
 
-    fn get(&self, credential: &Credential) -> Option<Principal> {
-        self.0
-            .get(credential)
-            .filter(|known| {
-                known
-                    .expires_at
-                    .is_none_or(|expires| expires > chrono::Utc::now())
-            })
-            .map(|known| known.principal)
+    /// Forgets a console session (its user logged out).
+    pub fn forget_session(&self, digest: &str) {
+        self.0.forget_key(&Credential::Session(digest.to_string()));
+    }
+
+    pub(super) fn get(&self, credential: &Credential) -> Option<Known> {
+        self.0.get(credential).filter(|known| {
+            known
+                .expires_at
+                .is_none_or(|expires| expires > chrono::Utc::now())
+        })
     }
 }
 
@@ -120,7 +197,7 @@ async fn authenticate(request: &Request, bearer: Bearer) -> poem::Result<Princip
         Credential::User(state.jwt().verify(&bearer.token).ok_or_else(refused)?)
     };
     let principal = match state.principals().get(&credential) {
-        Some(principal) => principal,
+        Some(known) => known.principal,
         None => {
             let mut conn = state.store().conn().await.map_err(ApiError::from)?;
             let (user, expires_at) = match &credential {
@@ -130,6 +207,7 @@ async fn authenticate(request: &Request, bearer: Bearer) -> poem::Result<Princip
                         .map_err(ApiError::from)?
                         .ok_or_else(refused)?
                 }
+                Credential::Session(_) => return Err(refused().into()),
                 Credential::User(user_id) => {
                     match skypanel_store::accounts::get_user(&mut conn, *user_id).await {
                         Ok(user) => (user, None),
@@ -147,6 +225,7 @@ async fn authenticate(request: &Request, bearer: Bearer) -> poem::Result<Princip
             let known = Known {
                 principal: principal.clone(),
                 expires_at,
+                csrf_token: None,
             };
             state.principals().0.remember(credential, known);
             principal
@@ -168,6 +247,7 @@ mod tests {
                 role: Role::Customer,
             },
             expires_at,
+            csrf_token: None,
         }
     }
 
@@ -179,7 +259,7 @@ mod tests {
         principals.0.remember(token, known(7, Some(soon)));
         principals.0.remember(Credential::User(8), known(8, None));
         let token = Credential::ApiToken("digest".into());
-        assert_eq!(principals.get(&token).map(|p| p.user_id), Some(7));
+        assert_eq!(principals.get(&token).map(|k| k.principal.user_id), Some(7));
         std::thread::sleep(std::time::Duration::from_millis(40));
         assert!(principals.get(&token).is_none(), "expired");
         principals.forget_user(8);

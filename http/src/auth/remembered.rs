@@ -63,6 +63,11 @@ impl<K: Eq + Hash, V: Clone> Remembered<K, V> {
     pub fn forget(&self, gone: impl Fn(&V) -> bool) {
         self.lock().retain(|_, (value, _)| !gone(value));
     }
+
+    /// Forgets the entry of `key`.
+    pub fn forget_key(&self, key: &K) {
+        self.lock().remove(key);
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,16 @@ pub struct AccessToken {
     pub expires_in: i64,
 }
 
+/// A console session: who is logged in and the token the page sends back in
+/// `X-CSRF-Token`. The session's secret is in the `skypanel_session` cookie
+/// only (HttpOnly: no script reads it).
+#[derive(Object)]
+pub struct SessionView {
+    pub user: UserView,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Object, Debug)]
 pub struct UserView {
     pub id: i64,

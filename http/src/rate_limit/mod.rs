@@ -66,7 +66,12 @@ fn counted(limits: &RateLimits, method: &str, path: &str, ip: &str) -> Vec<Count
         who: ip.to_string(),
         per_minute: limits.api_per_ip,
     }];
-    if method == "POST" && matches!(path, "/api/auth/login" | "/api/auth/register") {
+    if method == "POST"
+        && matches!(
+            path,
+            "/api/auth/login" | "/api/auth/session" | "/api/auth/register"
+        )
+    {
         list.push(Counted {
             class: "login",
             who: ip.to_string(),

@@ -1,0 +1,540 @@
+//! The web console: its browser session (cookie flags, CSRF, logout that
+//! ends it on the server, admin operations refused to a customer's session),
+//! its page's security headers, and a customer's way through it in headless
+//! Chromium against the real control plane, agent, Docker and nginx.
+
+#![allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
+
+mod stack;
+
+use reqwest::Method;
+use reqwest::header::{COOKIE, SET_COOKIE};
+use serde_json::{Value, json};
+use stack::browser::Browser;
+use stack::{PASSWORD, Repo, Stack, Timing, WEB_IMAGE};
+
+/// Logs `email` in to the console over HTTP: the cookie pair and the CSRF token.
+async fn console_login(
+    stack: &Stack,
+    email: &str,
+    headers: &[(&str, &str)],
+) -> (String, String, String) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/api/auth/session", stack.base))
+        .json(&json!({"email": email, "password": PASSWORD}));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let answer = request.send().await.unwrap();
+    assert_eq!(answer.status(), 201);
+    let set_cookie = answer
+        .headers()
+        .get(SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = answer.json().await.unwrap();
+    let pair = set_cookie.split(';').next().unwrap().to_string();
+    assert!(
+        !body.to_string().contains(pair.split('=').nth(1).unwrap()),
+        "the session's secret is in the cookie only: {body}"
+    );
+    (
+        pair,
+        body["csrf_token"].as_str().unwrap().to_string(),
+        set_cookie,
+    )
+}
+
+/// A request with the session cookie and, when given, the CSRF header.
+async fn with_cookie(
+    stack: &Stack,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", stack.base))
+        .header(COOKIE, cookie);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_console_session_is_an_http_only_strict_cookie_whose_changes_need_the_csrf_token() {
+    let stack = Stack::start(Timing::default()).await;
+    stack.customer("alice@example.com").await;
+
+    // A wrong password starts nothing.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/auth/session", stack.base))
+        .json(&json!({"email": "alice@example.com", "password": "not the password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert!(answer.headers().get(SET_COOKIE).is_none());
+
+    let (cookie, csrf, set_cookie) = console_login(&stack, "alice@example.com", &[]).await;
+    assert!(cookie.starts_with("skypanel_session=sps_"), "{set_cookie}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{flag} in {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let (_, _, over_https) = console_login(
+        &stack,
+        "alice@example.com",
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert!(over_https.contains("; Secure"), "{over_https}");
+
+    // Reads need only the cookie; the session tells the page its token.
+    let (status, session) = with_cookie(
+        &stack,
+        Method::GET,
+        "/api/auth/session",
+        &cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(session["user"]["email"], "alice@example.com");
+    assert_eq!(session["csrf_token"], csrf.as_str());
+    let (status, _) = with_cookie(
+        &stack,
+        Method::GET,
+        "/api/paas/applications",
+        &cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A change without the token (what a cross-site form sends) is refused
+    // and does nothing; a wrong token too; the right one goes through.
+    let token = || Some(json!({"name": "from the console"}));
+    let (status, body) = with_cookie(
+        &stack,
+        Method::POST,
+        "/api/auth/tokens",
+        &cookie,
+        None,
+        token(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "csrf_refused");
+    let (status, _) = with_cookie(
+        &stack,
+        Method::POST,
+        "/api/auth/tokens",
+        &cookie,
+        Some("0000"),
+        token(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (_, tokens) =
+        with_cookie(&stack, Method::GET, "/api/auth/tokens", &cookie, None, None).await;
+    assert_eq!(tokens.as_array().unwrap().len(), 0, "{tokens}");
+    let (status, _) = with_cookie(
+        &stack,
+        Method::POST,
+        "/api/auth/tokens",
+        &cookie,
+        Some(&csrf),
+        token(),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // A customer's session opens no admin operation.
+    let (status, _) = with_cookie(
+        &stack,
+        Method::GET,
+        "/api/admin/paas/plans",
+        &cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Logging out needs the token too, and ends the session on the server:
+    // the same cookie, replayed, is worthless.
+    let (status, _) = with_cookie(
+        &stack,
+        Method::DELETE,
+        "/api/auth/session",
+        &cookie,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let answer = reqwest::Client::new()
+        .delete(format!("{}/api/auth/session", stack.base))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    let cleared = answer.headers().get(SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    for path in ["/api/auth/session", "/api/paas/applications"] {
+        let (status, _) = with_cookie(&stack, Method::GET, path, &cookie, None, None).await;
+        assert_eq!(status, 401, "{path} after logout");
+    }
+
+    // The page and its assets forbid inline script and framing; assets are
+    // versioned and cached for good.
+    let page = reqwest::get(format!("{}/", stack.base)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    let start = html.find("/console/").unwrap();
+    let script = &html[start..html[start..].find('"').unwrap() + start];
+    let script = script.replace("console.css", "main.js");
+    let asset = reqwest::get(format!("{}{script}", stack.base))
+        .await
+        .unwrap();
+    assert_eq!(asset.status(), 200, "{script}");
+    assert!(
+        asset.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert!(
+        asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+}
+
+/// A page on another origin of the same site (another port of 127.0.0.1:
+/// SameSite does not keep the cookie from it) that posts a form to the
+/// control plane as soon as it loads.
+async fn attacker_page(target: &str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let html = format!(
+        r#"<!doctype html><form id="f" method="post" enctype="text/plain" action="{target}/api/auth/tokens"><input name='{{"name":"evil","x":"' value='"}}'></form><script>document.getElementById('f').submit()</script>"#
+    );
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buffer = [0u8; 4096];
+            let _ = socket.read(&mut buffer).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    port
+}
+
+/// Runs `script` in the page after filling inputs: `fields` as (selector, value).
+async fn fill_in(browser: &mut Browser, fields: &[(&str, &str)]) {
+    for (selector, value) in fields {
+        browser
+            .eval(&format!(
+                "(() => {{ const el = document.querySelector({sel}); el.value = {value}; el.dispatchEvent(new Event('input', {{bubbles: true}})); el.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
+                sel = Value::from(*selector),
+                value = Value::from(*value)
+            ))
+            .await;
+    }
+}
+
+async fn click(browser: &mut Browser, selector: &str) {
+    browser
+        .eval(&format!(
+            "document.querySelector({}).click(); true",
+            Value::from(selector)
+        ))
+        .await;
+}
+
+/// The text of the first element `selector` finds, or "".
+fn text_of(selector: &str) -> String {
+    format!(
+        "(document.querySelector({}) || {{innerText: ''}}).innerText",
+        Value::from(selector)
+    )
+}
+
+#[tokio::test]
+async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console() {
+    let stack = Stack::start(Timing::default()).await;
+    let plan = stack.plan().await;
+    let (_node, _agent) = stack.node("worker-1").await;
+    let mut browser = Browser::start().await;
+
+    // Sign up from the login page.
+    browser.open(&format!("{}/", stack.base)).await;
+    browser
+        .until(
+            20,
+            "the login form",
+            "!!document.querySelector('#login-email')",
+        )
+        .await;
+    click(&mut browser, "a[href='#/signup']").await;
+    browser
+        .until(
+            10,
+            "the sign-up form",
+            "!!document.querySelector('#signup-email')",
+        )
+        .await;
+    fill_in(
+        &mut browser,
+        &[
+            ("#signup-email", "carol@example.com"),
+            ("#signup-password", PASSWORD),
+        ],
+    )
+    .await;
+    click(&mut browser, "#signup-submit").await;
+    browser
+        .until(20, "the empty application list", "!!document.querySelector('#new-app') && document.querySelector('#user-email').innerText === 'carol@example.com'")
+        .await;
+    // Only the cookie holds the session, and no script can read it.
+    assert_eq!(browser.eval("document.cookie").await, "");
+    let carol = stack.login("carol@example.com").await;
+
+    // The create form shows the API's error next to the field it names.
+    click(&mut browser, "#new-app").await;
+    browser
+        .until(20, "the create form", "!!document.querySelector('#create-app-name') && document.querySelector('#create-app-plan_id').options.length > 0")
+        .await;
+    fill_in(
+        &mut browser,
+        &[
+            ("#create-app-name", "!!!"),
+            ("#create-app-source", "image"),
+            ("#create-app-image", WEB_IMAGE),
+        ],
+    )
+    .await;
+    click(&mut browser, "#create-app-submit").await;
+    browser
+        .until(10, "the name's error beside it", "(e => !!e && !e.hidden && e.innerText.length > 0)(document.querySelector('#create-app-name-error'))")
+        .await;
+    fill_in(&mut browser, &[("#create-app-name", "web-console")]).await;
+    click(&mut browser, "#create-app-submit").await;
+    browser
+        .until(
+            20,
+            "the application's page",
+            &format!("{}.includes('web-console')", text_of("h1")),
+        )
+        .await;
+    let apps = stack.get("/api/paas/applications", &carol).await;
+    let app = apps[0]["id"].as_i64().unwrap();
+    assert_eq!(apps[0]["plan_id"], plan);
+
+    // Deploy from the list's card and watch its badge turn running with no reload.
+    browser.open(&format!("{}/#/apps", stack.base)).await;
+    browser
+        .until(
+            20,
+            "the card",
+            &format!("!!document.querySelector('[data-app=\"{app}\"] [data-command=\"deploy\"]')"),
+        )
+        .await;
+    browser.eval("window.notReloaded = true").await;
+    click(
+        &mut browser,
+        &format!("[data-app=\"{app}\"] [data-command=\"deploy\"]"),
+    )
+    .await;
+    browser
+        .until(90, "the card's badge to read running", &format!("window.notReloaded === true && document.querySelector('[data-app=\"{app}\"] .badge').dataset.status === 'running'"))
+        .await;
+    // Its link opens the application through the ingress.
+    let url = browser
+        .eval(&format!(
+            "document.querySelector('[data-app=\"{app}\"] .url a').href"
+        ))
+        .await;
+    assert!(url.as_str().unwrap().contains("web-console"), "{url}");
+
+    // A variable whose value is markup shows as text and makes a release.
+    let payload = "<img src=x onerror=\"window.owned=1\"><script>window.owned=2</script>";
+    browser
+        .open(&format!("{}/#/apps/{app}/environment", stack.base))
+        .await;
+    browser
+        .until(
+            20,
+            "the environment tab",
+            "!!document.querySelector('#add-env-key')",
+        )
+        .await;
+    fill_in(
+        &mut browser,
+        &[("#add-env-key", "GREETING"), ("#add-env-value", payload)],
+    )
+    .await;
+    click(&mut browser, "#add-env-submit").await;
+    browser
+        .until(
+            20,
+            "the variable in the list",
+            "!!document.querySelector('#env tr[data-key=\"GREETING\"]')",
+        )
+        .await;
+    browser
+        .until(
+            10,
+            "the release it made",
+            "[...document.querySelectorAll('.toast')].some(t => /release v\\d+/.test(t.innerText))",
+        )
+        .await;
+    click(&mut browser, "#env tr[data-key=\"GREETING\"] button").await;
+    browser
+        .until(
+            10,
+            "the revealed value, as text",
+            &format!(
+                "document.querySelector('#env tr[data-key=\"GREETING\"] td').innerText === {}",
+                Value::from(payload)
+            ),
+        )
+        .await;
+    assert_eq!(
+        browser.eval("[document.querySelectorAll('#env img, #env script').length, window.owned === undefined]").await,
+        json!([0, true])
+    );
+
+    // A git application's build log streams live into its Deploys tab.
+    let repo = Repo::new(&[(
+        "Dockerfile",
+        &*format!("FROM {WEB_IMAGE}\nRUN echo '<b>built by the console test</b>'\n"),
+    )]);
+    let (status, git_app) = stack
+        .post(
+            "/api/paas/applications",
+            &carol,
+            json!({"name": "git-console", "plan_id": plan, "region": "local", "git_repo_url": repo.url()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{git_app}");
+    let git_app = git_app["id"].as_i64().unwrap();
+    browser
+        .open(&format!("{}/#/apps/{git_app}/deploys", stack.base))
+        .await;
+    browser
+        .until(
+            20,
+            "the deploy button",
+            "!!document.querySelector('#deploy-now')",
+        )
+        .await;
+    click(&mut browser, "#deploy-now").await;
+    browser
+        .until(
+            120,
+            "the build's own line in the live log",
+            &format!(
+                "{}.includes('<b>built by the console test</b>')",
+                text_of("#build-log")
+            ),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#build-log b').length")
+            .await,
+        0
+    );
+
+    // Delete by typing the name: the button stays off until it matches.
+    browser
+        .open(&format!("{}/#/apps/{app}/settings", stack.base))
+        .await;
+    browser
+        .until(
+            20,
+            "the delete box",
+            "!!document.querySelector('#delete-confirm')",
+        )
+        .await;
+    fill_in(&mut browser, &[("#delete-confirm", "web-consol")]).await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#delete-app').disabled")
+            .await,
+        true
+    );
+    fill_in(&mut browser, &[("#delete-confirm", "web-console")]).await;
+    click(&mut browser, "#delete-app").await;
+    browser
+        .until(60, "the list without the deleted application", &format!("location.hash === '#/apps' && !!document.querySelector('#apps') && !document.querySelector('[data-app=\"{app}\"]')"))
+        .await;
+
+    // A cross-site form posted with the browser's session cookie is refused:
+    // no API token appears.
+    let port = attacker_page(&stack.base).await;
+    browser.open(&format!("http://127.0.0.1:{port}/")).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let tokens = stack.get("/api/auth/tokens", &carol).await;
+    assert_eq!(tokens.as_array().unwrap().len(), 0, "{tokens}");
+
+    // Logging out ends the session: the page asks for a login again.
+    browser.open(&format!("{}/#/apps", stack.base)).await;
+    browser
+        .until(
+            20,
+            "the log-out button",
+            "!!document.querySelector('#logout')",
+        )
+        .await;
+    click(&mut browser, "#logout").await;
+    browser
+        .until(
+            20,
+            "the login form",
+            "!!document.querySelector('#login-email')",
+        )
+        .await;
+    browser.open(&format!("{}/#/apps", stack.base)).await;
+    browser
+        .until(
+            20,
+            "the login form after a reload",
+            "!!document.querySelector('#login-email')",
+        )
+        .await;
+}
