@@ -29,7 +29,7 @@ pub use state::{AppState, Settings};
 
 /// Every API group, in the order they appear in the spec.
 pub type Apis = (
-    api::auth::AuthApi,
+    (api::auth::AuthApi, api::account::AccountApi),
     api::apps::AppsApi,
     api::app_commands::AppCommandsApi,
     api::env::EnvApi,
@@ -40,6 +40,7 @@ pub type Apis = (
     (
         api::admin_platform::AdminPlatformApi,
         api::inspector::InspectorApi,
+        api::admin_users::AdminUsersApi,
     ),
     (
         api::catalog::CatalogApi,
@@ -57,9 +58,14 @@ pub type Apis = (
 
 fn apis(state: &AppState) -> Apis {
     (
-        api::auth::AuthApi {
-            state: state.clone(),
-        },
+        (
+            api::auth::AuthApi {
+                state: state.clone(),
+            },
+            api::account::AccountApi {
+                state: state.clone(),
+            },
+        ),
         api::apps::AppsApi {
             state: state.clone(),
         },
@@ -91,6 +97,9 @@ fn apis(state: &AppState) -> Apis {
                 state: state.clone(),
             },
             api::inspector::InspectorApi {
+                state: state.clone(),
+            },
+            api::admin_users::AdminUsersApi {
                 state: state.clone(),
             },
         ),

@@ -210,3 +210,66 @@ pub async fn count_users_by_role(conn: &mut Conn) -> Result<Vec<(String, i64)>> 
         .load(conn)
         .await?)
 }
+
+/// A user as an admin lists them: with their balance and how many
+/// applications and databases they have.
+pub struct UserSummary {
+    pub user: User,
+    pub balance: bigdecimal::BigDecimal,
+    pub currency: String,
+    pub applications: i64,
+    pub databases: i64,
+}
+
+/// Users, oldest first, whose e-mail contains `search` (any case) when given.
+pub async fn list_users(
+    conn: &mut Conn,
+    search: Option<&str>,
+    page: crate::Page,
+) -> Result<Vec<UserSummary>> {
+    use crate::schema::{paas_applications, paas_databases};
+    let mut query = users::table
+        .inner_join(wallets::table)
+        .order(users::id)
+        .limit(page.limit)
+        .offset(page.offset)
+        .select((User::as_select(), wallets::balance, wallets::currency))
+        .into_boxed();
+    if let Some(search) = search {
+        let escaped = search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        query = query.filter(users::email.like(format!("%{escaped}%")));
+    }
+    let found: Vec<(User, bigdecimal::BigDecimal, String)> = query.load(conn).await?;
+    let ids: Vec<i64> = found.iter().map(|(u, _, _)| u.id).collect();
+    let apps: Vec<(i64, i64)> = paas_applications::table
+        .filter(paas_applications::user_id.eq_any(&ids))
+        .group_by(paas_applications::user_id)
+        .select((paas_applications::user_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    let dbs: Vec<(i64, i64)> = paas_databases::table
+        .filter(paas_databases::user_id.eq_any(&ids))
+        .group_by(paas_databases::user_id)
+        .select((paas_databases::user_id, diesel::dsl::count_star()))
+        .load(conn)
+        .await?;
+    let count = |list: &[(i64, i64)], id: i64| {
+        list.iter()
+            .find(|(owner, _)| *owner == id)
+            .map_or(0, |(_, n)| *n)
+    };
+    Ok(found
+        .into_iter()
+        .map(|(user, balance, currency)| UserSummary {
+            applications: count(&apps, user.id),
+            databases: count(&dbs, user.id),
+            user,
+            balance,
+            currency,
+        })
+        .collect())
+}

@@ -1,9 +1,11 @@
 //! The poem-openapi API groups, one module per area, and what they share:
 //! tags, the `Created`/`NoContent` responses, audit logging, blocking hashes.
 
+pub mod account;
 pub mod admin_catalog;
 pub mod admin_nodes;
 pub mod admin_platform;
+pub mod admin_users;
 pub mod agents;
 pub mod app_commands;
 pub mod apps;
@@ -72,6 +74,9 @@ pub enum Tag {
     AdminNodes,
     /// Admin: statistics, capacity and wallet credits.
     AdminPlatform,
+    /// Admin: the platform's users, found by e-mail, with their
+    /// applications, databases and wallet.
+    AdminUsers,
     /// Admin: the inspector's view of queues, actors and applications.
     AdminInspector,
     /// Health of the control plane.

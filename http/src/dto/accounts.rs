@@ -115,3 +115,55 @@ pub struct CreatedApiToken {
     #[oai(flatten)]
     pub details: ApiTokenView,
 }
+
+/// A user as an admin lists them.
+#[derive(Object)]
+pub struct AdminUserView {
+    pub user: UserView,
+    /// Decimal string.
+    pub balance: String,
+    pub currency: String,
+    pub applications: i64,
+    pub databases: i64,
+}
+
+/// One user as an admin sees them.
+#[derive(Object)]
+pub struct AdminUserDetail {
+    pub user: UserView,
+    /// With the latest 20 ledger entries.
+    pub wallet: super::wallet::WalletView,
+    pub applications: Vec<super::apps::ApplicationView>,
+    /// Without connection details.
+    pub databases: Vec<super::databases::DatabaseView>,
+}
+
+/// Everything the platform holds about one account (`GET /api/account/export`).
+#[derive(Object)]
+pub struct AccountExport {
+    pub exported_at: DateTime<Utc>,
+    pub account: UserView,
+    pub applications: Vec<ExportedApplication>,
+    /// Without connection details.
+    pub databases: Vec<super::databases::DatabaseView>,
+    /// With the whole ledger, newest first.
+    pub wallet: super::wallet::WalletView,
+    pub billing_records: Vec<super::billing::BillingRecordView>,
+    pub notifications: Vec<super::billing::NotificationView>,
+    /// Names and hints only; the secrets are not stored.
+    pub api_tokens: Vec<ApiTokenView>,
+    /// Without their signing secrets.
+    pub webhooks: Vec<super::hooks::WebhookView>,
+    /// Entries made by the account or about it, newest first.
+    pub audit: Vec<super::admin::AuditEntryView>,
+}
+
+/// An application in an export: its settings (no secret), releases,
+/// domains and the names of its variables.
+#[derive(Object)]
+pub struct ExportedApplication {
+    pub application: super::apps::ApplicationView,
+    pub releases: Vec<super::domains::ReleaseView>,
+    pub domains: Vec<super::domains::DomainView>,
+    pub variable_names: Vec<String>,
+}
