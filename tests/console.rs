@@ -538,3 +538,222 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
         )
         .await;
 }
+
+/// Logs in through the console's form at `url`.
+async fn log_in(browser: &mut Browser, url: &str, email: &str) {
+    browser.open(url).await;
+    browser
+        .until(
+            20,
+            "the login form",
+            "!!document.querySelector('#login-email')",
+        )
+        .await;
+    fill_in(
+        browser,
+        &[("#login-email", email), ("#login-password", PASSWORD)],
+    )
+    .await;
+    click(browser, "#login-submit").await;
+    browser
+        .until(
+            20,
+            "the logged-in page",
+            "!!document.querySelector('#logout')",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_customer() {
+    let stack = Stack::start(Timing::default()).await;
+    let mut browser = Browser::start().await;
+    log_in(
+        &mut browser,
+        &format!("{}/admin#/plans", stack.base),
+        "admin@example.com",
+    )
+    .await;
+
+    // A plan: the API's error beside its field, then created.
+    browser.open(&format!("{}/admin#/plans", stack.base)).await;
+    browser
+        .until(
+            20,
+            "the plan form",
+            "!!document.querySelector('#create-plan-name')",
+        )
+        .await;
+    let plan = [
+        ("#create-plan-name", "hobby"),
+        ("#create-plan-cpu_limit", "0"),
+        ("#create-plan-memory_limit", "256"),
+        ("#create-plan-storage_limit", "1024"),
+        ("#create-plan-monthly_price", "5.00"),
+        ("#create-plan-hourly_rate", "0.0070"),
+    ];
+    fill_in(&mut browser, &plan).await;
+    click(&mut browser, "#create-plan-submit").await;
+    browser
+        .until(10, "the CPU's error beside it", "(e => !!e && !e.hidden && e.innerText.length > 0)(document.querySelector('#create-plan-cpu_limit-error'))")
+        .await;
+    fill_in(&mut browser, &[("#create-plan-cpu_limit", "250")]).await;
+    click(&mut browser, "#create-plan-submit").await;
+    browser
+        .until(
+            10,
+            "the plan in the list",
+            &format!("{}.includes('hobby')", text_of("#plans")),
+        )
+        .await;
+    let plans = stack.get("/api/admin/paas/plans", &stack.admin).await;
+    let plan_id = plans
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hobby")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+
+    // A runtime.
+    browser
+        .open(&format!("{}/admin#/runtimes", stack.base))
+        .await;
+    browser
+        .until(
+            20,
+            "the runtime form",
+            "!!document.querySelector('#create-runtime-name')",
+        )
+        .await;
+    fill_in(
+        &mut browser,
+        &[
+            ("#create-runtime-name", "Go 1.22"),
+            ("#create-runtime-runtime_type", "docker"),
+            ("#create-runtime-version", "1.22"),
+            ("#create-runtime-base_image", "golang:1.22"),
+        ],
+    )
+    .await;
+    click(&mut browser, "#create-runtime-submit").await;
+    browser
+        .until(
+            10,
+            "the runtime in the list",
+            &format!("{}.includes('Go 1.22')", text_of("#runtimes")),
+        )
+        .await;
+
+    // A node: its install command is shown once, in a box to copy, and
+    // carries no token.
+    browser.open(&format!("{}/admin#/nodes", stack.base)).await;
+    browser
+        .until(
+            20,
+            "the node form",
+            "!!document.querySelector('#register-node-name')",
+        )
+        .await;
+    fill_in(
+        &mut browser,
+        &[
+            ("#register-node-name", "worker-9"),
+            ("#register-node-region", "local"),
+            ("#register-node-host_address", "127.0.0.1"),
+        ],
+    )
+    .await;
+    click(&mut browser, "#register-node-submit").await;
+    browser
+        .until(
+            10,
+            "the install command",
+            "!!document.querySelector('#install-command code')",
+        )
+        .await;
+    let command = browser.eval(&text_of("#install-command code")).await;
+    let token = browser.eval(&text_of("#registration-token code")).await;
+    let (command, token) = (command.as_str().unwrap(), token.as_str().unwrap());
+    assert!(token.starts_with("spr_"), "{token}");
+    assert!(!command.contains(token), "{command}");
+    browser
+        .until(
+            10,
+            "the node in the list",
+            &format!("{}.includes('worker-9')", text_of("#nodes")),
+        )
+        .await;
+
+    // A customer with an application, found by e-mail and credited.
+    let dave = stack.customer("dave@example.com").await;
+    let (status, app) = stack
+        .post(
+            "/api/paas/applications",
+            &dave,
+            json!({"name": "daves-shop", "plan_id": plan_id, "region": "local", "image": WEB_IMAGE}),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    browser
+        .open(&format!("{}/admin#/customers", stack.base))
+        .await;
+    browser
+        .until(
+            20,
+            "the search box",
+            "!!document.querySelector('#customer-search')",
+        )
+        .await;
+    fill_in(&mut browser, &[("#customer-search", "DAVE")]).await;
+    browser
+        .until(
+            10,
+            "only dave",
+            &format!(
+                "{t}.includes('dave@example.com') && !{t}.includes('admin@example.com')",
+                t = text_of("#customers")
+            ),
+        )
+        .await;
+    click(&mut browser, "#customers a").await;
+    browser
+        .until(
+            20,
+            "dave's page with the application",
+            &format!("{}.includes('daves-shop')", text_of("main")),
+        )
+        .await;
+    fill_in(
+        &mut browser,
+        &[("#credit-amount", "20.00"), ("#credit-reference", "pay_1")],
+    )
+    .await;
+    click(&mut browser, "#credit-submit").await;
+    browser
+        .until(
+            10,
+            "the new balance",
+            &format!("{}.includes('20.0000')", text_of("#customer-balance")),
+        )
+        .await;
+    let wallet = stack.get("/api/wallet", &dave).await;
+    assert_eq!(wallet["balance"], "20.0000");
+
+    // A customer's session is not let into the admin console.
+    let mut other = Browser::start().await;
+    log_in(
+        &mut other,
+        &format!("{}/admin", stack.base),
+        "dave@example.com",
+    )
+    .await;
+    other
+        .until(
+            10,
+            "the refusal",
+            &format!("{}.includes('needs an admin account')", text_of("main")),
+        )
+        .await;
+}

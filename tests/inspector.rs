@@ -80,7 +80,9 @@ async fn docker_an_admin_sees_a_failing_job_in_the_inspector_and_retries_it_to_t
     assert_eq!(status, 202);
 
     let mut browser = Browser::start().await;
-    browser.open(&format!("{}/admin", stack.base)).await;
+    browser
+        .open(&format!("{}/admin/inspector", stack.base))
+        .await;
     browser
         .until(
             20,
@@ -162,7 +164,7 @@ async fn docker_an_admin_sees_a_failing_job_in_the_inspector_and_retries_it_to_t
 
     // The application's own page: its state, tasks and the build's failure.
     browser
-        .open(&format!("{}/admin#app/{app}", stack.base))
+        .open(&format!("{}/admin/inspector#app/{app}", stack.base))
         .await;
     browser
         .until(

@@ -186,7 +186,8 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at("/api/openapi.json", spec_json)
         .at("/api/openapi.yaml", spec_yaml)
         .nest("/api/docs", docs)
-        .at("/admin", make_sync(|_| inspector_page()))
+        .at("/admin", poem::get(console::page))
+        .at("/admin/inspector", make_sync(|_| inspector_page()))
         .at(
             "/api/registry/token",
             poem::get(registry_token::token).data(state.settings().registry.clone()),

@@ -38,6 +38,9 @@ const ASSETS: &[Asset] = &[
     asset!("account.js", JS),
     asset!("apps.js", JS),
     asset!("app.js", JS),
+    asset!("account_pages.js", JS),
+    asset!("charts.js", JS),
+    asset!("admin.js", JS),
 ];
 
 /// The page, with `{{version}}` where the assets' folder goes.

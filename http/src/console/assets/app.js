@@ -3,8 +3,10 @@
 
 import {del, follow, get, post, put} from './api.js';
 import {act, ago, badge, fill, form, h, toast, when} from './dom.js';
+import {button, table} from './account_pages.js';
+import {chart} from './charts.js';
 
-const TABS = ['overview', 'deploys', 'environment', 'domains', 'logs', 'settings'];
+const TABS = ['overview', 'deploys', 'environment', 'domains', 'databases', 'logs', 'settings'];
 /** Lines a log view keeps: older ones leave the page as new ones come. */
 const LOG_LINES_KEPT = 1000;
 
@@ -22,7 +24,7 @@ export function appView(main, id, tab, navigate) {
   const showHead = () => fill(head,
     h('h1', {}, app.name), badge(app.status),
     h('a', {href: app.url, target: '_blank', rel: 'noopener noreferrer', class: 'url'}, app.url));
-  const tabs = {overview, deploys, environment, domains, logs, settings};
+  const tabs = {overview, deploys, environment, domains, databases, logs, settings};
   let started = false;
   stops.push(follow(`/paas/applications/${id}?follow=true`, latest => {
     app = latest;
@@ -47,16 +49,10 @@ export function appView(main, id, tab, navigate) {
   return () => stops.forEach(s => s());
 }
 
-function table(headers, rows, empty) {
-  if (rows.length === 0) return h('p', {class: 'empty'}, empty);
-  return h('div', {class: 'table-wrap'}, h('table', {},
-    h('thead', {}, h('tr', {}, headers.map(t => h('th', {scope: 'col'}, t)))),
-    h('tbody', {}, rows)));
-}
-
 function overview(body, app) {
   const details = h('dl', {class: 'details'});
   const instances = h('div', {});
+  const charts = h('div', {class: 'charts', id: 'charts'});
   const show = a => fill(details,
     h('dt', {}, 'Status'), h('dd', {id: 'app-status'}, badge(a.status)),
     h('dt', {}, 'URL'), h('dd', {}, h('a', {href: a.url, target: '_blank', rel: 'noopener noreferrer'}, a.url)),
@@ -65,7 +61,18 @@ function overview(body, app) {
     h('dt', {}, 'Instances'), h('dd', {}, String(a.instance_count)),
     h('dt', {}, 'Region'), h('dd', {}, a.region),
     a.last_error ? [h('dt', {}, 'Last error'), h('dd', {class: 'error'}, a.last_error)] : null);
+  const loadMetrics = async () => {
+    const m = await get(`/paas/applications/${app.id}/metrics`).catch(() => null);
+    if (!m) return;
+    const hour = Date.now() - 3600 * 1000;
+    const points = m.history.filter(p => new Date(p.at).getTime() >= hour);
+    const cpuMax = (m.cpu_limit_millicores / 10) * Math.max(m.instance_count, 1);
+    fill(charts,
+      chart('CPU', points.map(p => p.cpu_percent), cpuMax, v => `${v.toFixed(1)} %`),
+      chart('Memory', points.map(p => p.memory_used_mb), m.memory_limit_mb * Math.max(m.instance_count, 1), v => `${Math.round(v)} MB`));
+  };
   const loadInstances = async () => {
+    loadMetrics();
     const list = await get(`/paas/applications/${app.id}/instances`).catch(() => []);
     fill(instances, h('h2', {}, 'Instances'), table(['Instance', 'Release', 'Node', 'State', 'CPU', 'Memory', 'Restarts'],
       list.map(i => h('tr', {}, h('td', {}, i.instance), h('td', {}, `v${i.release}`), h('td', {}, i.node_id),
@@ -76,7 +83,7 @@ function overview(body, app) {
   show(app);
   loadInstances();
   const timer = setInterval(loadInstances, 5000);
-  fill(body, details, instances);
+  fill(body, details, h('h2', {}, 'The last hour'), charts, instances);
   body.onapp = a => { show(a); };
   return () => clearInterval(timer);
 }
@@ -123,18 +130,11 @@ function deploys(body, app) {
     if (running && !stopLog) showLog(running);
   };
   fill(body,
-    h('p', {}, button('Deploy now', btn => act(btn, () => post(`/paas/applications/${app.id}/deploy`), 'Deploy started').then(load), 'deploy-now')),
+    h('p', {}, button('Deploy now', btn => act(btn, () => post(`/paas/applications/${app.id}/deploy`), 'Deploy started').then(load), {id: 'deploy-now'})),
     builds, logTitle, log, releases);
   load();
   body.onapp = () => load();
   return () => { if (stopLog) stopLog(); };
-}
-
-function button(label, onclick, id) {
-  const b = h('button', {type: 'button', class: 'small', id});
-  b.textContent = label;
-  b.addEventListener('click', () => onclick(b));
-  return b;
 }
 
 /** Adds a line to a log view, dropping the oldest past the cap. */
@@ -214,6 +214,32 @@ function domains(body, app) {
   load();
 }
 
+function databases(body, app) {
+  const list = h('div', {id: 'links'});
+  const choose = h('div', {});
+  const load = async () => {
+    const [links, all] = await Promise.all([get(`/paas/applications/${app.id}/databases`), get('/paas/databases')]);
+    fill(list, table(['Database', 'Engine', 'Variables', ''], links.map(l => h('tr', {},
+      h('td', {}, h('a', {href: `#/databases/${l.database_id}`}, l.database_name)), h('td', {}, l.db_type), h('td', {}, l.variables.join(', ')),
+      h('td', {}, button('Unlink', btn => { if (confirm(`Unlink ${l.database_name}? Its variables leave the next release.`)) act(btn, () => del(`/paas/applications/${app.id}/databases/${l.database_id}`), 'Unlinked').then(load); })))),
+    'No database linked.'));
+    const free = all.filter(d => !links.some(l => l.database_id === d.id));
+    fill(choose, free.length === 0 ? h('p', {class: 'empty'}, 'No other database to link. ', h('a', {href: '#/databases'}, 'Create one.')) :
+      form({id: 'link-db', submit: 'Link', fields: [
+        {name: 'db', label: 'Database', options: free.map(d => [d.id, `${d.name} (${d.db_type})`])},
+        {name: 'env_var_prefix', label: 'Variable prefix (empty: DATABASE)'}],
+      onsubmit: async v => {
+        const body = {};
+        if (v.env_var_prefix) body.env_var_prefix = v.env_var_prefix;
+        await post(`/paas/applications/${app.id}/databases/${v.db}`, body);
+        toast('Linked: the application restarts with its variables');
+        load();
+      }}));
+  };
+  fill(body, list, h('h2', {}, 'Link a database'), choose);
+  load();
+}
+
 function logs(body, app) {
   const pre = h('pre', {class: 'log', id: 'app-log', tabindex: 0, 'aria-label': 'Application log'});
   let paused = false;
@@ -223,7 +249,7 @@ function logs(body, app) {
     paused = !paused;
     pause.textContent = paused ? 'Resume' : 'Pause';
     if (!paused) { held.forEach(l => appendLine(pre, l)); held = []; }
-  }, 'log-pause');
+  }, {id: 'log-pause'});
   fill(body, h('p', {}, pause, ' ', count, ` The page keeps the last ${LOG_LINES_KEPT} lines.`), pre);
   // Lines arrive in bursts: they are drawn once a frame, at most the cap.
   let pending = [];
