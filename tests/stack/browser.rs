@@ -1,6 +1,7 @@
 //! Headless Chromium driven over the DevTools protocol, for tests of the
-//! inspector page: open a URL, run JavaScript in the page, wait for what
-//! it shows. Each browser has its own profile folder, removed at the end.
+//! console and the inspector: open a URL, run JavaScript in the page, wait
+//! for what it shows, size the viewport, take a screenshot. Each browser has
+//! its own profile folder, removed at the end.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -129,6 +130,37 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
+    /// Sizes the page's viewport as a device of `width` × `height` CSS pixels.
+    pub async fn viewport(&mut self, width: u32, height: u32) {
+        self.command(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        )
+        .await;
+    }
+
+    /// Bytes the page's JavaScript heap uses now.
+    pub async fn heap_used(&mut self) -> f64 {
+        self.command("Runtime.getHeapUsage", json!({})).await["usedSize"]
+            .as_f64()
+            .unwrap()
+    }
+
+    /// Saves a PNG of what the viewport shows to `path`.
+    pub async fn screenshot(&mut self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let shot = self
+            .command("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, png).unwrap();
+    }
+
     /// Waits until `expression` is true in the page.
     pub async fn until(&mut self, seconds: u64, what: &str, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -137,7 +169,9 @@ impl Browser {
                 return;
             }
             if Instant::now() > deadline {
-                let text = self.eval("document.body.innerText").await;
+                let text = self
+                    .eval("(t => t.length > 3000 ? '…' + t.slice(-3000) : t)(document.body.innerText)")
+                    .await;
                 panic!("timed out after {seconds} s waiting for: {what}; the page shows:\n{text}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -41,6 +41,7 @@ const ASSETS: &[Asset] = &[
     asset!("account_pages.js", JS),
     asset!("charts.js", JS),
     asset!("admin.js", JS),
+    asset!("logview.js", JS),
 ];
 
 /// The page, with `{{version}}` where the assets' folder goes.

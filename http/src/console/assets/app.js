@@ -5,6 +5,7 @@ import {del, follow, get, post, put} from './api.js';
 import {act, ago, badge, fill, form, h, toast, when} from './dom.js';
 import {button, table} from './account_pages.js';
 import {chart} from './charts.js';
+import {LogView} from './logview.js';
 
 const TABS = ['overview', 'deploys', 'environment', 'domains', 'databases', 'logs', 'settings'];
 /** Lines a log view keeps: older ones leave the page as new ones come. */
@@ -92,15 +93,16 @@ function deploys(body, app) {
   const releases = h('div', {});
   const builds = h('div', {});
   const log = h('pre', {class: 'log', id: 'build-log', tabindex: 0});
+  const view = new LogView(log, LOG_LINES_KEPT);
   const logTitle = h('h2', {}, 'Build log');
   let stopLog = null;
   const showLog = build => {
     if (stopLog) stopLog();
     fill(logTitle, `Build #${build.build_number} log`);
-    log.replaceChildren();
+    view.clear();
     stopLog = follow(`/paas/applications/${app.id}/builds/${build.id}/logs?follow=true`, event => {
-      if (event.line !== null && event.line !== undefined) appendLine(log, event.line);
-      if (event.status) { appendLine(log, `— build ${event.status} —`); if (stopLog) { stopLog(); stopLog = null; } load(); }
+      if (event.line !== null && event.line !== undefined) view.push(event.line);
+      if (event.status) { view.push(`— build ${event.status} —`); if (stopLog) { stopLog(); stopLog = null; } load(); }
     });
   };
   const load = async () => {
@@ -135,14 +137,6 @@ function deploys(body, app) {
   load();
   body.onapp = () => load();
   return () => { if (stopLog) stopLog(); };
-}
-
-/** Adds a line to a log view, dropping the oldest past the cap. */
-function appendLine(pre, text) {
-  const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-  pre.append(h('div', {class: 'line'}, text));
-  while (pre.childElementCount > LOG_LINES_KEPT) pre.firstElementChild.remove();
-  if (atBottom) pre.scrollTop = pre.scrollHeight;
 }
 
 function environment(body, app) {
@@ -242,29 +236,16 @@ function databases(body, app) {
 
 function logs(body, app) {
   const pre = h('pre', {class: 'log', id: 'app-log', tabindex: 0, 'aria-label': 'Application log'});
-  let paused = false;
-  let held = [];
-  const count = h('span', {class: 'muted'});
+  const view = new LogView(pre, LOG_LINES_KEPT);
+  const count = h('span', {class: 'muted', id: 'log-held'});
+  view.onheld = n => { count.textContent = n ? `${n} lines held` : ''; };
   const pause = button('Pause', () => {
-    paused = !paused;
-    pause.textContent = paused ? 'Resume' : 'Pause';
-    if (!paused) { held.forEach(l => appendLine(pre, l)); held = []; }
+    if (view.paused) view.resume(); else view.pause();
+    pause.textContent = view.paused ? 'Resume' : 'Pause';
   }, {id: 'log-pause'});
   fill(body, h('p', {}, pause, ' ', count, ` The page keeps the last ${LOG_LINES_KEPT} lines.`), pre);
-  // Lines arrive in bursts: they are drawn once a frame, at most the cap.
-  let pending = [];
-  let drawing = false;
-  const draw = () => {
-    drawing = false;
-    const lines = pending.slice(-LOG_LINES_KEPT);
-    pending = [];
-    if (paused) { held = held.concat(lines).slice(-LOG_LINES_KEPT); count.textContent = `${held.length} lines held`; return; }
-    lines.forEach(l => appendLine(pre, l));
-  };
   return follow(`/paas/applications/${app.id}/logs?follow=true&tail=200`, line => {
-    pending.push(`${line.timestamp.slice(11, 19)} [${line.instance}] ${line.line}`);
-    if (pending.length > LOG_LINES_KEPT) pending = pending.slice(-LOG_LINES_KEPT);
-    if (!drawing) { drawing = true; requestAnimationFrame(draw); }
+    view.push(`${line.timestamp.slice(11, 19)} [${line.instance}] ${line.line}`);
   });
 }
 
