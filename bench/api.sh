@@ -10,6 +10,8 @@
 #   bench/api.sh                      # the figures above
 #   bench/api.sh --with-agents 10000  # the same while a fleet of simulated
 #                                     # agents heartbeats and long-polls
+#   bench/api.sh --console            # instead: the web console in headless
+#                                     # Chromium (bench/console.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=ops/lib.sh
@@ -17,9 +19,11 @@ cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 agents=0
+console=no
 while [ $# -gt 0 ]; do
     case $1 in
         --with-agents) agents=$2; shift 2 ;;
+        --console) console=yes; shift ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -53,8 +57,16 @@ for _ in $(seq 1 100); do
     kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
     sleep 0.2
 done
+apps=10
+[ "$console" = yes ] && apps=200
 token=$("$target/skypanel-bench-api" --control-plane "$base" setup \
-    --admin-email bench@example.com --admin-password bench-password)
+    --admin-email bench@example.com --admin-password bench-password --apps "$apps")
+if [ "$console" = yes ]; then
+    ensure_packages chromium
+    say "the web console in headless Chromium (a customer with $apps applications)"
+    "$target/skypanel-bench-console" --control-plane "$base" --token "$token"
+    exit 0
+fi
 
 if [ "$agents" -gt 0 ]; then
     say "starting $agents simulated agents"

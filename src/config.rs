@@ -20,6 +20,10 @@ pub struct Config {
     pub jwt_secret: String,
     pub jwt_ttl: Duration,
     pub platform_domain: String,
+    /// The port the nodes' ingress answers plain HTTP on for customers
+    /// (`SKYPANEL_APPS_HTTP_PORT`, 80): applications' URLs name it when it
+    /// is not 80.
+    pub apps_http_port: u16,
     pub allow_file_git: bool,
     pub allow_plain_http_git: bool,
     pub public_url: String,
@@ -331,6 +335,13 @@ impl Config {
             (60, 86_400),
             &mut errors,
         );
+        let apps_http_port = parse_number(
+            "SKYPANEL_APPS_HTTP_PORT",
+            raw.get("SKYPANEL_APPS_HTTP_PORT"),
+            80u16,
+            (1, 65535),
+            &mut errors,
+        );
         let db_pool_size = parse_number(
             "SKYPANEL_DB_POOL_SIZE",
             raw.get("SKYPANEL_DB_POOL_SIZE"),
@@ -542,6 +553,7 @@ impl Config {
                 jwt_secret,
                 jwt_ttl: Duration::from_secs(jwt_ttl),
                 platform_domain,
+                apps_http_port,
                 allow_file_git,
                 allow_plain_http_git,
                 public_url,

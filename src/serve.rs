@@ -106,6 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sweep_every: config.sweep_interval,
         registry: config.registry.as_ref().and_then(|r| r.retention()),
     });
+    skypanel_http::dto::apps::set_apps_http_port(config.apps_http_port);
     let state = AppState::new(
         store,
         config.http_settings(),

@@ -10,7 +10,7 @@ mod stack;
 use reqwest::Method;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
-use stack::browser::Browser;
+use stack::browser::{Browser, text_of};
 use stack::{PASSWORD, Repo, Stack, Timing, WEB_IMAGE};
 
 /// Logs `email` in to the console over HTTP: the cookie pair and the CSRF token.
@@ -263,36 +263,6 @@ async fn attacker_page(target: &str) -> u16 {
     port
 }
 
-/// Runs `script` in the page after filling inputs: `fields` as (selector, value).
-async fn fill_in(browser: &mut Browser, fields: &[(&str, &str)]) {
-    for (selector, value) in fields {
-        browser
-            .eval(&format!(
-                "(() => {{ const el = document.querySelector({sel}); el.value = {value}; el.dispatchEvent(new Event('input', {{bubbles: true}})); el.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
-                sel = Value::from(*selector),
-                value = Value::from(*value)
-            ))
-            .await;
-    }
-}
-
-async fn click(browser: &mut Browser, selector: &str) {
-    browser
-        .eval(&format!(
-            "document.querySelector({}).click(); true",
-            Value::from(selector)
-        ))
-        .await;
-}
-
-/// The text of the first element `selector` finds, or "".
-fn text_of(selector: &str) -> String {
-    format!(
-        "(document.querySelector({}) || {{innerText: ''}}).innerText",
-        Value::from(selector)
-    )
-}
-
 #[tokio::test]
 async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console() {
     let stack = Stack::start(Timing::default()).await;
@@ -309,7 +279,7 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             "!!document.querySelector('#login-email')",
         )
         .await;
-    click(&mut browser, "a[href='#/signup']").await;
+    browser.click("a[href='#/signup']").await;
     browser
         .until(
             10,
@@ -317,15 +287,13 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             "!!document.querySelector('#signup-email')",
         )
         .await;
-    fill_in(
-        &mut browser,
-        &[
+    browser
+        .fill(&[
             ("#signup-email", "carol@example.com"),
             ("#signup-password", PASSWORD),
-        ],
-    )
-    .await;
-    click(&mut browser, "#signup-submit").await;
+        ])
+        .await;
+    browser.click("#signup-submit").await;
     browser
         .until(20, "the empty application list", "!!document.querySelector('#new-app') && document.querySelector('#user-email').innerText === 'carol@example.com'")
         .await;
@@ -334,25 +302,21 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
     let carol = stack.login("carol@example.com").await;
 
     // The create form shows the API's error next to the field it names.
-    click(&mut browser, "#new-app").await;
+    browser.click("#new-app").await;
     browser
         .until(20, "the create form", "!!document.querySelector('#create-app-name') && document.querySelector('#create-app-plan_id').options.length > 0")
         .await;
-    fill_in(
-        &mut browser,
-        &[
+    browser
+        .fill(&[
             ("#create-app-name", "!!!"),
             ("#create-app-source", "image"),
             ("#create-app-image", WEB_IMAGE),
-        ],
-    )
-    .await;
-    click(&mut browser, "#create-app-submit").await;
-    browser
-        .until(10, "the name's error beside it", "(e => !!e && !e.hidden && e.innerText.length > 0)(document.querySelector('#create-app-name-error'))")
+        ])
         .await;
-    fill_in(&mut browser, &[("#create-app-name", "web-console")]).await;
-    click(&mut browser, "#create-app-submit").await;
+    browser.click("#create-app-submit").await;
+    browser.until_field_error("create-app-name").await;
+    browser.fill(&[("#create-app-name", "web-console")]).await;
+    browser.click("#create-app-submit").await;
     browser
         .until(
             20,
@@ -374,11 +338,9 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
         )
         .await;
     browser.eval("window.notReloaded = true").await;
-    click(
-        &mut browser,
-        &format!("[data-app=\"{app}\"] [data-command=\"deploy\"]"),
-    )
-    .await;
+    browser
+        .click(&format!("[data-app=\"{app}\"] [data-command=\"deploy\"]"))
+        .await;
     browser
         .until(90, "the card's badge to read running", &format!("window.notReloaded === true && document.querySelector('[data-app=\"{app}\"] .badge').dataset.status === 'running'"))
         .await;
@@ -402,12 +364,10 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             "!!document.querySelector('#add-env-key')",
         )
         .await;
-    fill_in(
-        &mut browser,
-        &[("#add-env-key", "GREETING"), ("#add-env-value", payload)],
-    )
-    .await;
-    click(&mut browser, "#add-env-submit").await;
+    browser
+        .fill(&[("#add-env-key", "GREETING"), ("#add-env-value", payload)])
+        .await;
+    browser.click("#add-env-submit").await;
     browser
         .until(
             20,
@@ -422,7 +382,7 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             "[...document.querySelectorAll('.toast')].some(t => /release v\\d+/.test(t.innerText))",
         )
         .await;
-    click(&mut browser, "#env tr[data-key=\"GREETING\"] button").await;
+    browser.click("#env tr[data-key=\"GREETING\"] button").await;
     browser
         .until(
             10,
@@ -462,7 +422,7 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             "!!document.querySelector('#deploy-now')",
         )
         .await;
-    click(&mut browser, "#deploy-now").await;
+    browser.click("#deploy-now").await;
     browser
         .until(
             120,
@@ -491,15 +451,15 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             "!!document.querySelector('#delete-confirm')",
         )
         .await;
-    fill_in(&mut browser, &[("#delete-confirm", "web-consol")]).await;
+    browser.fill(&[("#delete-confirm", "web-consol")]).await;
     assert_eq!(
         browser
             .eval("document.querySelector('#delete-app').disabled")
             .await,
         true
     );
-    fill_in(&mut browser, &[("#delete-confirm", "web-console")]).await;
-    click(&mut browser, "#delete-app").await;
+    browser.fill(&[("#delete-confirm", "web-console")]).await;
+    browser.click("#delete-app").await;
     browser
         .until(60, "the list without the deleted application", &format!("location.hash === '#/apps' && !!document.querySelector('#apps') && !document.querySelector('[data-app=\"{app}\"]')"))
         .await;
@@ -521,7 +481,7 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             "!!document.querySelector('#logout')",
         )
         .await;
-    click(&mut browser, "#logout").await;
+    browser.click("#logout").await;
     browser
         .until(
             20,
@@ -539,41 +499,17 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
         .await;
 }
 
-/// Logs in through the console's form at `url`.
-async fn log_in(browser: &mut Browser, url: &str, email: &str) {
-    browser.open(url).await;
-    browser
-        .until(
-            20,
-            "the login form",
-            "!!document.querySelector('#login-email')",
-        )
-        .await;
-    fill_in(
-        browser,
-        &[("#login-email", email), ("#login-password", PASSWORD)],
-    )
-    .await;
-    click(browser, "#login-submit").await;
-    browser
-        .until(
-            20,
-            "the logged-in page",
-            "!!document.querySelector('#logout')",
-        )
-        .await;
-}
-
 #[tokio::test]
 async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_customer() {
     let stack = Stack::start(Timing::default()).await;
     let mut browser = Browser::start().await;
-    log_in(
-        &mut browser,
-        &format!("{}/admin#/plans", stack.base),
-        "admin@example.com",
-    )
-    .await;
+    browser
+        .log_in(
+            &format!("{}/admin#/plans", stack.base),
+            "admin@example.com",
+            PASSWORD,
+        )
+        .await;
 
     // A plan: the API's error beside its field, then created.
     browser.open(&format!("{}/admin#/plans", stack.base)).await;
@@ -592,13 +528,11 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
         ("#create-plan-monthly_price", "5.00"),
         ("#create-plan-hourly_rate", "0.0070"),
     ];
-    fill_in(&mut browser, &plan).await;
-    click(&mut browser, "#create-plan-submit").await;
-    browser
-        .until(10, "the CPU's error beside it", "(e => !!e && !e.hidden && e.innerText.length > 0)(document.querySelector('#create-plan-cpu_limit-error'))")
-        .await;
-    fill_in(&mut browser, &[("#create-plan-cpu_limit", "250")]).await;
-    click(&mut browser, "#create-plan-submit").await;
+    browser.fill(&plan).await;
+    browser.click("#create-plan-submit").await;
+    browser.until_field_error("create-plan-cpu_limit").await;
+    browser.fill(&[("#create-plan-cpu_limit", "250")]).await;
+    browser.click("#create-plan-submit").await;
     browser
         .until(
             10,
@@ -627,17 +561,15 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
             "!!document.querySelector('#create-runtime-name')",
         )
         .await;
-    fill_in(
-        &mut browser,
-        &[
+    browser
+        .fill(&[
             ("#create-runtime-name", "Go 1.22"),
             ("#create-runtime-runtime_type", "docker"),
             ("#create-runtime-version", "1.22"),
             ("#create-runtime-base_image", "golang:1.22"),
-        ],
-    )
-    .await;
-    click(&mut browser, "#create-runtime-submit").await;
+        ])
+        .await;
+    browser.click("#create-runtime-submit").await;
     browser
         .until(
             10,
@@ -656,16 +588,14 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
             "!!document.querySelector('#register-node-name')",
         )
         .await;
-    fill_in(
-        &mut browser,
-        &[
+    browser
+        .fill(&[
             ("#register-node-name", "worker-9"),
             ("#register-node-region", "local"),
             ("#register-node-host_address", "127.0.0.1"),
-        ],
-    )
-    .await;
-    click(&mut browser, "#register-node-submit").await;
+        ])
+        .await;
+    browser.click("#register-node-submit").await;
     browser
         .until(
             10,
@@ -706,7 +636,7 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
             "!!document.querySelector('#customer-search')",
         )
         .await;
-    fill_in(&mut browser, &[("#customer-search", "DAVE")]).await;
+    browser.fill(&[("#customer-search", "DAVE")]).await;
     browser
         .until(
             10,
@@ -717,7 +647,7 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
             ),
         )
         .await;
-    click(&mut browser, "#customers a").await;
+    browser.click("#customers a").await;
     browser
         .until(
             20,
@@ -725,12 +655,10 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
             &format!("{}.includes('daves-shop')", text_of("main")),
         )
         .await;
-    fill_in(
-        &mut browser,
-        &[("#credit-amount", "20.00"), ("#credit-reference", "pay_1")],
-    )
-    .await;
-    click(&mut browser, "#credit-submit").await;
+    browser
+        .fill(&[("#credit-amount", "20.00"), ("#credit-reference", "pay_1")])
+        .await;
+    browser.click("#credit-submit").await;
     browser
         .until(
             10,
@@ -743,12 +671,13 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
 
     // A customer's session is not let into the admin console.
     let mut other = Browser::start().await;
-    log_in(
-        &mut other,
-        &format!("{}/admin", stack.base),
-        "dave@example.com",
-    )
-    .await;
+    other
+        .log_in(
+            &format!("{}/admin", stack.base),
+            "dave@example.com",
+            PASSWORD,
+        )
+        .await;
     other
         .until(
             10,

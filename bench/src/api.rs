@@ -41,6 +41,9 @@ enum Command {
         /// Applications the customer owns (what the list answers).
         #[arg(long, default_value_t = 10)]
         apps: usize,
+        /// The customer's password (to log in to the console).
+        #[arg(long, default_value = "bench password 1")]
+        password: String,
     },
     /// Sends GET requests at a fixed rate; prints their latency.
     Rate {
@@ -67,6 +70,7 @@ async fn setup(
     admin_email: &str,
     admin_password: &str,
     apps: usize,
+    password: &str,
 ) -> anyhow::Result<String> {
     let http = reqwest::Client::new();
     let api = |token: Option<String>| Api {
@@ -101,7 +105,6 @@ async fn setup(
         )
         .await?;
     let email = format!("bench-api-{}@example.com", std::process::id());
-    let password = "bench password 1";
     api(None)
         .call(
             post.clone(),
@@ -211,8 +214,9 @@ async fn main() -> anyhow::Result<()> {
             admin_email,
             admin_password,
             apps,
+            password,
         } => {
-            let token = setup(&base, &admin_email, &admin_password, apps).await?;
+            let token = setup(&base, &admin_email, &admin_password, apps, &password).await?;
             println!("{token}");
         }
         Command::Rate {

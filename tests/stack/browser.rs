@@ -19,6 +19,8 @@ pub struct Browser {
     profile: PathBuf,
     socket: Socket,
     next_id: u64,
+    /// Network events seen since [`Browser::count_requests`] began.
+    network: Vec<Value>,
 }
 
 impl Browser {
@@ -86,6 +88,7 @@ impl Browser {
             profile,
             socket,
             next_id: 0,
+            network: Vec::new(),
         }
     }
 
@@ -103,6 +106,13 @@ impl Browser {
                 continue;
             };
             let answer: Value = serde_json::from_str(&text).unwrap();
+            if answer["method"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Network."))
+            {
+                self.network.push(answer);
+                continue;
+            }
             if answer["id"] == id {
                 assert!(answer["error"].is_null(), "{method}: {answer}");
                 return answer["result"].clone();
@@ -139,6 +149,34 @@ impl Browser {
         .await;
     }
 
+    /// Starts counting the requests the page sends (see [`Browser::requests`]).
+    pub async fn count_requests(&mut self) {
+        self.command("Network.enable", json!({})).await;
+        self.network.clear();
+    }
+
+    /// The URLs the page asked the network for since counting began (what a
+    /// cache answered is left out).
+    pub fn requests(&self) -> Vec<String> {
+        let cached: Vec<&Value> = self
+            .network
+            .iter()
+            .filter(|e| e["method"] == "Network.requestServedFromCache")
+            .map(|e| &e["params"]["requestId"])
+            .collect();
+        self.network
+            .iter()
+            .filter(|e| e["method"] == "Network.requestWillBeSent")
+            .filter(|e| !cached.contains(&&e["params"]["requestId"]))
+            .map(|e| {
+                e["params"]["request"]["url"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Bytes the page's JavaScript heap uses now.
     pub async fn heap_used(&mut self) -> f64 {
         self.command("Runtime.getHeapUsage", json!({})).await["usedSize"]
@@ -159,6 +197,62 @@ impl Browser {
             std::fs::create_dir_all(dir).unwrap();
         }
         std::fs::write(path, png).unwrap();
+    }
+
+    /// Sets form fields, given as (CSS selector, value), as typing would
+    /// (with `input` and `change` events).
+    pub async fn fill(&mut self, fields: &[(&str, &str)]) {
+        for (selector, value) in fields {
+            self.eval(&format!(
+                "(() => {{ const el = document.querySelector({sel}); el.value = {value};
+                   el.dispatchEvent(new Event('input', {{bubbles: true}}));
+                   el.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
+                sel = Value::from(*selector),
+                value = Value::from(*value)
+            ))
+            .await;
+        }
+    }
+
+    /// Clicks the first element `selector` finds.
+    pub async fn click(&mut self, selector: &str) {
+        self.eval(&format!(
+            "document.querySelector({}).click(); true",
+            Value::from(selector)
+        ))
+        .await;
+    }
+
+    /// Opens the console at `url` and logs in through its form.
+    pub async fn log_in(&mut self, url: &str, email: &str, password: &str) {
+        self.open(url).await;
+        self.until(
+            20,
+            "the login form",
+            "!!document.querySelector('#login-email')",
+        )
+        .await;
+        self.fill(&[("#login-email", email), ("#login-password", password)])
+            .await;
+        self.click("#login-submit").await;
+        self.until(
+            20,
+            "the logged-in page",
+            "!!document.querySelector('#logout')",
+        )
+        .await;
+    }
+
+    /// Waits until the console's form shows an error beside its input `id`.
+    pub async fn until_field_error(&mut self, id: &str) {
+        self.until(
+            10,
+            &format!("the error beside {id}"),
+            &format!(
+                "(e => !!e && !e.hidden && e.innerText.length > 0)(document.querySelector('#{id}-error'))"
+            ),
+        )
+        .await;
     }
 
     /// Waits until `expression` is true in the page.
@@ -185,4 +279,12 @@ impl Drop for Browser {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// JavaScript for the text of the first element `selector` finds, or "".
+pub fn text_of(selector: &str) -> String {
+    format!(
+        "(document.querySelector({}) || {{innerText: ''}}).innerText",
+        Value::from(selector)
+    )
 }

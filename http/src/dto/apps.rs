@@ -49,10 +49,27 @@ pub struct ApplicationView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The port the nodes' ingress answers customers' HTTP on (80 unless the
+/// platform says otherwise at start: `SKYPANEL_APPS_HTTP_PORT`).
+static APPS_HTTP_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(80);
+
+/// Sets the port applications' URLs name (once, at start).
+pub fn set_apps_http_port(port: u16) {
+    APPS_HTTP_PORT.store(port, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `http://<domain>`, with the ingress port when it is not 80.
+fn app_url(domain: &str) -> String {
+    match APPS_HTTP_PORT.load(std::sync::atomic::Ordering::Relaxed) {
+        80 => format!("http://{domain}"),
+        port => format!("http://{domain}:{port}"),
+    }
+}
+
 impl From<Application> for ApplicationView {
     fn from(a: Application) -> Self {
         Self {
-            url: format!("http://{}", a.system_domain),
+            url: app_url(&a.system_domain),
             id: a.id,
             name: a.name,
             slug: a.slug,

@@ -34,6 +34,7 @@ export function appView(main, id, tab, navigate) {
       started = true;
       const stop = tabs[tab](body, app, navigate);
       if (stop) stops.push(stop);
+      performance.mark('skypanel:app-drawn');
     } else if (body.onapp) {
       body.onapp(app);
     }
@@ -54,11 +55,12 @@ function overview(body, app) {
   const details = h('dl', {class: 'details'});
   const instances = h('div', {});
   const charts = h('div', {class: 'charts', id: 'charts'});
+  let currentVersion = '…';
   const show = a => fill(details,
     h('dt', {}, 'Status'), h('dd', {id: 'app-status'}, badge(a.status)),
     h('dt', {}, 'URL'), h('dd', {}, h('a', {href: a.url, target: '_blank', rel: 'noopener noreferrer'}, a.url)),
     h('dt', {}, 'Source'), h('dd', {}, a.image || `${a.git_repo_url || '—'} (${a.git_branch})`),
-    h('dt', {}, 'Current release'), h('dd', {}, a.current_release_id ? `#${a.current_release_id}` : 'none yet'),
+    h('dt', {}, 'Current release'), h('dd', {id: 'current-release'}, a.current_release_id ? currentVersion : 'none yet'),
     h('dt', {}, 'Instances'), h('dd', {}, String(a.instance_count)),
     h('dt', {}, 'Region'), h('dd', {}, a.region),
     a.last_error ? [h('dt', {}, 'Last error'), h('dd', {class: 'error'}, a.last_error)] : null);
@@ -72,8 +74,16 @@ function overview(body, app) {
       chart('CPU', points.map(p => p.cpu_percent), cpuMax, v => `${v.toFixed(1)} %`),
       chart('Memory', points.map(p => p.memory_used_mb), m.memory_limit_mb * Math.max(m.instance_count, 1), v => `${Math.round(v)} MB`));
   };
+  const loadRelease = async () => {
+    const rs = await get(`/paas/applications/${app.id}/releases?limit=20`).catch(() => []);
+    const current = rs.find(r => r.current);
+    currentVersion = current ? `v${current.version} — ${current.description}` : 'none yet';
+    const slot = details.querySelector('#current-release');
+    if (slot && app.current_release_id) slot.textContent = currentVersion;
+  };
   const loadInstances = async () => {
     loadMetrics();
+    loadRelease();
     const list = await get(`/paas/applications/${app.id}/instances`).catch(() => []);
     fill(instances, h('h2', {}, 'Instances'), table(['Instance', 'Release', 'Node', 'State', 'CPU', 'Memory', 'Restarts'],
       list.map(i => h('tr', {}, h('td', {}, i.instance), h('td', {}, `v${i.release}`), h('td', {}, i.node_id),
@@ -85,7 +95,7 @@ function overview(body, app) {
   loadInstances();
   const timer = setInterval(loadInstances, 5000);
   fill(body, details, h('h2', {}, 'The last hour'), charts, instances);
-  body.onapp = a => { show(a); };
+  body.onapp = a => { app = a; show(a); loadRelease(); };
   return () => clearInterval(timer);
 }
 

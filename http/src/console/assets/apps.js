@@ -40,7 +40,9 @@ export function appsView(main) {
       h('h1', {}, 'Applications'), live,
       h('a', {href: '#/apps/new', class: 'button', id: 'new-app'}, 'New application')),
     grid);
+  let drawn = false;
   return follow('/paas/applications?follow=true&limit=200', list => {
+    if (!drawn) { drawn = true; queueMicrotask(() => performance.mark('skypanel:apps-drawn')); }
     if (list.length === 0) {
       fill(grid, h('p', {class: 'empty'}, 'No applications yet. ', h('a', {href: '#/apps/new'}, 'Create one.')));
     } else {
