@@ -686,3 +686,164 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
         )
         .await;
 }
+
+#[tokio::test]
+async fn docker_a_customer_deletes_their_account_and_its_applications_leave_the_node() {
+    let stack = Stack::start(Timing::default()).await;
+    let plan = stack.plan().await;
+    let (_node, _agent) = stack.node("worker-1").await;
+    let gina = stack.customer("gina@example.com").await;
+    let gina_id = stack.get("/api/auth/me", &gina).await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = stack
+        .post(
+            &format!("/api/admin/wallets/{gina_id}/credit"),
+            &stack.admin,
+            json!({"amount": "10.00", "description": "before deletion"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, app) = stack
+        .post(
+            "/api/paas/applications",
+            &gina,
+            json!({"name": "ginas-app", "plan_id": plan, "region": "local", "image": WEB_IMAGE}),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let app = app["id"].as_i64().unwrap();
+    let (status, _) = stack
+        .post(
+            &format!("/api/paas/applications/{app}/deploy"),
+            &gina,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    stack.app_in(&gina, app, "running").await;
+    assert_eq!(stack.running(app), 1);
+
+    // From the console: the e-mail typed exactly, then the password.
+    let mut browser = Browser::start().await;
+    browser
+        .log_in(
+            &format!("{}/#/account", stack.base),
+            "gina@example.com",
+            PASSWORD,
+        )
+        .await;
+    browser
+        .until(
+            20,
+            "the account page",
+            "!!document.querySelector('#delete-account-confirm')",
+        )
+        .await;
+    browser
+        .fill(&[
+            ("#delete-account-confirm", "gina@example.org"),
+            ("#delete-account-password", PASSWORD),
+        ])
+        .await;
+    browser.click("#delete-account-submit").await;
+    browser.until_field_error("delete-account-confirm").await;
+    browser
+        .fill(&[
+            ("#delete-account-confirm", "gina@example.com"),
+            ("#delete-account-password", "not it at all"),
+        ])
+        .await;
+    browser.click("#delete-account-submit").await;
+    browser.until_field_error("delete-account-password").await;
+    assert_eq!(
+        stack.get("/api/auth/me", &gina).await["id"],
+        gina_id,
+        "nothing happened yet"
+    );
+    browser
+        .fill(&[("#delete-account-password", PASSWORD)])
+        .await;
+    browser.click("#delete-account-submit").await;
+    browser
+        .until(
+            20,
+            "the login page",
+            "!!document.querySelector('#login-email')",
+        )
+        .await;
+
+    // Every credential is dead at once; the application leaves the node.
+    let (status, _) = stack.call(Method::GET, "/api/auth/me", &gina, None).await;
+    assert_eq!(status, 401);
+    stack
+        .until(60, "the application's containers removed", || async {
+            stack.containers(app).is_empty()
+        })
+        .await;
+
+    // The ledger stays, under an anonymous address; the e-mail is free.
+    stack
+        .until(60, "the application's row removed", || async {
+            stack
+                .get(&format!("/api/admin/users/{gina_id}"), &stack.admin)
+                .await["applications"]
+                == json!([])
+        })
+        .await;
+    let kept = stack
+        .get(&format!("/api/admin/users/{gina_id}"), &stack.admin)
+        .await;
+    assert_eq!(
+        kept["user"]["email"],
+        format!("deleted-{gina_id}@deleted.invalid")
+    );
+    assert_eq!(
+        kept["wallet"]["transactions"][0]["description"],
+        "before deletion"
+    );
+    assert_eq!(kept["applications"], json!([]));
+    let again = stack.customer("gina@example.com").await;
+    let me = stack.get("/api/auth/me", &again).await;
+    assert_ne!(me["id"], gina_id);
+    assert_eq!(stack.get("/api/paas/applications", &again).await, json!([]));
+
+    // An admin deletes a customer the same way; never an admin, and a
+    // customer deletes nobody else.
+    let hal = stack.customer("hal@example.com").await;
+    let hal_id = stack.get("/api/auth/me", &hal).await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/admin/users/{hal_id}"),
+            &again,
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, answer) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/admin/users/{hal_id}"),
+            &stack.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let (status, _) = stack.call(Method::GET, "/api/auth/me", &hal, None).await;
+    assert_eq!(status, 401);
+    let admin_id = stack.get("/api/auth/me", &stack.admin).await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/admin/users/{admin_id}"),
+            &stack.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+}

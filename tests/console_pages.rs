@@ -198,7 +198,7 @@ async fn docker_a_log_flood_leaves_the_console_responsive_with_its_memory_bounde
         )
         .await;
     browser
-        .until(20, "the log view", "!!document.querySelector('#app-log')")
+        .until(60, "the log view", "!!document.querySelector('#app-log')")
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let host = running["system_domain"].as_str().unwrap().to_string();
@@ -234,7 +234,7 @@ async fn docker_a_log_flood_leaves_the_console_responsive_with_its_memory_bounde
     }
     // The flood reached the page, and no line became markup.
     browser
-        .until(30, "flooded lines in the page", "[...document.querySelectorAll('#app-log .line')].some(l => l.textContent.includes('flood 9'))")
+        .until(60, "flooded lines in the page", "[...document.querySelectorAll('#app-log .line')].some(l => l.textContent.includes('flood 9'))")
         .await;
     assert_eq!(
         browser

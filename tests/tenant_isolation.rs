@@ -44,6 +44,11 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
             "createWebhook",
             json!({"url": "https://mallory.example.com/hook"}),
         ),
+        // A wrong password: Mallory's own account stays for the calls after.
+        (
+            "deleteAccount",
+            json!({"password": "not-mallorys-password"}),
+        ),
     ])
 }
 
@@ -62,6 +67,8 @@ const SELF_SCOPED: &[&str] = &[
     "createDatabase",
     "listWebhooks",
     "createWebhook",
+    "exportAccount",
+    "deleteAccount",
 ];
 /// Public catalogue reads: the same for every customer, by design.
 const SHARED: &[&str] = &[

@@ -41,6 +41,7 @@ pub type Apis = (
         api::admin_platform::AdminPlatformApi,
         api::inspector::InspectorApi,
         api::admin_users::AdminUsersApi,
+        api::account::AdminAccountApi,
     ),
     (
         api::catalog::CatalogApi,
@@ -100,6 +101,9 @@ fn apis(state: &AppState) -> Apis {
                 state: state.clone(),
             },
             api::admin_users::AdminUsersApi {
+                state: state.clone(),
+            },
+            api::account::AdminAccountApi {
                 state: state.clone(),
             },
         ),

@@ -19,6 +19,8 @@ pub struct User {
     pub role: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the account was deleted (its row stays for accounting).
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for User {
@@ -272,4 +274,43 @@ pub async fn list_users(
             currency,
         })
         .collect())
+}
+
+/// Deletes an account, keeping its row for the ledger and billing records:
+/// the e-mail is replaced (free to register again), the password can no
+/// longer match, the name goes, and its API tokens, console sessions and
+/// event webhooks are removed, in one transaction. Answers false when the
+/// account was already deleted.
+pub async fn delete_account(conn: &mut Conn, user_id: i64, at: DateTime<Utc>) -> Result<bool> {
+    use crate::schema::{console_sessions, paas_webhooks};
+    conn.transaction(async |conn| {
+        let changed = diesel::update(
+            users::table
+                .filter(users::id.eq(user_id))
+                .filter(users::deleted_at.is_null()),
+        )
+        .set((
+            users::email.eq(format!("deleted-{user_id}@deleted.invalid")),
+            // Not a PHC string: no password verifies against it.
+            users::password_hash.eq("!deleted"),
+            users::name.eq(None::<String>),
+            users::deleted_at.eq(Some(at)),
+        ))
+        .execute(conn)
+        .await?;
+        if changed == 0 {
+            return Ok::<_, Error>(false);
+        }
+        diesel::delete(api_tokens::table.filter(api_tokens::user_id.eq(user_id)))
+            .execute(conn)
+            .await?;
+        diesel::delete(console_sessions::table.filter(console_sessions::user_id.eq(user_id)))
+            .execute(conn)
+            .await?;
+        diesel::delete(paas_webhooks::table.filter(paas_webhooks::user_id.eq(user_id)))
+            .execute(conn)
+            .await?;
+        Ok(true)
+    })
+    .await
 }

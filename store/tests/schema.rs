@@ -173,6 +173,10 @@ async fn schema_rs_matches_the_migrated_database() {
         "paas_instances",
         paas_instances::table.select(paas_instances::all_columns),
     ));
+    expected.extend(diesel_columns(
+        "console_sessions",
+        console_sessions::table.select(console_sessions::all_columns),
+    ));
 
     let actual: BTreeSet<(String, String)> = pairs(
         &mut conn,

@@ -321,12 +321,12 @@ pub(crate) async fn through_actor(
 pub(crate) async fn delete_through_actor(
     state: &AppState,
     request: &Request,
-    auth: &BearerAuth,
+    user_id: i64,
     id: i64,
 ) -> ApiResult<ActorAccepted> {
     AppCommandsApi {
         state: state.clone(),
     }
-    .run(request, auth.user_id(), id, AppRequest::Delete)
+    .run(request, user_id, id, AppRequest::Delete)
     .await
 }

@@ -378,7 +378,8 @@ impl AppsApi {
         id: Path<i64>,
     ) -> ApiResult<DeleteAnswer> {
         let accepted =
-            super::app_commands::delete_through_actor(&self.state, request, &auth, id.0).await?;
+            super::app_commands::delete_through_actor(&self.state, request, auth.user_id(), id.0)
+                .await?;
         // Its runtime logs go with it.
         if let Ok(streams) = self.state.log_streams()
             && let Err(err) = streams.remove(accepted.app.id).await

@@ -210,8 +210,11 @@ async fn authenticate(request: &Request, bearer: Bearer) -> poem::Result<Princip
                 Credential::Session(_) => return Err(refused().into()),
                 Credential::User(user_id) => {
                     match skypanel_store::accounts::get_user(&mut conn, *user_id).await {
-                        Ok(user) => (user, None),
-                        Err(skypanel_store::Error::NotFound) => return Err(refused().into()),
+                        // A deleted account's access tokens die with it.
+                        Ok(user) if user.deleted_at.is_none() => (user, None),
+                        Ok(_) | Err(skypanel_store::Error::NotFound) => {
+                            return Err(refused().into());
+                        }
                         Err(other) => return Err(ApiError::from(other).into()),
                     }
                 }

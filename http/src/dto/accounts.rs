@@ -167,3 +167,21 @@ pub struct ExportedApplication {
     pub domains: Vec<super::domains::DomainView>,
     pub variable_names: Vec<String>,
 }
+
+/// `DELETE /api/account`: the password, once more.
+#[derive(Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    pub password: String,
+}
+
+/// What an account's deletion removes on the nodes.
+#[derive(Object)]
+pub struct AccountDeleted {
+    /// Applications being deleted (follow them to `deleting`, then gone).
+    pub applications: Vec<i64>,
+    /// Databases deleted with their data and backups.
+    pub databases: Vec<i64>,
+    /// What could not be removed now, and why (an admin deletes it later).
+    pub not_removed: Vec<String>,
+}

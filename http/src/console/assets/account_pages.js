@@ -2,7 +2,7 @@
 // backups and restores), the wallet and this month's usage, notices, API
 // tokens, event webhooks, and the account's data export.
 
-import {del, get, post} from './api.js';
+import {api, del, get, post} from './api.js';
 import {act, ago, badge, fill, form, h, toast, when} from './dom.js';
 
 export function table(headers, rows, empty) {
@@ -172,7 +172,21 @@ export async function accountView(main, session) {
         main.querySelector('#create-webhook').reset();
         loadHooks();
       }}),
-    h('h2', {}, 'Your data'), h('p', {}, download));
+    h('h2', {}, 'Your data'), h('p', {}, download),
+    h('h2', {}, 'Delete your account'),
+    h('div', {class: 'danger-zone'},
+      h('p', {}, 'Your applications and databases (with their data and backups) are removed from the nodes, your tokens and webhooks are deleted and you are logged out. Your ledger and billing records are kept for accounting, without your e-mail. Download your data first if you want it.'),
+      form({id: 'delete-account', submit: 'Delete my account for good', fields: [
+        {name: 'confirm', label: `Type your e-mail (${session.user.email}) to confirm`, autocomplete: 'off'},
+        {name: 'password', label: 'Your password', type: 'password', autocomplete: 'current-password'}],
+      onsubmit: async v => {
+        if (v.confirm !== session.user.email) {
+          throw Object.assign(new Error('type your e-mail exactly as shown'), {field: 'confirm'});
+        }
+        await api('DELETE', '/account', {password: v.password});
+        location.hash = '#/login';
+        location.reload();
+      }})));
   loadTokens();
   loadHooks();
 }

@@ -3,7 +3,7 @@
 
 import {del, follow, get, post, put} from './api.js';
 import {act, ago, badge, fill, form, h, toast, when} from './dom.js';
-import {button, table} from './account_pages.js';
+import {button, secretBox, table} from './account_pages.js';
 import {chart} from './charts.js';
 import {LogView} from './logview.js';
 
@@ -267,13 +267,32 @@ function settings(body, app, navigate) {
     await del(`/paas/applications/${app.id}`);
     navigate('#/apps');
   }, `${app.name} is being deleted`));
+  const plan = h('div', {});
+  get('/paas/plans').then(plans => fill(plan, form({id: 'plan', submit: 'Change plan',
+    fields: [{name: 'plan_id', label: 'Plan', value: app.plan_id,
+      options: plans.map(p => [p.id, `${p.name} — ${p.cpu_limit} m CPU, ${p.memory_limit} MB, ${p.monthly_price}/month`])}],
+    onsubmit: async v => {
+      await put(`/paas/applications/${app.id}`, {plan_id: Number(v.plan_id)});
+      toast('Plan changed: a running application is rolled out again with its limits');
+    }})), err => fill(plan, h('p', {class: 'error'}, err.message)));
+  const hook = h('div', {id: 'deploy-hook'});
+  const showHook = answer => fill(hook,
+    h('p', {}, 'Give the git host (GitHub: Settings → Webhooks, content type application/json, the push event) this URL and secret: a push to the branch deploys.'),
+    secretBox('deploy-hook-url', answer.url), secretBox('deploy-hook-secret', answer.secret, 'The secret signs the pushes.'),
+    h('p', {}, button('Rotate the secret', btn => {
+      if (!confirm('Replace the secret? The git host must be given the new one.')) return;
+      act(btn, async () => showHook(await post(`/paas/applications/${app.id}/deploy-hook/rotate`)), 'Rotated');
+    })));
   fill(body,
     h('h2', {}, 'Scale'),
     form({id: 'scale', submit: 'Scale', fields: [{name: 'instance_count', label: 'Instances', type: 'number', value: app.instance_count, min: 0, max: 10}],
       onsubmit: async v => { await post(`/paas/applications/${app.id}/scale`, {instance_count: Number(v.instance_count)}); toast('Scaling'); }}),
+    h('h2', {}, 'Plan'), plan,
     h('h2', {}, 'Health check'),
     form({id: 'health', submit: 'Save', fields: [{name: 'health_check_path', label: 'Path (empty: the port answering is enough)', value: app.health_check_path || ''}],
       onsubmit: async v => { await put(`/paas/applications/${app.id}`, {health_check_path: v.health_check_path || null}); toast('Saved; it applies from the next deploy'); }}),
+    app.git_repo_url ? [h('h2', {}, 'Deploy on push'), hook,
+      h('p', {}, button('Show the push webhook', btn => act(btn, async () => showHook(await get(`/paas/applications/${app.id}/deploy-hook`))), {id: 'show-deploy-hook'}))] : null,
     h('h2', {}, 'Delete'),
     h('div', {class: 'danger-zone'},
       h('label', {for: 'delete-confirm'}, `Type the application's name (${app.name}) to confirm`), confirmName, remove));

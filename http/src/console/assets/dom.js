@@ -95,7 +95,7 @@ export function form({id, fields, submit, onsubmit}) {
     event.preventDefault();
     clear();
     const values = {};
-    for (const [name, input] of Object.entries(inputs)) values[name] = input.value.trim();
+    for (const [name, input] of Object.entries(inputs)) values[name] = input.type === 'password' ? input.value : input.value.trim();
     button.disabled = true;
     try {
       await onsubmit(values);
