@@ -267,7 +267,7 @@ async fn attacker_page(target: &str) -> u16 {
 async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console() {
     let stack = Stack::start(Timing::default()).await;
     let plan = stack.plan().await;
-    let (_node, _agent) = stack.node("worker-1").await;
+    let (_node, agent) = stack.node("worker-1").await;
     let mut browser = Browser::start().await;
 
     // Sign up from the login page.
@@ -351,6 +351,12 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
         ))
         .await;
     assert!(url.as_str().unwrap().contains("web-console"), "{url}");
+    let host = url.as_str().unwrap().trim_start_matches("http://");
+    let host = host.split(['/', ':']).next().unwrap();
+    let (status, _) = stack::through_ingress(agent.ingress_port, host, "/")
+        .await
+        .expect("the application answers at its link");
+    assert_eq!(status, 200);
 
     // A variable whose value is markup shows as text and makes a release.
     let payload = "<img src=x onerror=\"window.owned=1\"><script>window.owned=2</script>";
@@ -397,6 +403,81 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
         browser.eval("[document.querySelectorAll('#env img, #env script').length, window.owned === undefined]").await,
         json!([0, true])
     );
+
+    // A domain of markup is refused beside its field and shows as text; a
+    // real one is listed with its certificate's state.
+    browser
+        .open(&format!("{}/#/apps/{app}/domains", stack.base))
+        .await;
+    browser
+        .until(
+            20,
+            "the domains tab",
+            "!!document.querySelector('#add-domain-hostname')",
+        )
+        .await;
+    browser
+        .eval("window.dialogs = 0; window.alert = window.prompt = () => { window.dialogs += 1; }; window.confirm = () => { window.dialogs += 1; return true; }")
+        .await;
+    browser
+        .fill(&[(
+            "#add-domain-hostname",
+            "<img src=x onerror=alert(1)>.example.com",
+        )])
+        .await;
+    browser.click("#add-domain-submit").await;
+    browser.until_field_error("add-domain-hostname").await;
+    browser
+        .fill(&[("#add-domain-hostname", "shop-console.example.com")])
+        .await;
+    browser.click("#add-domain-submit").await;
+    browser
+        .until(
+            20,
+            "the domain in the list",
+            "!!document.querySelector('#domains tr[data-domain=\"shop-console.example.com\"] .badge')",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("[document.querySelectorAll('main img, main script').length, window.owned === undefined, window.dialogs]")
+            .await,
+        json!([0, true, 0]),
+        "no markup became an element and no dialog opened"
+    );
+
+    // Roll back to the first release after the confirmation: the platform
+    // makes a release of it and serves it.
+    browser
+        .open(&format!("{}/#/apps/{app}/deploys", stack.base))
+        .await;
+    browser
+        .until(
+            20,
+            "the first release's rollback button",
+            "!!document.querySelector('#tab tr[data-release=\"1\"] button')",
+        )
+        .await;
+    browser.click("#tab tr[data-release=\"1\"] button").await;
+    assert_eq!(browser.eval("window.dialogs").await, 1, "it asked first");
+    stack
+        .until(60, "the rollback to be the current release", || async {
+            let releases = stack
+                .get(&format!("/api/paas/applications/{app}/releases"), &carol)
+                .await;
+            releases.as_array().unwrap().iter().any(|r| {
+                r["current"] == true && r["description"] == "Rollback to v1"
+            })
+        })
+        .await;
+    browser
+        .until(
+            30,
+            "the rollback's release marked current in the page",
+            "[...document.querySelectorAll('#tab tr[data-release]')].some(r => r.innerText.includes('Rollback to v1') && r.innerText.includes('current'))",
+        )
+        .await;
+    stack.app_in(&carol, app, "running").await;
 
     // A git application's build log streams live into its Deploys tab.
     let repo = Repo::new(&[(
