@@ -608,3 +608,173 @@ struct Text {
     #[diesel(sql_type = diesel::sql_types::Text)]
     text: String,
 }
+
+#[tokio::test]
+async fn an_admin_suspends_a_customer_whatever_their_balance_and_resumes_exactly_that() {
+    let (app, _clock) = billing_app("2026-11-02T10:00:00Z", Duration::from_secs(3600)).await;
+    let s = setup(&app, "0.0400", "20.00").await;
+    let running = running_app(&app, &s, "running").await;
+    let path = |verb: &str| format!("/api/admin/users/{}/{verb}", s.customer_id);
+
+    // Refused: no reason, a customer asking, an admin account, nobody.
+    app.post(&path("suspend"), &s.admin, json!({"reason": "  \n "}))
+        .await
+        .expect_error(422, "invalid");
+    app.post(&path("suspend"), &s.customer, json!({"reason": "me"}))
+        .await
+        .expect(403);
+    let admin_id = app.get("/api/auth/me", &s.admin).await.expect(200)["id"]
+        .as_i64()
+        .unwrap();
+    app.post(
+        &format!("/api/admin/users/{admin_id}/suspend"),
+        &s.admin,
+        json!({"reason": "not an admin"}),
+    )
+    .await
+    .expect_error(409, "conflict");
+    app.post(
+        "/api/admin/users/987654/suspend",
+        &s.admin,
+        json!({"reason": "nobody"}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    assert_eq!(status_of(&app, &s.customer, running).await, "running");
+
+    // Suspended with a balance above zero: the application stops.
+    let suspended = app
+        .post(
+            &path("suspend"),
+            &s.admin,
+            json!({"reason": "abuse report #42"}),
+        )
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(suspended["suspension_reason"], "abuse report #42");
+    assert!(suspended["suspended_at"].is_string(), "{suspended}");
+    let stop = settle(&app, &s.agent, s.customer_id).await;
+    assert_eq!(
+        (stop["kind"].as_str(), stop["app_id"].as_i64()),
+        (Some("app.stop"), Some(running))
+    );
+    assert_eq!(status_of(&app, &s.customer, running).await, "suspended");
+
+    // The customer reads why, and can neither create, deploy nor start.
+    let me = app
+        .get("/api/auth/me", &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(me["suspension_reason"], "abuse report #42");
+    let notices = app
+        .get("/api/paas/notifications", &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(notices[0]["kind"], "suspended");
+    assert!(
+        notices[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("abuse report #42"),
+        "{notices}"
+    );
+    let refused = app
+        .post(
+            "/api/paas/applications",
+            &s.customer,
+            json!({"name": "another", "plan_id": s.plan, "region": "local", "image": "skypanel-test/busybox:1"}),
+        )
+        .await;
+    refused.expect_error(403, "account_suspended");
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("abuse report #42")
+    );
+    for verb in ["deploy", "start", "restart"] {
+        app.post(
+            &format!("/api/paas/applications/{running}/{verb}"),
+            &s.customer,
+            json!({}),
+        )
+        .await
+        .expect_error(403, "account_suspended");
+    }
+    let apps = app
+        .get("/api/paas/applications", &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(apps.as_array().unwrap().len(), 1, "nothing was created");
+
+    // A credit does not lift an admin's suspension.
+    app.post(
+        &format!("/api/admin/wallets/{}/credit", s.customer_id),
+        &s.admin,
+        json!({"amount": "10.00", "description": "top-up"}),
+    )
+    .await
+    .expect(200);
+    let checked = app.orchestrator.wallet_check(s.customer_id).await.unwrap();
+    assert!(checked.resumed.is_empty());
+    assert_eq!(status_of(&app, &s.customer, running).await, "suspended");
+    let listed = app
+        .get("/api/admin/users?q=alice", &s.admin)
+        .await
+        .expect(200)
+        .clone();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["user"]["id"] == s.customer_id && u["user"]["suspended_at"].is_string()),
+        "{listed}"
+    );
+
+    // Resumed: exactly what was suspended comes back.
+    let resumed = app
+        .post(&path("resume"), &s.admin, json!({}))
+        .await
+        .expect(200)
+        .clone();
+    assert!(resumed["suspended_at"].is_null(), "{resumed}");
+    let start = settle(&app, &s.agent, s.customer_id).await;
+    assert_eq!(
+        (start["kind"].as_str(), start["app_id"].as_i64()),
+        (Some("app.apply"), Some(running))
+    );
+    wait_status(&app, &s.customer, running, "running").await;
+    let notices = app
+        .get("/api/paas/notifications", &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(notices[0]["kind"], "resumed");
+    let audit = app
+        .get(
+            &format!(
+                "/api/admin/paas/audit?target_type=user&target_id={}",
+                s.customer_id
+            ),
+            &s.admin,
+        )
+        .await
+        .expect(200)
+        .clone();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"user.suspend") && actions.contains(&"user.resume"),
+        "{actions:?}"
+    );
+    assert_ledger_matches(&app, s.customer_id).await;
+}

@@ -465,9 +465,11 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
             let releases = stack
                 .get(&format!("/api/paas/applications/{app}/releases"), &carol)
                 .await;
-            releases.as_array().unwrap().iter().any(|r| {
-                r["current"] == true && r["description"] == "Rollback to v1"
-            })
+            releases
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["current"] == true && r["description"] == "Rollback to v1")
         })
         .await;
     browser
@@ -749,6 +751,55 @@ async fn an_admin_creates_a_plan_and_runtime_registers_a_node_and_credits_a_cust
         .await;
     let wallet = stack.get("/api/wallet", &dave).await;
     assert_eq!(wallet["balance"], "20.0000");
+
+    // Suspend with a reason (an empty one is refused beside its field); the
+    // customer's console says why; resume.
+    browser.click("#suspend-submit").await;
+    browser.until_field_error("suspend-reason").await;
+    browser
+        .fill(&[("#suspend-reason", "unpaid invoice 2026-11")])
+        .await;
+    browser.click("#suspend-submit").await;
+    browser
+        .until(
+            10,
+            "the suspension shown",
+            &format!(
+                "{}.includes('unpaid invoice 2026-11') && !!document.querySelector('#resume-user')",
+                text_of("#suspension")
+            ),
+        )
+        .await;
+    assert_eq!(
+        stack.get("/api/auth/me", &dave).await["suspension_reason"],
+        "unpaid invoice 2026-11"
+    );
+    let mut daves = Browser::start().await;
+    daves
+        .log_in(&format!("{}/", stack.base), "dave@example.com", PASSWORD)
+        .await;
+    daves
+        .until(
+            20,
+            "the banner",
+            &format!(
+                "{}.includes('unpaid invoice 2026-11')",
+                text_of("#suspended-banner")
+            ),
+        )
+        .await;
+    browser.click("#resume-user").await;
+    browser
+        .until(
+            10,
+            "the suspend form again",
+            "!!document.querySelector('#suspend-reason')",
+        )
+        .await;
+    assert_eq!(
+        stack.get("/api/auth/me", &dave).await["suspended_at"],
+        Value::Null
+    );
 
     // A customer's session is not let into the admin console.
     let mut other = Browser::start().await;

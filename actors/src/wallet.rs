@@ -3,7 +3,9 @@
 //! after every change, and whenever it is asked to check, a wallet below
 //! zero gets one notice per spell, its owner's applications are suspended
 //! once the grace period has passed, and a balance back at zero or above
-//! resumes exactly the applications that were suspended. Hourly billing
+//! resumes exactly the applications that were suspended; an admin's
+//! suspension of the account holds them suspended whatever the balance.
+//! Hourly billing
 //! debits wallets in batches under the same row lock, then asks each
 //! debited actor to check. Wallet actors start on first use, and at start
 //! for every wallet below zero or owner of a suspended application.
@@ -14,7 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use skypanel_domain::lifecycle::AppStatus;
 use skypanel_domain::money::format_amount;
 use skypanel_store::wallets::{self, Change, Direction, Wallet, WalletTransaction};
-use skypanel_store::{apps, notifications};
+use skypanel_store::{accounts, apps, notifications};
 
 use crate::app::{AppMsg, AppRequest};
 use crate::context::Context;
@@ -172,9 +174,23 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
     let Some(wallet) = wallets::find(&mut conn, state.user_id).await? else {
         return Ok(checked);
     };
+    // An admin's suspension holds whatever the balance says.
+    let held = match accounts::get_user(&mut conn, state.user_id).await {
+        Ok(user) => user
+            .suspended_at
+            .map(|_| user.suspension_reason.unwrap_or_default()),
+        Err(skypanel_store::Error::NotFound) => None,
+        Err(err) => return Err(err.into()),
+    };
     let grace =
         chrono::Duration::from_std(ctx.settings().billing_grace).unwrap_or(chrono::Duration::MAX);
-    if wallet.balance < 0 {
+    let mut suspend_because = held.map(|reason| {
+        format!(
+            "Your account is suspended by the platform's operator: {reason}. \
+             {{apps}} application(s) and {{databases}} database(s) are stopped; nothing was deleted."
+        )
+    });
+    if suspend_because.is_none() && wallet.balance < 0 {
         let since = wallet.negative_since.unwrap_or(now);
         let deadline = since + grace;
         if wallets::mark_negative_noticed(&mut conn, state.user_id).await? {
@@ -196,78 +212,114 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
                 let wait = (deadline - now).to_std().unwrap_or_default();
                 myself.send_after(wait, || WalletMsg::Check(None));
             }
-            return Ok(checked);
-        }
-        let statuses: Vec<&str> = SUSPENDABLE.iter().map(|s| s.as_str()).collect();
-        let ids = apps::ids_of_owner_with_status(&mut conn, state.user_id, &statuses).await?;
-        drop(conn);
-        checked.suspended = each(myself, &ctx, ids, || AppRequest::Suspend).await;
-        let databases = crate::databases::suspend_owner(&ctx, state.user_id)
-            .await
-            .unwrap_or_else(|err| {
-                tracing::warn!(user_id = state.user_id, error = %err, "cannot suspend databases; trying again shortly");
-                myself.send_after(RETRY, || WalletMsg::Check(None));
-                Vec::new()
-            });
-        if !checked.suspended.is_empty() || !databases.is_empty() {
-            let message = format!(
-                "Your balance has been below zero since {}: {} application(s) and {} database(s) \
-                 are suspended. Add credit to bring them back; nothing was deleted.",
+            // Within the grace period nothing is suspended for the balance
+            // (an admin's resume brings the owner's resources back now).
+        } else {
+            suspend_because = Some(format!(
+                "Your balance has been below zero since {}: {{apps}} application(s) and \
+                 {{databases}} database(s) are suspended. Add credit to bring them back; \
+                 nothing was deleted.",
                 since.format("%Y-%m-%d %H:%M UTC"),
-                checked.suspended.len(),
-                databases.len()
-            );
-            let mut conn = ctx.store().conn().await?;
-            notifications::create(&mut conn, state.user_id, "suspended", &message, now).await?;
-            audit(
-                &mut conn,
-                "wallet.suspend",
-                state.user_id,
-                &checked.suspended,
-                &databases,
-            )
-            .await;
-            tracing::info!(user_id = state.user_id, apps = ?checked.suspended, "owner suspended: balance below zero past the grace period");
+            ));
         }
     } else {
         state.check_at = None;
-        let ids = apps::ids_of_owner_with_status(
-            &mut conn,
-            state.user_id,
-            &[AppStatus::Suspended.as_str()],
-        )
-        .await?;
-        drop(conn);
-        checked.resumed = each(myself, &ctx, ids, || AppRequest::Resume).await;
-        let databases = crate::databases::resume_owner(&ctx, state.user_id)
-            .await
-            .unwrap_or_else(|err| {
-                tracing::warn!(user_id = state.user_id, error = %err, "cannot resume databases; trying again shortly");
-                myself.send_after(RETRY, || WalletMsg::Check(None));
-                Vec::new()
-            });
-        if !checked.resumed.is_empty() || !databases.is_empty() {
-            let message = format!(
-                "Thank you: your balance is {} {}; {} application(s) and {} database(s) are back.",
-                format_amount(&wallet.balance, 2),
-                wallet.currency,
-                checked.resumed.len(),
-                databases.len()
-            );
-            let mut conn = ctx.store().conn().await?;
-            notifications::create(&mut conn, state.user_id, "resumed", &message, now).await?;
-            audit(
-                &mut conn,
-                "wallet.resume",
-                state.user_id,
-                &checked.resumed,
-                &databases,
-            )
-            .await;
-            tracing::info!(user_id = state.user_id, apps = ?checked.resumed, "owner resumed: balance back at zero or above");
-        }
+    }
+    drop(conn);
+    match suspend_because {
+        Some(message) => checked.suspended = suspend(myself, state, &message).await?,
+        None => checked.resumed = resume(myself, state, &wallet).await?,
     }
     Ok(checked)
+}
+
+/// Suspends the owner's applications and databases that still run; when
+/// any did, writes `message` (its `{apps}` and `{databases}` filled in) as
+/// a notice and records it. Answers the applications suspended now.
+async fn suspend(
+    myself: &ActorRef<WalletMsg>,
+    state: &WalletState,
+    message: &str,
+) -> Result<Vec<i64>, Error> {
+    let ctx = &state.ctx;
+    let mut conn = ctx.store().conn().await?;
+    let statuses: Vec<&str> = SUSPENDABLE.iter().map(|s| s.as_str()).collect();
+    let ids = apps::ids_of_owner_with_status(&mut conn, state.user_id, &statuses).await?;
+    drop(conn);
+    let suspended = each(myself, ctx, ids, || AppRequest::Suspend).await;
+    let databases = crate::databases::suspend_owner(ctx, state.user_id)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(user_id = state.user_id, error = %err, "cannot suspend databases; trying again shortly");
+            myself.send_after(RETRY, || WalletMsg::Check(None));
+            Vec::new()
+        });
+    if !suspended.is_empty() || !databases.is_empty() {
+        let message = message
+            .replace("{apps}", &suspended.len().to_string())
+            .replace("{databases}", &databases.len().to_string());
+        let mut conn = ctx.store().conn().await?;
+        notifications::create(&mut conn, state.user_id, "suspended", &message, ctx.now()).await?;
+        audit(
+            &mut conn,
+            "wallet.suspend",
+            state.user_id,
+            &suspended,
+            &databases,
+        )
+        .await;
+        tracing::info!(user_id = state.user_id, apps = ?suspended, "owner suspended");
+    }
+    Ok(suspended)
+}
+
+/// Brings back the owner's suspended applications and databases; when any
+/// came back, tells the owner. Answers the applications resumed now.
+async fn resume(
+    myself: &ActorRef<WalletMsg>,
+    state: &WalletState,
+    wallet: &Wallet,
+) -> Result<Vec<i64>, Error> {
+    let ctx = &state.ctx;
+    let mut conn = ctx.store().conn().await?;
+    let ids =
+        apps::ids_of_owner_with_status(&mut conn, state.user_id, &[AppStatus::Suspended.as_str()])
+            .await?;
+    drop(conn);
+    let resumed = each(myself, ctx, ids, || AppRequest::Resume).await;
+    let databases = crate::databases::resume_owner(ctx, state.user_id)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!(user_id = state.user_id, error = %err, "cannot resume databases; trying again shortly");
+            myself.send_after(RETRY, || WalletMsg::Check(None));
+            Vec::new()
+        });
+    if !resumed.is_empty() || !databases.is_empty() {
+        let message = format!(
+            "{}your balance is {} {}; {} application(s) and {} database(s) are back.",
+            if wallet.balance < 0 {
+                "Your account is active again; "
+            } else {
+                "Thank you: "
+            },
+            format_amount(&wallet.balance, 2),
+            wallet.currency,
+            resumed.len(),
+            databases.len()
+        );
+        let mut conn = ctx.store().conn().await?;
+        notifications::create(&mut conn, state.user_id, "resumed", &message, ctx.now()).await?;
+        audit(
+            &mut conn,
+            "wallet.resume",
+            state.user_id,
+            &resumed,
+            &databases,
+        )
+        .await;
+        tracing::info!(user_id = state.user_id, apps = ?resumed, "owner resumed");
+    }
+    Ok(resumed)
 }
 
 /// Records a suspension or resume in the audit log (the platform acted).
@@ -343,6 +395,7 @@ impl Entity for Wallets {
     async fn initial_ids(ctx: &Context) -> Result<Vec<i64>, Error> {
         let mut conn = ctx.store().conn().await?;
         let mut ids = wallets::negative_users(&mut conn).await?;
+        ids.extend(accounts::suspended_users(&mut conn).await?);
         ids.extend(apps::owners_with_suspended(&mut conn).await?);
         ids.extend(skypanel_store::databases::owners_with_suspended(&mut conn).await?);
         ids.sort_unstable();

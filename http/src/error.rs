@@ -79,6 +79,11 @@ impl ApiError {
         Self::Forbidden(body("forbidden", message, None))
     }
 
+    /// A 403 with its own code (e.g. `account_suspended`).
+    pub fn forbidden_because(code: &str, message: impl Into<String>) -> Self {
+        Self::Forbidden(body(code, message, None))
+    }
+
     /// `what` names the resource: "application", "plan" ...
     pub fn not_found(what: &str) -> Self {
         Self::NotFound(body("not_found", format!("{what} not found"), None))

@@ -1,7 +1,8 @@
 //! Resource quotas (the seed design's): how many applications and databases
 //! a customer may have, and the balance a wallet needs before anything new
 //! is created. Past one: 409 `quota_exceeded` or `balance_too_low`, and
-//! nothing is created.
+//! nothing is created; an account an admin suspended gets 403
+//! `account_suspended`.
 
 use bigdecimal::BigDecimal;
 use skypanel_store::{Conn, apps, databases, wallets};
@@ -48,6 +49,7 @@ pub async fn check(
     user_id: i64,
     what: Creating,
 ) -> Result<(), ApiError> {
+    refuse_suspended(conn, user_id).await?;
     let (have, max, noun) = match what {
         Creating::Application => (
             apps::names_of_owner(conn, user_id).await?.len() as i64,
@@ -79,6 +81,22 @@ pub async fn check(
                 skypanel_domain::money::format_amount(&quotas.min_balance, 2)
             ),
             None,
+        ));
+    }
+    Ok(())
+}
+
+/// 403 `account_suspended` with the admin's reason while an admin holds the
+/// account suspended: nothing new is created, deployed or started.
+pub async fn refuse_suspended(conn: &mut Conn, user_id: i64) -> Result<(), ApiError> {
+    let user = skypanel_store::accounts::get_user(conn, user_id).await?;
+    if user.suspended_at.is_some() {
+        return Err(ApiError::forbidden_because(
+            "account_suspended",
+            format!(
+                "your account is suspended: {}; contact the platform's operator",
+                user.suspension_reason.unwrap_or_default()
+            ),
         ));
     }
     Ok(())

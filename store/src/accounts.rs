@@ -21,6 +21,9 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
     /// When the account was deleted (its row stays for accounting).
     pub deleted_at: Option<DateTime<Utc>>,
+    /// When an admin suspended the account, and why (the customer reads it).
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub suspension_reason: Option<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -313,4 +316,54 @@ pub async fn delete_account(conn: &mut Conn, user_id: i64, at: DateTime<Utc>) ->
         Ok(true)
     })
     .await
+}
+
+/// An admin suspends (`Some((when, why))`) or resumes (`None`) an account.
+/// Answers the user as it is now; a deleted or unknown account is not found.
+/// Suspending an account already suspended keeps its first date and takes
+/// the new reason.
+pub async fn set_suspension(
+    conn: &mut Conn,
+    user_id: i64,
+    suspension: Option<(DateTime<Utc>, &str)>,
+) -> Result<User> {
+    let target = users::table
+        .filter(users::id.eq(user_id))
+        .filter(users::deleted_at.is_null());
+    let changed =
+        match suspension {
+            Some((at, reason)) => diesel::update(target)
+                .set((
+                    users::suspended_at.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+                    >("COALESCE(suspended_at, ")
+                    .bind::<diesel::sql_types::Timestamptz, _>(at)
+                    .sql(")")),
+                    users::suspension_reason.eq(Some(reason)),
+                    users::updated_at.eq(at),
+                ))
+                .returning(User::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?,
+            None => diesel::update(target)
+                .set((
+                    users::suspended_at.eq(None::<DateTime<Utc>>),
+                    users::suspension_reason.eq(None::<String>),
+                ))
+                .returning(User::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?,
+        };
+    changed.ok_or(Error::NotFound)
+}
+
+/// Accounts an admin has suspended (their wallets' actors watch them).
+pub async fn suspended_users(conn: &mut Conn) -> Result<Vec<i64>> {
+    Ok(users::table
+        .filter(users::suspended_at.is_not_null())
+        .select(users::id)
+        .load(conn)
+        .await?)
 }

@@ -11,6 +11,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        suspended_at -> Nullable<Timestamptz>,
+        suspension_reason -> Nullable<Text>,
     }
 }
 

@@ -45,6 +45,16 @@ impl AppCommandsApi {
         let app = apps::get(&mut conn, user_id, id)
             .await
             .or_not_found("application")?;
+        if matches!(
+            app_request,
+            AppRequest::Deploy { .. }
+                | AppRequest::Rollback { .. }
+                | AppRequest::Restart
+                | AppRequest::Start
+                | AppRequest::Scale(_)
+        ) {
+            crate::quotas::refuse_suspended(&mut conn, user_id).await?;
+        }
         drop(conn);
         let action = match &app_request {
             AppRequest::Deploy { .. } => "app.deploy",

@@ -7,8 +7,10 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use poem::IntoResponse;
 use poem_openapi::ApiResponse;
-use poem_openapi::payload::{EventStream, Json, Payload};
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::registry::{
+    MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
 use poem_openapi::types::{ToJSON, Type};
 
 /// How often a quiet stream sends a keep-alive comment.
@@ -84,7 +86,7 @@ where
                     },
                     MetaMediaType {
                         content_type: "text/event-stream",
-                        schema: EventStream::<BoxStream<'static, E>>::schema_ref(),
+                        schema: event_schema::<E>(),
                     },
                 ],
                 headers: vec![],
@@ -96,4 +98,31 @@ where
         J::register(registry);
         E::register(registry);
     }
+}
+
+/// One event of the stream, as OpenAPI 3.0 and 3.1 tools read an SSE
+/// schema (OpenAPI 3.2's `itemSchema`): its `data` is one JSON document of
+/// `E`'s schema, named in the title.
+fn event_schema<E: Type>() -> MetaSchemaRef {
+    let field = |ty, description| {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some(description),
+            ..MetaSchema::new(ty)
+        }))
+    };
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        title: Some(format!("Event of {}", E::name())),
+        description: Some(
+            "One Server-Sent Event; `data` holds one JSON document of the schema \
+             the title names.",
+        ),
+        required: vec!["data"],
+        properties: vec![
+            ("data", field("string", "The JSON document (on one line).")),
+            ("event", field("string", "`message`.")),
+            ("id", field("string", "Not sent.")),
+            ("retry", field("integer", "Not sent.")),
+        ],
+        ..MetaSchema::new("object")
+    }))
 }

@@ -57,6 +57,16 @@ pub struct UserView {
     /// `customer` or `admin`.
     pub role: String,
     pub created_at: DateTime<Utc>,
+    /// Set while an admin holds the account suspended: its applications and
+    /// databases are stopped (data kept) and nothing new can be created.
+    #[oai(nullable)]
+    pub suspended_at: Option<DateTime<Utc>>,
+    /// Why, as the admin wrote it.
+    #[oai(nullable)]
+    pub suspension_reason: Option<String>,
+    /// Set once the account is deleted (an admin's view only).
+    #[oai(nullable)]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<User> for UserView {
@@ -67,8 +77,21 @@ impl From<User> for UserView {
             name: u.name,
             role: u.role,
             created_at: u.created_at,
+            suspended_at: u.suspended_at,
+            suspension_reason: u.suspension_reason,
+            deleted_at: u.deleted_at,
         }
     }
+}
+
+/// `POST /api/admin/users/{id}/suspend`.
+#[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendUserRequest {
+    /// Why, shown to the customer in a notice and on their account (3 to
+    /// 500 characters).
+    #[oai(validator(min_length = 3, max_length = 500))]
+    pub reason: String,
 }
 
 #[derive(Object, Deserialize, Debug)]

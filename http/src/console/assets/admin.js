@@ -1,7 +1,7 @@
 // The admin console (`/admin`): the platform at a glance, plans, runtimes,
 // database engines, nodes (registration with its install command shown
 // once), customers (search, their applications and wallet, credit, data
-// export) and the audit log. The inspector of queues and actors is its own
+// export, suspend and resume, delete) and the audit log. The inspector of queues and actors is its own
 // page, `/admin/inspector`.
 
 import {del, get, post, put} from './api.js';
@@ -199,7 +199,9 @@ async function customersView(main, navigate) {
     const q = search.value.trim();
     const users = await get(`/admin/users?limit=200${q ? `&q=${encodeURIComponent(q)}` : ''}`);
     fill(list, table(['E-mail', 'Role', 'Balance', 'Applications', 'Databases', 'Since'], users.map(u => h('tr', {dataset: {user: u.user.id}},
-      h('td', {}, h('a', {href: `/admin#/customers/${u.user.id}`}, u.user.email)), h('td', {}, u.user.role), h('td', {}, `${u.balance} ${u.currency}`),
+      h('td', {}, h('a', {href: `/admin#/customers/${u.user.id}`}, u.user.email)),
+      h('td', {}, u.user.role, u.user.suspended_at ? [' ', badge('suspended')] : null, u.user.deleted_at ? [' ', badge('deleted')] : null),
+      h('td', {}, `${u.balance} ${u.currency}`),
       h('td', {}, u.applications), h('td', {}, u.databases), h('td', {}, when(u.user.created_at)))), 'Nobody matches.'));
   };
   search.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(load, 250); });
@@ -224,6 +226,7 @@ async function customerView(main, id) {
         toast(`Credited; the balance is ${r.balance}`);
         load();
       }}),
+      suspension(c, load),
       h('h2', {}, 'Applications'),
       table(['Name', 'Status', 'Region', 'URL'], c.applications.map(a => h('tr', {dataset: {app: a.id}},
         h('td', {}, h('a', {href: `/admin/inspector#app/${a.id}`}, a.name)), h('td', {}, badge(a.status)), h('td', {}, a.region), h('td', {}, a.url))), 'No application.'),
@@ -240,6 +243,31 @@ async function customerView(main, id) {
       }))));
   };
   await load();
+}
+
+/** A customer's account: suspend with a reason, resume, delete; a deleted one says so. */
+function suspension(c, load) {
+  const u = c.user;
+  if (u.deleted_at) return h('p', {class: 'muted', id: 'account-deleted'}, `This account was deleted ${when(u.deleted_at)}; its ledger is kept.`);
+  if (u.role !== 'customer') return null;
+  const remove = button('Delete this account', btn => {
+    if (!confirm(`Delete ${u.email}? Their applications and databases are removed from the nodes; the ledger is kept.`)) return;
+    act(btn, () => del(`/admin/users/${u.id}`), 'Account deleted').then(load);
+  }, {class: 'danger', id: 'delete-user'});
+  if (u.suspended_at) {
+    return h('section', {id: 'suspension'}, h('h2', {}, 'Suspended'),
+      h('p', {}, badge('suspended'), ` since ${when(u.suspended_at)}: `, u.suspension_reason || ''),
+      h('p', {}, button('Resume the account', btn => act(btn, () => post(`/admin/users/${u.id}/resume`), 'Resumed; their resources come back').then(load), {id: 'resume-user'}), ' ', remove));
+  }
+  return h('section', {id: 'suspension'}, h('h2', {}, 'Suspend the account'),
+    h('p', {class: 'muted'}, 'Stops their applications and databases with their data kept, whatever the balance, until resumed; they read the reason.'),
+    form({id: 'suspend', submit: 'Suspend', fields: [{name: 'reason', label: 'Why (shown to the customer)', required: true}],
+      onsubmit: async v => {
+        await post(`/admin/users/${u.id}/suspend`, {reason: v.reason});
+        toast('Suspended; their resources are stopping');
+        load();
+      }}),
+    h('p', {}, remove));
 }
 
 async function auditView(main) {

@@ -62,7 +62,7 @@ async function route() {
   // Each view draws into an area of its own: one still loading when the
   // next begins draws into an area that is no longer on the page.
   const area = h('div', {});
-  main.replaceChildren(area);
+  main.replaceChildren(...[suspendedBanner(), area].filter(Boolean));
   let stop = null;
   try {
     stop = await show(area, parts);
@@ -71,6 +71,14 @@ async function route() {
   }
   if (typeof stop !== 'function') return;
   if (mine === generation) stopView = stop; else stop();
+}
+
+/** While an admin holds the customer's account suspended: why, above every view. */
+function suspendedBanner() {
+  if (adminConsole || !session || !session.user.suspended_at) return null;
+  return h('p', {class: 'error', role: 'alert', id: 'suspended-banner'},
+    `Your account is suspended: ${session.user.suspension_reason || 'no reason given'}. `,
+    'Your applications and databases are stopped with their data kept, and nothing new can be created or deployed; contact the platform\'s operator.');
 }
 
 /** Draws the view `parts` names into `area`; may answer a function that stops it. */
