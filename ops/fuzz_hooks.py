@@ -228,3 +228,17 @@ def seeded_state(ctx, case, kwargs):
     app = parameters.get("id", parameters.get("appId"))
     if isinstance(app, int):
         _seeded.reset(app)
+
+
+@schemathesis.hook("before_call").apply_to(method="GET")
+def no_stream_in_chains(ctx, case, kwargs):
+    """A followed read (`follow=true`) is a Server-Sent Events stream that
+    stays open until the client leaves: the examples, coverage and fuzzing
+    phases read its events (checked against the spec's event schema) until
+    the request timeout; in a stateful chain it would spend that timeout at
+    every step and hand on no ids, so chains read the JSON answer."""
+    meta = getattr(case, "meta", None)
+    if meta is None or str(meta.phase.name) != "stateful":
+        return
+    if isinstance(case.query, dict) and "follow" in case.query:
+        case.query = {k: v for k, v in case.query.items() if k != "follow"}

@@ -501,8 +501,11 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
     browser
         .until(
             20,
-            "the deploy button",
-            "!!document.querySelector('#deploy-now')",
+            "the git application's deploy button",
+            &format!(
+                "{}.includes('git-console') && !!document.querySelector('#deploy-now')",
+                text_of("h1")
+            ),
         )
         .await;
     browser.click("#deploy-now").await;

@@ -59,6 +59,7 @@ const SELF_SCOPED: &[&str] = &[
     "createApiToken",
     "getWallet",
     "listApplications",
+    "watchApplications",
     "createApplication",
     "listBillingRecords",
     "getBillingUsage",
@@ -252,6 +253,24 @@ async fn a_customer_cannot_reach_another_customers_resources() {
                 None
             };
             let method: Method = method.to_uppercase().parse().unwrap();
+            let streams = operation["responses"]["200"]["content"]
+                .as_object()
+                .is_some_and(|c| c.keys().all(|k| k == "text/event-stream"));
+            if streams {
+                // A stream stays open: its first event is what it shows.
+                let (status, text) = app.first_event(&format!("/api{concrete}"), &mallory).await;
+                for marker in alice_markers {
+                    assert!(!text.contains(marker), "{id} leaked {marker}: {text}");
+                }
+                if !SELF_SCOPED.contains(&id) {
+                    assert!(
+                        matches!(status.as_u16(), 403 | 404),
+                        "{method} {concrete} answered {status} to another customer: {text}"
+                    );
+                }
+                checked += 1;
+                continue;
+            }
             let answer =
                 call_leaking_nothing(&app, &mallory, &method, &concrete, body, &alice_markers, "")
                     .await;

@@ -165,6 +165,33 @@ impl TestApp {
         Self::answer(request.send().await).await
     }
 
+    /// GET `path` as `token`: the status and the body up to the end of its
+    /// first Server-Sent Event (a stream is read no further), or the whole
+    /// body when it is not a stream.
+    #[allow(dead_code)] // not every test binary reads a stream
+    pub async fn first_event(&self, path: &str, token: &str) -> (StatusCode, String) {
+        use futures::StreamExt;
+        let response = self
+            .client
+            .get(path)
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await;
+        let status = response.0.status();
+        let mut body = response.0.into_body().into_bytes_stream();
+        let mut text = String::new();
+        let read = async {
+            while let Some(Ok(chunk)) = body.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                if text.contains("\n\n") {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+        (status, text)
+    }
+
     /// Sends a raw body with a content type of our choosing.
     pub async fn call_raw(
         &self,

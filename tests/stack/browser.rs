@@ -94,6 +94,15 @@ impl Browser {
 
     /// Sends a DevTools command and answers its result.
     async fn command(&mut self, method: &str, params: Value) -> Value {
+        match self.try_command(method, params).await {
+            Ok(result) => result,
+            Err(answer) => panic!("{method}: {answer}"),
+        }
+    }
+
+    /// Sends a DevTools command: its result, or the whole answer when it
+    /// is an error (e.g. the page navigated while it ran).
+    async fn try_command(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let message = json!({"id": id, "method": method, "params": params}).to_string();
@@ -114,8 +123,10 @@ impl Browser {
                 continue;
             }
             if answer["id"] == id {
-                assert!(answer["error"].is_null(), "{method}: {answer}");
-                return answer["result"].clone();
+                if !answer["error"].is_null() {
+                    return Err(answer);
+                }
+                return Ok(answer["result"].clone());
             }
         }
     }
@@ -214,20 +225,40 @@ impl Browser {
         }
     }
 
-    /// Clicks the first element `selector` finds.
+    /// Runs `expression` in the page: its value, or `None` when it threw or
+    /// the page was between two documents.
+    async fn try_eval(&mut self, expression: &str) -> Option<Value> {
+        let result = self
+            .try_command(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await
+            .ok()?;
+        result["exceptionDetails"]
+            .is_null()
+            .then(|| result["result"]["value"].clone())
+    }
+
+    /// Clicks the first element `selector` finds, waiting (up to 20 s) for
+    /// one while the page is still drawing.
     pub async fn click(&mut self, selector: &str) {
-        self.eval(&format!(
-            "document.querySelector({}).click(); true",
+        let expression = format!(
+            "(e => e ? (e.click(), true) : false)(document.querySelector({}))",
             Value::from(selector)
-        ))
-        .await;
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.try_eval(&expression).await != Some(Value::Bool(true)) {
+            assert!(Instant::now() < deadline, "nothing to click at {selector}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Opens the console at `url` and logs in through its form.
     pub async fn log_in(&mut self, url: &str, email: &str, password: &str) {
         self.open(url).await;
         self.until(
-            20,
+            60,
             "the login form",
             "!!document.querySelector('#login-email')",
         )
@@ -236,7 +267,7 @@ impl Browser {
             .await;
         self.click("#login-submit").await;
         self.until(
-            20,
+            60,
             "the logged-in page",
             "!!document.querySelector('#logout')",
         )
@@ -259,7 +290,7 @@ impl Browser {
     pub async fn until(&mut self, seconds: u64, what: &str, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         loop {
-            if self.eval(expression).await == Value::Bool(true) {
+            if self.try_eval(expression).await == Some(Value::Bool(true)) {
                 return;
             }
             if Instant::now() > deadline {

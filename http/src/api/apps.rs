@@ -1,6 +1,7 @@
 //! `/api/paas/applications`: a customer's applications (create, read, update,
 //! delete). Every lookup is scoped to the caller: another customer's id is 404.
 
+use futures::future::BoxFuture;
 use poem::Request;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
@@ -17,7 +18,7 @@ use skypanel_store::catalog::{self, Plan};
 use skypanel_store::{Conn, nodes};
 
 use super::app_commands::through_actor;
-use super::streams::{JsonOrEvents, changes};
+use super::streams::{Events, changes};
 use super::{Audit, Created, Tag, page};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
@@ -111,33 +112,33 @@ fn check_single_source(repo: Option<&str>, image: Option<&str>) -> Result<(), In
 #[OpenApi(prefix_path = "/paas/applications", tag = "Tag::Applications")]
 impl AppsApi {
     /// List the caller's applications
-    ///
-    /// With `follow=true`, a Server-Sent Events stream of the whole list:
-    /// at once, then again within a second of any change (a status, a
-    /// release, an application created or deleted).
     #[oai(path = "/", method = "get", operation_id = "listApplications")]
     async fn list(
         &self,
         auth: BearerAuth,
         limit: Query<Option<i64>>,
         offset: Query<Option<i64>>,
-        follow: Query<Option<bool>>,
-    ) -> ApiResult<JsonOrEvents<Vec<ApplicationView>, Vec<ApplicationView>>> {
-        let store = self.state.store().clone();
-        let (user_id, page) = (auth.user_id(), page(limit.0, offset.0));
-        let read = move || {
-            let store = store.clone();
-            async move {
-                let mut conn = store.conn().await?;
-                let list = apps::list(&mut conn, user_id, page).await?;
-                Ok::<_, ApiError>(list.into_iter().map(Into::into).collect::<Vec<_>>())
-            }
-        };
+    ) -> ApiResult<Json<Vec<ApplicationView>>> {
+        let read = list_reader(&self.state, auth.user_id(), page(limit.0, offset.0));
+        Ok(Json(read().await?))
+    }
+
+    /// Watch the caller's applications
+    ///
+    /// A Server-Sent Events stream of the list (as `GET
+    /// /api/paas/applications` answers it, with the same paging): at once,
+    /// then again within a second of any change (a status, a release, an
+    /// application created or deleted). The web console's card grid reads it.
+    #[oai(path = "/stream", method = "get", operation_id = "watchApplications")]
+    async fn watch_list(
+        &self,
+        auth: BearerAuth,
+        limit: Query<Option<i64>>,
+        offset: Query<Option<i64>>,
+    ) -> ApiResult<Events<Vec<ApplicationView>>> {
+        let read = list_reader(&self.state, auth.user_id(), page(limit.0, offset.0));
         let first = read().await?;
-        if !follow.0.unwrap_or(false) {
-            return Ok(JsonOrEvents::Json(first));
-        }
-        Ok(JsonOrEvents::Events(changes(first, move || {
+        Ok(Events(changes(first, move || {
             let next = read();
             async move { next.await.ok() }
         })))
@@ -237,34 +238,26 @@ impl AppsApi {
     }
 
     /// Get one of the caller's applications
-    ///
-    /// With `follow=true`, a Server-Sent Events stream of the application:
-    /// at once, then again within a second of any change; it ends when the
-    /// application is deleted.
     #[oai(path = "/:id", method = "get", operation_id = "getApplication")]
-    async fn get(
-        &self,
-        auth: BearerAuth,
-        id: Path<i64>,
-        follow: Query<Option<bool>>,
-    ) -> ApiResult<JsonOrEvents<ApplicationView, ApplicationView>> {
-        let store = self.state.store().clone();
-        let (user_id, app_id) = (auth.user_id(), id.0);
-        let read = move || {
-            let store = store.clone();
-            async move {
-                let mut conn = store.conn().await?;
-                let app = apps::get(&mut conn, user_id, app_id)
-                    .await
-                    .or_not_found("application")?;
-                Ok::<_, ApiError>(ApplicationView::from(app))
-            }
-        };
+    async fn get(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<ApplicationView>> {
+        let read = app_reader(&self.state, auth.user_id(), id.0);
+        Ok(Json(read().await?))
+    }
+
+    /// Watch one of the caller's applications
+    ///
+    /// A Server-Sent Events stream of the application (as `GET
+    /// /api/paas/applications/{id}` answers it): at once, then again within
+    /// a second of any change; it ends when the application is deleted.
+    #[oai(
+        path = "/:id/stream",
+        method = "get",
+        operation_id = "watchApplication"
+    )]
+    async fn watch(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Events<ApplicationView>> {
+        let read = app_reader(&self.state, auth.user_id(), id.0);
         let first = read().await?;
-        if !follow.0.unwrap_or(false) {
-            return Ok(JsonOrEvents::Json(first));
-        }
-        Ok(JsonOrEvents::Events(changes(first, move || {
+        Ok(Events(changes(first, move || {
             let next = read();
             async move { next.await.ok() }
         })))
@@ -461,4 +454,40 @@ pub enum DeleteAnswer {
     /// The node is removing the containers; the application disappears after.
     #[oai(status = 202)]
     Deleting(Json<Box<ApplicationView>>),
+}
+
+/// Reads a page of the caller's applications, as often as it is called.
+fn list_reader(
+    state: &AppState,
+    user_id: i64,
+    page: skypanel_store::Page,
+) -> impl Fn() -> BoxFuture<'static, ApiResult<Vec<ApplicationView>>> + Send + 'static {
+    let store = state.store().clone();
+    move || {
+        let store = store.clone();
+        Box::pin(async move {
+            let mut conn = store.conn().await?;
+            let list = apps::list(&mut conn, user_id, page).await?;
+            Ok(list.into_iter().map(Into::into).collect())
+        })
+    }
+}
+
+/// Reads one of the caller's applications, as often as it is called.
+fn app_reader(
+    state: &AppState,
+    user_id: i64,
+    app_id: i64,
+) -> impl Fn() -> BoxFuture<'static, ApiResult<ApplicationView>> + Send + 'static {
+    let store = state.store().clone();
+    move || {
+        let store = store.clone();
+        Box::pin(async move {
+            let mut conn = store.conn().await?;
+            let app = apps::get(&mut conn, user_id, app_id)
+                .await
+                .or_not_found("application")?;
+            Ok(ApplicationView::from(app))
+        })
+    }
 }

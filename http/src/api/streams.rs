@@ -1,6 +1,8 @@
-//! Answers that are JSON, or a live Server-Sent Events stream of the same
-//! content when the caller asks to follow it (`?follow=true`): one
-//! documented 200 response with both media types.
+//! Live Server-Sent Events streams: of a watched state (`Events`, at a path
+//! of its own, so that tools reading the JSON answer's schema, such as
+//! schemathesis's link inference, still find it), or of a log, answered as
+//! JSON or followed (`?follow=true`, one 200 response with both media
+//! types).
 
 use std::time::Duration;
 
@@ -47,6 +49,44 @@ where
         .boxed()
 }
 
+/// A Server-Sent Events stream of `E` events, documented per event.
+pub struct Events<E>(pub BoxStream<'static, E>);
+
+impl<E> IntoResponse for Events<E>
+where
+    E: Type + ToJSON + Send + 'static,
+{
+    fn into_response(self) -> poem::Response {
+        EventStream::new(self.0)
+            .keep_alive(KEEP_ALIVE)
+            .into_response()
+    }
+}
+
+impl<E> ApiResponse for Events<E>
+where
+    E: Type + ToJSON + Send + 'static,
+{
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "A Server-Sent Events stream: one event at once, then one per change",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: "text/event-stream",
+                    schema: event_schema::<E>(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        E::register(registry);
+    }
+}
+
 /// JSON, or an SSE stream of `E` events.
 pub enum JsonOrEvents<J, E> {
     Json(J),
@@ -61,9 +101,7 @@ where
     fn into_response(self) -> poem::Response {
         match self {
             Self::Json(value) => Json(value).into_response(),
-            Self::Events(stream) => EventStream::new(stream)
-                .keep_alive(KEEP_ALIVE)
-                .into_response(),
+            Self::Events(stream) => Events(stream).into_response(),
         }
     }
 }

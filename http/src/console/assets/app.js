@@ -27,7 +27,7 @@ export function appView(main, id, tab, navigate) {
     h('a', {href: app.url, target: '_blank', rel: 'noopener noreferrer', class: 'url'}, app.url));
   const tabs = {overview, deploys, environment, domains, databases, logs, settings};
   let started = false;
-  stops.push(follow(`/paas/applications/${id}?follow=true`, latest => {
+  stops.push(follow(`/paas/applications/${id}/stream`, latest => {
     app = latest;
     showHead();
     if (!started) {

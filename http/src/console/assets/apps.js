@@ -41,7 +41,7 @@ export function appsView(main) {
       h('a', {href: '#/apps/new', class: 'button', id: 'new-app'}, 'New application')),
     grid);
   let drawn = false;
-  return follow('/paas/applications?follow=true&limit=200', list => {
+  return follow('/paas/applications/stream?limit=200', list => {
     if (!drawn) { drawn = true; queueMicrotask(() => performance.mark('skypanel:apps-drawn')); }
     if (list.length === 0) {
       fill(grid, h('p', {class: 'empty'}, 'No applications yet. ', h('a', {href: '#/apps/new'}, 'Create one.')));
