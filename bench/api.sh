@@ -45,6 +45,8 @@ export SKYPANEL_SECRET_KEY=$(random_hex 32) SKYPANEL_JWT_SECRET=$(random_hex 32)
 # Limits far above what the benchmark sends, so every request is counted
 # (the limiter's cost is part of the figures) and none is refused.
 export SKYPANEL_RATE_LIMIT_API=1000000 SKYPANEL_RATE_LIMIT_USER=1000000
+# The console's figures are of a customer with 200 applications (the quota is 50).
+export SKYPANEL_MAX_APPS_PER_USER=1000
 log="${TMPDIR:-/tmp}/skypanel-bench-api.log"
 SKYPANEL_ADMIN_PASSWORD=bench-password "$target/skypanel" admin create --email bench@example.com >/dev/null
 "$target/skypanel" serve > "$log" 2>&1 &

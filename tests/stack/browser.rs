@@ -172,7 +172,12 @@ impl Browser {
         let cached: Vec<&Value> = self
             .network
             .iter()
-            .filter(|e| e["method"] == "Network.requestServedFromCache")
+            .filter(|e| {
+                e["method"] == "Network.requestServedFromCache"
+                    || (e["method"] == "Network.responseReceived"
+                        && (e["params"]["response"]["fromDiskCache"] == true
+                            || e["params"]["response"]["fromPrefetchCache"] == true))
+            })
             .map(|e| &e["params"]["requestId"])
             .collect();
         self.network
