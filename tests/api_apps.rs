@@ -279,6 +279,19 @@ async fn environment_variables_are_sealed_and_masked() {
     let revealed = app.get(&format!("{env}?reveal=true"), &w.customer).await;
     assert_eq!(revealed.expect(200)[0]["value"], "s3cret-canary");
     assert_eq!(revealed.body[1]["value"], "");
+    // One variable: masked unless revealed; a missing one is a 404.
+    let one = app
+        .get(&format!("{env}/DATABASE_PASSWORD"), &w.customer)
+        .await;
+    assert_eq!(one.expect(200)["value"], "********");
+    let one = app
+        .get(&format!("{env}/DATABASE_PASSWORD?reveal=true"), &w.customer)
+        .await;
+    assert_eq!(one.expect(200)["key"], "DATABASE_PASSWORD");
+    assert_eq!(one.body["value"], "s3cret-canary");
+    app.get(&format!("{env}/MISSING?reveal=true"), &w.customer)
+        .await
+        .expect_error(404, "not_found");
 
     // At rest: ciphertext, bound to (application, key).
     let mut conn = app.sql().await;

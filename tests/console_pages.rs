@@ -1,4 +1,4 @@
-//! Every page of the web console, in headless Chromium, at a desktop's and
+//! Every page of the web console, in headless Chromium and Firefox, at a desktop's and
 //! a phone's width: it draws without an error and without a page wider than
 //! the screen, and its screenshot is saved under `target/console-screenshots/`
 //! (the README shows two). And a log flood: an application writing 10,000
@@ -88,8 +88,30 @@ async fn docker_every_console_page_draws_at_a_desktop_and_a_phone_width() {
         .await;
     assert_eq!(status, 201);
 
-    let base = stack.base.clone();
-    let mut browser = Browser::start().await;
+    // The overview's one read: the figures, the instances, the release.
+    let overview = stack
+        .get(&format!("/api/paas/applications/{app}/overview"), &erin)
+        .await;
+    assert_eq!(overview["metrics"]["application_id"], app, "{overview}");
+    assert_eq!(overview["current_release"]["current"], true, "{overview}");
+    assert!(overview["instances"].is_array(), "{overview}");
+
+    let user = stack.get("/api/auth/me", &erin).await["id"]
+        .as_i64()
+        .unwrap();
+    // The same walk in both browsers the console supports.
+    every_page(&stack.base, app, user, Browser::start, "").await;
+    every_page(&stack.base, app, user, Browser::start_firefox, "firefox-").await;
+}
+
+/// Every page of both consoles in the browser `start` opens, each saved
+/// as `{prefix}{page}-{width}x{height}.png`.
+async fn every_page<F, S>(base: &str, app: i64, user: i64, start: F, prefix: &str)
+where
+    F: Fn() -> S,
+    S: std::future::Future<Output = Browser>,
+{
+    let mut browser = start().await;
     browser.viewport(1400, 900).await;
     browser.open(&format!("{base}/")).await;
     browser
@@ -100,7 +122,7 @@ async fn docker_every_console_page_draws_at_a_desktop_and_a_phone_width() {
         )
         .await;
     browser
-        .screenshot(&screenshots().join("login-1400x900.png"))
+        .screenshot(&screenshots().join(format!("{prefix}login-1400x900.png")))
         .await;
     browser
         .log_in(&format!("{base}/#/apps"), "erin@example.com", PASSWORD)
@@ -114,7 +136,12 @@ async fn docker_every_console_page_draws_at_a_desktop_and_a_phone_width() {
         ("#/account", "account".into()),
     ];
     for (hash, name) in customer_pages {
-        page(&mut browser, &format!("{base}/{hash}"), &name).await;
+        page(
+            &mut browser,
+            &format!("{base}/{hash}"),
+            &format!("{prefix}{name}"),
+        )
+        .await;
     }
     for tab in [
         "overview",
@@ -128,19 +155,35 @@ async fn docker_every_console_page_draws_at_a_desktop_and_a_phone_width() {
         page(
             &mut browser,
             &format!("{base}/#/apps/{app}/{tab}"),
-            &format!("app-{tab}"),
+            &format!("{prefix}app-{tab}"),
         )
         .await;
+        if tab == "overview" {
+            browser
+                .until(
+                    20,
+                    "the current release and a running instance",
+                    "document.querySelector('#current-release').innerText.startsWith('v')
+                     && [...document.querySelectorAll('#tab table td')].some(td => td.innerText === 'running')",
+                )
+                .await;
+        }
     }
+    // Logging out ends the session (a DELETE with the CSRF token).
+    browser.click("#logout").await;
+    browser
+        .until(
+            20,
+            "the login form",
+            "!!document.querySelector('#login-email')",
+        )
+        .await;
 
-    let mut admin = Browser::start().await;
+    let mut admin = start().await;
     admin.viewport(1400, 900).await;
     admin
         .log_in(&format!("{base}/admin"), "admin@example.com", PASSWORD)
         .await;
-    let user = stack.get("/api/auth/me", &erin).await["id"]
-        .as_i64()
-        .unwrap();
     for view in [
         "overview".to_string(),
         "plans".into(),
@@ -154,7 +197,7 @@ async fn docker_every_console_page_draws_at_a_desktop_and_a_phone_width() {
         page(
             &mut admin,
             &format!("{base}/admin#/{view}"),
-            &format!("admin-{}", view.replace('/', "-")),
+            &format!("{prefix}admin-{}", view.replace('/', "-")),
         )
         .await;
     }

@@ -1,4 +1,5 @@
-//! Headless Chromium driven over the DevTools protocol, for tests of the
+//! Headless Chromium driven over the DevTools protocol, and headless Firefox
+//! over WebDriver BiDi (the protocol Firefox speaks), for tests of the
 //! console and the inspector: open a URL, run JavaScript in the page, wait
 //! for what it shows, size the viewport, take a screenshot. Each browser has
 //! its own profile folder, removed at the end.
@@ -21,6 +22,9 @@ pub struct Browser {
     next_id: u64,
     /// Network events seen since [`Browser::count_requests`] began.
     network: Vec<Value>,
+    /// Firefox's page (its browsing context), which every BiDi command
+    /// names; `None` for Chromium, whose socket is the page's own.
+    firefox: Option<String>,
 }
 
 impl Browser {
@@ -89,10 +93,69 @@ impl Browser {
             socket,
             next_id: 0,
             network: Vec::new(),
+            firefox: None,
         }
     }
 
-    /// Sends a DevTools command and answers its result.
+    /// Starts Firefox (ESR, as Debian ships it) and opens a WebDriver BiDi
+    /// session on its first page.
+    pub async fn start_firefox() -> Browser {
+        use std::io::BufRead as _;
+        let profile = std::env::temp_dir().join(format!(
+            "skypanel-firefox-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut child = Command::new("firefox-esr")
+            .args(["--headless", "--no-remote", "--remote-debugging-port=0"])
+            .arg("--profile")
+            .arg(&profile)
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("firefox (apt-get install firefox-esr)");
+        // Firefox says on stderr where it listens; the rest of its stderr
+        // is drained so that it never blocks on a full pipe.
+        let stderr = child.stderr.take().unwrap();
+        let (found, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("ws://") {
+                    let _ = found.send(line[at..].trim().to_string());
+                }
+            }
+        });
+        let address = listening
+            .recv_timeout(Duration::from_secs(60))
+            .expect("firefox did not start its WebDriver BiDi server");
+        let (socket, _) =
+            tokio_tungstenite::connect_async(format!("{}/session", address.trim_end_matches('/')))
+                .await
+                .expect("connect to firefox's WebDriver BiDi server");
+        let mut browser = Browser {
+            child,
+            profile,
+            socket,
+            next_id: 0,
+            network: Vec::new(),
+            firefox: None,
+        };
+        browser
+            .command("session.new", json!({"capabilities": {}}))
+            .await;
+        let tree = browser.command("browsingContext.getTree", json!({})).await;
+        browser.firefox = Some(
+            tree["contexts"][0]["context"]
+                .as_str()
+                .expect("firefox has a page")
+                .to_string(),
+        );
+        browser
+    }
+
+    /// Sends a command (DevTools or BiDi) and answers its result.
     async fn command(&mut self, method: &str, params: Value) -> Value {
         match self.try_command(method, params).await {
             Ok(result) => result,
@@ -100,8 +163,9 @@ impl Browser {
         }
     }
 
-    /// Sends a DevTools command: its result, or the whole answer when it
-    /// is an error (e.g. the page navigated while it ran).
+    /// Sends a command: its result, or the whole answer when it is an error
+    /// (e.g. the page navigated while it ran). Both protocols answer
+    /// `{"id", "result"}`, or an `error` beside the id.
     async fn try_command(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
@@ -109,7 +173,7 @@ impl Browser {
         self.socket.send(Message::text(message)).await.unwrap();
         loop {
             let Some(Ok(message)) = self.socket.next().await else {
-                panic!("chromium closed the connection");
+                panic!("the browser closed the connection");
             };
             let Ok(text) = message.into_text() else {
                 continue;
@@ -133,26 +197,68 @@ impl Browser {
 
     /// Opens `url` in the page.
     pub async fn open(&mut self, url: &str) {
-        self.command("Page.navigate", json!({ "url": url })).await;
+        match self.firefox.clone() {
+            None => self.command("Page.navigate", json!({ "url": url })).await,
+            Some(context) => {
+                self.command(
+                    "browsingContext.navigate",
+                    json!({"context": context, "url": url, "wait": "interactive"}),
+                )
+                .await
+            }
+        };
     }
 
     /// Runs `expression` in the page (awaiting a promise) and answers its value.
     pub async fn eval(&mut self, expression: &str) -> Value {
+        match self.evaluate(expression).await {
+            Ok(value) => value,
+            Err(failure) => panic!("{expression}: {failure}"),
+        }
+    }
+
+    /// Runs `expression` in the page: its value as JSON, or what went wrong
+    /// (it threw, or the page was between two documents).
+    async fn evaluate(&mut self, expression: &str) -> Result<Value, Value> {
+        let Some(context) = self.firefox.clone() else {
+            let result = self
+                .try_command(
+                    "Runtime.evaluate",
+                    json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+                )
+                .await?;
+            return if result["exceptionDetails"].is_null() {
+                Ok(result["result"]["value"].clone())
+            } else {
+                Err(result)
+            };
+        };
+        // BiDi answers a value in its own serialisation: the page turns it
+        // into JSON text first, so both browsers answer the same values.
+        let wrapped = format!("(async () => JSON.stringify(await ({expression})))()");
         let result = self
-            .command(
-                "Runtime.evaluate",
-                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            .try_command(
+                "script.evaluate",
+                json!({"expression": wrapped, "target": {"context": context}, "awaitPromise": true}),
             )
-            .await;
-        assert!(
-            result["exceptionDetails"].is_null(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
+            .await?;
+        match (result["type"].as_str(), result["result"]["value"].as_str()) {
+            (Some("success"), Some(text)) => Ok(serde_json::from_str(text).unwrap()),
+            (Some("success"), None) => Ok(Value::Null),
+            _ => Err(result),
+        }
     }
 
     /// Sizes the page's viewport as a device of `width` × `height` CSS pixels.
     pub async fn viewport(&mut self, width: u32, height: u32) {
+        if let Some(context) = self.firefox.clone() {
+            self.command(
+                "browsingContext.setViewport",
+                json!({"context": context, "viewport": {"width": width, "height": height}}),
+            )
+            .await;
+            return;
+        }
         self.command(
             "Emulation.setDeviceMetricsOverride",
             json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
@@ -162,6 +268,7 @@ impl Browser {
 
     /// Starts counting the requests the page sends (see [`Browser::requests`]).
     pub async fn count_requests(&mut self) {
+        assert!(self.firefox.is_none(), "requests are counted in Chromium");
         self.command("Network.enable", json!({})).await;
         self.network.clear();
     }
@@ -195,6 +302,7 @@ impl Browser {
 
     /// Bytes the page's JavaScript heap uses now.
     pub async fn heap_used(&mut self) -> f64 {
+        assert!(self.firefox.is_none(), "the heap is measured in Chromium");
         self.command("Runtime.getHeapUsage", json!({})).await["usedSize"]
             .as_f64()
             .unwrap()
@@ -203,9 +311,19 @@ impl Browser {
     /// Saves a PNG of what the viewport shows to `path`.
     pub async fn screenshot(&mut self, path: &std::path::Path) {
         use base64::Engine as _;
-        let shot = self
-            .command("Page.captureScreenshot", json!({"format": "png"}))
-            .await;
+        let shot = match self.firefox.clone() {
+            None => {
+                self.command("Page.captureScreenshot", json!({"format": "png"}))
+                    .await
+            }
+            Some(context) => {
+                self.command(
+                    "browsingContext.captureScreenshot",
+                    json!({ "context": context }),
+                )
+                .await
+            }
+        };
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().unwrap())
             .unwrap();
@@ -233,16 +351,7 @@ impl Browser {
     /// Runs `expression` in the page: its value, or `None` when it threw or
     /// the page was between two documents.
     async fn try_eval(&mut self, expression: &str) -> Option<Value> {
-        let result = self
-            .try_command(
-                "Runtime.evaluate",
-                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-            )
-            .await
-            .ok()?;
-        result["exceptionDetails"]
-            .is_null()
-            .then(|| result["result"]["value"].clone())
+        self.evaluate(expression).await.ok()
     }
 
     /// Clicks the first element `selector` finds, waiting (up to 20 s) for

@@ -81,6 +81,29 @@ impl AuthApi {
     }
 }
 
+/// The console session the request's cookie names, as `GET /auth/session`
+/// answers it; `None` without a live one. The console's page carries it too.
+pub(crate) async fn current_session(
+    state: &AppState,
+    request: &Request,
+) -> ApiResult<Option<SessionView>> {
+    let Some(secret) = session::cookie(request) else {
+        return Ok(None);
+    };
+    let Some(session) = session::find(state, secret).await? else {
+        return Ok(None);
+    };
+    let mut conn = state.store().conn().await?;
+    let user = accounts::get_user(&mut conn, session.principal.user_id)
+        .await
+        .or_not_found("user")?;
+    Ok(Some(SessionView {
+        user: user.into(),
+        csrf_token: session.csrf_token,
+        expires_at: session.expires_at,
+    }))
+}
+
 #[OpenApi(prefix_path = "/auth", tag = "Tag::Auth")]
 impl AuthApi {
     /// Create a customer account
@@ -175,16 +198,10 @@ impl AuthApi {
     /// reloaded reads it here); 401 without a live session cookie.
     #[oai(path = "/session", method = "get", operation_id = "getSession")]
     async fn get_session(&self, request: &Request) -> ApiResult<Json<SessionView>> {
-        let session = self.live_session(request).await?;
-        let mut conn = self.state.store().conn().await?;
-        let user = accounts::get_user(&mut conn, session.principal.user_id)
-            .await
-            .or_not_found("user")?;
-        Ok(Json(SessionView {
-            user: user.into(),
-            csrf_token: session.csrf_token,
-            expires_at: session.expires_at,
-        }))
+        current_session(&self.state, request)
+            .await?
+            .map(Json)
+            .ok_or_else(|| ApiError::unauthorized("no console session: log in"))
     }
 
     /// Log out of the web console

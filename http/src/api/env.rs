@@ -51,15 +51,14 @@ impl EnvApi {
             .id)
     }
 
-    /// 404 unless the application has variable `key`.
-    async fn existing(&self, auth: &BearerAuth, app_id: i64, key: &str) -> ApiResult<()> {
+    /// The application's variable `key`; 404 without one.
+    async fn existing(&self, auth: &BearerAuth, app_id: i64, key: &str) -> ApiResult<EnvVar> {
         let mut conn = self.state.store().conn().await?;
-        let vars = env_vars::list(&mut conn, auth.user_id(), app_id).await?;
-        if vars.iter().any(|v| v.key == key) {
-            Ok(())
-        } else {
-            Err(ApiError::not_found("variable"))
-        }
+        env_vars::list(&mut conn, auth.user_id(), app_id)
+            .await?
+            .into_iter()
+            .find(|v| v.key == key)
+            .ok_or_else(|| ApiError::not_found("variable"))
     }
 
     fn view(&self, var: EnvVar, reveal: bool) -> ApiResult<EnvVarView> {
@@ -177,6 +176,23 @@ impl EnvApi {
                 .map(|v| self.view(v, reveal))
                 .collect::<ApiResult<_>>()?,
         ))
+    }
+
+    /// Get one variable
+    ///
+    /// Masked, as in the list; `reveal=true` shows its value to its owner
+    /// (and only this one, as `heroku config:get` does).
+    #[oai(path = "/:id/env/:key", method = "get", operation_id = "getEnvVar")]
+    async fn get(
+        &self,
+        auth: BearerAuth,
+        id: Path<i64>,
+        key: Path<String>,
+        reveal: Query<Option<bool>>,
+    ) -> ApiResult<Json<EnvVarView>> {
+        let app_id = self.owned_app(&auth, id.0).await?;
+        let var = self.existing(&auth, app_id, &key.0).await?;
+        Ok(Json(self.view(var, reveal.0.unwrap_or(false))?))
     }
 
     /// Add a variable, or set and remove several at once

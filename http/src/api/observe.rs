@@ -1,4 +1,4 @@
-//! `/api/paas/applications/:id/{logs,metrics}`: what an application writes
+//! `/api/paas/applications/:id/{logs,metrics,overview}`: what an application writes
 //! (the node's agent ships its containers' output into a capped stream per
 //! application) and what it uses (from the node's heartbeats).
 
@@ -7,12 +7,15 @@ use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use skypanel_jobs::LogLine;
-use skypanel_store::{apps, catalog};
+use skypanel_store::apps::Application;
+use skypanel_store::catalog::Plan;
+use skypanel_store::{apps, catalog, instances, releases};
 
 use super::Tag;
 use super::streams::JsonOrEvents;
 use crate::auth::BearerAuth;
-use crate::dto::observe::{AppLogLine, AppMetrics, InstanceUsage, UsagePoint};
+use crate::dto::domains::ReleaseView;
+use crate::dto::observe::{AppLogLine, AppMetrics, AppOverview, InstanceUsage, UsagePoint};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::state::AppState;
 
@@ -129,6 +132,45 @@ impl ObserveApi {
             .or_not_found("application")?;
         let plan = catalog::get_plan(&mut conn, app.plan_id).await?;
         drop(conn);
+        Ok(Json(self.metrics_of(&app, &plan).await?))
+    }
+
+    /// An application's overview, in one read
+    ///
+    /// What a dashboard shows of one application: its instances as the node
+    /// last reported them (node, state, restarts), its resource use (as
+    /// `metrics`), and the release it runs (`null` before its first).
+    #[oai(
+        path = "/:id/overview",
+        method = "get",
+        operation_id = "getApplicationOverview"
+    )]
+    async fn overview(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<AppOverview>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let plan = catalog::get_plan(&mut conn, app.plan_id).await?;
+        let instances = instances::list_for_owner(&mut conn, auth.user_id(), app.id).await?;
+        let current_release = match app.current_release_id {
+            Some(release) => Some(ReleaseView::of(
+                releases::get(&mut conn, release).await?,
+                Some(release),
+            )),
+            None => None,
+        };
+        drop(conn);
+        Ok(Json(AppOverview {
+            metrics: self.metrics_of(&app, &plan).await?,
+            instances: instances.into_iter().map(Into::into).collect(),
+            current_release,
+        }))
+    }
+}
+
+impl ObserveApi {
+    /// The application's figures from its node's heartbeats.
+    async fn metrics_of(&self, app: &Application, plan: &Plan) -> ApiResult<AppMetrics> {
         let samples = match app.node_id {
             Some(node) => self.state.orchestrator()?.usage(node, app.id).await?,
             None => Vec::new(),
@@ -156,7 +198,7 @@ impl ObserveApi {
                 memory_used_mb: s.instances.iter().map(|i| i.4).sum(),
             })
             .collect();
-        Ok(Json(AppMetrics {
+        Ok(AppMetrics {
             application_id: app.id,
             instance_count: app.instance_count,
             cpu_limit_millicores: plan.cpu_limit,
@@ -164,7 +206,7 @@ impl ObserveApi {
             sampled_at: samples.last().map(|s| s.at),
             instances,
             history,
-        }))
+        })
     }
 }
 

@@ -6,9 +6,12 @@
 use std::sync::LazyLock;
 
 use poem::http::StatusCode;
-use poem::web::Path;
-use poem::{Response, handler};
+use poem::web::{Data, Path};
+use poem::{Request, Response, handler};
+use poem_openapi::types::ToJSON;
 use sha2::{Digest, Sha256};
+
+use crate::state::AppState;
 
 /// One embedded file.
 struct Asset {
@@ -75,13 +78,40 @@ fn secured(builder: poem::ResponseBuilder) -> poem::ResponseBuilder {
         .header("x-frame-options", "DENY")
 }
 
-/// The console's page (every view of it: the views are `#/…` routes).
+/// The console's page (every view of it: the views are `#/…` routes). It
+/// carries the browser's session (who is logged in, the CSRF token) in a
+/// `<meta name="skypanel-session">`, empty when logged out, so a load needs
+/// no request of its own for it; left out when the session could not be
+/// read (the page then asks `GET /api/auth/session`).
 #[handler]
-pub fn page() -> Response {
+pub async fn page(request: &Request, state: Data<&AppState>) -> Response {
+    let meta = match crate::api::auth::current_session(&state, request).await {
+        Ok(session) => format!(
+            r#"<meta name="skypanel-session" content="{}">"#,
+            escape_attribute(&session.map(|s| s.to_json_string()).unwrap_or_default())
+        ),
+        Err(_) => String::new(),
+    };
     secured(Response::builder())
         .content_type("text/html; charset=utf-8")
-        .header("cache-control", "no-cache")
-        .body(RENDERED_PAGE.as_str())
+        .header("cache-control", "no-store")
+        .body(RENDERED_PAGE.replace("{{session}}", &meta))
+}
+
+/// `text` as it may stand between an HTML attribute's double quotes.
+fn escape_attribute(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `/console/:version/:name`: an asset, cached for a year when the version
@@ -129,9 +159,21 @@ mod tests {
     #[test]
     fn the_page_loads_its_assets_from_the_current_version_and_js_stays_under_200_kb() {
         assert!(RENDERED_PAGE.contains(&format!("/console/{}/main.js", *VERSION)));
-        assert!(!RENDERED_PAGE.contains("{{"));
+        // The one place left to fill per request: the session's meta.
+        assert!(!RENDERED_PAGE.replace("{{session}}", "").contains("{{"));
         let (js, _) = sizes();
         assert!(js < 200 * 1024, "{js} bytes of JavaScript");
+    }
+
+    #[test]
+    fn a_session_value_never_leaves_its_attribute() {
+        let name = r#"x"><script>alert('x')</script>&amp;"#;
+        let escaped = escape_attribute(name);
+        assert!(!escaped.contains(['"', '<', '>', '\'']), "{escaped}");
+        assert_eq!(
+            escaped,
+            "x&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;amp;"
+        );
     }
 
     #[test]

@@ -50,3 +50,14 @@ pub struct AppMetrics {
     /// Totals over the recent heartbeats, oldest first.
     pub history: Vec<UsagePoint>,
 }
+
+/// One application as a dashboard shows it.
+#[derive(Object, Debug)]
+pub struct AppOverview {
+    pub metrics: AppMetrics,
+    /// Its containers, as its node last reported them.
+    pub instances: Vec<crate::dto::apps::InstanceView>,
+    /// The release it runs; `null` before its first.
+    #[oai(nullable)]
+    pub current_release: Option<crate::dto::domains::ReleaseView>,
+}

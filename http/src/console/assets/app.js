@@ -64,38 +64,37 @@ function overview(body, app) {
     h('dt', {}, 'Instances'), h('dd', {}, String(a.instance_count)),
     h('dt', {}, 'Region'), h('dd', {}, a.region),
     a.last_error ? [h('dt', {}, 'Last error'), h('dd', {class: 'error'}, a.last_error)] : null);
-  const loadMetrics = async () => {
-    const m = await get(`/paas/applications/${app.id}/metrics`).catch(() => null);
-    if (!m) return;
+  // One read draws the tab: the instances, the charts and the release.
+  const load = async () => {
+    const o = await get(`/paas/applications/${app.id}/overview`).catch(() => null);
+    if (!o) return;
+    const m = o.metrics;
     const hour = Date.now() - 3600 * 1000;
     const points = m.history.filter(p => new Date(p.at).getTime() >= hour);
     const cpuMax = (m.cpu_limit_millicores / 10) * Math.max(m.instance_count, 1);
     fill(charts,
       chart('CPU', points.map(p => p.cpu_percent), cpuMax, v => `${v.toFixed(1)} %`),
       chart('Memory', points.map(p => p.memory_used_mb), m.memory_limit_mb * Math.max(m.instance_count, 1), v => `${Math.round(v)} MB`));
-  };
-  const loadRelease = async () => {
-    const rs = await get(`/paas/applications/${app.id}/releases?limit=20`).catch(() => []);
-    const current = rs.find(r => r.current);
+    const current = o.current_release;
     currentVersion = current ? `v${current.version} — ${current.description}` : 'none yet';
     const slot = details.querySelector('#current-release');
     if (slot && app.current_release_id) slot.textContent = currentVersion;
-  };
-  const loadInstances = async () => {
-    loadMetrics();
-    loadRelease();
-    const list = await get(`/paas/applications/${app.id}/instances`).catch(() => []);
     fill(instances, h('h2', {}, 'Instances'), table(['Instance', 'Release', 'Node', 'State', 'CPU', 'Memory', 'Restarts'],
-      list.map(i => h('tr', {}, h('td', {}, i.instance), h('td', {}, `v${i.release}`), h('td', {}, i.node_id),
+      o.instances.map(i => h('tr', {}, h('td', {}, i.instance), h('td', {}, `v${i.release}`), h('td', {}, i.node_id),
         h('td', {}, badge(i.crash_looping ? 'crash_looping' : i.state)), h('td', {}, `${i.cpu_percent.toFixed(1)} %`),
         h('td', {}, `${i.memory_used_mb} MB`), h('td', {}, i.restart_count))),
       'No instance runs.'));
   };
   show(app);
-  loadInstances();
-  const timer = setInterval(loadInstances, 5000);
+  load();
+  const timer = setInterval(load, 5000);
   fill(body, details, h('h2', {}, 'The last hour'), charts, instances);
-  body.onapp = a => { app = a; show(a); loadRelease(); };
+  body.onapp = a => {
+    const released = a.current_release_id !== app.current_release_id;
+    app = a;
+    show(a);
+    if (released) load();
+  };
   return () => clearInterval(timer);
 }
 
@@ -160,9 +159,8 @@ function environment(body, app) {
         h('td', {},
           button('Reveal', async btn => {
             await act(btn, async () => {
-              const all = await get(`/paas/applications/${app.id}/env?reveal=true`);
-              const found = all.find(x => x.key === v.key);
-              value.textContent = found ? found.value : '';
+              const one = await get(`/paas/applications/${app.id}/env/${encodeURIComponent(v.key)}?reveal=true`);
+              value.textContent = one.value;
               value.className = 'revealed';
             });
           }),

@@ -116,14 +116,22 @@ whenLoggedOut(() => {
 });
 
 window.addEventListener('hashchange', route);
+// A page the browser keeps for its back button holds no event stream (each
+// would keep one of the six connections a browser opens to the platform);
+// it draws its view again when it is shown again.
+window.addEventListener('pagehide', () => { if (stopView) { stopView(); stopView = null; } });
+window.addEventListener('pageshow', event => { if (event.persisted) route(); });
+
+/** The session the page came with (empty: logged out); asked for when it did not come. */
+async function firstSession() {
+  const meta = document.querySelector('meta[name="skypanel-session"]');
+  if (meta) return meta.content ? JSON.parse(meta.content) : null;
+  try { return await api('GET', '/auth/session'); } catch { return null; }
+}
 
 (async () => {
-  try {
-    session = await api('GET', '/auth/session');
-    setSession(session);
-  } catch {
-    session = null;
-  }
+  session = await firstSession();
+  setSession(session);
   showUser();
   route();
 })();
