@@ -134,6 +134,18 @@ pub enum RestoreBy {
     RedisData,
 }
 
+/// The variable that carries the MongoDB tools' config (their password).
+const MONGO_CONFIG_VAR: &str = "SKYPANEL_MONGO_TOOL_CONFIG";
+
+/// Runs `$0 "$@"` with `--config` naming a here-document of the config in
+/// [`MONGO_CONFIG_VAR`].
+const MONGO_WITH_CONFIG: &str = "exec \"$0\" \"$@\" --config /dev/fd/3 3<<SKYPANEL_EOF\n${SKYPANEL_MONGO_TOOL_CONFIG}\nSKYPANEL_EOF\n";
+
+/// `text` as a single-quoted YAML scalar.
+fn yaml_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// The dump tool of a database type; `None` for a type the platform does not run.
 pub fn dump_tool(db_type: &str, user: &str, password: &str, database: &str) -> Option<DumpTool> {
     let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
@@ -184,32 +196,35 @@ pub fn dump_tool(db_type: &str, user: &str, password: &str, database: &str) -> O
             restore: RestoreBy::RedisData,
             env: env("REDISCLI_AUTH"),
         },
-        "mongodb" => DumpTool {
-            dump: args(&[
-                "mongodump",
-                "--archive",
-                "--quiet",
-                "--authenticationDatabase",
-                "admin",
-                "--username",
-                user,
-                "--password",
-                password,
-            ]),
-            restore: RestoreBy::Stdin(args(&[
-                "mongorestore",
-                "--archive",
-                "--drop",
-                "--quiet",
-                "--authenticationDatabase",
-                "admin",
-                "--username",
-                user,
-                "--password",
-                password,
-            ])),
-            env: Vec::new(),
-        },
+        // mongodump and mongorestore read a password only from their
+        // command line (which any process list shows) or a config file:
+        // the file is a here-document on descriptor 3, written by the
+        // container's shell from the environment, so it never touches a
+        // disk or an argument.
+        "mongodb" => {
+            let with_password = |tool: &str, rest: &[&str]| {
+                let mut command = args(&["sh", "-c", MONGO_WITH_CONFIG, tool]);
+                command.extend(args(&[
+                    "--authenticationDatabase",
+                    "admin",
+                    "--username",
+                    user,
+                ]));
+                command.extend(args(rest));
+                command
+            };
+            DumpTool {
+                dump: with_password("mongodump", &["--archive", "--quiet"]),
+                restore: RestoreBy::Stdin(with_password(
+                    "mongorestore",
+                    &["--archive", "--drop", "--quiet"],
+                )),
+                env: vec![(
+                    MONGO_CONFIG_VAR.to_string(),
+                    format!("password: {}", yaml_quoted(password)),
+                )],
+            }
+        }
         _ => return None,
     })
 }
@@ -464,10 +479,43 @@ mod tests {
             dump_tool("mysql", "u", "pw", "shop").unwrap().dump[0],
             "mysqldump"
         );
-        assert_eq!(
-            dump_tool("mongodb", "u", "pw", "shop").unwrap().dump[0],
-            "mongodump"
-        );
         assert!(dump_tool("oracle", "u", "pw", "shop").is_none());
+    }
+
+    #[test]
+    fn mongodb_tools_get_their_password_in_a_config_on_a_descriptor_never_an_argument() {
+        let mongo = dump_tool("mongodb", "u1", "canary-pass'word", "shop").unwrap();
+        let RestoreBy::Stdin(restore) = &mongo.restore else {
+            panic!("mongorestore reads the archive on stdin");
+        };
+        for command in [&mongo.dump, restore] {
+            assert!(!command.iter().any(|a| a.contains("canary")), "{command:?}");
+            assert!(!command.iter().any(|a| a == "--password"), "{command:?}");
+        }
+        assert_eq!(mongo.dump[3], "mongodump");
+        assert_eq!(restore[3], "mongorestore");
+        // The container's shell hands the tool a config it reads from a
+        // descriptor: here the "tool" is a shell that prints what it got.
+        let mut command = mongo.dump.clone();
+        command.splice(
+            3..4,
+            [
+                "sh".to_string(),
+                "-c".into(),
+                r#"for a; do last=$a; done; printf '%s|' "$@"; cat "$last""#.into(),
+                "tool".into(),
+            ],
+        );
+        let out = std::process::Command::new(&command[0])
+            .args(&command[1..])
+            .envs(mongo.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "--authenticationDatabase|admin|--username|u1|--archive|--quiet|--config|/dev/fd/3|\
+             password: 'canary-pass''word'\n"
+        );
     }
 }
