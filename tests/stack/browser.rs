@@ -411,7 +411,14 @@ impl Browser {
                 let text = self
                     .eval("(t => t.length > 3000 ? '…' + t.slice(-3000) : t)(document.body.innerText)")
                     .await;
-                panic!("timed out after {seconds} s waiting for: {what}; the page shows:\n{text}");
+                // What the page loaded (name, status, milliseconds): a module
+                // that never came shows here.
+                let loaded = self
+                    .try_eval("performance.getEntriesByType('resource').map(r => `${r.name.split('/').pop()} ${r.responseStatus} ${Math.round(r.duration)}`)")
+                    .await;
+                panic!(
+                    "timed out after {seconds} s waiting for: {what}; the page shows:\n{text}\nit loaded: {loaded:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
