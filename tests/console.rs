@@ -272,13 +272,7 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
 
     // Sign up from the login page.
     browser.open(&format!("{}/", stack.base)).await;
-    browser
-        .until(
-            20,
-            "the login form",
-            "!!document.querySelector('#login-email')",
-        )
-        .await;
+    browser.until_login_form(20).await;
     browser.click("a[href='#/signup']").await;
     browser
         .until(
@@ -568,21 +562,9 @@ async fn docker_a_customer_signs_up_deploys_watches_and_deletes_in_the_console()
         )
         .await;
     browser.click("#logout").await;
-    browser
-        .until(
-            20,
-            "the login form",
-            "!!document.querySelector('#login-email')",
-        )
-        .await;
+    browser.until_login_form(20).await;
     browser.open(&format!("{}/#/apps", stack.base)).await;
-    browser
-        .until(
-            20,
-            "the login form after a reload",
-            "!!document.querySelector('#login-email')",
-        )
-        .await;
+    browser.until_login_form(20).await;
 }
 
 #[tokio::test]
@@ -900,13 +882,7 @@ async fn docker_a_customer_deletes_their_account_and_its_applications_leave_the_
         .fill(&[("#delete-account-password", PASSWORD)])
         .await;
     browser.click("#delete-account-submit").await;
-    browser
-        .until(
-            20,
-            "the login page",
-            "!!document.querySelector('#login-email')",
-        )
-        .await;
+    browser.until_login_form(20).await;
 
     // Every credential is dead at once; the application leaves the node.
     let (status, _) = stack.call(Method::GET, "/api/auth/me", &gina, None).await;

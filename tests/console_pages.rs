@@ -114,13 +114,7 @@ where
     let mut browser = start().await;
     browser.viewport(1400, 900).await;
     browser.open(&format!("{base}/")).await;
-    browser
-        .until(
-            20,
-            "the login form",
-            "!!document.querySelector('#login-email')",
-        )
-        .await;
+    browser.until_login_form(20).await;
     browser
         .screenshot(&screenshots().join(format!("{prefix}login-1400x900.png")))
         .await;
@@ -171,13 +165,7 @@ where
     }
     // Logging out ends the session (a DELETE with the CSRF token).
     browser.click("#logout").await;
-    browser
-        .until(
-            20,
-            "the login form",
-            "!!document.querySelector('#login-email')",
-        )
-        .await;
+    browser.until_login_form(20).await;
 
     let mut admin = start().await;
     admin.viewport(1400, 900).await;

@@ -368,15 +368,20 @@ impl Browser {
         }
     }
 
-    /// Opens the console at `url` and logs in through its form.
-    pub async fn log_in(&mut self, url: &str, email: &str, password: &str) {
-        self.open(url).await;
+    /// Waits (up to `seconds`) until the console shows its login form.
+    pub async fn until_login_form(&mut self, seconds: u64) {
         self.until(
-            60,
+            seconds,
             "the login form",
             "!!document.querySelector('#login-email')",
         )
         .await;
+    }
+
+    /// Opens the console at `url` and logs in through its form.
+    pub async fn log_in(&mut self, url: &str, email: &str, password: &str) {
+        self.open(url).await;
+        self.until_login_form(60).await;
         self.fill(&[("#login-email", email), ("#login-password", password)])
             .await;
         self.click("#login-submit").await;
