@@ -30,11 +30,7 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium and attaches to its first page.
     pub async fn start() -> Browser {
-        let profile = std::env::temp_dir().join(format!(
-            "skypanel-chromium-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&profile).unwrap();
+        let profile = new_profile("chromium");
         let child = Command::new("chromium")
             .args([
                 "--headless=new",
@@ -87,6 +83,11 @@ impl Browser {
         let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
             .expect("attach to chromium's page");
+        Browser::attached(child, profile, socket)
+    }
+
+    /// A browser whose commands go over `socket` (a page's, for Chromium).
+    fn attached(child: Child, profile: PathBuf, socket: Socket) -> Browser {
         Browser {
             child,
             profile,
@@ -101,11 +102,7 @@ impl Browser {
     /// session on its first page.
     pub async fn start_firefox() -> Browser {
         use std::io::BufRead as _;
-        let profile = std::env::temp_dir().join(format!(
-            "skypanel-firefox-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&profile).unwrap();
+        let profile = new_profile("firefox");
         let mut child = Command::new("firefox-esr")
             .args(["--headless", "--no-remote", "--remote-debugging-port=0"])
             .arg("--profile")
@@ -134,14 +131,7 @@ impl Browser {
             tokio_tungstenite::connect_async(format!("{}/session", address.trim_end_matches('/')))
                 .await
                 .expect("connect to firefox's WebDriver BiDi server");
-        let mut browser = Browser {
-            child,
-            profile,
-            socket,
-            next_id: 0,
-            network: Vec::new(),
-            firefox: None,
-        };
+        let mut browser = Browser::attached(child, profile, socket);
         browser
             .command("session.new", json!({"capabilities": {}}))
             .await;
@@ -428,6 +418,14 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A new, empty profile folder for a browser of `kind`.
+fn new_profile(kind: &str) -> PathBuf {
+    let profile =
+        std::env::temp_dir().join(format!("skypanel-{kind}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&profile).unwrap();
+    profile
 }
 
 impl Drop for Browser {
