@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use skypanel_domain::names::normalize_hostname;
@@ -72,6 +73,14 @@ pub struct Config {
     pub pressure_window: Duration,
     /// How long a deploy waits for a node with room before it gives up.
     pub placement_wait: Duration,
+    /// How long a release phase's command may run.
+    pub release_phase_timeout: Duration,
+    /// Where GitHub answers (`SKYPANEL_GITHUB_API_URL`, `SKYPANEL_GITHUB_WEB_URL`).
+    pub github: skypanel_http::github::GithubUrls,
+    /// Where the applications' repositories for `git push` live.
+    pub git_root: PathBuf,
+    /// The largest `git push` taken, in MiB.
+    pub git_max_push_mb: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -535,6 +544,43 @@ impl Config {
             (0, 7 * 86_400),
             &mut errors,
         );
+        let release_phase_timeout = parse_number(
+            "SKYPANEL_RELEASE_PHASE_TIMEOUT",
+            raw.get("SKYPANEL_RELEASE_PHASE_TIMEOUT"),
+            3600u64,
+            (1, 86_400),
+            &mut errors,
+        );
+        let github = {
+            let defaults = skypanel_http::github::GithubUrls::default();
+            let mut url = |name: &str, default: String| {
+                let value = raw
+                    .get(name)
+                    .map_or(default, |u| u.trim().trim_end_matches('/').to_string());
+                if !(value.starts_with("https://") || value.starts_with("http://")) {
+                    errors.push(format!("{name}: must start with https:// or http://"));
+                }
+                value
+            };
+            skypanel_http::github::GithubUrls {
+                api: url("SKYPANEL_GITHUB_API_URL", defaults.api),
+                web: url("SKYPANEL_GITHUB_WEB_URL", defaults.web),
+            }
+        };
+        let git_root = PathBuf::from(
+            raw.get("SKYPANEL_GIT_ROOT")
+                .unwrap_or("/var/lib/skypanel/git"),
+        );
+        if !git_root.is_absolute() {
+            errors.push("SKYPANEL_GIT_ROOT: must be an absolute path".into());
+        }
+        let git_max_push_mb = parse_number(
+            "SKYPANEL_GIT_MAX_PUSH_MB",
+            raw.get("SKYPANEL_GIT_MAX_PUSH_MB"),
+            1024u64,
+            (1, 1_048_576),
+            &mut errors,
+        );
         let log_json = match raw.get("SKYPANEL_LOG_FORMAT").unwrap_or("text") {
             "text" => false,
             "json" => true,
@@ -580,6 +626,10 @@ impl Config {
                 registry,
                 pressure_window: Duration::from_secs(pressure_window),
                 placement_wait: Duration::from_secs(placement_wait),
+                release_phase_timeout: Duration::from_secs(release_phase_timeout),
+                github,
+                git_root,
+                git_max_push_mb,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -603,6 +653,7 @@ impl Config {
                 .map(|r| r.actor_settings(&self.jwt_secret)),
             pressure_window: self.pressure_window,
             placement_wait: self.placement_wait,
+            release_phase_timeout: self.release_phase_timeout,
             ..skypanel_actors::Settings::default()
         }
     }
@@ -652,8 +703,28 @@ impl Config {
                 .as_ref()
                 .and_then(|r| r.token_server(&self.jwt_secret)),
             registry_retention: self.registry.as_ref().and_then(|r| r.retention()),
+            github: self.github.clone(),
+            git: skypanel_http::git::GitSettings {
+                root: self.git_root.clone(),
+                max_push_bytes: self.git_max_push_mb * 1024 * 1024,
+                local_url: local_url(self.listen),
+                hook_program: std::env::current_exe().unwrap_or_else(|_| "skypanel".into()),
+            },
         }
     }
+}
+
+/// Where this process answers on its own machine: its listen address, with
+/// an unspecified one (`0.0.0.0`, `::`) as the loopback of its family.
+fn local_url(listen: SocketAddr) -> String {
+    let mut at = listen;
+    if at.ip().is_unspecified() {
+        at.set_ip(match at {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{at}")
 }
 
 /// `SKYPANEL_BACKUP_*` and `SKYPANEL_DB_VOLUME_RETENTION_DAYS`: how many

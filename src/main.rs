@@ -1,9 +1,11 @@
 //! `skypanel`: the SkyPanel PaaS control plane. Subcommands: `serve` runs the
 //! API (migrating first), `migrate` applies migrations, `openapi` prints the
 //! spec, `admin create` creates or promotes an admin, `secrets rotate` seals
-//! every secret again under the current key.
+//! every secret again under the current key; `git-hook` is the applications'
+//! repositories' `pre-receive` hook (git runs it).
 
 mod config;
+mod git_hook;
 mod registry;
 mod serve;
 
@@ -52,6 +54,10 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// The `pre-receive` hook of the applications' repositories (git runs it
+    /// during a push; not for people).
+    #[command(hide = true)]
+    GitHook,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +93,18 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::GitHook) {
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(git_hook::run()),
+            Err(err) => {
+                println!(" !     the platform's hook cannot start: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets {
             command: SecretsCommand::Rotate,
         } => rotate_secrets(&env, file.as_deref()).await,
+        Command::GitHook => unreachable!("answered before the runtime starts"),
         Command::Admin {
             command: AdminCommand::Create { email, password },
         } => {

@@ -168,6 +168,8 @@ pub fn spec_service() -> anyhow::Result<skypanel_http::ApiService> {
         quotas: skypanel_http::quotas::Quotas::default(),
         registry: None,
         registry_retention: None,
+        github: Default::default(),
+        git: Default::default(),
     };
     let key = skypanel_domain::secrets::SecretKey::from_hex(&"00".repeat(32))?;
     let store = Store::connect("postgres://spec-only@127.0.0.1/none", 1)?;

@@ -12,33 +12,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use stack::engines::{
     POSTGRES_IMAGE, REDIS_IMAGE, database_plan, ensure_engine_images, local_engine,
+    running_database,
 };
 use stack::{Stack, Timing, docker_text as docker};
-
-/// Creates a database and waits until it runs; answers its id and connection URL.
-async fn running_database(
-    stack: &Stack,
-    token: &str,
-    plan: i64,
-    name: &str,
-    db_type: &str,
-    version: &str,
-) -> (i64, String) {
-    let body = json!({"name": name, "db_type": db_type, "version": version, "plan_id": plan, "region": "local"});
-    let (status, created) = stack.post("/api/paas/databases", token, body).await;
-    assert_eq!(status, 201, "{created:#}");
-    let id = created["id"].as_i64().unwrap();
-    let path = format!("/api/paas/databases/{id}");
-    stack
-        .until(120, "the database runs", || async {
-            let db = stack.get(&path, token).await;
-            assert_ne!(db["status"], "failed", "{db:#}");
-            db["status"] == "running"
-        })
-        .await;
-    let db = stack.get(&path, token).await;
-    (id, db["connection"]["url"].as_str().unwrap().to_string())
-}
 
 /// The customer network a database's container is on.
 fn network_of(stack: &Stack, id: i64) -> String {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use common::{Agent, TestApp, actor_settings, container, settings};
+use poem::http::Method;
 use serde_json::{Value, json};
 use skypanel_actors::Movement;
 use skypanel_domain::billing::Period;
@@ -274,6 +275,118 @@ async fn scale_changes_mid_hour_bill_exactly_the_instance_seconds() {
     assert_eq!(usage["charged_this_month"], "0.0700");
     assert_eq!(usage["resources"][0]["name"], "shop");
     assert_eq!(usage["resources"][0]["running_instances"], 0);
+}
+
+#[tokio::test]
+async fn every_process_instance_is_billed_like_a_web_one_and_the_release_phase_runs_once() {
+    let (app, clock) = billing_app("2026-11-02T10:00:00Z", Duration::from_secs(86400)).await;
+    let s = setup(&app, "0.0400", "200.00").await;
+    let body = json!({
+        "name": "jobs", "plan_id": s.plan, "region": "local", "image": "skypanel-test/busybox:1",
+        "processes": {"web": "httpd -f -p $PORT", "worker": "./work", "release": "./migrate"}
+    });
+    let id = app
+        .post("/api/paas/applications", &s.customer, body)
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    command(&app, &s.customer, id, "deploy", json!({})).await;
+    // The first rollout carries the release phase and the web command; no worker yet.
+    let spec = settle(&app, &s.agent, s.customer_id).await;
+    assert_eq!(spec["release_phase"]["command"], "./migrate");
+    assert_eq!(spec["release_phase"]["timeout_secs"], 3600);
+    assert_eq!(spec["web_command"], "httpd -f -p $PORT");
+    assert_eq!(spec["processes"], json!([]));
+    wait_status(&app, &s.customer, id, "running").await;
+
+    // web=2 worker=1 from 10:00: the scale's rollout runs no release phase again.
+    let formation = format!("/api/paas/applications/{id}/formation");
+    let scaled = app
+        .patch(
+            &formation,
+            &s.customer,
+            json!({"formation": {"web": 2, "worker": 1}}),
+        )
+        .await
+        .expect(202)
+        .clone();
+    assert_eq!(scaled["release_command"], "./migrate");
+    let counts: Vec<(String, i64)> = scaled["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["process"].as_str().unwrap().to_string(),
+                p["quantity"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [("web".to_string(), 2), ("worker".to_string(), 1)]);
+    let spec = settle(&app, &s.agent, s.customer_id).await;
+    assert!(spec["release_phase"].is_null(), "{spec:#}");
+    assert_eq!(spec["instances"], 2);
+    assert_eq!(
+        spec["processes"],
+        json!([{"process": "worker", "command": "./work", "instances": 1}])
+    );
+    let shown = app
+        .get(&format!("/api/paas/applications/{id}"), &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(shown["formation"], json!({"web": 2, "worker": 1}));
+    assert_eq!(shown["instance_count"], 2);
+
+    // Types the release lacks, and counts out of range, are refused by name.
+    for (body, field) in [
+        (json!({"formation": {"clock": 1}}), "formation.clock"),
+        (json!({"formation": {"worker": 11}}), "formation.worker"),
+        (json!({"formation": {"web": 0}}), "formation.web"),
+        (json!({"formation": {"Bad Type": 1}}), "formation.Bad Type"),
+        (json!({"formation": {}}), "formation"),
+    ] {
+        let refused = app.patch(&formation, &s.customer, body).await;
+        refused.expect_error(422, "invalid");
+        assert_eq!(refused.field(), Some(field));
+    }
+    // Another customer's formation is not there.
+    let (_, bob) = app.customer("bob@example.com").await;
+    app.get(&formation, &bob)
+        .await
+        .expect_error(404, "not_found");
+
+    clock.set(at("2026-11-02T11:00:00Z"));
+    let run = run_billing(&app, &s.admin, "2026-11-02T10:00:00Z").await;
+    // 3 process instances for the hour: 3 instance-hours at 0.04.
+    assert_eq!(
+        (run["records"].as_i64(), run["charged"].as_str()),
+        (Some(1), Some("0.1200"))
+    );
+    let records = app
+        .get("/api/paas/billing/records", &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(records[0]["instance_count"], 3);
+    assert_eq!(records[0]["hours_used"], "3.000000");
+
+    // The release phase's release succeeded once; the release says so.
+    let releases = app
+        .get(
+            &format!("/api/paas/applications/{id}/releases"),
+            &s.customer,
+        )
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(releases[0]["status"], "succeeded");
+    assert_eq!(releases[0]["release_command"], "./migrate");
+    assert_eq!(
+        releases[0]["processes"],
+        json!({"web": "httpd -f -p $PORT", "worker": "./work"})
+    );
 }
 
 #[tokio::test]
@@ -777,4 +890,224 @@ async fn an_admin_suspends_a_customer_whatever_their_balance_and_resumes_exactly
         "{actions:?}"
     );
     assert_ledger_matches(&app, s.customer_id).await;
+}
+
+/// The node's side of a run: it leases the `app.run` task, says the
+/// container started, and reports how it ended.
+async fn lease_run(app: &TestApp, agent: &Agent) -> (i64, String, Value) {
+    let leased = app.lease(agent, 5).await;
+    let task = leased.expect(200)["tasks"][0].clone();
+    assert_eq!(task["spec"]["kind"], "app.run", "{task:#}");
+    let task_id = task["task_id"].as_i64().unwrap();
+    let lease = task["lease_id"].as_str().unwrap().to_string();
+    app.report(agent, task_id, &lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    (task_id, lease, task["spec"].clone())
+}
+
+#[tokio::test]
+async fn a_one_off_run_is_billed_per_second_like_an_instance_and_belongs_to_its_owner() {
+    let (app, clock) = billing_app("2026-11-02T10:00:00Z", Duration::from_secs(86400)).await;
+    let s = setup(&app, "0.0400", "200.00").await;
+    let id = app.app(&s.customer, "shop", s.plan).await;
+    let runs = format!("/api/paas/applications/{id}/runs");
+    // Nothing to run before the first release.
+    app.post(&runs, &s.customer, json!({"command": "env"}))
+        .await
+        .expect_error(409, "conflict");
+    app.post(
+        &format!("/api/paas/applications/{id}/env"),
+        &s.customer,
+        json!({"key": "GREETING", "value": "hello"}),
+    )
+    .await
+    .expect(201);
+    command(&app, &s.customer, id, "deploy", json!({})).await;
+    settle(&app, &s.agent, s.customer_id).await;
+    wait_status(&app, &s.customer, id, "running").await;
+
+    // Bad requests name their field and leave nothing behind.
+    for (body, field) in [
+        (json!({"command": "  "}), "command"),
+        (json!({"command": "x".repeat(8193)}), "command"),
+        (json!({"command": "env", "tty": true}), "tty"),
+        (json!({"command": "env", "ttl_secs": 0}), "ttl_secs"),
+        (json!({"command": "env", "ttl_secs": 86401}), "ttl_secs"),
+        (json!({"command": "env", "env": {"1BAD": "x"}}), "env.1BAD"),
+        (json!({"command": "env", "release": 9}), "release"),
+        (json!({"command": "env", "shell": true}), "shell"),
+    ] {
+        let refused = app.post(&runs, &s.customer, body.clone()).await;
+        assert_eq!(refused.status.as_u16(), 422, "{body}: {:#}", refused.body);
+        assert_eq!(refused.field(), Some(field), "{body}: {:#}", refused.body);
+    }
+    assert_eq!(
+        app.get(&runs, &s.customer).await.expect(200),
+        &json!([]),
+        "a refused run leaves nothing"
+    );
+
+    // A detached run at 10:15 with a variable of its own.
+    clock.set(at("2026-11-02T10:15:00Z"));
+    let started = app
+        .post(
+            &runs,
+            &s.customer,
+            json!({"command": "./report --all", "env": {"MODE": "once"}}),
+        )
+        .await
+        .expect(201)
+        .clone();
+    let run = started["run"].clone();
+    let run_id = run["id"].as_i64().unwrap();
+    assert_eq!(run["status"], "pending");
+    assert_eq!(run["name"], format!("run.{run_id}"));
+    assert_eq!(run["started_by"], s.customer_id);
+    assert!(
+        started["session"].is_null(),
+        "a detached run has no session"
+    );
+    let (task_id, lease, spec) = lease_run(&app, &s.agent).await;
+    assert_eq!(spec["run_id"], run_id);
+    assert_eq!(spec["command"], "./report --all");
+    assert_eq!(spec["attach"], false);
+    assert_eq!(spec["ttl_secs"], 3600);
+    assert_eq!(spec["app"]["env"]["GREETING"], "hello");
+    assert_eq!(spec["app"]["env"]["MODE"], "once");
+    assert_eq!(spec["app"]["instances"], 0);
+    // The app's own rollouts are not held up by it: a restart is leased
+    // while the run goes on.
+    command(&app, &s.customer, id, "restart", json!({})).await;
+    let restart = settle(&app, &s.agent, s.customer_id).await;
+    assert_eq!(restart["kind"], "app.restart");
+
+    // Only the run's node says it started; billing runs from then.
+    let started_path = format!("/api/internal/paas/runs/{run_id}/started");
+    let stranger = app.agent(&s.admin, "worker-2", "local").await;
+    app.node_call(
+        Method::POST,
+        &started_path,
+        &stranger.credential,
+        Some(json!({})),
+    )
+    .await
+    .expect_error(404, "not_found");
+    let said = app
+        .node_call(
+            Method::POST,
+            &started_path,
+            &s.agent.credential,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(said.expect(200)["status"], "running");
+    let shown = app
+        .get(&format!("{runs}/{run_id}"), &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(shown["status"], "running");
+    assert_eq!(shown["started_at"], "2026-11-02T10:15:00+00:00");
+
+    // It exits with code 3 at 10:45: failed, with its exit code, 30 minutes.
+    clock.set(at("2026-11-02T10:45:00Z"));
+    let body = json!({"lease_id": lease, "status": "succeeded", "instances": [],
+                      "run": {"exit_code": 3}});
+    app.node_call(
+        Method::POST,
+        &format!("/api/internal/paas/tasks/{task_id}/status"),
+        &s.agent.credential,
+        Some(body),
+    )
+    .await
+    .expect(200);
+    let ended = app
+        .until_some(5, "the run ends", || async {
+            let run = app
+                .get(&format!("{runs}/{run_id}"), &s.customer)
+                .await
+                .body
+                .clone();
+            (run["status"] == "failed").then_some(run)
+        })
+        .await;
+    assert_eq!(ended["exit_code"], 3);
+    assert_eq!(ended["duration_secs"], 1800);
+    assert!(ended["failure"].is_null(), "{ended:#}");
+
+    // Another customer sees none of it.
+    let (_, bob) = app.customer("bob@example.com").await;
+    app.get(&runs, &bob).await.expect_error(404, "not_found");
+    app.get(&format!("{runs}/{run_id}"), &bob)
+        .await
+        .expect_error(404, "not_found");
+    app.post(&runs, &bob, json!({"command": "env"}))
+        .await
+        .expect_error(404, "not_found");
+    app.post(&format!("{runs}/{run_id}/stop"), &bob, json!({}))
+        .await
+        .expect_error(404, "not_found");
+
+    // A run stopped before its node took it ends at once, unbilled.
+    let queued = app
+        .post(&runs, &s.customer, json!({"command": "sleep 600"}))
+        .await
+        .expect(201)["run"]["id"]
+        .as_i64()
+        .unwrap();
+    let stopped = app
+        .post(&format!("{runs}/{queued}/stop"), &s.customer, json!({}))
+        .await
+        .expect(202)
+        .clone();
+    assert_eq!(stopped["status"], "failed");
+    assert_eq!(stopped["failure"], "the run was stopped");
+    assert!(stopped["started_at"].is_null());
+    // At most five at once.
+    for n in 0..5 {
+        app.post(&runs, &s.customer, json!({"command": format!("sleep {n}")}))
+            .await
+            .expect(201);
+    }
+    app.post(&runs, &s.customer, json!({"command": "sleep 9"}))
+        .await
+        .expect_error(409, "conflict");
+    let listed = app.get(&runs, &s.customer).await.expect(200).clone();
+    assert_eq!(listed.as_array().unwrap().len(), 7);
+    assert_eq!(listed[6]["id"], run_id, "newest first");
+    assert_eq!(listed[6]["exit_code"], 3);
+    // The audit log records each run.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'app.run'"
+        )
+        .await,
+        7
+    );
+
+    // The hour: the web instance's hour at 0.04 and the run's half hour at 0.02.
+    clock.set(at("2026-11-02T11:00:00Z"));
+    let billed = run_billing(&app, &s.admin, "2026-11-02T10:00:00Z").await;
+    assert_eq!(
+        (billed["records"].as_i64(), billed["charged"].as_str()),
+        (Some(2), Some("0.0600")),
+        "{billed:#}"
+    );
+    let records = app
+        .get("/api/paas/billing/records", &s.customer)
+        .await
+        .expect(200)
+        .clone();
+    let run_record = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource_type"] == "run")
+        .unwrap()
+        .clone();
+    assert_eq!(run_record["resource_id"], run_id);
+    assert_eq!(run_record["hours_used"], "0.500000");
+    assert_eq!(run_record["total_cost"], "0.0200");
 }

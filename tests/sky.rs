@@ -202,6 +202,10 @@ async fn docker_a_customer_deploys_configures_and_rolls_back_with_sky() {
     sky.ok(&["env:unset", "site", "MODE"]).await;
     let out = sky.ok(&["env:list", "site"]).await;
     assert!(out.contains("GREETING=") && !out.contains("MODE="), "{out}");
+    // One value, unmasked, for scripts.
+    assert_eq!(sky.ok(&["config:get", "site", "GREETING"]).await, "hi\n");
+    let ran = sky.run(&["config:get", "site", "NOPE"]).await;
+    assert!(!ran.ok && ran.stderr.lines().count() == 1, "{}", ran.stderr);
     let ran = sky.run(&["env:set", "site", "NOEQUALS"]).await;
     assert!(
         !ran.ok && ran.stderr.contains("KEY=VALUE"),
@@ -252,6 +256,32 @@ async fn docker_a_customer_deploys_configures_and_rolls_back_with_sky() {
         .app_in(&alice, apps[0]["id"].as_i64().unwrap(), "running")
         .await;
     sky.ok(&["scale", "site", "2"]).await;
+    stack
+        .until(60, "sky ps shows two web processes", || async {
+            let out = sky.ok(&["ps", "site"]).await;
+            out.contains("=== web (2): (the image's command)")
+                && out.contains("web.0")
+                && out.contains("web.1")
+                && out.matches(" running ").count() == 2
+        })
+        .await;
+    let out = sky.ok(&["ps:scale", "site", "web=1"]).await;
+    assert!(out.contains("Scaling site: web=1"), "{out}");
+    // A type the release lacks, and a malformed pair, are one line each.
+    let ran = sky.run(&["ps:scale", "site", "worker=1"]).await;
+    assert!(
+        !ran.ok && ran.stderr.lines().count() == 1 && ran.stderr.contains("formation.worker"),
+        "{}",
+        ran.stderr
+    );
+    let ran = sky.run(&["ps:scale", "site", "web"]).await;
+    assert!(
+        !ran.ok && ran.stderr.contains("TYPE=COUNT"),
+        "{}",
+        ran.stderr
+    );
+    let ps = sky.json(&["ps", "site"]).await;
+    assert_eq!(ps["formation"]["processes"][0]["process"], "web", "{ps:#}");
     let out = sky
         .ok(&["domains:add", "site", "www.site-example.com"])
         .await;
@@ -261,6 +291,16 @@ async fn docker_a_customer_deploys_configures_and_rolls_back_with_sky() {
         out.contains("www.site-example.com") && out.contains("site.apps.test"),
         "{out}"
     );
+    let out = sky
+        .ok(&["domains:remove", "site", "www.site-example.com"])
+        .await;
+    assert!(out.contains("Removed www.site-example.com"), "{out}");
+    let out = sky.ok(&["domains:list", "site"]).await;
+    assert!(!out.contains("www.site-example.com"), "{out}");
+    assert_eq!(sky.ok(&["whoami"]).await, "alice@example.com\n");
+    assert_eq!(sky.ok(&["open", "site"]).await, "http://site.apps.test\n");
+    let completion = sky.ok(&["completions", "bash"]).await;
+    assert!(completion.contains("_sky()"), "{completion}");
     let wallet = sky.json(&["wallet"]).await;
     assert!(wallet["balance"].is_string(), "{wallet:#}");
     let logs = sky.json(&["logs", "site", "-n", "5"]).await;
@@ -295,8 +335,43 @@ async fn docker_a_customer_deploys_configures_and_rolls_back_with_sky() {
     .await;
     let ran = bob.run(&["apps:info", "site"]).await;
     assert!(!ran.ok, "{}", ran.stdout);
-    sky.ok(&["logout"]).await;
+    // Destroying asks for the name again; nothing goes without it.
+    let ran = sky.run(&["apps:destroy", "site"]).await;
+    assert!(
+        !ran.ok && ran.stderr.contains("--confirm site"),
+        "{}",
+        ran.stderr
+    );
+    let ran = sky
+        .run(&["apps:destroy", "site", "--confirm", "sight"])
+        .await;
+    assert!(
+        !ran.ok && ran.stderr.contains("nothing was deleted"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(sky.json(&["apps"]).await[0]["name"], "site");
+    // Logging out revokes the token sky made.
+    let token = credentials["token"].as_str().unwrap().to_string();
+    let me = stack
+        .http
+        .get(format!("{}/api/auth/me", stack.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let out = sky.ok(&["logout"]).await;
+    assert!(out.contains("revoked"), "{out}");
     assert!(!saved.exists());
+    let me = stack
+        .http
+        .get(format!("{}/api/auth/me", stack.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401, "the token still works after logout");
 }
 
 #[tokio::test]
@@ -366,6 +441,27 @@ async fn docker_a_customer_creates_links_backs_up_and_restores_a_database_with_s
         "{}",
         ran.stderr
     );
+    // A linked database is not deleted; unlinked, it is, once named again.
+    let ran = sky
+        .run(&["db:delete", "shop-db", "--confirm", "shop-db"])
+        .await;
+    assert!(!ran.ok && ran.stderr.lines().count() == 1, "{}", ran.stderr);
+    let out = sky.ok(&["db:unlink", "shop-db", "shop"]).await;
+    assert!(out.contains("Unlinked shop-db from shop"), "{out}");
+    let ran = sky.run(&["db:delete", "shop-db"]).await;
+    assert!(
+        !ran.ok && ran.stderr.contains("--confirm shop-db"),
+        "{}",
+        ran.stderr
+    );
+    let out = sky
+        .ok(&["db:delete", "shop-db", "--confirm", "shop-db"])
+        .await;
+    assert!(out.contains("Deleting shop-db"), "{out}");
+    // Logging out with a token given on the command line keeps the token
+    // (it is the user's to revoke).
+    let out = sky.ok(&["logout"]).await;
+    assert!(!out.contains("revoked"), "{out}");
 }
 
 /// An API token of the customer (as `sky login --token` takes it).

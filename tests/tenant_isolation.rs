@@ -25,6 +25,8 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
             json!({"port": 9999, "git_branch": "stolen"}),
         ),
         ("scaleApplication", json!({"instance_count": 7})),
+        ("scaleFormation", json!({"formation": {"web": 7}})),
+        ("createRun", json!({"command": "env", "attach": true})),
         ("addEnvVar", json!({"key": "INJECTED", "value": "x"})),
         ("updateEnvVar", json!({"value": "overwritten"})),
         (
@@ -70,6 +72,10 @@ const SELF_SCOPED: &[&str] = &[
     "createWebhook",
     "exportAccount",
     "deleteAccount",
+    "authorizeGithub",
+    "listGithubInstallations",
+    "listGithubRepositories",
+    "listGithubBranches",
 ];
 /// Public catalogue reads: the same for every customer, by design.
 const SHARED: &[&str] = &[
@@ -146,6 +152,14 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         w.app
     ))
     .await;
+    // A run of it.
+    app.exec_sql(&format!(
+        "INSERT INTO paas_runs (id, application_id, user_id, started_by, release_version, plan_id, \
+         command, attach, status, exit_code, ttl_secs) \
+         VALUES (777003, {}, {}, {}, 1, {}, 'echo alice-run', false, 'succeeded', 0, 3600)",
+        w.app, w.customer_id, w.customer_id, w.plan
+    ))
+    .await;
     app.post(
         &format!("/api/paas/applications/{}/domains", w.app),
         &w.customer,
@@ -204,6 +218,7 @@ async fn a_customer_cannot_reach_another_customers_resources() {
         "alice-db",
         "a1a1a1a1",
         "alice-restore-error",
+        "alice-run",
         "alice-hook.example.com",
     ];
 
@@ -236,7 +251,11 @@ async fn a_customer_cannot_reach_another_customers_resources() {
                 .replace("{dbId}", &alice_db.to_string())
                 .replace("{key}", "ALICE_SECRET")
                 .replace("{domain}", "alice-shop.example.com")
-                .replace("{buildId}", &build_id.to_string());
+                .replace("{buildId}", &build_id.to_string())
+                .replace("{version}", "1")
+                .replace("{run}", "777003")
+                .replace("{owner}", "alice-org")
+                .replace("{repo}", "alice-repo");
             assert!(
                 !concrete.contains('{'),
                 "{id}: no value for a parameter of {path}"

@@ -43,7 +43,9 @@ pub enum AppRequest {
     Restart,
     Stop,
     Start,
-    Scale(i32),
+    /// Instances per process type (`web` is `instance_count`); types not
+    /// named keep their count.
+    Scale(std::collections::BTreeMap<String, i32>),
     Delete,
     /// Stop a build that has not finished.
     CancelBuild(i64),

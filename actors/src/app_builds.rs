@@ -106,7 +106,7 @@ pub(crate) async fn step(state: &mut AppState, step: BuildStep) -> Result<StepOu
 /// Places the application (a built image lives on its node, so a build may
 /// go anywhere) and queues the build's task there.
 async fn start(state: &mut AppState, build: &Build) -> Result<StepOutcome, Error> {
-    let count = state.app.instance_count;
+    let count = state.app.total_instances();
     let node = place(state, count, true).await?;
     let ctx = state.ctx.clone();
     let app = state.app.clone();
@@ -213,6 +213,8 @@ async fn build_spec(
             .unwrap_or_else(|| app.git_branch.clone()),
         commit: build.commit_requested.clone(),
         git_token,
+        git_token_refused: None,
+        fetch_ref: None,
         runtime: chosen,
         // The newest runtime of a kind wins detection (admins add new versions).
         runtimes: runtimes.iter().rev().map(to_spec).collect(),

@@ -2,12 +2,15 @@
 //! the transition table, placed if it needs a node, and then written with
 //! its task in one transaction (see `app_work`).
 
+use std::collections::BTreeMap;
+
 use diesel_async::AsyncConnection;
 use skypanel_domain::lifecycle::{
     AppEvent, AppStatus, BuildEvent, BuildStatus, CommandPlan, ReleaseKind, app_event,
     app_transition, build_transition,
 };
 use skypanel_domain::{Invalid, validate_instance_count};
+use skypanel_protocol::procfile;
 use skypanel_store::apps::{self, StateChange};
 use skypanel_store::builds::{self, NewBuild};
 use skypanel_store::{app_requests, instances, releases, tasks};
@@ -53,13 +56,13 @@ pub(crate) async fn handle(state: &mut AppState, request: AppRequest) -> Result<
         AppRequest::Deploy { by, commit } => deploy(state, plan, by, commit).await,
         AppRequest::Rollback { version, by } => rollback(state, plan, version, by).await,
         AppRequest::Configure(change) => crate::app_config::configure(state, plan, *change).await,
-        AppRequest::Scale(count) => scale(state, plan, count).await,
+        AppRequest::Scale(formation) => scale(state, plan, formation).await,
         AppRequest::Start => {
             let release = serving_release(state).await;
             let may_move = release
                 .as_ref()
                 .map_or(true, |r| crate::app_moves::portable(&state.ctx, r));
-            let count = state.app.instance_count;
+            let count = state.app.total_instances();
             let node = place(state, count, may_move).await?;
             let release = release?;
             queue(
@@ -188,7 +191,7 @@ async fn resume(state: &mut AppState) -> Result<Accepted, Error> {
         && let Ok(release) = serving_release(state).await
     {
         let may_move = crate::app_moves::portable(&state.ctx, &release);
-        let count = state.app.instance_count;
+        let count = state.app.total_instances();
         let node = place(state, count, may_move).await?;
         // Stopped until the node reports the containers up, then running.
         let plan = CommandPlan::new(AppStatus::Stopped, AppStatus::Running, true);
@@ -217,7 +220,7 @@ async fn deploy(
     let Some(image) = state.app.image.clone() else {
         return build_from_git(state, plan, by, commit).await;
     };
-    let count = state.app.instance_count;
+    let count = state.app.total_instances();
     let node = match place(state, count, true).await {
         Ok(node) => node,
         Err(Error::NoCapacity(reason)) => {
@@ -309,7 +312,7 @@ async fn rollback(
              on (it never reached the registry); deploy again instead"
         )));
     }
-    let count = state.app.instance_count;
+    let count = state.app.total_instances();
     let node = place(state, count, portable).await?;
     let work = Work::Release(Box::new(ReleasePlan {
         kind: ReleaseKind::Rollback,
@@ -322,14 +325,67 @@ async fn rollback(
     queue(state, plan, node, StateChange::default(), work).await
 }
 
-async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Accepted, Error> {
-    let count = validate_instance_count(count)?;
-    let change = StateChange {
-        instance_count: Some(count),
-        ..StateChange::default()
-    };
+/// Scales process types: `web` to 1..=10 instances, the others to 0..=10.
+/// Types must be in the serving release (or the one rolling out); an
+/// application without a release yet may name any type.
+async fn scale(
+    state: &mut AppState,
+    plan: CommandPlan,
+    wanted: BTreeMap<String, i32>,
+) -> Result<Accepted, Error> {
     let status = state.status()?;
-    // While a build runs, the count waits for the release it makes.
+    let mut conn = state.ctx.store().conn().await?;
+    let latest = releases::latest(&mut conn, state.id).await?;
+    let serving = match state.app.current_release_id {
+        Some(id) => Some(releases::get(&mut conn, id).await?),
+        None => None,
+    };
+    drop(conn);
+    let known: Option<Vec<String>> = match (&serving, &latest) {
+        (None, None) => None,
+        _ => Some(
+            serving
+                .iter()
+                .chain(latest.iter())
+                .flat_map(crate::releases::process_types)
+                .collect(),
+        ),
+    };
+    let mut formation = state.app.formation();
+    for (name, count) in &wanted {
+        let field = format!("formation.{name}");
+        procfile::check_type(name).map_err(|e| Invalid::new(&field, e.0))?;
+        if known.as_ref().is_some_and(|k| !k.contains(name)) {
+            return Err(Error::Invalid(Invalid::new(
+                &field,
+                format!(
+                    "the application's release has no process type {name:?} (its Procfile declares the types)"
+                ),
+            )));
+        }
+        let count = if name == procfile::WEB {
+            validate_instance_count(*count).map_err(|e| Invalid::new(&field, e.message))?
+        } else if (0..=*skypanel_domain::INSTANCE_COUNT_RANGE.end()).contains(count) {
+            *count
+        } else {
+            return Err(Error::Invalid(Invalid::new(
+                &field,
+                format!(
+                    "{name} can be scaled to 0 to {} instances, got {count}",
+                    skypanel_domain::INSTANCE_COUNT_RANGE.end()
+                ),
+            )));
+        };
+        formation.insert(name.clone(), count);
+    }
+    let web = formation.remove(procfile::WEB).unwrap_or(1);
+    let change = StateChange {
+        instance_count: Some(web),
+        ..StateChange::default()
+    }
+    .with_formation(&formation);
+    let total = web + change.other_instances().unwrap_or(0);
+    // While a build runs, the counts wait for the release it makes.
     let building = status == AppStatus::Building && build_in_progress(state).await?;
     if !plan.converge || building {
         state.write(&change).await?;
@@ -337,15 +393,12 @@ async fn scale(state: &mut AppState, plan: CommandPlan, count: i32) -> Result<Ac
     }
     // While a release rolls out, scaling applies to the release being rolled out.
     let release = if status == AppStatus::Building {
-        let mut conn = state.ctx.store().conn().await?;
-        releases::latest(&mut conn, state.id)
-            .await?
-            .ok_or(Error::NotFound)?
+        latest.ok_or(Error::NotFound)?
     } else {
         serving_release(state).await?
     };
-    let node = if count > state.app.instance_count {
-        place(state, count, false).await?
+    let node = if total > state.app.total_instances() {
+        place(state, total, false).await?
     } else {
         assigned_node(&state.app)?
     };

@@ -50,7 +50,7 @@ pub(crate) async fn configure(
     let node = match &serving {
         Some(serving) if plan.converge && !plan.waits => {
             let may_move = crate::app_moves::portable(&ctx, serving);
-            let count = state.app.instance_count;
+            let count = state.app.total_instances();
             Some(place(state, count, may_move).await?)
         }
         _ => None,

@@ -82,6 +82,12 @@ pub(crate) async fn task_finished(
             {
                 let release = releases::by_version(&mut conn, state.id, version).await?;
                 change.current_release_id = Some(Some(release.id));
+                releases::finish(&mut conn, state.id, version, releases::SUCCEEDED, None).await?;
+                // Types the release no longer has run no more (and cost nothing).
+                let types = crate::releases::process_types(&release);
+                let mut others = state.app.formation();
+                others.retain(|name, _| types.contains(name));
+                change = change.with_formation(&others);
                 if let Some(image_id) = &outcome.resolved {
                     crate::images::resolved(
                         &state.ctx,
@@ -100,6 +106,7 @@ pub(crate) async fn task_finished(
             let serving = outcome.kind == "app.apply" && state.app.current_release_id.is_some();
             if let Some(version) = outcome.release {
                 restore_vars_after_failed_rollback(state, &mut conn, version).await?;
+                release_failed(state, &mut conn, version, outcome.error.as_deref()).await?;
             }
             Some(AppEvent::RolloutFailed { serving })
         }
@@ -136,6 +143,46 @@ pub(crate) async fn task_finished(
         "task outcome recorded"
     );
     Ok(false)
+}
+
+/// Marks a release whose first rollout failed (its release phase, or its
+/// instances) failed with why, and tells its owner once.
+async fn release_failed(
+    state: &AppState,
+    conn: &mut skypanel_store::Conn,
+    version: i32,
+    error: Option<&str>,
+) -> Result<(), Error> {
+    let why = error.unwrap_or("the rollout failed");
+    if !releases::finish(conn, state.id, version, releases::FAILED, Some(why)).await? {
+        return Ok(());
+    }
+    let serving = match state.app.current_release_id {
+        Some(id) => format!("v{} keeps serving", releases::get(conn, id).await?.version),
+        None => "nothing was serving".to_string(),
+    };
+    let message = format!(
+        "Release v{version} of {} failed ({serving}): {why}",
+        state.app.name
+    );
+    let data = serde_json::json!({
+        "application_id": state.id,
+        "application": state.app.name,
+        "release": version,
+        "error": why,
+    });
+    let key = format!("release:{}:{version}", state.id);
+    skypanel_store::notifications::create_once(
+        conn,
+        state.app.user_id,
+        "release_failed",
+        &message,
+        &data,
+        &key,
+        state.ctx.now(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// A rollback whose rollout failed gives the application back the variables
@@ -251,8 +298,8 @@ pub(crate) async fn observed(
         && let Some(next) = app_event(status, AppEvent::CrashLooped)
     {
         let message = format!(
-            "instance {} kept crashing ({} restarts within 5 minutes); see its logs, fix the cause and redeploy",
-            looping.instance, looping.restart_count
+            "{}.{} kept crashing ({} restarts within 5 minutes); see its logs, fix the cause and redeploy",
+            looping.process, looping.instance, looping.restart_count
         );
         let change = StateChange {
             status: Some(next.as_str().to_string()),
@@ -265,6 +312,7 @@ pub(crate) async fn observed(
         let data = serde_json::json!({
             "application_id": state.id,
             "application": state.app.name,
+            "process": looping.process,
             "instance": looping.instance,
             "restarts": looping.restart_count,
         });
@@ -289,10 +337,14 @@ pub(crate) async fn observed(
     if state.settling() {
         return Ok(());
     }
+    // A command whose outcome is not recorded yet (its task finished, the
+    // message on its way) decides what runs: a stopped application being
+    // resumed has running containers for a moment, and must keep them.
+    if state.app.applied_generation != state.app.generation {
+        return Ok(());
+    }
     let repair = match status {
-        AppStatus::Running if state.app.applied_generation == state.app.generation => {
-            !matches_release(state, &containers).await?
-        }
+        AppStatus::Running => !matches_release(state, &containers).await?,
         AppStatus::Stopped => containers
             .iter()
             .any(|c| c.state == ContainerState::Running),
@@ -326,10 +378,16 @@ async fn matches_release(state: &AppState, containers: &[ContainerReport]) -> Re
     };
     let mut conn = state.ctx.store().conn().await?;
     let release = releases::get(&mut conn, release_id).await?;
-    let mut expected: Vec<(i32, i32)> = (0..state.app.instance_count)
-        .map(|i| (release.version, i))
+    let formation = state.app.formation();
+    let mut expected: Vec<(i32, String, i32)> = Vec::new();
+    for process in crate::releases::process_types(&release) {
+        let count = formation.get(&process).copied().unwrap_or(0);
+        expected.extend((0..count).map(|i| (release.version, process.clone(), i)));
+    }
+    let mut present: Vec<(i32, String, i32)> = containers
+        .iter()
+        .map(|c| (c.release, c.process.clone(), c.instance))
         .collect();
-    let mut present: Vec<(i32, i32)> = containers.iter().map(|c| (c.release, c.instance)).collect();
     expected.sort();
     present.sort();
     Ok(expected == present)

@@ -62,7 +62,7 @@ async fn build_under_way(state: &AppState) -> Result<bool, Error> {
 pub(crate) async fn relocate(state: &mut AppState, lost: i64) -> Result<(), Error> {
     let release = serving_release(state).await?;
     let may_move = portable(&state.ctx, &release);
-    let count = state.app.instance_count;
+    let count = state.app.total_instances();
     let placed = place(state, count, may_move).await;
     match placed {
         Ok(node) => {

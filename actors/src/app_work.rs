@@ -5,7 +5,11 @@
 use diesel_async::AsyncConnection;
 use skypanel_domain::Invalid;
 use skypanel_domain::lifecycle::CommandPlan;
-use skypanel_protocol::task::{AppSpec, AppTarget, Certificate, TaskSpec};
+use skypanel_domain::lifecycle::ReleaseKind;
+use skypanel_protocol::procfile;
+use skypanel_protocol::task::{
+    AppSpec, AppTarget, Certificate, ProcessSpec, ReleasePhase, TaskSpec,
+};
 use skypanel_store::apps::{self, Application, StateChange};
 use skypanel_store::catalog;
 use skypanel_store::domains::Domain;
@@ -164,6 +168,19 @@ pub(crate) async fn create_task(
     of: TaskOf,
     spec: &mut TaskSpec,
 ) -> skypanel_store::Result<Task> {
+    let attempts = ctx.settings().task_max_attempts;
+    create_task_with(conn, ctx, of, spec, attempts).await
+}
+
+/// [`create_task`] with a number of leases of its own (`1`: never carried
+/// out twice, such as a one-off command).
+pub(crate) async fn create_task_with(
+    conn: &mut Conn,
+    ctx: &Context,
+    of: TaskOf,
+    spec: &mut TaskSpec,
+    max_attempts: i32,
+) -> skypanel_store::Result<Task> {
     let secrets = serde_json::to_string(&spec.take_secrets())
         .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?;
     let new = NewTask {
@@ -175,7 +192,7 @@ pub(crate) async fn create_task(
         payload: serde_json::to_value(&*spec)
             .map_err(|e| skypanel_store::Error::Corrupt(e.to_string()))?,
         generation: of.generation,
-        max_attempts: ctx.settings().task_max_attempts,
+        max_attempts,
     };
     let seal = |task_id| {
         ctx.secrets()
@@ -233,6 +250,33 @@ async fn app_spec(
 ) -> skypanel_store::Result<AppSpec> {
     let frozen = releases::frozen(conn, ctx, app, release).await?;
     let (release_image, registry_login) = releases::release_image(ctx, app, release, node);
+    let formation = app.formation();
+    let processes = frozen
+        .processes
+        .iter()
+        .filter(|(name, _)| *name != procfile::WEB && *name != procfile::RELEASE)
+        .filter_map(|(name, command)| {
+            let instances = formation.get(name).copied().unwrap_or(0);
+            (instances > 0).then(|| ProcessSpec {
+                process: name.clone(),
+                command: command.clone(),
+                instances,
+            })
+        })
+        .collect();
+    // The release phase runs until the release's first rollout succeeded;
+    // a rollback runs an image whose release phase ran already.
+    let release_phase = frozen
+        .release_command
+        .clone()
+        .filter(|_| {
+            release.status == skypanel_store::releases::PENDING
+                && release.kind != ReleaseKind::Rollback.as_str()
+        })
+        .map(|command| ReleasePhase {
+            command,
+            timeout_secs: ctx.settings().release_phase_timeout.as_secs(),
+        });
     Ok(AppSpec {
         app_id: app.id,
         user_id: app.user_id,
@@ -251,6 +295,9 @@ async fn app_spec(
         pids_limit: ctx.settings().pids_limit,
         hostnames: domains::hostnames(conn, app.id).await?,
         certificates: tls_certificates(conn, ctx, app).await?,
+        web_command: frozen.processes.get(procfile::WEB).cloned(),
+        processes,
+        release_phase,
     })
 }
 
@@ -297,7 +344,7 @@ pub(crate) async fn place(
     let plan = catalog::get_plan(&mut conn, app.plan_id).await?;
     drop(conn);
     let (cpu, memory) = (i64::from(plan.cpu_limit), i64::from(plan.memory_limit));
-    let held = i64::from(app.instance_count);
+    let held = i64::from(app.total_instances());
     // What the application holds on its node now counts as free for it.
     let holding = |status: Option<&str>| {
         status

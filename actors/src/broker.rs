@@ -168,6 +168,7 @@ async fn sweep_forever(ctx: Context) {
 }
 
 async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
+    crate::runs::end_overdue(ctx).await?;
     let mut conn = ctx.store().conn().await?;
     for expired in tasks::expire_leases(&mut conn).await? {
         let task = expired.task;
@@ -178,6 +179,10 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
             "lease expired"
         );
         if expired.requeued {
+            continue;
+        }
+        if task.kind == "app.run" {
+            crate::runs::task_finished(ctx, &task).await?;
             continue;
         }
         let Some(app_id) = task.application_id else {

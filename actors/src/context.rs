@@ -55,6 +55,8 @@ pub struct Settings {
     pub pressure_window: Duration,
     /// How long a deploy waits for a node with room before it gives up.
     pub placement_wait: Duration,
+    /// How long a release phase's command may run (Heroku: an hour).
+    pub release_phase_timeout: Duration,
 }
 
 /// The platform's image registry and how nodes log in to it.
@@ -134,6 +136,7 @@ impl Default for Settings {
             registry: None,
             pressure_window: Duration::from_secs(300),
             placement_wait: Duration::from_secs(1800),
+            release_phase_timeout: Duration::from_secs(3600),
         }
     }
 }

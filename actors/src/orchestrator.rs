@@ -202,6 +202,9 @@ impl Orchestrator {
         if task.kind == "image.push" {
             return crate::images::push_finished(&self.ctx, task).await;
         }
+        if task.kind == "app.run" {
+            return crate::runs::task_finished(&self.ctx, task).await;
+        }
         let Some(app_id) = task.application_id else {
             return Ok(());
         };

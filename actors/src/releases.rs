@@ -11,6 +11,7 @@ use skypanel_domain::env::associated_data;
 use skypanel_domain::lifecycle::{BuildEvent, BuildStatus, ReleaseKind, build_transition};
 use skypanel_protocol::database::Connection;
 use skypanel_protocol::image::{RegistryLogin, ReleaseImage};
+use skypanel_protocol::procfile;
 use skypanel_protocol::task::BuildResult;
 use skypanel_store::apps::Application;
 use skypanel_store::builds::{self, BuildChange};
@@ -51,6 +52,14 @@ pub(crate) struct ReleaseConfig {
     /// The instance count when it was made (informational: scaling is not a release).
     #[serde(default)]
     pub instances: i32,
+    /// Process types and their commands (a Procfile's entries, `release`
+    /// among them); `None`: `web` only, with the image's own command.
+    #[serde(default)]
+    pub processes: Option<BTreeMap<String, String>>,
+    /// The release phase's command (the Procfile's `release`, else the
+    /// application's setting when the release was made).
+    #[serde(default)]
+    pub release_command: Option<String>,
 }
 
 impl ReleaseConfig {
@@ -137,12 +146,19 @@ pub(crate) async fn record(
     }
     let sealed_env = serde_json::to_string(&env).map_err(corrupt)?;
     let plan_row: Plan = catalog::get_plan(conn, app.plan_id).await?;
+    let processes = processes_of(app, &plan.image);
+    let release_command = processes
+        .as_ref()
+        .and_then(|p| p.get(procfile::RELEASE).cloned())
+        .or_else(|| app.release_command.clone());
     let config = serde_json::to_value(ReleaseConfig {
         port: app.port,
         plan_id: Some(plan_row.id),
         cpu_millicores: Some(plan_row.cpu_limit),
         memory_mb: Some(plan_row.memory_limit),
         instances: app.instance_count,
+        processes,
+        release_command,
     })
     .map_err(corrupt)?;
     let (tag, node_id, image_id, registry_ref, image_digest, build_id) = match &plan.image {
@@ -182,6 +198,43 @@ pub(crate) async fn record(
             .seal_str(&sealed_env, &Release::env_associated_data(release_id))
     };
     releases::create_sealed(conn, &new, &seal).await
+}
+
+/// A new release's process types: a build's Procfile; an image
+/// application's declared processes; else those of the release whose image
+/// it reuses.
+fn processes_of(app: &Application, image: &ImageSource) -> Option<BTreeMap<String, String>> {
+    match image {
+        ImageSource::Built { result, .. } => result.procfile.clone(),
+        ImageSource::Prebuilt(_) => app.declared_processes(),
+        ImageSource::Of(earlier) => match app.declared_processes() {
+            Some(declared) if app.git_repo_url.is_none() => Some(declared),
+            _ => ReleaseConfig::of(earlier).and_then(|c| c.processes),
+        },
+    }
+}
+
+/// A release's declared processes (type → command, `release` among them
+/// when its Procfile has it) and its release phase's command.
+pub fn processes_and_release_command(
+    release: &Release,
+) -> (BTreeMap<String, String>, Option<String>) {
+    let config = ReleaseConfig::of(release);
+    (
+        config
+            .as_ref()
+            .and_then(|c| c.processes.clone())
+            .unwrap_or_default(),
+        config.and_then(|c| c.release_command),
+    )
+}
+
+/// The process types of a release (always `web`).
+pub(crate) fn process_types(release: &Release) -> Vec<String> {
+    let processes = ReleaseConfig::of(release)
+        .and_then(|c| c.processes)
+        .unwrap_or_default();
+    procfile::process_types(&processes)
 }
 
 async fn mark_build_succeeded(
@@ -288,6 +341,9 @@ pub(crate) struct Frozen {
     pub port: i32,
     pub cpu_millicores: i32,
     pub memory_mb: i32,
+    /// Process types and commands (`release` among them when the Procfile has it).
+    pub processes: BTreeMap<String, String>,
+    pub release_command: Option<String>,
 }
 
 /// The environment, port and limits of a release's containers. Releases
@@ -323,6 +379,11 @@ pub(crate) async fn frozen(
         port,
         cpu_millicores: cpu,
         memory_mb: memory,
+        processes: config
+            .as_ref()
+            .and_then(|c| c.processes.clone())
+            .unwrap_or_default(),
+        release_command: config.and_then(|c| c.release_command),
     })
 }
 

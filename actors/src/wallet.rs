@@ -247,6 +247,11 @@ async fn suspend(
     let ids = apps::ids_of_owner_with_status(&mut conn, state.user_id, &statuses).await?;
     drop(conn);
     let suspended = each(myself, ctx, ids, || AppRequest::Suspend).await;
+    // One-off runs stop too (they are billed like instances).
+    if let Err(err) = crate::runs::stop_all_of(ctx, state.user_id).await {
+        tracing::warn!(user_id = state.user_id, error = %err, "cannot stop runs; trying again shortly");
+        myself.send_after(RETRY, || WalletMsg::Check(None));
+    }
     let databases = crate::databases::suspend_owner(ctx, state.user_id)
         .await
         .unwrap_or_else(|err| {

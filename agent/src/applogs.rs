@@ -17,7 +17,16 @@ use skypanel_protocol::node::{AppLogBatch, AppLogEntry, ContainerState};
 use tokio::sync::watch;
 
 use crate::client::ControlPlane;
-use crate::docker::{Engine, Managed};
+use crate::docker::{Engine, Managed, SESSION};
+
+/// What the lines of a container are named by, as Heroku names dynos:
+/// `web.0`, `worker.1`; a one-off by its process (`release`, `run.12`).
+fn dyno_name(container: &Managed) -> String {
+    match container.one_off {
+        Some(_) => container.process.clone(),
+        None => format!("{}.{}", container.process, container.instance),
+    }
+}
 
 /// How often new containers are looked for.
 const DISCOVER_EVERY: Duration = Duration::from_secs(2);
@@ -86,7 +95,8 @@ impl AppLogs {
         let mut followed = self.lock_followed();
         followed.retain(|name, _| containers.iter().any(|c| &c.name == name));
         for c in containers {
-            if c.state != ContainerState::Running {
+            // An attached run's output goes to its caller only.
+            if c.state != ContainerState::Running || c.one_off.as_deref() == Some(SESSION) {
                 continue;
             }
             let entry = followed.entry(c.name.clone()).or_default();
@@ -99,6 +109,16 @@ impl AppLogs {
         }
     }
 
+    /// Follows a container from its first line (a one-off run just
+    /// started); the answer ends once its last line was taken.
+    pub fn follow_from_start(&self, container: Managed) -> tokio::task::JoinHandle<()> {
+        self.lock_followed()
+            .entry(container.name.clone())
+            .or_default()
+            .running = true;
+        tokio::spawn(self.clone().follow(container, DateTime::<Utc>::UNIX_EPOCH))
+    }
+
     /// Takes a container's lines from `since` until it stops.
     async fn follow(self, container: Managed, since: DateTime<Utc>) {
         let options = LogsOptions {
@@ -109,6 +129,7 @@ impl AppLogs {
             since: i32::try_from(since.timestamp()).unwrap_or(0),
             ..Default::default()
         };
+        let process = dyno_name(&container);
         let mut stream = self.engine.raw().logs(&container.id, Some(options));
         while let Some(Ok(output)) = stream.next().await {
             let (stream_name, bytes) = match &output {
@@ -140,6 +161,7 @@ impl AppLogs {
                     application_id: container.app_id,
                     instance: container.instance,
                     release: container.release,
+                    process: process.clone(),
                     stream: stream_name.to_string(),
                     timestamp: at.unwrap_or_else(Utc::now).to_rfc3339(),
                     // A line longer than the control plane keeps is cut, not dropped.

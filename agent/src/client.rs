@@ -211,4 +211,62 @@ impl ControlPlane {
         self.expect(&format!("/api/internal/paas/tasks/{task_id}/logs"), batch)
             .await
     }
+
+    /// Says that run `run_id`'s container started (billing starts).
+    pub async fn run_started(&self, run_id: i64) -> Result<StatusAck, ClientError> {
+        self.expect(
+            &format!("/api/internal/paas/runs/{run_id}/started"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Opens the node's side of run `run_id`'s session: a WebSocket to the
+    /// control plane (the node dials out; nothing dials the node).
+    pub async fn open_session(
+        &self,
+        run_id: i64,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        ClientError,
+    > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let base = self
+            .base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        let url = format!("{base}/api/internal/paas/runs/{run_id}/session");
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| ClientError::Unreachable(format!("bad session address: {e}")))?;
+        let credential = self
+            .credential()
+            .parse()
+            .map_err(|_| ClientError::Unauthorized("an unusable credential".into()))?;
+        request.headers_mut().insert(CREDENTIAL_HEADER, credential);
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(skypanel_protocol::session::MAX_CHUNK * 2));
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        match tokio::time::timeout(CALL_TIMEOUT, connect).await {
+            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_ref()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                    .unwrap_or_default();
+                Err(ClientError::Rejected {
+                    status,
+                    message: body["message"].as_str().unwrap_or("refused").to_string(),
+                })
+            }
+            Ok(Err(err)) => Err(ClientError::Unreachable(err.to_string())),
+            Err(_) => Err(ClientError::Unreachable(
+                "the control plane did not open the session in time".into(),
+            )),
+        }
+    }
 }

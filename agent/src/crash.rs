@@ -130,7 +130,8 @@ impl CrashPolicy {
         // A restart the agent made emits a die too; only a stopped container crashed.
         if let Ok(Some(inspected)) = engine.inspect(name).await {
             let code = inspected.exit_code;
-            if inspected.state == ContainerState::Running {
+            // A one-off (a release phase, a run) ends for good when it ends.
+            if inspected.state == ContainerState::Running || inspected.one_off {
                 return;
             }
             match self.judge(name, Instant::now()) {

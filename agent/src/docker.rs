@@ -17,11 +17,12 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use skypanel_protocol::database::{DatabaseSpec, Launch};
 use skypanel_protocol::names::{
-    LABEL_APP, LABEL_DATABASE, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_RELEASE,
-    LABEL_USER, app_container, app_container_of, database_container, database_host,
-    database_volume, user_network,
+    LABEL_APP, LABEL_DATABASE, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_ONE_OFF,
+    LABEL_PROCESS, LABEL_RELEASE, LABEL_USER, database_container, database_host, database_volume,
+    process_container, process_container_of, release_phase_container, run_container, user_network,
 };
 use skypanel_protocol::node::ContainerState;
+use skypanel_protocol::procfile::WEB;
 use skypanel_protocol::task::AppSpec;
 
 /// The only address application ports are published on: the ingress is the way in.
@@ -38,6 +39,37 @@ pub struct Inspected {
     /// here: Docker's userland proxy accepts on the published port whether or
     /// not the application listens yet.
     pub address: Option<std::net::IpAddr>,
+    /// A one-off container (a release phase, a run): never restarted.
+    pub one_off: bool,
+}
+
+/// What an application container runs: a process type of its release, or
+/// a one-off command.
+#[derive(Debug, Clone, Copy)]
+pub struct Role<'a> {
+    /// `web` (the one with a published port), `worker` …
+    pub process: &'a str,
+    /// Run by `/bin/sh -c`; the image's own command when absent.
+    pub command: Option<&'a str>,
+    /// `release`, [`RUN`] or [`SESSION`] for a one-off container.
+    pub one_off: Option<&'a str>,
+    /// An attached run's container: its standard input open, and a
+    /// terminal when `Some(true)`.
+    pub session: Option<bool>,
+}
+
+/// The one-off label of a detached run's container (its output goes to the
+/// application's logs).
+pub const RUN: &str = "run";
+/// The one-off label of an attached run's container (its output goes to its
+/// caller only).
+pub const SESSION: &str = "session";
+
+impl Role<'_> {
+    /// Whether it publishes the application's port (the web process only).
+    fn serves(&self) -> bool {
+        self.process == WEB && self.one_off.is_none()
+    }
 }
 
 /// How a command run inside a container ended.
@@ -68,12 +100,16 @@ pub struct Managed {
     pub app_id: i64,
     pub user_id: i64,
     pub release: i32,
+    /// Its process type (`web` for containers made before types existed).
+    pub process: String,
     pub instance: i32,
     pub generation: i64,
     pub state: ContainerState,
     pub host_port: Option<i32>,
     /// The image it runs (`sha256:…`).
     pub image_id: Option<String>,
+    /// `release` or `run` for a one-off container (not an instance).
+    pub one_off: Option<String>,
 }
 
 #[derive(Clone)]
@@ -181,27 +217,48 @@ impl Engine {
         format!("{LABEL_MANAGED}={}", self.managed_value())
     }
 
-    /// The container of `instance` of `release` of an application.
-    pub fn container_name(&self, app_id: i64, release: i32, instance: i32) -> String {
+    /// The container of `instance` of process type `process` of `release`.
+    pub fn container_name(
+        &self,
+        app_id: i64,
+        release: i32,
+        process: &str,
+        instance: i32,
+    ) -> String {
         format!(
             "{}{}",
             self.namespace,
-            app_container(app_id, release, instance)
+            process_container(app_id, release, process, instance)
         )
     }
 
-    /// The container of `instance` of `release` made anew by `generation`.
+    /// The container of [`Engine::container_name`] made anew by `generation`.
     pub fn container_name_of(
         &self,
         app_id: i64,
         release: i32,
+        process: &str,
         instance: i32,
         generation: i64,
     ) -> String {
         format!(
             "{}{}",
             self.namespace,
-            app_container_of(app_id, release, instance, generation)
+            process_container_of(app_id, release, process, instance, generation)
+        )
+    }
+
+    /// The one-off container of `release`'s release phase.
+    /// The container of one-off run `run_id`.
+    pub fn run_name(&self, app_id: i64, run_id: i64) -> String {
+        format!("{}{}", self.namespace, run_container(app_id, run_id))
+    }
+
+    pub fn release_phase_name(&self, app_id: i64, release: i32) -> String {
+        format!(
+            "{}{}",
+            self.namespace,
+            release_phase_container(app_id, release)
         )
     }
 
@@ -248,6 +305,11 @@ impl Engine {
                     app_id: label(&labels, LABEL_APP)?,
                     user_id: label(&labels, LABEL_USER).unwrap_or(0),
                     release: label(&labels, LABEL_RELEASE)?,
+                    process: labels
+                        .get(LABEL_PROCESS)
+                        .cloned()
+                        .unwrap_or_else(|| WEB.to_string()),
+                    one_off: labels.get(LABEL_ONE_OFF).cloned(),
                     instance: label(&labels, LABEL_INSTANCE)?,
                     generation: label(&labels, LABEL_GENERATION).unwrap_or(0),
                     state: ContainerState::from_docker(
@@ -387,14 +449,15 @@ impl Engine {
     }
 
     /// Creates container `name` of `instance` from `image` (the release's
-    /// image id) unless it exists. Its root file system is read-only, with a
-    /// writable /tmp.
+    /// image id) in `role` unless it exists. Its root file system is
+    /// read-only, with a writable /tmp; only the web process publishes a port.
     pub async fn ensure_container(
         &self,
         spec: &AppSpec,
         image: &str,
         name: &str,
         instance: i32,
+        role: Role<'_>,
         network: &str,
     ) -> Result<(), DockerError> {
         let name = name.to_string();
@@ -408,14 +471,18 @@ impl Engine {
         }
         let port = format!("{}/tcp", spec.port);
         let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), self.managed_value()),
             (LABEL_APP.to_string(), spec.app_id.to_string()),
             (LABEL_USER.to_string(), spec.user_id.to_string()),
             (LABEL_RELEASE.to_string(), spec.release.to_string()),
             (LABEL_INSTANCE.to_string(), instance.to_string()),
             (LABEL_GENERATION.to_string(), spec.generation.to_string()),
+            (LABEL_PROCESS.to_string(), role.process.to_string()),
         ]);
+        if let Some(one_off) = role.one_off {
+            labels.insert(LABEL_ONE_OFF.to_string(), one_off.to_string());
+        }
         let host = HostConfig {
             memory: Some(i64::from(spec.memory_mb) * 1024 * 1024),
             nano_cpus: Some(i64::from(spec.cpu_millicores) * 1_000_000),
@@ -435,20 +502,33 @@ impl Engine {
                 "/tmp".to_string(),
                 format!("rw,nosuid,nodev,size={}m,mode=1777", tmp_mb(spec.memory_mb)),
             )])),
-            port_bindings: Some(HashMap::from([(
-                port.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some(PUBLISH_IP.into()),
-                    host_port: Some(String::new()),
-                }]),
-            )])),
+            port_bindings: role.serves().then(|| {
+                HashMap::from([(
+                    port.clone(),
+                    Some(vec![PortBinding {
+                        host_ip: Some(PUBLISH_IP.into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])
+            }),
             ..Default::default()
         };
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             env: Some(env),
             labels: Some(labels),
-            exposed_ports: Some(vec![port]),
+            exposed_ports: role.serves().then(|| vec![port]),
+            // Heroku runs a Procfile's command with `/bin/sh -c`; the
+            // image's entry point, if any, gets it as its arguments.
+            cmd: role
+                .command
+                .map(|c| vec!["/bin/sh".to_string(), "-c".to_string(), c.to_string()]),
+            open_stdin: role.session.map(|_| true),
+            stdin_once: role.session.map(|_| true),
+            attach_stdin: role.session.map(|_| true),
+            attach_stdout: role.session.map(|_| true),
+            attach_stderr: role.session.map(|_| true),
+            tty: role.session,
             host_config: Some(host),
             ..Default::default()
         };
@@ -735,12 +815,55 @@ impl Engine {
             .into_values()
             .filter_map(|n| n.ip_address)
             .find_map(|ip| ip.parse().ok());
+        let one_off = info
+            .config
+            .and_then(|c| c.labels)
+            .is_some_and(|l| l.contains_key(LABEL_ONE_OFF));
         Ok(Some(Inspected {
             state: ContainerState::from_docker(&status),
             exit_code: state.exit_code.unwrap_or(0),
             host_port,
             address,
+            one_off,
         }))
+    }
+
+    /// Waits until the container exits; answers its exit code.
+    pub async fn wait_exit(&self, name: &str) -> Result<i64, DockerError> {
+        let mut waits = self.docker.wait_container(
+            name,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        match waits.next().await {
+            Some(Ok(answer)) => Ok(answer.status_code),
+            // bollard answers a non-zero exit as an error carrying the code.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(err)) => Err(err),
+            None => Ok(self.inspect(name).await?.map_or(-1, |i| i.exit_code)),
+        }
+    }
+
+    /// Copies what the container writes, line by line, into `log` as
+    /// `[prefix] line` until the container's output ends.
+    pub async fn follow_output(&self, name: &str, log: &crate::tasklog::TaskLog, prefix: &str) {
+        let options = bollard::query_parameters::LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(name, Some(options));
+        let mut partial = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            partial.push_str(&chunk.to_string());
+            while let Some(end) = partial.find('\n') {
+                let line: String = partial.drain(..=end).collect();
+                log.line(format!("[{prefix}] {}", line.trim_end()));
+            }
+        }
+        if !partial.trim().is_empty() {
+            log.line(format!("[{prefix}] {}", partial.trim_end()));
+        }
     }
 
     /// The last lines the container wrote (for a failure's task log).

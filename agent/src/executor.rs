@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use skypanel_protocol::node::{ContainerReport, ContainerState};
-use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, TaskSpec};
+use skypanel_protocol::procfile::{self, WEB};
+use skypanel_protocol::task::{AppSpec, AppTarget, BuildResult, ReleasePhase, TaskSpec};
 
 use crate::builder::Builder;
 use crate::crash::CrashPolicy;
-use crate::docker::{Engine, Inspected, Managed, short};
+use crate::docker::{Engine, Inspected, Managed, Role, short};
 use crate::ingress::{Ingress, Mode, Names};
 
 /// How often a starting instance is checked: every wasted wait is deploy time.
@@ -65,6 +66,8 @@ pub struct Outcome {
     pub resolved: Option<String>,
     /// What a push left in the registry.
     pub pushed: Option<skypanel_protocol::image::Pushed>,
+    /// How a one-off run ended.
+    pub run: Option<skypanel_protocol::task::RunResult>,
 }
 
 fn docker(what: &str, err: &bollard::errors::Error) -> TaskFailure {
@@ -133,6 +136,58 @@ impl Probe<'_> {
             Err(_) => Err(None),
         }
     }
+}
+
+/// A container a release should have.
+struct Want {
+    process: String,
+    command: Option<String>,
+    instance: i32,
+    name: String,
+}
+
+impl Want {
+    /// How the deploy log names it (`instance 1`, `worker 0`).
+    fn label(&self) -> String {
+        if self.process == WEB {
+            format!("instance {}", self.instance)
+        } else {
+            format!("{} {}", self.process, self.instance)
+        }
+    }
+}
+
+/// A duration in words for a failure (`60 minutes`, `90 s`).
+fn minutes(limit: Duration) -> String {
+    let secs = limit.as_secs();
+    if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} minutes", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// `; its last lines: a | b` (at most 1,000 characters), or nothing.
+fn last_lines(lines: &[String]) -> String {
+    let text: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if text.is_empty() {
+        return String::new();
+    }
+    let joined = text.join(" | ");
+    let kept: String = if joined.len() > 1000 {
+        let start = joined.len() - 1000;
+        let start = (start..joined.len())
+            .find(|i| joined.is_char_boundary(*i))
+            .unwrap_or(joined.len());
+        format!("…{}", &joined[start..])
+    } else {
+        joined
+    };
+    format!("; its last lines: {kept}")
 }
 
 /// What the executor works with.
@@ -303,6 +358,9 @@ impl Executor {
                 ));
                 return Ok(Outcome::default());
             }
+            TaskSpec::AppRun(_) => {
+                return Err(TaskFailure::node("a run is carried out by the runs module"));
+            }
             TaskSpec::AppBuild(spec) => {
                 let build = self.builder.build(spec, log, cancel).await?;
                 return Ok(Outcome {
@@ -336,7 +394,12 @@ impl Executor {
             };
             let mut now: Vec<u16> = containers
                 .iter()
-                .filter(|c| c.release == *release && c.state == ContainerState::Running)
+                .filter(|c| {
+                    c.release == *release
+                        && c.process == WEB
+                        && c.one_off.is_none()
+                        && c.state == ContainerState::Running
+                })
                 .filter_map(|c| c.host_port.and_then(|p| u16::try_from(p).ok()))
                 .collect();
             now.sort_unstable();
@@ -362,6 +425,7 @@ impl Executor {
             .map_err(|e| docker("cannot list containers", &e))?;
         let reports = managed
             .into_iter()
+            .filter(|m| m.one_off.is_none())
             .map(|m| ContainerReport {
                 restart_count: self.crash.restarts(&m.name),
                 crash_looping: self.crash.looping(&m.name),
@@ -370,6 +434,7 @@ impl Executor {
                 application_id: m.app_id,
                 user_id: m.user_id,
                 release: m.release,
+                process: m.process,
                 instance: m.instance,
                 generation: m.generation,
                 state: m.state,
@@ -403,62 +468,74 @@ impl Executor {
             .ensure_network(spec.user_id)
             .await
             .map_err(|e| docker("cannot create the application network", &e))?;
+        if let Some(phase) = &spec.release_phase {
+            self.release_phase(spec, phase, &chosen.image_id, &network, log)
+                .await?;
+            phases.push(("release phase", began.elapsed()));
+        }
         let existing = self
             .engine
             .managed(Some(spec.app_id))
             .await
             .map_err(|e| docker("cannot list containers", &e))?;
-        let wanted: Vec<String> = (0..spec.instances)
-            .map(|i| match fresh {
-                Fresh::Yes => {
-                    self.engine
-                        .container_name_of(spec.app_id, spec.release, i, spec.generation)
-                }
-                Fresh::No => existing
-                    .iter()
-                    .filter(|c| c.release == spec.release && c.instance == i)
-                    .max_by_key(|c| (c.state == ContainerState::Running, c.generation))
-                    .map(|c| c.name.clone())
-                    .unwrap_or_else(|| self.engine.container_name(spec.app_id, spec.release, i)),
-            })
-            .collect();
+        let wanted = self.wanted(spec, &existing, fresh);
+        let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
         let mut started = Vec::new();
         let outcome = async {
-            for (instance, name) in (0..spec.instances).zip(&wanted) {
+            for want in &wanted {
+                let role = Role {
+                    process: &want.process,
+                    command: want.command.as_deref(),
+                    one_off: None,
+                    session: None,
+                };
+                let what = want.label();
                 self.engine
-                    .ensure_container(spec, &chosen.image_id, name, instance, &network)
+                    .ensure_container(
+                        spec,
+                        &chosen.image_id,
+                        &want.name,
+                        want.instance,
+                        role,
+                        &network,
+                    )
                     .await
-                    .map_err(|e| docker(&format!("cannot create instance {instance}"), &e))?;
-                let name = name.clone();
+                    .map_err(|e| docker(&format!("cannot create {what}"), &e))?;
                 let running = matches!(
-                    self.engine.inspect(&name).await,
+                    self.engine.inspect(&want.name).await,
                     Ok(Some(Inspected {
                         state: ContainerState::Running,
                         ..
                     }))
                 );
                 if !running {
-                    self.crash.started(&name);
+                    self.crash.started(&want.name);
                     self.engine
-                        .start(&name)
+                        .start(&want.name)
                         .await
-                        .map_err(|e| docker(&format!("cannot start instance {instance}"), &e))?;
-                    started.push(name.clone());
+                        .map_err(|e| docker(&format!("cannot start {what}"), &e))?;
+                    started.push(want.name.clone());
                 }
             }
             phases.push(("started", began.elapsed()));
+            // Only web instances are checked and routed to; the other
+            // processes run under the crash policy.
+            let web: Vec<&Want> = wanted.iter().filter(|w| w.process == WEB).collect();
             let probe = Probe::of(spec);
-            let checks = wanted
+            let checks = web
                 .iter()
-                .zip(0..)
-                .map(|(name, instance)| self.wait_healthy(name, instance, &probe, log));
-            for (checked, instance) in futures::future::join_all(checks).await.into_iter().zip(0..)
+                .map(|w| self.wait_healthy(&w.name, w.instance, &probe, log));
+            for (checked, w) in futures::future::join_all(checks)
+                .await
+                .into_iter()
+                .zip(&web)
             {
                 checked?;
-                log.line(format!("instance {instance} is up"));
+                log.line(format!("instance {} is up", w.instance));
             }
             phases.push(("healthy", began.elapsed()));
-            let ports = self.host_ports(&wanted).await?;
+            let web_names: Vec<String> = web.iter().map(|w| w.name.clone()).collect();
+            let ports = self.host_ports(&web_names).await?;
             self.ingress
                 .serve(spec.app_id, Names::of(spec), spec.release, ports)
                 .await
@@ -481,6 +558,9 @@ impl Executor {
             }
             return Err(failure);
         }
+        for p in &spec.processes {
+            log.line(format!("{} {} process(es) run", p.instances, p.process));
+        }
         let resolved = chosen.resolved;
         // The new release serves: retire everything else of the application,
         // once the requests it holds had time to finish.
@@ -489,9 +569,10 @@ impl Executor {
             .managed(Some(spec.app_id))
             .await
             .map_err(|e| docker("cannot list containers", &e))?;
+        // One-off containers (runs) are not the release's to retire.
         let retiring: Vec<&Managed> = current
             .iter()
-            .filter(|c| !wanted.contains(&c.name))
+            .filter(|c| !names.contains(&c.name) && c.one_off.is_none())
             .collect();
         if !retiring.is_empty() && !self.drain.is_zero() {
             log.line(format!(
@@ -504,6 +585,149 @@ impl Executor {
         self.each(&retiring, log, Action::Retire).await?;
         crate::images::prune(&self.engine, spec.app_id, self.keep_images).await;
         Ok(resolved)
+    }
+
+    /// The containers the release should have: `spec.instances` web
+    /// instances and each process type's count, under their existing names
+    /// (`Fresh::No`) or names of this generation (`Fresh::Yes`).
+    fn wanted(&self, spec: &AppSpec, existing: &[Managed], fresh: Fresh) -> Vec<Want> {
+        let types = std::iter::once((WEB, spec.web_command.as_deref(), spec.instances)).chain(
+            spec.processes
+                .iter()
+                .map(|p| (p.process.as_str(), Some(p.command.as_str()), p.instances)),
+        );
+        let mut wanted = Vec::new();
+        for (process, command, count) in types {
+            for instance in 0..count {
+                let name = match fresh {
+                    Fresh::Yes => self.engine.container_name_of(
+                        spec.app_id,
+                        spec.release,
+                        process,
+                        instance,
+                        spec.generation,
+                    ),
+                    Fresh::No => existing
+                        .iter()
+                        .filter(|c| {
+                            c.release == spec.release
+                                && c.process == process
+                                && c.instance == instance
+                                && c.one_off.is_none()
+                        })
+                        .max_by_key(|c| (c.state == ContainerState::Running, c.generation))
+                        .map(|c| c.name.clone())
+                        .unwrap_or_else(|| {
+                            self.engine
+                                .container_name(spec.app_id, spec.release, process, instance)
+                        }),
+                };
+                wanted.push(Want {
+                    process: process.to_string(),
+                    command: command.map(str::to_string),
+                    instance,
+                    name,
+                });
+            }
+        }
+        wanted
+    }
+
+    /// Runs the release phase: the release's command in a one-off container
+    /// of the release, before any of its processes starts. Its output goes
+    /// to the deploy's log; a non-zero exit, a kill or the timeout fails the
+    /// rollout with the exit and the last lines. One that succeeded already
+    /// (a task run again) is not run twice.
+    async fn release_phase(
+        &self,
+        spec: &AppSpec,
+        phase: &ReleasePhase,
+        image: &str,
+        network: &str,
+        log: &TaskLog,
+    ) -> Result<(), TaskFailure> {
+        let name = self.engine.release_phase_name(spec.app_id, spec.release);
+        match self.engine.inspect(&name).await {
+            Ok(Some(Inspected {
+                state: ContainerState::Exited,
+                exit_code: 0,
+                ..
+            })) => {
+                log.line("the release phase ran already");
+                return Ok(());
+            }
+            Ok(Some(_)) => {
+                self.crash.expect_stop(&name);
+                self.engine
+                    .remove(&name)
+                    .await
+                    .map_err(|e| docker("cannot remove an earlier release phase", &e))?;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(docker("cannot inspect the release phase", &e)),
+        }
+        log.line(format!("running the release phase: {}", phase.command));
+        let role = Role {
+            process: procfile::RELEASE,
+            command: Some(&phase.command),
+            one_off: Some(procfile::RELEASE),
+            session: None,
+        };
+        self.engine
+            .ensure_container(spec, image, &name, 0, role, network)
+            .await
+            .map_err(|e| docker("cannot create the release phase's container", &e))?;
+        self.crash.expect_stop(&name);
+        self.engine
+            .start(&name)
+            .await
+            .map_err(|e| docker("cannot start the release phase", &e))?;
+        let limit = Duration::from_secs(phase.timeout_secs.max(1));
+        let output = self.engine.follow_output(&name, log, "release");
+        let waited = tokio::time::timeout(limit, self.engine.wait_exit(&name));
+        tokio::pin!(output, waited);
+        let ended = tokio::select! {
+            ended = &mut waited => {
+                // The last lines it wrote, if they are still on their way.
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut output).await;
+                ended
+            }
+            () = &mut output => waited.await,
+        };
+        let code = match ended {
+            Ok(Ok(code)) => code,
+            Ok(Err(e)) => {
+                let _ = self.engine.remove(&name).await;
+                return Err(docker("the release phase's container went away", &e));
+            }
+            Err(_) => {
+                let _ = self.engine.stop(&name, 0).await;
+                let last = self.engine.tail(&name, 10).await;
+                let _ = self.engine.remove(&name).await;
+                return Err(TaskFailure::app(format!(
+                    "the release command ran longer than {} and was stopped; the current release \
+                     keeps serving{}",
+                    minutes(limit),
+                    last_lines(&last)
+                )));
+            }
+        };
+        if code == 0 {
+            log.line("the release phase succeeded");
+            let _ = self.engine.remove(&name).await;
+            return Ok(());
+        }
+        let last = self.engine.tail(&name, 10).await;
+        let _ = self.engine.remove(&name).await;
+        let how = if code == 137 {
+            "was killed (exit 137: out of memory, or a signal)".to_string()
+        } else {
+            format!("exited with code {code}")
+        };
+        Err(TaskFailure::app(format!(
+            "the release command {how}; the current release keeps serving{}",
+            last_lines(&last)
+        )))
     }
 
     /// The published ports of running containers, by name.

@@ -64,10 +64,12 @@ impl Heartbeats {
         let host = metrics.sample();
         // When the list was read: reports are ordered by it, not by arrival.
         let listed_at = chrono::Utc::now();
-        let managed = self.engine.managed(None).await.unwrap_or_else(|err| {
+        let mut managed = self.engine.managed(None).await.unwrap_or_else(|err| {
             tracing::warn!(error = %crate::docker::short(&err), "cannot list containers");
             Vec::new()
         });
+        // One-off containers are not instances.
+        managed.retain(|m| m.one_off.is_none());
         let usages =
             futures::future::join_all(managed.iter().map(|m| self.engine.usage(&m.id))).await;
         let mut containers = Vec::with_capacity(managed.len());
@@ -99,6 +101,7 @@ impl Heartbeats {
                 application_id: m.app_id,
                 user_id: m.user_id,
                 release: m.release,
+                process: m.process,
                 instance: m.instance,
                 generation: m.generation,
                 state: m.state,

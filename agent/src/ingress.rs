@@ -433,21 +433,38 @@ impl Ingress {
 
     /// Reloads nginx (gracefully: running requests finish on the old
     /// workers), or starts it when it does not run.
+    ///
+    /// A reload is done once every worker of the old configuration stopped
+    /// accepting connections (until then a new connection may still reach
+    /// one and get the old routes), or after 10 s.
     async fn reload_or_start(&self) -> Result<(), String> {
-        let out = if self.running_pid().is_some() {
+        let master = self.running_pid();
+        let before = master.map(accepting_workers).unwrap_or_default();
+        let out = if master.is_some() {
             self.nginx().args(["-s", "reload"]).output().await
         } else {
             self.nginx().output().await
         }
         .map_err(|e| format!("cannot run {}: {e}", self.options.nginx.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
+        if !out.status.success() {
+            return Err(format!(
                 "nginx: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            ));
         }
+        if let Some(master) = master {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while accepting_workers(master).iter().any(|w| before.contains(w)) {
+                if std::time::Instant::now() > deadline {
+                    tracing::warn!(
+                        "nginx's old workers still accept connections 10 s after a reload"
+                    );
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Stops nginx (for tests and `--ingress-stop-on-exit`); applications
@@ -561,6 +578,33 @@ fn acme_location(options: &IngressOptions) -> String {
         "    include {}/acme.conf;\n    location ^~ /.well-known/acme-challenge/ {{\n        return 404;\n    }}\n",
         options.dir.display()
     )
+}
+
+/// The worker processes of the nginx whose master is `master` that still
+/// accept connections: a worker told to quit renames itself "worker process
+/// is shutting down" as it closes its listening sockets.
+fn accepting_workers(master: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // The parent is the 4th field of stat, after "(comm)".
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+            if parent != Some(master) {
+                return false;
+            }
+            let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let title = String::from_utf8_lossy(&title);
+            title.contains("worker process") && !title.contains("shutting down")
+        })
+        .collect()
 }
 
 /// Where each server block answers which version of its route it serves

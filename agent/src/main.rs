@@ -18,6 +18,7 @@ mod images;
 mod ingress;
 mod metrics;
 mod runner;
+mod runs;
 mod state;
 mod tasklog;
 
@@ -129,7 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let beating = tokio::spawn(heartbeats.run(shutdown.clone()));
     let logs = applogs::AppLogs::new(engine.clone(), client.clone());
-    let shipping = tokio::spawn(logs.run(shutdown.clone()));
+    let shipping = tokio::spawn(logs.clone().run(shutdown.clone()));
     let ingress = Ingress::new(IngressOptions {
         dir: args.ingress_dir(),
         nginx: args.nginx.clone(),
@@ -142,6 +143,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the ingress (nginx): {e}"))?;
     std::fs::create_dir_all(args.build_dir()).context("cannot create the build folder")?;
+    let runs = runs::Runs {
+        engine: engine.clone(),
+        crash: crash.clone(),
+        client: client.clone(),
+        logs,
+    };
     let executor = Executor::new(ExecutorOptions {
         engine: engine.clone(),
         crash,
@@ -156,6 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let runner = Runner {
         client,
         executor,
+        runs,
         max_tasks: args.max_tasks.max(1),
         lease_wait: args.lease_wait.min(skypanel_protocol::MAX_LEASE_WAIT_SECS),
         task_timeout: Duration::from_secs(args.task_timeout),

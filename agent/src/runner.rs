@@ -17,6 +17,8 @@ use crate::executor::{Executor, TaskLog};
 pub struct Runner {
     pub client: ControlPlane,
     pub executor: Executor,
+    /// One-off runs (`app.run` tasks).
+    pub runs: crate::runs::Runs,
     pub max_tasks: usize,
     pub lease_wait: u64,
     pub task_timeout: Duration,
@@ -58,6 +60,9 @@ impl Runner {
                             },
                         };
                         let runner = self.clone();
+                        // A one-off run may last hours: it does not hold
+                        // one of the slots deploys and builds need.
+                        let slot = (!matches!(task.spec, TaskSpec::AppRun(_))).then_some(slot);
                         tokio::spawn(async move {
                             runner.handle(task).await;
                             drop(slot);
@@ -138,7 +143,18 @@ impl Runner {
             done,
         ));
         let limit = limit_of(&task.spec, self.task_timeout);
-        let work = tokio::time::timeout(limit, self.executor.run(&task.spec, &log, cancel));
+        let work =
+            tokio::time::timeout(limit, async {
+                match &task.spec {
+                    TaskSpec::AppRun(run) => self.runs.run(run, &log, cancel).await.map(|ended| {
+                        crate::executor::Outcome {
+                            run: Some(ended),
+                            ..Default::default()
+                        }
+                    }),
+                    spec => self.executor.run(spec, &log, cancel).await,
+                }
+            });
         let result = tokio::select! {
             result = work => Some(result),
             _ = lost.changed() => None,
@@ -160,6 +176,7 @@ impl Runner {
                     .resolved
                     .map(|image_id| skypanel_protocol::image::Resolved { image_id }),
                 pushed: outcome.pushed,
+                run: outcome.run,
                 ..StatusReport::new(task.lease_id, ReportedStatus::Succeeded)
             },
             Ok(Err(failure)) => StatusReport {
@@ -176,6 +193,7 @@ impl Runner {
             && !matches!(
                 task.spec,
                 TaskSpec::AppBuild(_)
+                    | TaskSpec::AppRun(_)
                     | TaskSpec::IngressChallenge(_)
                     | TaskSpec::DbProvision(_)
                     | TaskSpec::DbStop(_)
@@ -320,6 +338,10 @@ fn jittered(wait: u64) -> u64 {
 fn limit_of(spec: &TaskSpec, task_timeout: Duration) -> Duration {
     match spec {
         TaskSpec::DbBackup(_) | TaskSpec::DbRestore(_) => task_timeout.max(DUMP_LIMIT),
+        // Its own time limit, the wait for its caller, and pulling its image.
+        TaskSpec::AppRun(run) => {
+            Duration::from_secs(run.ttl_secs + run.attach_timeout_secs) + task_timeout
+        }
         _ => task_timeout,
     }
 }

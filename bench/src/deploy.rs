@@ -14,10 +14,15 @@
 //!    the registry beside `docker pull` + `docker run` of the same digest
 //!    (see `release_rounds`).
 //!
+//! 4. An attached one-off run's keystroke latency (a byte echoed by `cat`)
+//!    through the control plane's relay, beside `docker run -i` (see
+//!    `run_latency`).
+//!
 //! `bench/deploy.sh` starts a control plane, a registry and an agent and runs this.
 
 mod client;
 mod release_rounds;
+mod run_latency;
 
 use client::{Api, login};
 
@@ -411,6 +416,26 @@ async fn main() -> anyhow::Result<()> {
         "  the platform's own share (clone, context, queue, tasks, ingress)  {} ({:.0}% of the total)",
         ms(share),
         share.as_secs_f64() * 100.0 / t50.as_secs_f64()
+    );
+    let keystrokes = args.rounds * 30;
+    let platform = run_latency::through_platform(&api, keeper, keystrokes).await?;
+    let plain = run_latency::through_docker(&args.image, keystrokes).await?;
+    let (r50, r90) = stats(platform);
+    let (k50, k90) = stats(plain);
+    println!("a keystroke echoed by `cat` in a one-off run, {keystrokes} keystrokes each:");
+    println!(
+        "  sky run session (control plane relay + node)   median {:.2} ms, p90 {:.2} ms",
+        r50.as_secs_f64() * 1000.0,
+        r90.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  docker run -i                                  median {:.2} ms, p90 {:.2} ms",
+        k50.as_secs_f64() * 1000.0,
+        k90.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  added by the platform per keystroke            median {:.2} ms",
+        (r50.as_secs_f64() - k50.as_secs_f64()) * 1000.0
     );
     if let (Some(registry), Some(secret)) = (&args.registry, &args.jwt_secret) {
         releases(&api, &admin_api, &args, plan, registry, secret).await?;

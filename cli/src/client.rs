@@ -41,9 +41,18 @@ impl Api {
             token,
             http: reqwest::Client::builder()
                 .user_agent(concat!("sky/", env!("CARGO_PKG_VERSION")))
+                // A redirect's body is the answer (GitHub's install link).
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
         }
+    }
+
+    /// The control plane's address with the WebSocket scheme (`ws://`, `wss://`).
+    pub fn ws_base(&self) -> String {
+        self.base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
     }
 
     fn url(&self, path: &str) -> String {
@@ -72,7 +81,7 @@ impl Api {
         let answer = request.send().await.map_err(|e| self.network(e))?;
         let status = answer.status();
         let text = answer.text().await.map_err(|e| self.network(e))?;
-        if !status.is_success() {
+        if !(status.is_success() || status.is_redirection()) {
             return Err(api_error(status.as_u16(), &text));
         }
         if text.is_empty() {

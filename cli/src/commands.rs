@@ -28,20 +28,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     {
         return login(&api, email, password, token, json).await;
     }
-    if let Command::Logout = cli.command {
-        config::remove()?;
-        if json {
-            output::json(&json!({"ok": true}));
-        } else {
-            println!("Logged out.");
-        }
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "sky", &mut std::io::stdout());
         return Ok(());
     }
+    if let Command::Logout = cli.command {
+        return logout(json).await;
+    }
     let saved = config::load()?;
+    if let Command::GitCredential { operation } = &cli.command {
+        return git_credential(&saved, operation);
+    }
     let api = Api::new(&saved.api, Some(saved.token.clone()));
     let ctx = Ctx { api, json };
     match cli.command {
-        Command::Login { .. } | Command::Logout => Ok(()),
+        Command::Login { .. } | Command::Logout | Command::Completions { .. } => Ok(()),
         Command::Apps => ctx.apps().await,
         Command::AppsCreate {
             name,
@@ -50,12 +52,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             git,
             branch,
             image,
+            github,
             port,
         } => {
             let plan = ctx.plan(plan).await?;
             let region = ctx.region(region).await?;
             let body = json!({"name": name, "plan_id": plan, "region": region, "git_repo_url": git,
-                              "git_branch": branch, "image": image, "port": port});
+                              "git_branch": branch, "image": image, "port": port,
+                              "github_repository": github});
             let app = ctx
                 .api
                 .post("/paas/applications", &without_nulls(body))
@@ -66,6 +70,62 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     a["name"].as_str().unwrap_or(""),
                     a["id"],
                     output::text(&a["url"])
+                );
+            })
+        }
+        Command::GithubConnect => {
+            let answer = ctx.api.get("/paas/github/authorize").await?;
+            ctx.show(&answer, |a| {
+                println!(
+                    "Open this link to install the GitHub App and choose its repositories (it works once, for 10 minutes):"
+                );
+                println!("{}", output::text(&a["url"]));
+            })
+        }
+        Command::GithubRepos { installation, page } => {
+            let mut path = format!("/paas/github/repositories?page={page}&per_page=100");
+            if let Some(installation) = installation {
+                path.push_str(&format!("&installation_id={installation}"));
+            }
+            let answer = ctx.api.get(&path).await?;
+            ctx.show(&answer, |a| {
+                output::table(
+                    &["repository", "private", "default branch"],
+                    array(&a["repositories"]),
+                    &["full_name", "private", "default_branch"],
+                );
+                if let Some(next) = a["next_page"].as_u64() {
+                    println!("more: sky github:repos --page {next}");
+                }
+            })
+        }
+        Command::GitCredential { .. } => Ok(()),
+        Command::GitRemote { app, remote } => ctx.git_remote(&saved, &app, &remote).await,
+        Command::GithubBranches { repository } => {
+            let parts: Vec<&str> = repository.split('/').collect();
+            let plain = |p: &str| {
+                !p.is_empty()
+                    && p != "."
+                    && p != ".."
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            };
+            if parts.len() != 2 || !parts.iter().all(|p| plain(p)) {
+                return Err(CliError::Usage(format!(
+                    "{repository} is not a GitHub repository; name it owner/name"
+                )));
+            }
+            let answer = ctx
+                .api
+                .get(&format!(
+                    "/paas/github/repositories/{repository}/branches?per_page=100"
+                ))
+                .await?;
+            ctx.show(&answer, |a| {
+                output::table(
+                    &["branch", "commit"],
+                    array(&a["branches"]),
+                    &["name", "commit_sha"],
                 );
             })
         }
@@ -94,8 +154,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 );
             })
         }
-        Command::AppsDelete { app } => {
+        Command::AppsDestroy { app, confirm } => {
             let id = ctx.app_id(&app).await?;
+            confirmed(&app, confirm, "the application")?;
             ctx.api
                 .call(Method::DELETE, &format!("/paas/applications/{id}"), None)
                 .await?;
@@ -148,6 +209,151 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             )
             .await
         }
+        Command::Ps { app } => ctx.ps(&app).await,
+        Command::Whoami => {
+            let me = ctx.api.get("/auth/me").await?;
+            ctx.show(&me, |me| println!("{}", output::text(&me["email"])))
+        }
+        Command::Open { app } => {
+            let id = ctx.app_id(&app).await?;
+            let shown = ctx.api.get(&format!("/paas/applications/{id}")).await?;
+            let url = output::text(&shown["url"]);
+            if url.is_empty() {
+                return Err(CliError::Failed(format!("{app} has no address yet")));
+            }
+            if !ctx.json && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                // The desktop's browser, when there is one; the address either way.
+                let _ = std::process::Command::new("xdg-open")
+                    .arg(&url)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn();
+            }
+            ctx.show(&json!({"url": url}), |u| {
+                println!("{}", output::text(&u["url"]))
+            })
+        }
+        Command::ConfigGet { app, key } => {
+            let id = ctx.app_id(&app).await?;
+            let var = ctx
+                .api
+                .get(&format!("/paas/applications/{id}/env/{key}?reveal=true"))
+                .await?;
+            ctx.show(&var, |v| println!("{}", output::text(&v["value"])))
+        }
+        Command::DomainsRemove { app, hostname } => {
+            let id = ctx.app_id(&app).await?;
+            ctx.api
+                .call(
+                    Method::DELETE,
+                    &format!("/paas/applications/{id}/domains/{hostname}"),
+                    None,
+                )
+                .await?;
+            ctx.done(&format!("Removed {hostname} from {app}."))
+        }
+        Command::DbUnlink { db, app } => {
+            let db_id = ctx.database_id(&db).await?;
+            let id = ctx.app_id(&app).await?;
+            ctx.api
+                .call(
+                    Method::DELETE,
+                    &format!("/paas/applications/{id}/databases/{db_id}"),
+                    None,
+                )
+                .await?;
+            ctx.done(&format!(
+                "Unlinked {db} from {app}; {app} is rolled out without its variables."
+            ))
+        }
+        Command::DbDelete { db, confirm, purge } => {
+            let id = ctx.database_id(&db).await?;
+            confirmed(&db, confirm, "the database")?;
+            ctx.api
+                .call(
+                    Method::DELETE,
+                    &format!("/paas/databases/{id}?purge={purge}"),
+                    None,
+                )
+                .await?;
+            ctx.done(&if purge {
+                format!("Deleting {db} and its data.")
+            } else {
+                format!("Deleting {db}; its data is kept for the retention period.")
+            })
+        }
+        Command::Run {
+            app,
+            release,
+            env,
+            ttl,
+            no_tty,
+            command,
+        } => {
+            let app_id = ctx.app_id(&app).await?;
+            let args = crate::run::RunArgs {
+                app_id,
+                app: &app,
+                command: &command,
+                release,
+                env: &env,
+                ttl,
+                no_tty,
+            };
+            let code = crate::run::attached(&ctx.api, &args).await?;
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // At once: the thread reading standard input would otherwise
+            // hold the runtime's shutdown until a key is pressed.
+            std::process::exit(code);
+        }
+        Command::RunDetached {
+            app,
+            release,
+            env,
+            ttl,
+            command,
+        } => {
+            let app_id = ctx.app_id(&app).await?;
+            let args = crate::run::RunArgs {
+                app_id,
+                app: &app,
+                command: &command,
+                release,
+                env: &env,
+                ttl,
+                no_tty: true,
+            };
+            let run = crate::run::detached(&ctx.api, &args).await?;
+            if ctx.json {
+                output::json(&run);
+            } else {
+                println!(
+                    "Running {} on {app}... up, {}\nIts output goes to `sky logs {app} --tail`; `sky runs {app}` shows how it ended.",
+                    output::text(&run["command"]),
+                    output::text(&run["name"])
+                );
+            }
+            Ok(())
+        }
+        Command::Runs { app } => ctx.runs(&app).await,
+        Command::RunStop { app, run } => {
+            let id = ctx.app_id(&app).await?;
+            let stopped = ctx
+                .api
+                .post(
+                    &format!("/paas/applications/{id}/runs/{run}/stop"),
+                    &json!({}),
+                )
+                .await?;
+            if ctx.json {
+                output::json(&stopped);
+            } else {
+                println!("Stopping run.{run} of {app}.");
+            }
+            Ok(())
+        }
+        Command::PsScale { app, counts } => ctx.ps_scale(&app, &counts).await,
         Command::Restart { app } => {
             ctx.command(&app, "restart", json!({}), &format!("Restarting {app}."))
                 .await
@@ -321,6 +527,100 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 /// Logs in: with an e-mail and password, makes an API token (long-lived,
 /// unlike the login's access token) and saves it; or saves the token given.
+/// Revokes the token `sky login` made (a token given with `--token` is
+/// the user's to revoke), then forgets the credentials.
+async fn logout(json: bool) -> Result<(), CliError> {
+    let revoked = match config::load() {
+        Ok(Credentials {
+            api,
+            token,
+            token_id: Some(id),
+            ..
+        }) => {
+            let api = Api::new(&api, Some(token));
+            match api
+                .call(Method::DELETE, &format!("/auth/tokens/{id}"), None)
+                .await
+            {
+                Ok(_) => true,
+                // Revoked already (or the account is gone): nothing to undo.
+                Err(CliError::Api {
+                    status: 401 | 404, ..
+                }) => true,
+                Err(err) => return Err(err),
+            }
+        }
+        _ => false,
+    };
+    config::remove()?;
+    if json {
+        output::json(&json!({"ok": true, "revoked": revoked}));
+    } else if revoked {
+        println!("Logged out; the token sky used is revoked.");
+    } else {
+        println!("Logged out.");
+    }
+    Ok(())
+}
+
+/// Goes on only when `name` was typed again: with `--confirm`, or at the
+/// prompt on a terminal.
+fn confirmed(name: &str, given: Option<String>, what: &str) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let typed = match given {
+        Some(given) => given,
+        None if std::io::stdin().is_terminal() => {
+            eprint!("This deletes {what} {name} for good. Type its name to go on: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            line.trim().to_string()
+        }
+        None => {
+            return Err(CliError::Usage(format!(
+                "this deletes {what} {name} for good: add --confirm {name}"
+            )));
+        }
+    };
+    if typed == name {
+        Ok(())
+    } else {
+        Err(CliError::Usage(format!(
+            "{typed:?} is not {name:?}; nothing was deleted"
+        )))
+    }
+}
+
+/// Reads a password from the terminal without showing it.
+fn prompt_password() -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::Usage(
+            "give --password (or SKY_PASSWORD), or --token".into(),
+        ));
+    }
+    eprint!("Password: ");
+    let _ = std::io::stderr().flush();
+    let saved = rustix::termios::tcgetattr(&stdin).ok();
+    if let Some(saved) = &saved {
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(rustix::termios::LocalModes::ECHO);
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &quiet);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = &saved {
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, saved);
+    }
+    eprintln!();
+    read.map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 async fn login(
     api: &str,
     email: Option<String>,
@@ -328,16 +628,12 @@ async fn login(
     token: Option<String>,
     json: bool,
 ) -> Result<(), CliError> {
-    let (token, email) = match (token, email) {
-        (Some(token), _) => (token, None),
+    let (token, email, token_id) = match (token, email) {
+        (Some(token), _) => (token, None, None),
         (None, Some(email)) => {
             let password = match password {
                 Some(p) => p,
-                None => {
-                    return Err(CliError::Usage(
-                        "give --password (or SKY_PASSWORD), or --token".into(),
-                    ));
-                }
+                None => prompt_password()?,
             };
             let anonymous = Api::new(api, None);
             let access = anonymous
@@ -353,7 +649,7 @@ async fn login(
             let token = created["token"]
                 .as_str()
                 .ok_or_else(|| CliError::Failed("the API made no token".into()))?;
-            (token.to_string(), Some(email))
+            (token.to_string(), Some(email), created["id"].as_i64())
         }
         (None, None) => {
             return Err(CliError::Usage(
@@ -366,6 +662,7 @@ async fn login(
         api: api.trim_end_matches('/').to_string(),
         token,
         email: email.or_else(|| me["email"].as_str().map(str::to_string)),
+        token_id,
     })?;
     if json {
         output::json(&me);
@@ -413,6 +710,65 @@ impl Ctx {
             println!("{message}");
         }
         Ok(())
+    }
+
+    /// Adds (or points) the git remote at the application's repository on
+    /// the platform and has git ask `sky git:credential` for its password.
+    async fn git_remote(
+        &self,
+        saved: &Credentials,
+        app: &str,
+        remote: &str,
+    ) -> Result<(), CliError> {
+        let id = self.app_id(app).await?;
+        let shown = self.api.get(&format!("/paas/applications/{id}")).await?;
+        let slug = output::text(&shown["slug"]);
+        let base = saved.api.trim_end_matches('/');
+        let url = format!("{base}/git/{slug}.git");
+        let git = |args: &[&str]| -> Result<(bool, String), CliError> {
+            let out = std::process::Command::new("git")
+                .args(args)
+                .output()
+                .map_err(|e| CliError::Failed(format!("cannot run git: {e}")))?;
+            Ok((
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ))
+        };
+        let (inside, _) = git(&["rev-parse", "--git-dir"])?;
+        if !inside {
+            return Err(CliError::Usage(
+                "this folder is not a git repository; run it in your application's (git init first)"
+                    .into(),
+            ));
+        }
+        let (exists, _) = git(&["remote", "get-url", remote])?;
+        let verb = if exists { "set-url" } else { "add" };
+        let (ok, said) = git(&["remote", verb, remote, &url])?;
+        if !ok {
+            return Err(CliError::Failed(format!("git remote {verb}: {said}")));
+        }
+        let program = std::env::current_exe()
+            .map_err(|e| CliError::Failed(format!("cannot find sky itself: {e}")))?;
+        let helper = format!(
+            "!'{}' git:credential",
+            program.display().to_string().replace('\'', "'\\''")
+        );
+        // For the control plane's address (git matches credentials by host).
+        let key = format!("credential.{base}.helper");
+        // An empty helper first: other helpers of the machine are not asked
+        // for this address.
+        let _ = git(&["config", "--local", "--unset-all", &key]);
+        for value in ["", helper.as_str()] {
+            let (ok, said) = git(&["config", "--local", "--add", &key, value])?;
+            if !ok {
+                return Err(CliError::Failed(format!("git config: {said}")));
+            }
+        }
+        self.show(&json!({"remote": remote, "url": url}), |_| {
+            println!("Git remote {remote}: {url}");
+            println!("Deploy with: git push {remote} main");
+        })
     }
 
     /// An application by name or id.
@@ -486,6 +842,168 @@ impl Ctx {
             .post(&format!("/paas/applications/{id}/{what}"), &body)
             .await?;
         self.show(&answer, |_| println!("{message}"))
+    }
+
+    /// Processes by type (as Heroku's `ps`): the formation, then every
+    /// instance with its state, node, uptime and restarts.
+    async fn runs(&self, app: &str) -> Result<(), CliError> {
+        let id = self.app_id(app).await?;
+        let list = self
+            .api
+            .get(&format!("/paas/applications/{id}/runs"))
+            .await?;
+        if self.json {
+            output::json(&list);
+            return Ok(());
+        }
+        let mut rows: Vec<Value> = array(&list).to_vec();
+        for row in &mut rows {
+            let ended = match (&row["exit_code"], &row["failure"]) {
+                (_, Value::String(why)) => why.clone(),
+                (Value::Number(code), _) => format!("exit {code}"),
+                _ => String::new(),
+            };
+            row["ended"] = json!(ended);
+            row["took"] = json!(match row["duration_secs"].as_i64() {
+                Some(secs) => format!("{secs}s"),
+                None => String::new(),
+            });
+            row["release"] = json!(format!("v{}", output::text(&row["release"])));
+        }
+        output::table(
+            &[
+                "run", "status", "release", "command", "ended", "took", "by", "created",
+            ],
+            &rows,
+            &[
+                "name",
+                "status",
+                "release",
+                "command",
+                "ended",
+                "took",
+                "started_by",
+                "created_at",
+            ],
+        );
+        Ok(())
+    }
+
+    async fn ps(&self, app: &str) -> Result<(), CliError> {
+        let id = self.app_id(app).await?;
+        let formation = self
+            .api
+            .get(&format!("/paas/applications/{id}/formation"))
+            .await?;
+        let instances = self
+            .api
+            .get(&format!("/paas/applications/{id}/instances"))
+            .await?;
+        if self.json {
+            output::json(&json!({"formation": formation, "instances": instances}));
+            return Ok(());
+        }
+        let now = chrono::Utc::now();
+        for process in array(&formation["processes"]) {
+            let name = output::text(&process["process"]);
+            let command = match output::text(&process["command"]) {
+                c if c.is_empty() => "(the image's command)".to_string(),
+                c => c,
+            };
+            println!(
+                "=== {name} ({}): {command}",
+                output::text(&process["quantity"])
+            );
+            let mut rows: Vec<Value> = array(&instances)
+                .iter()
+                .filter(|i| i["process"] == process["process"])
+                .cloned()
+                .collect();
+            for row in &mut rows {
+                row["id"] = json!(format!("{name}.{}", output::text(&row["instance"])));
+                row["uptime"] = json!(uptime(&row["started_at"], now));
+            }
+            if rows.is_empty() {
+                println!("(none running)");
+            } else {
+                output::table(
+                    &["process", "state", "release", "node", "up", "restarts"],
+                    &rows,
+                    &[
+                        "id",
+                        "state",
+                        "release",
+                        "node_id",
+                        "uptime",
+                        "restart_count",
+                    ],
+                );
+            }
+            println!();
+        }
+        if let Some(command) = formation["release_command"].as_str() {
+            println!("release phase: {command}");
+        }
+        // One-off runs under way, as Heroku lists `run.N`.
+        let runs = self
+            .api
+            .get(&format!("/paas/applications/{id}/runs?limit=20"))
+            .await?;
+        let mut live: Vec<Value> = array(&runs)
+            .iter()
+            .filter(|r| r["status"] == "pending" || r["status"] == "running")
+            .cloned()
+            .collect();
+        if !live.is_empty() {
+            println!("=== run ({}): one-off", live.len());
+            for run in &mut live {
+                run["uptime"] = json!(uptime(&run["started_at"], now));
+            }
+            output::table(
+                &["process", "state", "release", "up", "command"],
+                &live,
+                &["name", "status", "release", "uptime", "command"],
+            );
+        }
+        Ok(())
+    }
+
+    /// `web=2 worker=1` → `PATCH …/formation`.
+    async fn ps_scale(&self, app: &str, counts: &[String]) -> Result<(), CliError> {
+        let mut formation = serde_json::Map::new();
+        for pair in counts {
+            let count = pair
+                .split_once('=')
+                .and_then(|(name, n)| Some((name, n.trim().parse::<i64>().ok()?)));
+            let Some((name, n)) = count else {
+                return Err(CliError::Usage(format!(
+                    "{pair}: write TYPE=COUNT, such as web=2 worker=1"
+                )));
+            };
+            formation.insert(name.trim().to_string(), json!(n));
+        }
+        let id = self.app_id(app).await?;
+        let answer = self
+            .api
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/paas/applications/{id}/formation"),
+                Some(&json!({"formation": formation})),
+            )
+            .await?;
+        self.show(&answer, |f| {
+            let now: Vec<String> = array(&f["processes"])
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}={}",
+                        output::text(&p["process"]),
+                        output::text(&p["quantity"])
+                    )
+                })
+                .collect();
+            println!("Scaling {app}: {}", now.join(" "));
+        })
     }
 
     async fn env_set(&self, app: &str, pairs: &[String]) -> Result<(), CliError> {
@@ -637,8 +1155,9 @@ impl Ctx {
         // The release rolls out: done when it is the current one and the
         // application runs; a rollout that fails (the previous release keeps
         // serving, with a new `last_error`) is a failure.
-        let deadline = Instant::now() + ROLLOUT_WAIT;
+        let mut deadline = Instant::now() + ROLLOUT_WAIT;
         let spinner = (!self.json).then(|| Spinner::start(format!("releasing {app}")));
+        let mut shown = 0;
         let application = loop {
             let application = self.api.get(&format!("/paas/applications/{id}")).await?;
             let releases = self
@@ -651,6 +1170,31 @@ impl Ctx {
                     Some(build) => r["build_id"] == build,
                     None => r["version"] == started["release"],
                 });
+            // The rollout's log (the release phase's output among it), as it grows.
+            if let Some(version) = ours.and_then(|r| r["version"].as_i64()) {
+                let log = self
+                    .api
+                    .get(&format!("/paas/applications/{id}/releases/{version}/log"))
+                    .await?;
+                let text = output::text(&log["log"]);
+                let lines: Vec<&str> = text.lines().collect();
+                if lines.len() > shown {
+                    deadline = Instant::now() + ROLLOUT_WAIT;
+                    if let Some(spinner) = &spinner {
+                        for line in &lines[shown..] {
+                            spinner.line(line);
+                        }
+                    }
+                    shown = lines.len();
+                }
+                if log["status"] == "failed" {
+                    drop(spinner);
+                    return Err(CliError::Failed(format!(
+                        "release v{version} of {app} failed: {}",
+                        output::text(&log["failure"])
+                    )));
+                }
+            }
             let status = application["status"].as_str().unwrap_or_default();
             let new_error = !application["last_error"].is_null()
                 && application["last_error"] != before["last_error"];
@@ -688,10 +1232,14 @@ impl Ctx {
             if self.json {
                 println!("{line}");
             } else {
+                // The container by its Heroku-style name (`web.0`, `run.12`).
+                let who = match output::text(&line["process"]) {
+                    p if p.is_empty() => output::text(&line["instance"]),
+                    p => p,
+                };
                 println!(
-                    "{} [{}] {}",
+                    "{} [{who}] {}",
                     output::text(&line["timestamp"]),
-                    output::text(&line["instance"]),
                     output::text(&line["line"])
                 );
             }
@@ -797,11 +1345,70 @@ impl Ctx {
 }
 
 /// The id of the item named `name` (or whose id it is).
+/// How long since `started` (an RFC 3339 time), as `3m 4s`; empty without one.
+fn uptime(started: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Some(started) = started
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return String::new();
+    };
+    let secs = (now - started.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
 fn find(items: &[Value], name: &str) -> Option<i64> {
     items
         .iter()
         .find(|i| i["name"] == name || i["id"].as_i64().is_some_and(|id| name.parse() == Ok(id)))
         .and_then(|i| i["id"].as_i64())
+}
+
+/// `sky git:credential get`: git's credential helper protocol. For the
+/// saved control plane's address it answers the saved token as the
+/// password; for any other address, nothing (git asks elsewhere). `store`
+/// and `erase` are git telling what happened: nothing to do.
+fn git_credential(saved: &Credentials, operation: &str) -> Result<(), CliError> {
+    if operation != "get" {
+        return Ok(());
+    }
+    let mut asked = std::collections::HashMap::new();
+    let mut line = String::new();
+    while std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Failed(format!("cannot read git's question: {e}")))?
+        > 0
+    {
+        let text = line.trim_end();
+        if text.is_empty() {
+            break;
+        }
+        if let Some((key, value)) = text.split_once('=') {
+            asked.insert(key.to_string(), value.to_string());
+        }
+        line.clear();
+    }
+    let Ok(url) = reqwest::Url::parse(&saved.api) else {
+        return Ok(());
+    };
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    if asked.get("protocol").map(String::as_str) == Some(url.scheme())
+        && asked.get("host") == Some(&host)
+    {
+        println!("username=sky");
+        println!("password={}", saved.token);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

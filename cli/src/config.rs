@@ -18,6 +18,9 @@ pub struct Credentials {
     /// An API token (`spt_…`).
     pub token: String,
     pub email: Option<String>,
+    /// The token's id when `sky login` made it (`sky logout` revokes it).
+    #[serde(default)]
+    pub token_id: Option<i64>,
 }
 
 fn folder() -> Result<PathBuf, CliError> {

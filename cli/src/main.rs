@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod config;
 mod output;
+mod run;
 
 use std::process::ExitCode;
 
@@ -32,14 +33,17 @@ pub enum Command {
         api: String,
         #[arg(long, required_unless_present = "token")]
         email: Option<String>,
+        /// Asked for (without echo) when left out on a terminal.
         #[arg(long, env = "SKY_PASSWORD", hide_env_values = true, requires = "email")]
         password: Option<String>,
         /// An API token (`spt_…`) instead of an e-mail and password.
         #[arg(long, conflicts_with_all = ["email", "password"])]
         token: Option<String>,
     },
-    /// Forget the saved credentials.
+    /// Revoke the token `sky login` made, and forget the saved credentials.
     Logout,
+    /// Who the saved credentials log in as.
+    Whoami,
     /// List your applications.
     Apps,
     /// Create an application.
@@ -60,16 +64,58 @@ pub enum Command {
         /// A ready image to run instead of building.
         #[arg(long, conflicts_with = "git")]
         image: Option<String>,
+        /// A GitHub repository (`owner/name`) your installation of the
+        /// platform's GitHub App grants (`sky github:repos`).
+        #[arg(long, conflicts_with_all = ["git", "image"])]
+        github: Option<String>,
         /// The port the application listens on.
         #[arg(long)]
         port: Option<i32>,
     },
+    /// Connect GitHub: prints the link that installs the platform's GitHub
+    /// App on your account or organisation (it works once, for 10 minutes).
+    #[command(name = "github:connect")]
+    GithubConnect,
+    /// Repositories your GitHub installation grants.
+    #[command(name = "github:repos")]
+    GithubRepos {
+        /// The installation, when you connected more than one.
+        #[arg(long)]
+        installation: Option<i64>,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+    },
+    /// A GitHub repository's branches: `sky github:branches acme/shop`.
+    #[command(name = "github:branches")]
+    GithubBranches { repository: String },
+    /// Make the current git repository push to an application: adds the
+    /// remote (`sky` unless --remote) and lets git log in with your token.
+    /// Then `git push sky main` builds and releases what you push.
+    #[command(name = "git:remote")]
+    GitRemote {
+        app: String,
+        /// The remote's name.
+        #[arg(long, default_value = "sky")]
+        remote: String,
+    },
+    /// git's credential helper for the platform's repositories (`git:remote`
+    /// sets it up; git runs it).
+    #[command(name = "git:credential", hide = true)]
+    GitCredential { operation: String },
     /// Show an application.
     #[command(name = "apps:info")]
     AppsInfo { app: String },
-    /// Delete an application.
-    #[command(name = "apps:delete")]
-    AppsDelete { app: String },
+    /// Delete an application, its containers, domains and logs:
+    /// `sky apps:destroy shop --confirm shop`.
+    #[command(name = "apps:destroy", alias = "apps:delete")]
+    AppsDestroy {
+        app: String,
+        /// The application's name again (asked for when left out on a terminal).
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// Open an application's address in the browser (or print it).
+    Open { app: String },
     /// Plans you can choose.
     Plans,
     /// Build and release an application, following the build's log.
@@ -99,10 +145,60 @@ pub enum Command {
         keys: Vec<String>,
     },
     /// List environment variables (secret values masked).
-    #[command(name = "env:list")]
+    #[command(name = "env:list", alias = "config")]
     EnvList { app: String },
-    /// Run N instances.
+    /// Print one variable's value, unmasked.
+    #[command(name = "config:get", alias = "env:get")]
+    ConfigGet { app: String, key: String },
+    /// Run N web instances.
     Scale { app: String, instances: i32 },
+    /// An application's processes by type: state, node, uptime, restarts.
+    Ps { app: String },
+    /// Scale process types: `sky ps:scale APP web=2 worker=1`.
+    #[command(name = "ps:scale")]
+    PsScale {
+        app: String,
+        #[arg(required = true)]
+        counts: Vec<String>,
+    },
+    /// Run a command once in a new container of the release, attached to
+    /// this terminal: `sky run APP -- python manage.py migrate`. Exits with
+    /// the command's exit code.
+    Run {
+        app: String,
+        /// The release to run (the current one by default).
+        #[arg(long)]
+        release: Option<i32>,
+        /// KEY=VALUE for this run only (repeatable).
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// The longest the command may run, in seconds (default 3600).
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// No terminal even when this one is (for piping).
+        #[arg(long)]
+        no_tty: bool,
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// Run a command once in the background; its output goes to `sky logs`.
+    #[command(name = "run:detached")]
+    RunDetached {
+        app: String,
+        #[arg(long)]
+        release: Option<i32>,
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        #[arg(long)]
+        ttl: Option<u32>,
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
+    /// An application's one-off runs: who, what, exit code, duration.
+    Runs { app: String },
+    /// Stop a one-off run.
+    #[command(name = "run:stop")]
+    RunStop { app: String, run: i64 },
     /// Restart an application's instances one after the other.
     Restart { app: String },
     /// Stop an application.
@@ -119,6 +215,9 @@ pub enum Command {
     /// An application's domains.
     #[command(name = "domains:list")]
     DomainsList { app: String },
+    /// Remove a custom domain.
+    #[command(name = "domains:remove")]
+    DomainsRemove { app: String, hostname: String },
     /// Create a managed database.
     #[command(name = "db:create")]
     DbCreate {
@@ -145,6 +244,20 @@ pub enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Unlink a database from an application (its variables go).
+    #[command(name = "db:unlink")]
+    DbUnlink { db: String, app: String },
+    /// Delete a database: `sky db:delete shop-db --confirm shop-db`.
+    #[command(name = "db:delete")]
+    DbDelete {
+        db: String,
+        /// The database's name again (asked for when left out on a terminal).
+        #[arg(long)]
+        confirm: Option<String>,
+        /// Remove its data now instead of keeping it for the retention period.
+        #[arg(long)]
+        purge: bool,
+    },
     /// Back a database up now and wait for the backup.
     #[command(name = "db:backup")]
     DbBackup { db: String },
@@ -156,6 +269,8 @@ pub enum Command {
     DbRestore { db: String, backup: i64 },
     /// Your wallet's balance and latest movements.
     Wallet,
+    /// Print a completion script: `sky completions bash > /etc/bash_completion.d/sky`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -52,6 +52,22 @@ mod tests {
     }
 
     #[test]
+    fn githubs_documented_example() {
+        // docs.github.com, "Validating webhook deliveries": the secret
+        // "It's a Secret to Everybody" and the payload "Hello, World!".
+        let expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(
+            sign(b"It's a Secret to Everybody", b"Hello, World!"),
+            expected
+        );
+        assert!(verify(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            expected
+        ));
+    }
+
+    #[test]
     fn known_answer() {
         // RFC 4231 test case 2.
         let mac = sign(b"Jefe", b"what do ya want for nothing?");

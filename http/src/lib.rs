@@ -13,10 +13,13 @@ pub mod body;
 pub mod console;
 pub mod dto;
 pub mod error;
+pub mod git;
+pub mod github;
 pub mod middleware;
 pub mod quotas;
 pub mod rate_limit;
 pub mod registry_token;
+pub mod sessions;
 pub mod state;
 
 use poem::endpoint::make_sync;
@@ -31,12 +34,17 @@ pub use state::{AppState, Settings};
 pub type Apis = (
     (api::auth::AuthApi, api::account::AccountApi),
     api::apps::AppsApi,
-    api::app_commands::AppCommandsApi,
+    (api::app_commands::AppCommandsApi, api::runs::RunsApi),
     api::env::EnvApi,
     api::builds::BuildsApi,
     api::domains::DomainsApi,
     api::observe::ObserveApi,
-    (api::webhooks::WebhooksApi, api::hooks::HooksApi),
+    (
+        api::github::GithubApi,
+        api::github::AdminGithubApi,
+        api::webhooks::WebhooksApi,
+        api::hooks::HooksApi,
+    ),
     (
         api::admin_platform::AdminPlatformApi,
         api::inspector::InspectorApi,
@@ -70,9 +78,14 @@ fn apis(state: &AppState) -> Apis {
         api::apps::AppsApi {
             state: state.clone(),
         },
-        api::app_commands::AppCommandsApi {
-            state: state.clone(),
-        },
+        (
+            api::app_commands::AppCommandsApi {
+                state: state.clone(),
+            },
+            api::runs::RunsApi {
+                state: state.clone(),
+            },
+        ),
         api::env::EnvApi {
             state: state.clone(),
         },
@@ -86,6 +99,12 @@ fn apis(state: &AppState) -> Apis {
             state: state.clone(),
         },
         (
+            api::github::GithubApi {
+                state: state.clone(),
+            },
+            api::github::AdminGithubApi {
+                state: state.clone(),
+            },
             api::webhooks::WebhooksApi {
                 state: state.clone(),
             },
@@ -196,8 +215,17 @@ pub fn app(state: AppState) -> impl Endpoint {
             "/api/registry/token",
             poem::get(registry_token::token).data(state.settings().registry.clone()),
         )
+        .at(
+            "/api/paas/runs/:run/session",
+            poem::get(sessions::caller_side),
+        )
+        .at(
+            "/api/internal/paas/runs/:run/session",
+            poem::get(sessions::node_side),
+        )
         .at("/", poem::get(console::page))
         .at("/console/:version/:name", poem::get(console::asset))
+        .nest("/git", git::routes())
         .around(rate_limit::check)
         .data(state)
         .with(CatchPanic::new().with_handler(middleware::panic_response))

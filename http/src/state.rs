@@ -47,6 +47,10 @@ pub struct Settings {
     pub registry: Option<crate::registry_token::TokenServer>,
     /// The registry's retention (admins may run it now).
     pub registry_retention: Option<skypanel_jobs::RegistryRetention>,
+    /// Where GitHub answers (github.com, or a GitHub Enterprise Server).
+    pub github: crate::github::GithubUrls,
+    /// The applications' repositories for `git push`.
+    pub git: crate::git::GitSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -85,6 +89,11 @@ struct Inner {
     principals: crate::auth::Principals,
     request_counts: Arc<crate::rate_limit::counts::Counts>,
     readiness: crate::api::system::Readiness,
+    sessions: crate::sessions::Sessions,
+    /// The `git push`es under way (their hooks' tickets).
+    pushes: crate::git::Pushes,
+    /// Calls to GitHub (one pool of connections).
+    http_client: reqwest::Client,
 }
 
 impl AppState {
@@ -105,11 +114,14 @@ impl AppState {
             redis,
             orchestrator,
             queues: OnceLock::new(),
+            http_client: reqwest::Client::new(),
             logs: OnceLock::new(),
             node_credentials: NodeCredentials::default(),
             principals: Default::default(),
             request_counts: Arc::default(),
             readiness: Default::default(),
+            sessions: Default::default(),
+            pushes: Default::default(),
         }))
     }
 
@@ -146,8 +158,22 @@ impl AppState {
             .ok_or_else(|| ApiError::unavailable("unavailable", "the orchestrator is not running"))
     }
 
+    /// Attached runs' sessions waiting for their other side.
+    pub fn pushes(&self) -> &crate::git::Pushes {
+        &self.0.pushes
+    }
+
+    pub fn sessions(&self) -> &crate::sessions::Sessions {
+        &self.0.sessions
+    }
+
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    /// The client calls to GitHub go through.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.0.http_client
     }
 
     /// The control plane's current time (the actors' clock, so that tests

@@ -17,6 +17,9 @@ pub struct LogLine {
     pub timestamp: String,
     pub instance: i32,
     pub release: i32,
+    /// `web.0`, `worker.1`, `release`, `run.12` (empty in lines stored
+    /// before processes were named).
+    pub process: String,
     /// `stdout` or `stderr`.
     pub stream: String,
     pub line: String,
@@ -28,6 +31,7 @@ pub struct NewLine<'a> {
     pub timestamp: &'a str,
     pub instance: i32,
     pub release: i32,
+    pub process: &'a str,
     pub stream: &'a str,
     pub line: &'a str,
 }
@@ -70,6 +74,7 @@ impl LogStreams {
                     ("ts", l.timestamp.to_string()),
                     ("instance", l.instance.to_string()),
                     ("release", l.release.to_string()),
+                    ("process", l.process.to_string()),
                     ("stream", l.stream.to_string()),
                     ("line", l.line.to_string()),
                 ],
@@ -133,6 +138,7 @@ fn lines_of(reply: StreamRangeReply) -> Vec<LogLine> {
                 timestamp: text("ts"),
                 instance: text("instance").parse().unwrap_or(0),
                 release: text("release").parse().unwrap_or(0),
+                process: text("process"),
                 stream: text("stream"),
                 line: text("line"),
                 id: entry.id,

@@ -169,6 +169,8 @@ mod tests {
             pushed_at: None,
             push_error: None,
             image_bytes: None,
+            status: "succeeded".into(),
+            failure: None,
         }
     }
 

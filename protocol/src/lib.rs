@@ -8,6 +8,8 @@ pub mod image;
 pub mod limits;
 pub mod names;
 pub mod node;
+pub mod procfile;
+pub mod session;
 pub mod task;
 
 /// The header carrying a node's credential on every agent call after registration.

@@ -10,6 +10,11 @@ pub const LABEL_RELEASE: &str = "skypanel.release";
 pub const LABEL_INSTANCE: &str = "skypanel.instance";
 pub const LABEL_GENERATION: &str = "skypanel.generation";
 pub const LABEL_DATABASE: &str = "skypanel.database";
+/// The process type of an application container (absent: `web`).
+pub const LABEL_PROCESS: &str = "skypanel.process";
+/// What an application container is for besides its processes: `release`
+/// (the release phase) or `run` (a one-off command).
+pub const LABEL_ONE_OFF: &str = "skypanel.one-off";
 
 /// The container of managed database `id`.
 pub fn database_container(id: i64) -> String {
@@ -43,17 +48,38 @@ pub fn user_network(user_id: i64) -> String {
     format!("sp-user-{user_id}")
 }
 
-/// Parses a name made by [`app_container`] back into (app, release, instance).
-pub fn parse_app_container(name: &str) -> Option<(i64, i32, i32)> {
-    let rest = name.trim_start_matches('/').strip_prefix("sp-app-")?;
-    let (app, rest) = rest.split_once("-r")?;
-    let (release, instance) = rest.split_once('-')?;
-    let instance = instance.split_once("-g").map_or(instance, |(i, _)| i);
-    Some((
-        app.parse().ok()?,
-        release.parse().ok()?,
-        instance.parse().ok()?,
-    ))
+/// The container of `instance` of process type `process` of `release`:
+/// `web`'s are [`app_container`]'s, the others' carry the type's name.
+pub fn process_container(app_id: i64, release: i32, process: &str, instance: i32) -> String {
+    if process == crate::procfile::WEB {
+        app_container(app_id, release, instance)
+    } else {
+        format!("sp-app-{app_id}-r{release}-{process}-{instance}")
+    }
+}
+
+/// A container of [`process_container`] made anew by the command of `generation`.
+pub fn process_container_of(
+    app_id: i64,
+    release: i32,
+    process: &str,
+    instance: i32,
+    generation: i64,
+) -> String {
+    format!(
+        "{}-g{generation}",
+        process_container(app_id, release, process, instance)
+    )
+}
+
+/// The one-off container of run `run_id` of an application (`sky run`).
+pub fn run_container(app_id: i64, run_id: i64) -> String {
+    format!("sp-app-{app_id}-run-{run_id}")
+}
+
+/// The one-off container that runs `release`'s release phase.
+pub fn release_phase_container(app_id: i64, release: i32) -> String {
+    format!("sp-app-{app_id}-r{release}-release")
 }
 
 #[cfg(test)]
@@ -61,16 +87,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn container_names_round_trip() {
-        let name = app_container(42, 3, 1);
-        assert_eq!(name, "sp-app-42-r3-1");
-        assert_eq!(parse_app_container(&name), Some((42, 3, 1)));
-        assert_eq!(parse_app_container("/sp-app-42-r3-1"), Some((42, 3, 1)));
-        assert_eq!(parse_app_container("postgres"), None);
-        let again = app_container_of(42, 3, 1, 17);
-        assert_eq!(again, "sp-app-42-r3-1-g17");
-        assert_eq!(parse_app_container(&again), Some((42, 3, 1)));
-        assert_eq!(parse_app_container("sp-app-x-r1-0"), None);
+    fn container_names_are_deterministic() {
+        assert_eq!(app_container(42, 3, 1), "sp-app-42-r3-1");
+        assert_eq!(app_container_of(42, 3, 1, 17), "sp-app-42-r3-1-g17");
+        assert_eq!(process_container(42, 3, "web", 1), "sp-app-42-r3-1");
+        assert_eq!(
+            process_container(42, 3, "worker", 1),
+            "sp-app-42-r3-worker-1"
+        );
+        assert_eq!(
+            process_container_of(42, 3, "worker", 0, 9),
+            "sp-app-42-r3-worker-0-g9"
+        );
+        assert_eq!(release_phase_container(42, 3), "sp-app-42-r3-release");
         assert_eq!(user_network(7), "sp-user-7");
     }
 }

@@ -97,6 +97,10 @@ pub struct ContainerReport {
     pub application_id: i64,
     pub user_id: i64,
     pub release: i32,
+    /// The process type (`web`, `worker` …); reports of agents before
+    /// process types say nothing, which is `web`.
+    #[serde(default = "web")]
+    pub process: String,
     pub instance: i32,
     pub generation: i64,
     pub state: ContainerState,
@@ -108,6 +112,10 @@ pub struct ContainerReport {
     pub restart_count: i32,
     /// The agent stopped restarting it: it crashed too often.
     pub crash_looping: bool,
+}
+
+fn web() -> String {
+    crate::procfile::WEB.to_string()
 }
 
 /// Every heartbeat interval: the seed's HeartbeatMessage plus the containers.
@@ -158,6 +166,10 @@ pub struct AppLogEntry {
     pub application_id: i64,
     pub instance: i32,
     pub release: i32,
+    /// Which container, as Heroku names dynos: `web.0`, `worker.1`,
+    /// `release` (the release phase), `run.12` (a one-off run).
+    #[serde(default)]
+    pub process: String,
     /// `stdout` or `stderr`.
     pub stream: String,
     /// When the container wrote it (RFC 3339, from Docker).

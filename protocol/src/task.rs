@@ -46,6 +46,78 @@ pub struct AppSpec {
     /// HTTPS certificates of some of those names.
     #[serde(default)]
     pub certificates: Vec<Certificate>,
+    /// The web process's command (run by `/bin/sh -c`); the image's own
+    /// command when absent.
+    #[serde(default)]
+    pub web_command: Option<String>,
+    /// The other process types to run and how many of each (no port, no
+    /// health check, no ingress); types not listed run none.
+    #[serde(default)]
+    pub processes: Vec<ProcessSpec>,
+    /// The release phase: a command that must succeed, in a one-off
+    /// container of this release, before any of its processes starts.
+    /// Present only until the release's first rollout succeeded.
+    #[serde(default)]
+    pub release_phase: Option<ReleasePhase>,
+}
+
+/// One process type besides `web`: its command and how many run.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ProcessSpec {
+    /// The type's name (`worker`).
+    pub process: String,
+    /// Run by `/bin/sh -c`.
+    pub command: String,
+    pub instances: i32,
+}
+
+/// The release phase's command and how long it may take.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ReleasePhase {
+    /// Run by `/bin/sh -c`.
+    pub command: String,
+    pub timeout_secs: u64,
+}
+
+/// A one-off command in a new container of a release (`sky run`): the
+/// release's image, environment and limits, no port, never restarted.
+/// Its `Debug` leaves the environment out (through `AppSpec`'s).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RunSpec {
+    pub run_id: i64,
+    /// The release's container spec (no processes, no names to route).
+    pub app: AppSpec,
+    /// Run by `/bin/sh -c`.
+    pub command: String,
+    /// Attached: stdin, stdout and stderr go through a session the node
+    /// opens to the control plane; detached: the output goes to the
+    /// application's logs.
+    pub attach: bool,
+    /// A terminal for the command (attached runs only).
+    pub tty: bool,
+    /// The terminal's first size.
+    #[serde(default)]
+    pub cols: u16,
+    #[serde(default)]
+    pub rows: u16,
+    /// The longest the command may run, in seconds.
+    pub ttl_secs: u64,
+    /// How long an attached run waits for its caller to open the session.
+    pub attach_timeout_secs: u64,
+}
+
+/// How a run ended, as its node saw it.
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RunResult {
+    /// The command's exit code, when it exited (a kill's is 137).
+    pub exit_code: Option<i32>,
+    /// Why it ended other than by itself (its time limit, its session).
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 /// An HTTPS certificate the ingress serves one name with. The private key
@@ -90,6 +162,7 @@ impl std::fmt::Debug for AppSpec {
             .field("release", &self.release)
             .field("image", &self.image)
             .field("instances", &self.instances)
+            .field("processes", &self.processes)
             .field("env_keys", &self.env.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -140,6 +213,15 @@ pub struct BuildSpec {
     /// `GIT_ASKPASS` only, never in a URL, an argument or a log.
     #[serde(default)]
     pub git_token: Option<String>,
+    /// Why the control plane could not hand out the repository's token (a
+    /// GitHub App's installation gone, GitHub unreachable): the build fails
+    /// with it rather than with git's bare authentication error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_token_refused: Option<String>,
+    /// Fetch this ref of the repository and build its commit (a pushed
+    /// commit the branch does not point at yet) instead of cloning the branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_ref: Option<String>,
     /// The runtime the customer chose, if any.
     pub runtime: Option<RuntimeSpec>,
     /// The platform's active runtimes, to pick from by the repository's files.
@@ -202,6 +284,9 @@ pub struct BuildResult {
     pub commit_message: String,
     /// `dockerfile`, or the runtime type the Dockerfile was generated for.
     pub builder: String,
+    /// The repository's Procfile, parsed (`None`: it has none).
+    #[serde(default)]
+    pub procfile: Option<BTreeMap<String, String>>,
 }
 
 /// What a finished task leaves for the control plane beyond its status,
@@ -221,6 +306,9 @@ pub struct TaskResult {
     /// What a push left in the registry.
     #[serde(default)]
     pub pushed: Option<crate::image::Pushed>,
+    /// How a one-off run ended.
+    #[serde(default)]
+    pub run: Option<RunResult>,
 }
 
 impl TaskResult {
@@ -331,6 +419,10 @@ pub enum TaskSpec {
     #[serde(rename = "image.push")]
     #[cfg_attr(feature = "openapi", oai(mapping = "image.push"))]
     ImagePush(crate::image::PushSpec),
+    /// Run a one-off command in a new container of a release.
+    #[serde(rename = "app.run")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "app.run"))]
+    AppRun(RunSpec),
 }
 
 impl TaskSpec {
@@ -349,18 +441,21 @@ impl TaskSpec {
             Self::DbBackup(_) => "db.backup",
             Self::DbRestore(_) => "db.restore",
             Self::ImagePush(_) => "image.push",
+            Self::AppRun(_) => "app.run",
         }
     }
 
     /// Moves the secrets out of the spec (to be stored sealed).
     pub fn take_secrets(&mut self) -> TaskSecrets {
         match self {
-            Self::AppApply(s) | Self::AppRestart(s) => TaskSecrets {
-                env: std::mem::take(&mut s.env),
-                tls_keys: take_keys(&mut s.certificates),
-                registry: s.registry_login.take(),
-                ..TaskSecrets::default()
-            },
+            Self::AppRun(RunSpec { app: s, .. }) | Self::AppApply(s) | Self::AppRestart(s) => {
+                TaskSecrets {
+                    env: std::mem::take(&mut s.env),
+                    tls_keys: take_keys(&mut s.certificates),
+                    registry: s.registry_login.take(),
+                    ..TaskSecrets::default()
+                }
+            }
             Self::ImagePush(p) => TaskSecrets {
                 registry: p.login.take(),
                 ..TaskSecrets::default()
@@ -394,7 +489,7 @@ impl TaskSpec {
     /// Puts opened secrets back into the spec.
     pub fn put_secrets(&mut self, secrets: TaskSecrets) {
         match self {
-            Self::AppApply(s) | Self::AppRestart(s) => {
+            Self::AppRun(RunSpec { app: s, .. }) | Self::AppApply(s) | Self::AppRestart(s) => {
                 s.env = secrets.env;
                 s.registry_login = secrets.registry;
                 put_keys(&mut s.certificates, secrets.tls_keys);
@@ -420,6 +515,7 @@ impl TaskSpec {
             | Self::DbBackup(_)
             | Self::DbRestore(_) => 0,
             Self::AppApply(spec) | Self::AppRestart(spec) => spec.app_id,
+            Self::AppRun(run) => run.app.app_id,
             Self::AppStop(target) | Self::AppDelete(target) => target.app_id,
             Self::AppBuild(build) => build.app_id,
             Self::IngressChallenge(challenge) => challenge.app_id,
@@ -502,6 +598,9 @@ pub struct StatusReport {
     /// What a successful push left in the registry.
     #[serde(default)]
     pub pushed: Option<crate::image::Pushed>,
+    /// How a one-off run ended.
+    #[serde(default)]
+    pub run: Option<RunResult>,
 }
 
 impl StatusReport {
@@ -518,6 +617,7 @@ impl StatusReport {
             backup: None,
             resolved: None,
             pushed: None,
+            run: None,
         }
     }
 }
@@ -587,6 +687,9 @@ mod tests {
             pids_limit: 64,
             hostnames: vec![],
             certificates: vec![],
+            web_command: None,
+            processes: vec![],
+            release_phase: None,
         };
         let shown = format!("{spec:?}");
         assert!(shown.contains("SECRET") && !shown.contains("canary-value"));
@@ -602,6 +705,8 @@ mod tests {
             branch: "main".into(),
             commit: None,
             git_token: Some("canary-token".into()),
+            git_token_refused: None,
+            fetch_ref: None,
             runtime: None,
             runtimes: vec![],
             port: 8080,

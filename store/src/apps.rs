@@ -46,6 +46,13 @@ pub struct Application {
     pub last_error: Option<String>,
     /// The status it had before its owner's wallet suspended it.
     pub suspended_from: Option<String>,
+    /// How many instances of each process type besides `web` run
+    /// (`{"worker": 2}`); `web`'s count is `instance_count`.
+    pub formation: serde_json::Value,
+    /// An image application's declared process types (type → command).
+    pub processes: Option<serde_json::Value>,
+    /// The release phase's command when the release's Procfile has none.
+    pub release_command: Option<String>,
 }
 
 impl std::fmt::Debug for Application {
@@ -61,6 +68,27 @@ impl std::fmt::Debug for Application {
 impl Application {
     pub fn status(&self) -> Result<AppStatus> {
         Ok(self.status.parse()?)
+    }
+
+    /// Every process type's count: `web` (`instance_count`) and the others.
+    pub fn formation(&self) -> std::collections::BTreeMap<String, i32> {
+        let mut counts: std::collections::BTreeMap<String, i32> =
+            serde_json::from_value(self.formation.clone()).unwrap_or_default();
+        counts.insert("web".to_string(), self.instance_count);
+        counts
+    }
+
+    /// The process instances the application runs when running: what
+    /// capacity and billing count.
+    pub fn total_instances(&self) -> i32 {
+        self.formation().values().sum()
+    }
+
+    /// The processes an image application declared in the API.
+    pub fn declared_processes(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        self.processes
+            .as_ref()
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
     }
 
     /// Associated data binding the sealed git token to this application.
@@ -86,6 +114,8 @@ pub struct NewApplication {
     pub auto_deploy: bool,
     pub instance_count: i32,
     pub system_domain: String,
+    pub processes: Option<serde_json::Value>,
+    pub release_command: Option<String>,
 }
 
 /// Settings a customer may change. For nullable columns `Some(None)` clears.
@@ -101,6 +131,8 @@ pub struct ApplicationChanges {
     pub port: Option<i32>,
     pub health_check_path: Option<Option<String>>,
     pub auto_deploy: Option<bool>,
+    pub processes: Option<Option<serde_json::Value>>,
+    pub release_command: Option<Option<String>>,
 }
 
 impl ApplicationChanges {
@@ -114,6 +146,8 @@ impl ApplicationChanges {
             && self.port.is_none()
             && self.health_check_path.is_none()
             && self.auto_deploy.is_none()
+            && self.processes.is_none()
+            && self.release_command.is_none()
     }
 }
 
@@ -172,6 +206,16 @@ pub async fn get(conn: &mut Conn, owner: i64, id: i64) -> Result<Application> {
     Ok(paas_applications::table
         .filter(paas_applications::id.eq(id))
         .filter(paas_applications::user_id.eq(owner))
+        .select(Application::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// The application whose slug is `slug` (slugs are unique), whoever owns
+/// it: callers check the owner.
+pub async fn by_slug(conn: &mut Conn, slug: &str) -> Result<Application> {
+    Ok(paas_applications::table
+        .filter(paas_applications::slug.eq(slug))
         .select(Application::as_select())
         .first(conn)
         .await?)
@@ -280,6 +324,27 @@ pub struct StateChange {
     pub instance_count: Option<i32>,
     pub last_error: Option<Option<String>>,
     pub suspended_from: Option<Option<String>>,
+    /// Set with [`StateChange::with_formation`].
+    pub formation: Option<serde_json::Value>,
+}
+
+impl StateChange {
+    /// Sets the counts of the process types besides `web` (zeros left out).
+    pub fn with_formation(mut self, others: &std::collections::BTreeMap<String, i32>) -> Self {
+        let kept: std::collections::BTreeMap<&String, &i32> = others
+            .iter()
+            .filter(|(name, count)| **count > 0 && name.as_str() != "web")
+            .collect();
+        self.formation = Some(serde_json::json!(kept));
+        self
+    }
+
+    /// The instances of the types besides `web` this change sets, if it sets them.
+    pub fn other_instances(&self) -> Option<i32> {
+        let counts: std::collections::BTreeMap<String, i32> =
+            serde_json::from_value(self.formation.clone()?).ok()?;
+        Some(counts.values().sum())
+    }
 }
 
 /// Writes `change` if the row is still at `expected_version`, bumping it,

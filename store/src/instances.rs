@@ -29,6 +29,10 @@ pub struct Instance {
     pub cpu_percent: f64,
     pub memory_used_mb: i64,
     pub observed_at: DateTime<Utc>,
+    /// `web`, `worker` …
+    pub process_type: String,
+    /// When it was first reported running since its last (re)start.
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Insertable, AsChangeset)]
@@ -48,6 +52,7 @@ struct Row<'a> {
     cpu_percent: f64,
     memory_used_mb: i64,
     observed_at: DateTime<Utc>,
+    process_type: &'a str,
 }
 
 fn row(node_id: i64, r: &ContainerReport) -> Row<'_> {
@@ -66,17 +71,29 @@ fn row(node_id: i64, r: &ContainerReport) -> Row<'_> {
         cpu_percent: r.cpu_usage_percent,
         memory_used_mb: r.memory_used_mb,
         observed_at: Utc::now(),
+        process_type: &r.process,
     }
 }
 
 async fn upsert(conn: &mut Conn, node_id: i64, reports: &[&ContainerReport]) -> Result<()> {
     for report in reports {
         let row = row(node_id, report);
+        let running = report.state == skypanel_protocol::node::ContainerState::Running;
+        // A start is a container seen running that was not, is another
+        // container, or was restarted since the last report.
+        let started = diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
+            "CASE WHEN excluded.state <> 'running' THEN NULL \
+                  WHEN paas_instances.state <> 'running' \
+                    OR paas_instances.container_id <> excluded.container_id \
+                    OR paas_instances.restart_count <> excluded.restart_count \
+                    OR paas_instances.started_at IS NULL THEN now() \
+                  ELSE paas_instances.started_at END",
+        );
         diesel::insert_into(paas_instances::table)
-            .values(&row)
+            .values((&row, paas_instances::started_at.eq(running.then(Utc::now))))
             .on_conflict(paas_instances::container_name)
             .do_update()
-            .set(&row)
+            .set((&row, paas_instances::started_at.eq(started)))
             .execute(conn)
             .await?;
     }
@@ -118,7 +135,11 @@ pub async fn list_for_owner(
 ) -> Result<Vec<Instance>> {
     Ok(paas_instances::table
         .filter(paas_instances::application_id.eq_any(owned_id(owner, application_id)))
-        .order((paas_instances::release_version, paas_instances::instance))
+        .order((
+            paas_instances::release_version,
+            paas_instances::process_type,
+            paas_instances::instance,
+        ))
         .select(Instance::as_select())
         .load(conn)
         .await?)
@@ -128,7 +149,11 @@ pub async fn list_for_owner(
 pub async fn list_for_app(conn: &mut Conn, application_id: i64) -> Result<Vec<Instance>> {
     Ok(paas_instances::table
         .filter(paas_instances::application_id.eq(application_id))
-        .order((paas_instances::release_version, paas_instances::instance))
+        .order((
+            paas_instances::release_version,
+            paas_instances::process_type,
+            paas_instances::instance,
+        ))
         .select(Instance::as_select())
         .load(conn)
         .await?)

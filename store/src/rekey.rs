@@ -103,6 +103,13 @@ const COLUMNS: &[Column] = &[
         associated_data: |r| crate::domains::Domain::key_associated_data(r.id),
     },
     Column {
+        table: "paas_github_app",
+        column: "secrets",
+        owner: "NULL",
+        name: "NULL",
+        associated_data: |r| crate::github::GithubApp::secrets_associated_data(r.id),
+    },
+    Column {
         table: "paas_acme_accounts",
         column: "credentials",
         owner: "NULL",

@@ -45,7 +45,19 @@ pub struct Release {
     pub push_error: Option<String>,
     /// The image's size when pushed.
     pub image_bytes: Option<i64>,
+    /// `pending` until its first rollout ends: `succeeded`, `failed` (with
+    /// `failure`) or `superseded` (a later release rolled out first).
+    pub status: String,
+    /// Why its rollout failed (its release phase's exit and last lines, or
+    /// its instances').
+    pub failure: Option<String>,
 }
+
+/// What a release's first rollout came to.
+pub const PENDING: &str = "pending";
+pub const SUCCEEDED: &str = "succeeded";
+pub const FAILED: &str = "failed";
+pub const SUPERSEDED: &str = "superseded";
 
 impl std::fmt::Debug for Release {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,6 +141,40 @@ pub async fn create(conn: &mut Conn, new: &NewRelease<'_>) -> Result<Release> {
         .returning(Release::as_returning())
         .get_result(conn)
         .await?)
+}
+
+/// Records how release `version`'s first rollout ended (`SUCCEEDED` or
+/// `FAILED` with why), if it was still pending, and marks the application's
+/// older pending releases superseded. Answers whether it was pending.
+pub async fn finish(
+    conn: &mut Conn,
+    application_id: i64,
+    version: i32,
+    status: &str,
+    failure: Option<&str>,
+) -> Result<bool> {
+    let changed = diesel::update(
+        paas_releases::table
+            .filter(paas_releases::application_id.eq(application_id))
+            .filter(paas_releases::version.eq(version))
+            .filter(paas_releases::status.eq(PENDING)),
+    )
+    .set((
+        paas_releases::status.eq(status),
+        paas_releases::failure.eq(failure),
+    ))
+    .execute(conn)
+    .await?;
+    diesel::update(
+        paas_releases::table
+            .filter(paas_releases::application_id.eq(application_id))
+            .filter(paas_releases::version.lt(version))
+            .filter(paas_releases::status.eq(PENDING)),
+    )
+    .set(paas_releases::status.eq(SUPERSEDED))
+    .execute(conn)
+    .await?;
+    Ok(changed > 0)
 }
 
 /// Release `version` of an application.

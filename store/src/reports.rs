@@ -68,9 +68,11 @@ async fn capacity_of(conn: &mut Conn, node_id: Option<i64>) -> Result<Vec<NodeCa
     let names = |list: Vec<&str>| list.join(",");
     Ok(diesel::sql_query(
         "WITH reserved AS (
-             SELECT a.node_id, a.instance_count::bigint * p.cpu_limit AS cpu,
-                    a.instance_count::bigint * p.memory_limit AS memory, 1 AS apps, 0 AS dbs
+             SELECT a.node_id, (a.instance_count + o.count)::bigint * p.cpu_limit AS cpu,
+                    (a.instance_count + o.count)::bigint * p.memory_limit AS memory, 1 AS apps, 0 AS dbs
                FROM paas_applications a JOIN paas_plans p ON p.id = a.plan_id
+                    CROSS JOIN LATERAL (SELECT COALESCE(sum(value::int), 0) AS count
+                                          FROM jsonb_each_text(a.formation)) o
               WHERE a.node_id IS NOT NULL
                 AND (a.status = ANY(string_to_array($1, ','))
                      OR a.target_status = ANY(string_to_array($1, ',')))

@@ -162,6 +162,9 @@ diesel::table! {
         last_error -> Nullable<Text>,
         webhook_secret -> Nullable<Bytea>,
         suspended_from -> Nullable<Text>,
+        formation -> Jsonb,
+        processes -> Nullable<Jsonb>,
+        release_command -> Nullable<Text>,
     }
 }
 
@@ -209,6 +212,8 @@ diesel::table! {
         pushed_at -> Nullable<Timestamptz>,
         push_error -> Nullable<Text>,
         image_bytes -> Nullable<Int8>,
+        status -> Text,
+        failure -> Nullable<Text>,
     }
 }
 
@@ -363,6 +368,8 @@ diesel::table! {
         cpu_percent -> Float8,
         memory_used_mb -> Int8,
         observed_at -> Timestamptz,
+        process_type -> Text,
+        started_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -447,6 +454,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    paas_runs (id) {
+        id -> Int8,
+        application_id -> Int8,
+        user_id -> Int8,
+        started_by -> Int8,
+        release_version -> Int4,
+        plan_id -> Int8,
+        command -> Text,
+        attach -> Bool,
+        tty -> Bool,
+        status -> Text,
+        exit_code -> Nullable<Int4>,
+        failure -> Nullable<Text>,
+        ttl_secs -> Int4,
+        node_id -> Nullable<Int8>,
+        task_id -> Nullable<Int8>,
+        session_ticket -> Nullable<Text>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        ended_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         actor_user_id -> Nullable<Int8>,
@@ -507,6 +538,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paas_github_app (id) {
+        id -> Int8,
+        app_id -> Int8,
+        slug -> Text,
+        client_id -> Text,
+        secrets -> Bytea,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    paas_github_states (digest) {
+        digest -> Text,
+        user_id -> Int8,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    paas_github_installations (id) {
+        id -> Int8,
+        user_id -> Int8,
+        installation_id -> Int8,
+        account_login -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    paas_app_github (application_id) {
+        application_id -> Int8,
+        installation_id -> Int8,
+        repository -> Text,
+        disconnected_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    paas_github_deliveries (delivery_id) {
+        delivery_id -> Text,
+        event -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(wallets -> users (user_id));
@@ -536,6 +615,10 @@ diesel::joinable!(paas_webhook_deliveries -> paas_webhooks (webhook_id));
 diesel::joinable!(paas_webhook_deliveries -> paas_notifications (notification_id));
 diesel::joinable!(paas_database_backups -> paas_databases (database_id));
 diesel::joinable!(paas_database_restores -> paas_databases (database_id));
+diesel::joinable!(paas_runs -> paas_applications (application_id));
+diesel::joinable!(paas_app_github -> paas_applications (application_id));
+diesel::joinable!(paas_github_states -> users (user_id));
+diesel::joinable!(paas_github_installations -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -568,5 +651,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_webhook_deliveries,
     paas_acme_accounts,
     paas_database_engines,
+    paas_runs,
+    paas_github_app,
+    paas_github_states,
+    paas_github_installations,
+    paas_app_github,
+    paas_github_deliveries,
     audit_log,
 );

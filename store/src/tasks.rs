@@ -381,6 +381,28 @@ pub async fn log_lines(conn: &mut Conn, task_id: i64) -> Result<Vec<String>> {
         .await?)
 }
 
+/// The log of release `version`'s rollouts: every `app.apply` task of the
+/// application that rolled that release out (its release phase and its
+/// instances starting), in order.
+pub async fn rollout_log(
+    conn: &mut Conn,
+    application_id: i64,
+    version: i32,
+) -> Result<Vec<String>> {
+    Ok(paas_task_logs::table
+        .inner_join(paas_tasks::table)
+        .filter(paas_tasks::application_id.eq(application_id))
+        .filter(paas_tasks::kind.eq("app.apply"))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("(paas_tasks.payload->>'release')::int = ")
+                .bind::<diesel::sql_types::Integer, _>(version),
+        )
+        .order((paas_tasks::id, paas_task_logs::attempt, paas_task_logs::seq))
+        .select(paas_task_logs::lines)
+        .load(conn)
+        .await?)
+}
+
 /// A task whose lease ran out, after the expiry was applied.
 #[derive(Debug, Clone)]
 pub struct Expired {

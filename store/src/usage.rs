@@ -42,7 +42,7 @@ pub struct Running {
 /// the transaction that wrote the row, with the instant of the change.
 pub async fn sync_application(conn: &mut Conn, app: &Application, at: DateTime<Utc>) -> Result<()> {
     let billed = match app.status() {
-        Ok(status) => billable_instances(status, app.instance_count),
+        Ok(status) => billable_instances(status, app.total_instances()),
         Err(_) => Some(0),
     };
     let running = |instances: i32| {
@@ -58,7 +58,14 @@ pub async fn sync_application(conn: &mut Conn, app: &Application, at: DateTime<U
         // and plan); none is opened for a build of something that did not run.
         None => {
             if open(conn, APPLICATION, app.id).await?.is_some() {
-                sync(conn, APPLICATION, app.id, running(app.instance_count), at).await
+                sync(
+                    conn,
+                    APPLICATION,
+                    app.id,
+                    running(app.total_instances()),
+                    at,
+                )
+                .await
             } else {
                 Ok(())
             }

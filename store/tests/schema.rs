@@ -177,6 +177,30 @@ async fn schema_rs_matches_the_migrated_database() {
         "console_sessions",
         console_sessions::table.select(console_sessions::all_columns),
     ));
+    expected.extend(diesel_columns(
+        "paas_runs",
+        paas_runs::table.select(paas_runs::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_github_app",
+        paas_github_app::table.select(paas_github_app::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_github_states",
+        paas_github_states::table.select(paas_github_states::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_github_installations",
+        paas_github_installations::table.select(paas_github_installations::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_app_github",
+        paas_app_github::table.select(paas_app_github::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_github_deliveries",
+        paas_github_deliveries::table.select(paas_github_deliveries::all_columns),
+    ));
 
     let actual: BTreeSet<(String, String)> = pairs(
         &mut conn,

@@ -110,6 +110,11 @@ pub fn settings() -> Settings {
         quotas: skypanel_http::quotas::Quotas::default(),
         registry: None,
         registry_retention: None,
+        github: Default::default(),
+        git: skypanel_http::git::GitSettings {
+            root: std::env::temp_dir().join("skypanel-test-git"),
+            ..Default::default()
+        },
     }
 }
 
@@ -242,6 +247,11 @@ impl TestApp {
 
     pub async fn put(&self, path: &str, token: &str, body: Value) -> Answer {
         self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Answer {

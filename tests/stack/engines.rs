@@ -104,6 +104,31 @@ pub async fn database_plan(stack: &super::Stack) -> i64 {
     plan["id"].as_i64().expect("the plan's id")
 }
 
+/// Creates a database and waits until it runs; answers its id and connection URL.
+pub async fn running_database(
+    stack: &super::Stack,
+    token: &str,
+    plan: i64,
+    name: &str,
+    db_type: &str,
+    version: &str,
+) -> (i64, String) {
+    let body = serde_json::json!({"name": name, "db_type": db_type, "version": version, "plan_id": plan, "region": "local"});
+    let (status, created) = stack.post("/api/paas/databases", token, body).await;
+    assert_eq!(status, 201, "{created:#}");
+    let id = created["id"].as_i64().unwrap();
+    let path = format!("/api/paas/databases/{id}");
+    stack
+        .until(120, "the database runs", || async {
+            let db = stack.get(&path, token).await;
+            assert_ne!(db["status"], "failed", "{db:#}");
+            db["status"] == "running"
+        })
+        .await;
+    let db = stack.get(&path, token).await;
+    (id, db["connection"]["url"].as_str().unwrap().to_string())
+}
+
 fn docker(args: &[&str]) -> std::process::Output {
     Command::new("docker")
         .args(args)

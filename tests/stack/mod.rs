@@ -15,6 +15,7 @@ use skypanel_store::testing::TestDb;
 
 pub mod browser;
 pub mod engines;
+pub mod github;
 pub mod pebble;
 pub mod proxy;
 pub mod registry;
@@ -25,7 +26,7 @@ pub const PASSWORD: &str = "correct horse battery";
 pub const PLATFORM_DOMAIN: &str = "apps.test";
 
 /// Images the tests deploy: busybox's httpd serving "hello from skypanel" on $PORT.
-pub const WEB_IMAGE: &str = "skypanel-test/web:2";
+pub const WEB_IMAGE: &str = "skypanel-test/web:3";
 /// Waits 4 s before it listens (a task that is still running when we kill the agent).
 pub const SLOW_IMAGE: &str = "skypanel-test/slow:2";
 /// Listens, then exits with code 3 after 2 s, every time.
@@ -79,7 +80,7 @@ pub fn ensure_images() {
         std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
         for applet in [
             "sh", "httpd", "sleep", "cat", "echo", "ls", "env", "wget", "nc", "printf", "hostname",
-            "true", "false", "mkdir", "cp", "rm",
+            "true", "false", "mkdir", "cp", "rm", "stty", "tty", "head", "wc",
         ] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
         }
@@ -271,6 +272,7 @@ impl Stack {
             ("SKYPANEL_QUEUE_PREFIX", db_queue_prefix(&db)),
             ("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN.to_string()),
             ("SKYPANEL_BILLING_GRACE", timing.billing_grace.to_string()),
+            ("SKYPANEL_GIT_ROOT", logs.join("git").display().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -30,6 +30,8 @@ pub struct Clone<'a> {
     pub url: &'a str,
     pub branch: &'a str,
     pub commit: Option<&'a str>,
+    /// A ref to fetch the commit by (the branch may not point at it yet).
+    pub fetch_ref: Option<&'a str>,
     pub token: Option<&'a str>,
     /// An empty folder of the build's own: the checkout goes to `work/src`.
     pub work: &'a Path,
@@ -98,35 +100,9 @@ impl Clone<'_> {
                 .map_err(|e| TaskFailure::node(format!("cannot prepare git: {e}")))?;
         }
         let src = self.work.join("src");
-        let mut clone = self.git();
-        clone.args([
-            "clone",
-            "--quiet",
-            "--no-tags",
-            "--single-branch",
-            "--branch",
-        ]);
-        clone.arg(self.branch);
-        if self.commit.is_none() {
-            clone.args(["--depth", "1"]);
-        }
-        clone.arg("--").arg(self.url).arg(&src);
-        log.line(format!("cloning branch {}", self.branch));
-        self.run(clone, log, "cannot clone the repository").await?;
-        if let Some(commit) = self.commit {
-            let mut checkout = self.git();
-            checkout
-                .arg("-C")
-                .arg(&src)
-                .args(["checkout", "--quiet", "--detach"])
-                .arg(commit)
-                .arg("--");
-            self.run(
-                checkout,
-                log,
-                &format!("commit {commit} is not on branch {}", self.branch),
-            )
-            .await?;
+        match (self.fetch_ref, self.commit) {
+            (Some(reference), Some(commit)) => self.fetch(&src, reference, commit, log).await?,
+            _ => self.clone_branch(&src, log).await?,
         }
         let mut show = self.git();
         show.arg("-C")
@@ -146,6 +122,85 @@ impl Clone<'_> {
         // The history is not part of the image.
         let _ = std::fs::remove_dir_all(src.join(".git"));
         Ok((src, commit))
+    }
+
+    /// Clones the branch, then checks out the pinned commit if there is one.
+    async fn clone_branch(&self, src: &Path, log: &TaskLog) -> Result<(), TaskFailure> {
+        let mut clone = self.git();
+        clone.args([
+            "clone",
+            "--quiet",
+            "--no-tags",
+            "--single-branch",
+            "--branch",
+        ]);
+        clone.arg(self.branch);
+        if self.commit.is_none() {
+            clone.args(["--depth", "1"]);
+        }
+        clone.arg("--").arg(self.url).arg(src);
+        log.line(format!("cloning branch {}", self.branch));
+        self.run(clone, log, "cannot clone the repository").await?;
+        if let Some(commit) = self.commit {
+            let mut checkout = self.git();
+            checkout
+                .arg("-C")
+                .arg(src)
+                .args(["checkout", "--quiet", "--detach"])
+                .arg(commit)
+                .arg("--");
+            self.run(
+                checkout,
+                log,
+                &format!("commit {commit} is not on branch {}", self.branch),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches one ref (at depth 1) into a new repository and checks out
+    /// its commit, which must be the one asked for.
+    async fn fetch(
+        &self,
+        src: &Path,
+        reference: &str,
+        commit: &str,
+        log: &TaskLog,
+    ) -> Result<(), TaskFailure> {
+        let mut init = self.git();
+        init.args(["init", "--quiet"]).arg(src);
+        self.run(init, log, "cannot prepare the checkout").await?;
+        let mut fetch = self.git();
+        fetch
+            .arg("-C")
+            .arg(src)
+            .args(["fetch", "--quiet", "--no-tags", "--depth", "1", "--"])
+            .arg(self.url)
+            .arg(reference);
+        log.line(format!(
+            "fetching commit {}",
+            commit.get(..7).unwrap_or(commit)
+        ));
+        self.run(fetch, log, "cannot fetch the pushed commit")
+            .await?;
+        let mut checkout = self.git();
+        checkout
+            .arg("-C")
+            .arg(src)
+            .args(["checkout", "--quiet", "--detach", "FETCH_HEAD", "--"]);
+        self.run(checkout, log, "cannot check out the pushed commit")
+            .await?;
+        let mut head = self.git();
+        head.arg("-C").arg(src).args(["rev-parse", "HEAD"]);
+        let at = self.run(head, log, "cannot read the commit").await?;
+        if at.trim() != commit {
+            return Err(TaskFailure::app(format!(
+                "{reference} is at {}, not at the pushed commit {commit}",
+                at.trim()
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -109,16 +109,25 @@ impl Builder {
         cgroup: &sandbox::BuildCgroup,
         log: &TaskLog,
     ) -> Result<BuildResult, TaskFailure> {
+        if let Some(why) = &spec.git_token_refused {
+            return Err(TaskFailure::app(why.clone()));
+        }
         let clone = git::Clone {
             url: &spec.repo_url,
             branch: &spec.branch,
             commit: spec.commit.as_deref(),
+            fetch_ref: spec.fetch_ref.as_deref(),
             token: spec.git_token.as_deref(),
             work,
         };
         let began = std::time::Instant::now();
         let (src, commit) = clone.run_clone(log).await?;
         let cloned = began.elapsed();
+        let procfile = read_procfile(&src)?;
+        if let Some(processes) = &procfile {
+            let names: Vec<&str> = processes.keys().map(String::as_str).collect();
+            log.line(format!("Procfile declares: {}", names.join(", ")));
+        }
         let recipe = recipe::choose(
             |f| src.join(f).is_file(),
             spec.runtime.as_ref(),
@@ -193,6 +202,7 @@ impl Builder {
             commit_sha: commit.sha,
             commit_message: commit.message,
             builder: recipe.builder(),
+            procfile,
         })
     }
 
@@ -259,4 +269,40 @@ fn write_context(src: &Path, to: &Path) -> std::io::Result<()> {
     tar.append_dir_all(".", src)?;
     tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
     Ok(())
+}
+
+/// The repository's `Procfile`, parsed; `None` without one. A Procfile
+/// that is not a regular file (a link could point anywhere on the node),
+/// is too large or does not parse fails the build with the reason.
+fn read_procfile(
+    src: &Path,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, TaskFailure> {
+    let path = src.join("Procfile");
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(TaskFailure::node(format!(
+                "cannot read the Procfile: {err}"
+            )));
+        }
+    };
+    if !meta.file_type().is_file() {
+        return Err(TaskFailure::app(
+            "the Procfile must be a regular file (not a link or a folder)",
+        ));
+    }
+    if meta.len() > skypanel_protocol::procfile::MAX_BYTES as u64 {
+        return Err(TaskFailure::app(format!(
+            "the Procfile is larger than {} KiB",
+            skypanel_protocol::procfile::MAX_BYTES / 1024
+        )));
+    }
+    let text = std::fs::read(&path)
+        .map_err(|e| TaskFailure::node(format!("cannot read the Procfile: {e}")))?;
+    let text =
+        String::from_utf8(text).map_err(|_| TaskFailure::app("the Procfile is not UTF-8 text"))?;
+    skypanel_protocol::procfile::parse(&text)
+        .map(Some)
+        .map_err(|e| TaskFailure::app(e.0))
 }

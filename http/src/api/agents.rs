@@ -34,7 +34,7 @@ use skypanel_store::tasks::{self, Refusal, Task};
 use super::{Audit, Tag};
 use crate::auth::{NODE_CREDENTIAL_HEADER, NodeAuth};
 use crate::body::{JsonBody, JsonReply};
-use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::error::{ActorNotFound, ApiError, ApiResult, OrNotFound};
 use crate::state::AppState;
 
 pub struct AgentsApi {
@@ -144,10 +144,12 @@ impl AgentsApi {
             let again = tasks::leased_for_request(&mut conn, node, request, ack).await?;
             if !again.is_empty() {
                 tracing::info!(node_id = node, %request, tasks = again.len(), "lease request repeated; answering its tasks again");
-                return Ok(again
+                drop(conn);
+                let again = again
                     .into_iter()
                     .filter_map(|task| self.leased(task).ok())
-                    .collect());
+                    .collect();
+                return Ok(self.with_clone_tokens(again).await);
             }
         }
         let leased = tasks::lease(&mut conn, node, max, ack, request).await?;
@@ -180,7 +182,20 @@ impl AgentsApi {
                 }
             }
         }
-        Ok(answer)
+        drop(conn);
+        Ok(self.with_clone_tokens(answer).await)
+    }
+
+    /// Builds of GitHub applications get a clone token minted for them as
+    /// their lease is handed out (never stored with the task).
+    async fn with_clone_tokens(&self, mut leased: Vec<LeasedTask>) -> Vec<LeasedTask> {
+        for task in &mut leased {
+            if let TaskSpec::AppBuild(spec) = &mut task.spec {
+                super::github::grant_clone_token(&self.state, spec).await;
+                crate::git::grant_build_read(&self.state, spec).await;
+            }
+        }
+        leased
     }
 }
 
@@ -316,6 +331,11 @@ impl AgentsApi {
                     timestamp: &entry.timestamp,
                     instance: entry.instance,
                     release: entry.release,
+                    process: if entry.process.len() <= 64 {
+                        &entry.process
+                    } else {
+                        ""
+                    },
                     stream: if entry.stream == "stderr" {
                         "stderr"
                     } else {
@@ -446,6 +466,32 @@ impl AgentsApi {
         }
     }
 
+    /// Say that a one-off run's container started
+    ///
+    /// The run is `running`, and billed, from now. Only the run's node may
+    /// say so; saying it again changes nothing.
+    #[oai(
+        path = "/runs/:run/started",
+        method = "post",
+        operation_id = "agentRunStarted"
+    )]
+    async fn run_started(&self, auth: NodeAuth, run: Path<i64>) -> ApiResult<JsonReply<StatusAck>> {
+        let orchestrator = self.state.orchestrator()?;
+        let before = {
+            let mut conn = self.state.store().conn().await?;
+            skypanel_store::runs::get(&mut conn, run.0)
+                .await
+                .or_not_found("run")?
+        };
+        let after = skypanel_actors::runs::started(orchestrator.context(), auth.0.node, run.0)
+            .await
+            .or_not_found("run")?;
+        Ok(JsonReply(StatusAck {
+            changed: before.status != after.status,
+            status: after.status,
+        }))
+    }
+
     /// Extend the lease of a task being worked on
     #[oai(
         path = "/tasks/:taskId/extend",
@@ -498,6 +544,7 @@ impl AgentsApi {
             backup: report.backup,
             resolved: report.resolved,
             pushed: report.pushed,
+            run: report.run,
         };
         let ttl = self.lease_ttl_secs()?;
         let mut conn = self.state.store().conn().await?;

@@ -9,13 +9,17 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use skypanel_actors::{Accepted as ActorAccepted, AppRequest};
-use skypanel_store::{apps, instances};
+use std::collections::BTreeMap;
+
+use skypanel_protocol::procfile;
+use skypanel_store::{apps, instances, releases};
 
 use super::{Audit, Tag};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
 use crate::dto::apps::{
-    ApplicationView, BuildView, DeployAccepted, InstanceView, RollbackRequest, ScaleRequest,
+    ApplicationView, BuildView, DeployAccepted, FormationRequest, FormationView, InstanceView,
+    ProcessTypeView, RollbackRequest, ScaleRequest,
 };
 use crate::error::{ActorNotFound, ApiError, ApiResult, OrNotFound};
 use crate::state::AppState;
@@ -71,7 +75,7 @@ impl AppCommandsApi {
             AppRequest::Resume => "app.resume",
         };
         let details = match &app_request {
-            AppRequest::Scale(count) => serde_json::json!({"instance_count": count}),
+            AppRequest::Scale(formation) => serde_json::json!({"formation": formation}),
             AppRequest::Rollback { version, .. } => serde_json::json!({"release": version}),
             AppRequest::CancelBuild(build) => serde_json::json!({"build_id": build}),
             AppRequest::Deploy {
@@ -285,10 +289,63 @@ impl AppCommandsApi {
         body: JsonBody<ScaleRequest>,
     ) -> ApiResult<Accepted<ApplicationView>> {
         let count = skypanel_domain::validate_instance_count(body.0.instance_count)?;
+        let web = BTreeMap::from([(procfile::WEB.to_string(), count)]);
         let accepted = self
-            .run(request, auth.user_id(), id.0, AppRequest::Scale(count))
+            .run(request, auth.user_id(), id.0, AppRequest::Scale(web))
             .await?;
         Ok(Accepted::Accepted(Json(accepted.app.into())))
+    }
+
+    /// The application's process types and how many of each run
+    ///
+    /// The types come from the release (its Procfile, or an image
+    /// application's declared processes); `web` is always there.
+    #[oai(path = "/:id/formation", method = "get", operation_id = "getFormation")]
+    async fn formation(&self, auth: BearerAuth, id: Path<i64>) -> ApiResult<Json<FormationView>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        Ok(Json(formation_of(&mut conn, &app).await?))
+    }
+
+    /// Scale process types
+    ///
+    /// `{"formation": {"web": 2, "worker": 1}}`: `web` 1 to 10, the other
+    /// types 0 to 10; types not named keep their count. Each type must be
+    /// in the application's release (422 naming it otherwise). A running
+    /// application is scaled at once; otherwise the counts are kept for its
+    /// next start or deploy. Every process instance is billed like a web one.
+    #[oai(
+        path = "/:id/formation",
+        method = "patch",
+        operation_id = "scaleFormation"
+    )]
+    async fn scale_formation(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        body: JsonBody<FormationRequest>,
+    ) -> ApiResult<Accepted<FormationView>> {
+        if body.0.formation.is_empty() {
+            return Err(ApiError::invalid(
+                "formation",
+                "name at least one process type and its count",
+            ));
+        }
+        let accepted = self
+            .run(
+                request,
+                auth.user_id(),
+                id.0,
+                AppRequest::Scale(body.0.formation),
+            )
+            .await?;
+        let mut conn = self.state.store().conn().await?;
+        Ok(Accepted::Accepted(Json(
+            formation_of(&mut conn, &accepted.app).await?,
+        )))
     }
 
     /// The application's containers, as its node last reported them
@@ -309,6 +366,37 @@ impl AppCommandsApi {
         let list = instances::list_for_owner(&mut conn, auth.user_id(), app.id).await?;
         Ok(Json(list.into_iter().map(Into::into).collect()))
     }
+}
+
+/// The formation of `app`: the types of its serving release (else its
+/// newest) with their counts.
+async fn formation_of(
+    conn: &mut skypanel_store::Conn,
+    app: &skypanel_store::apps::Application,
+) -> ApiResult<FormationView> {
+    let release = match app.current_release_id {
+        Some(id) => Some(releases::get(conn, id).await?),
+        None => releases::latest(conn, app.id).await?,
+    };
+    let (mut declared, release_command) = release
+        .as_ref()
+        .map(skypanel_actors::processes_and_release_command)
+        .unwrap_or_else(|| (app.declared_processes().unwrap_or_default(), None));
+    declared.remove(procfile::RELEASE);
+    let counts = app.formation();
+    let processes = procfile::process_types(&declared)
+        .into_iter()
+        .map(|process| ProcessTypeView {
+            command: declared.get(&process).cloned(),
+            quantity: counts.get(&process).copied().unwrap_or(0),
+            process,
+        })
+        .collect();
+    Ok(FormationView {
+        release: release.map(|r| r.version),
+        processes,
+        release_command,
+    })
 }
 
 /// A request to an application's actor from elsewhere in the API (deletion,

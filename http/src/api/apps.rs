@@ -15,15 +15,17 @@ use skypanel_domain::names::{
 use skypanel_domain::{Invalid, validate_instance_count, validate_port};
 use skypanel_store::apps::{self, Application, ApplicationChanges, NewApplication};
 use skypanel_store::catalog::{self, Plan};
-use skypanel_store::{Conn, nodes};
+use skypanel_store::{Conn, github, nodes};
 
 use super::app_commands::through_actor;
+use super::github::installation_for;
 use super::streams::{Events, changes};
 use super::{Audit, Created, Tag, page};
 use crate::auth::BearerAuth;
 use crate::body::JsonBody;
 use crate::dto::apps::*;
 use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::github::{Github, split_repository};
 use crate::state::AppState;
 
 pub struct AppsApi {
@@ -169,6 +171,15 @@ impl AppsApi {
             validate_image_reference("image", image)?;
         }
         check_single_source(repo.as_deref(), image.as_deref())?;
+        let github_repository = trimmed(b.github_repository);
+        if github_repository.is_some()
+            && (repo.is_some() || image.is_some() || b.git_oauth_token.is_some())
+        {
+            return Err(ApiError::invalid(
+                "github_repository",
+                "an application builds from a GitHub repository, a git URL or an image: one of them",
+            ));
+        }
         let token = b
             .git_oauth_token
             .as_deref()
@@ -183,7 +194,37 @@ impl AppsApi {
         validate_region("region", &region)?;
         let port = validate_port(b.port.unwrap_or(8080))?;
         let instance_count = validate_instance_count(b.instance_count.unwrap_or(1))?;
+        let processes = declared_processes(b.processes, repo.is_some())?;
+        let release_command = release_command(b.release_command)?;
 
+        // A GitHub repository: one an installation the caller connected grants.
+        let (repo, github_link) = match &github_repository {
+            None => (repo, None),
+            Some(full) => {
+                if split_repository(full).is_none() {
+                    return Err(ApiError::invalid(
+                        "github_repository",
+                        "a GitHub repository is owner/name",
+                    ));
+                }
+                let github = Github::load(&self.state).await?;
+                let installation =
+                    installation_for(&self.state, &github, auth.user_id(), full)
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                "github_repository",
+                                format!(
+                                    "none of your GitHub installations grants {full}: install the App on it (GET /api/paas/github/authorize)"
+                                ),
+                            )
+                        })?;
+                (
+                    Some(github.clone_url(full)),
+                    Some((installation, full.clone())),
+                )
+            }
+        };
         let mut conn = self.state.store().conn().await?;
         let quotas = &self.state.settings().quotas;
         crate::quotas::check(
@@ -218,23 +259,34 @@ impl AppsApi {
             health_check_path: health,
             auto_deploy: b.auto_deploy.unwrap_or(false),
             instance_count,
+            processes,
+            release_command,
         };
         let secrets = self.state.secrets().clone();
         let seal = token.map(|token| {
             move |id: i64| secrets.seal_str(&token, &Application::git_token_associated_data(id))
         });
-        let app = apps::create(
-            &mut conn,
-            &new,
-            seal.as_ref().map(|f| f as &(dyn Fn(i64) -> Vec<u8> + Sync)),
-        )
-        .await?;
+        let app = match &github_link {
+            Some((installation, full)) => {
+                github::create_app(&mut conn, &new, *installation, full).await?
+            }
+            None => {
+                apps::create(
+                    &mut conn,
+                    &new,
+                    seal.as_ref().map(|f| f as &(dyn Fn(i64) -> Vec<u8> + Sync)),
+                )
+                .await?
+            }
+        };
         Audit::by(request, auth.user_id(), "app.create")
             .on("application", app.id)
-            .with(serde_json::json!({"slug": app.slug}))
+            .with(serde_json::json!({"slug": app.slug, "github_repository": github_repository}))
             .write(&mut conn)
             .await;
-        Ok(Created::Created(Json(app.into())))
+        let mut views = vec![ApplicationView::from(app)];
+        with_github(&mut conn, &mut views).await?;
+        Ok(Created::Created(Json(views.remove(0))))
     }
 
     /// Get one of the caller's applications
@@ -306,6 +358,22 @@ impl AppsApi {
             validate_http_path("health_check_path", path)?;
         }
         let port = b.port.map(validate_port).transpose()?;
+        let processes = match Option::<Option<_>>::from(b.processes) {
+            Some(Some(p)) => Some(declared_processes(Some(p), final_repo.is_some())?),
+            Some(None) => Some(None),
+            None => None,
+        };
+        // Moving to git drops the declared processes: the Procfile decides.
+        let processes = if final_repo.is_some() && app.processes.is_some() && processes.is_none() {
+            Some(None)
+        } else {
+            processes
+        };
+        let release_cmd = match Option::<Option<String>>::from(b.release_command) {
+            Some(Some(c)) => Some(release_command(Some(c))?),
+            Some(None) => Some(None),
+            None => None,
+        };
         let token: Option<Option<String>> = b.git_oauth_token.into();
         let sealed_token = match token {
             Some(Some(token)) => Some(Some(self.state.secrets().seal_str(
@@ -332,6 +400,8 @@ impl AppsApi {
             port,
             health_check_path: health,
             auto_deploy: b.auto_deploy,
+            processes,
+            release_command: release_cmd,
         };
         let before = app;
         let mut app = apps::update(
@@ -343,6 +413,10 @@ impl AppsApi {
         )
         .await
         .or_not_found("application")?;
+        // Another source ends the link to a GitHub repository.
+        if changes.git_repo_url.is_some() || matches!(changes.image, Some(Some(_))) {
+            github::unlink_app(&mut conn, app.id).await?;
+        }
         Audit::by(request, auth.user_id(), "app.update")
             .on("application", app.id)
             .write(&mut conn)
@@ -355,7 +429,10 @@ impl AppsApi {
                 .release_settings(request, &auth, &before, description)
                 .await?;
         }
-        Ok(Json(app.into()))
+        let mut views = vec![ApplicationView::from(app)];
+        let mut conn = self.state.store().conn().await?;
+        with_github(&mut conn, &mut views).await?;
+        Ok(Json(views.remove(0)))
     }
 
     /// Delete an application
@@ -373,6 +450,13 @@ impl AppsApi {
         let accepted =
             super::app_commands::delete_through_actor(&self.state, request, auth.user_id(), id.0)
                 .await?;
+        // Its repository for `git push` goes with it.
+        let repository = crate::git::repo::dir(&self.state.settings().git.root, accepted.app.id);
+        if let Err(err) = tokio::fs::remove_dir_all(&repository).await
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(app_id = accepted.app.id, error = %err, "cannot remove the application's repository");
+        }
         // Its runtime logs go with it.
         if let Ok(streams) = self.state.log_streams()
             && let Err(err) = streams.remove(accepted.app.id).await
@@ -468,7 +552,9 @@ fn list_reader(
         Box::pin(async move {
             let mut conn = store.conn().await?;
             let list = apps::list(&mut conn, user_id, page).await?;
-            Ok(list.into_iter().map(Into::into).collect())
+            let mut views: Vec<ApplicationView> = list.into_iter().map(Into::into).collect();
+            with_github(&mut conn, &mut views).await?;
+            Ok(views)
         })
     }
 }
@@ -487,7 +573,50 @@ fn app_reader(
             let app = apps::get(&mut conn, user_id, app_id)
                 .await
                 .or_not_found("application")?;
-            Ok(ApplicationView::from(app))
+            let mut views = vec![ApplicationView::from(app)];
+            with_github(&mut conn, &mut views).await?;
+            Ok(views.remove(0))
         })
     }
+}
+
+/// Fills in the GitHub repository of the applications built from one.
+pub(crate) async fn with_github(conn: &mut Conn, views: &mut [ApplicationView]) -> ApiResult<()> {
+    let ids: Vec<i64> = views.iter().map(|v| v.id).collect();
+    for link in github::app_links(conn, &ids).await? {
+        if let Some(view) = views.iter_mut().find(|v| v.id == link.application_id) {
+            view.github = Some(link.into());
+        }
+    }
+    Ok(())
+}
+
+/// An image application's declared processes, checked as a Procfile's
+/// would be; a git application's come from its Procfile (422).
+fn declared_processes(
+    processes: Option<std::collections::BTreeMap<String, String>>,
+    git: bool,
+) -> ApiResult<Option<serde_json::Value>> {
+    let Some(processes) = processes else {
+        return Ok(None);
+    };
+    if git {
+        return Err(ApiError::invalid(
+            "processes",
+            "a git application's processes come from its repository's Procfile",
+        ));
+    }
+    skypanel_protocol::procfile::check(&processes)
+        .map_err(|e| ApiError::invalid("processes", e.0))?;
+    Ok(Some(serde_json::json!(processes)))
+}
+
+/// The release phase's command setting: one line, not blank.
+fn release_command(command: Option<String>) -> ApiResult<Option<String>> {
+    let Some(command) = command.map(|c| c.trim().to_string()) else {
+        return Ok(None);
+    };
+    skypanel_protocol::procfile::check_command("release", &command)
+        .map_err(|e| ApiError::invalid("release_command", e.0))?;
+    Ok(Some(command))
 }

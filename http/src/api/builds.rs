@@ -3,14 +3,14 @@
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use skypanel_store::{apps, builds, releases};
+use skypanel_store::{apps, builds, releases, tasks};
 
 use super::{Tag, page};
 use crate::auth::BearerAuth;
 use futures::StreamExt;
 
 use super::streams::JsonOrEvents;
-use crate::dto::apps::{BuildLog, BuildLogEvent, BuildView};
+use crate::dto::apps::{BuildLog, BuildLogEvent, BuildView, ReleaseLog};
 use crate::dto::domains::ReleaseView;
 use crate::error::{ApiResult, OrNotFound};
 use crate::state::AppState;
@@ -87,6 +87,39 @@ impl BuildsApi {
         ))
     }
 
+    /// Get a release's rollout log
+    ///
+    /// What its rollouts wrote: the release phase's output (`[release] …`)
+    /// and the instances starting. Follow `status` (`pending` until the
+    /// first rollout ends) to know when it is complete.
+    #[oai(
+        path = "/:id/releases/:version/log",
+        method = "get",
+        operation_id = "getReleaseLog",
+        tag = "Tag::Releases"
+    )]
+    async fn release_log(
+        &self,
+        auth: BearerAuth,
+        id: Path<i64>,
+        version: Path<i32>,
+    ) -> ApiResult<Json<ReleaseLog>> {
+        let mut conn = self.state.store().conn().await?;
+        let app = apps::get(&mut conn, auth.user_id(), id.0)
+            .await
+            .or_not_found("application")?;
+        let release = releases::by_version(&mut conn, app.id, version.0)
+            .await
+            .or_not_found("release")?;
+        let lines = tasks::rollout_log(&mut conn, app.id, release.version).await?;
+        Ok(Json(ReleaseLog {
+            version: release.version,
+            status: release.status,
+            failure: release.failure,
+            log: lines.join("\n"),
+        }))
+    }
+
     /// Get a build's log
     ///
     /// The stored log (capped at the platform's limit). With `follow=true`,
@@ -117,14 +150,7 @@ impl BuildsApi {
                 log,
             }));
         }
-        let follower = LogFollower {
-            state: self.state.clone(),
-            owner: auth.user_id(),
-            app: app.id,
-            build: build_id.0,
-            offset: 0,
-            done: false,
-        };
+        let follower = LogFollower::new(self.state.clone(), auth.user_id(), app.id, build_id.0);
         let events = futures::stream::unfold(follower, |mut f| async move {
             let events = f.next_events().await?;
             Some((futures::stream::iter(events), f))
@@ -136,7 +162,7 @@ impl BuildsApi {
 }
 
 /// Follows a build's stored log from a byte offset until the build ends.
-struct LogFollower {
+pub(crate) struct LogFollower {
     state: AppState,
     owner: i64,
     app: i64,
@@ -149,8 +175,20 @@ struct LogFollower {
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl LogFollower {
+    /// Follows build `build` of `owner`'s application `app` from its start.
+    pub(crate) fn new(state: AppState, owner: i64, app: i64, build: i64) -> Self {
+        Self {
+            state,
+            owner,
+            app,
+            build,
+            offset: 0,
+            done: false,
+        }
+    }
+
     /// The next events, waiting for some; `None` once the stream is over.
-    async fn next_events(&mut self) -> Option<Vec<BuildLogEvent>> {
+    pub(crate) async fn next_events(&mut self) -> Option<Vec<BuildLogEvent>> {
         if self.done {
             return None;
         }

@@ -17,9 +17,11 @@ pub mod catalog;
 pub mod databases;
 pub mod domains;
 pub mod env;
+pub mod github;
 pub mod hooks;
 pub mod inspector;
 pub mod observe;
+pub mod runs;
 pub mod streams;
 pub mod system;
 pub mod wallet;
@@ -46,12 +48,18 @@ pub enum Tag {
     Builds,
     /// Releases of an application and rolling back to one.
     Releases,
+    /// One-off commands in a new container of a release (`sky run`):
+    /// attached through a WebSocket session, or detached into the logs.
+    Runs,
     /// The hostnames an application answers to.
     Domains,
     /// Runtime logs and resource usage of an application.
     Observability,
     /// Push webhooks from git hosts that deploy an application.
     Webhooks,
+    /// The platform's GitHub App: installing it, repositories and branches,
+    /// its push webhook (and, for admins, its configuration).
+    Github,
     /// Signed webhooks the platform calls on events: builds, crashes, the
     /// balance, suspensions, certificates and backups.
     EventWebhooks,
@@ -72,6 +80,8 @@ pub enum Tag {
     AdminDatabaseEngines,
     /// Admin: worker nodes.
     AdminNodes,
+    /// Admin: the platform's GitHub App (its id, keys and secrets).
+    AdminGithub,
     /// Admin: statistics, capacity and wallet credits.
     AdminPlatform,
     /// Admin: the platform's users, found by e-mail, with their

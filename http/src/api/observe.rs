@@ -217,6 +217,7 @@ impl From<LogLine> for AppLogLine {
             timestamp: l.timestamp,
             instance: l.instance,
             release: l.release,
+            process: l.process,
             stream: l.stream,
             line: l.line,
         }

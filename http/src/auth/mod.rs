@@ -9,5 +9,6 @@ mod principal;
 mod remembered;
 pub mod session;
 
-pub use node::{NODE_CREDENTIAL_HEADER, NodeAuth};
+pub use node::{NODE_CREDENTIAL_HEADER, NodeAuth, node_of};
+pub(crate) use principal::authenticate_token;
 pub use principal::{AdminAuth, BearerAuth, Principal, Principals};

@@ -80,6 +80,23 @@ impl NodeCredentials {
     }
 }
 
+/// The node whose credential a plain (non-OpenAPI) request carries in
+/// [`NODE_CREDENTIAL_HEADER`] (an attached run's session).
+pub async fn node_of(request: &Request) -> poem::Result<NodeCaller> {
+    let key = request
+        .headers()
+        .get(NODE_CREDENTIAL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("a node credential is needed"))?;
+    authenticate_node(
+        request,
+        ApiKey {
+            key: key.to_string(),
+        },
+    )
+    .await
+}
+
 async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeCaller> {
     let Some(state) = request.data::<AppState>() else {
         return Err(ApiError::internal("AppState missing from request data").into());

@@ -186,6 +186,15 @@ impl Principals {
     }
 }
 
+/// The user behind an access token or API token given some other way than
+/// a bearer header (git's Basic authentication).
+pub(crate) async fn authenticate_token(
+    request: &Request,
+    token: String,
+) -> poem::Result<Principal> {
+    authenticate(request, Bearer { token }).await
+}
+
 async fn authenticate(request: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let Some(state) = request.data::<AppState>() else {
         return Err(ApiError::internal("AppState missing from request data").into());

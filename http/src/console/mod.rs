@@ -36,6 +36,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const ASSETS: &[Asset] = &[
     asset!("console.css", "text/css; charset=utf-8"),
     asset!("main.js", JS),
+    asset!("boot.js", JS),
     asset!("api.js", JS),
     asset!("dom.js", JS),
     asset!("account.js", JS),

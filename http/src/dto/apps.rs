@@ -1,5 +1,7 @@
 //! Applications, their environment and builds.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 use poem_openapi::types::{Example, MaybeUndefined};
@@ -34,7 +36,16 @@ pub struct ApplicationView {
     #[oai(nullable)]
     pub health_check_path: Option<String>,
     pub auto_deploy: bool,
+    /// The `web` process's instances (`formation.web`).
     pub instance_count: i32,
+    /// Instances per process type: `web` and the others scaled above zero.
+    pub formation: BTreeMap<String, i32>,
+    /// An image application's declared process types (type → command).
+    #[oai(nullable)]
+    pub processes: Option<BTreeMap<String, String>>,
+    /// The release phase's command when the release's Procfile has none.
+    #[oai(nullable)]
+    pub release_command: Option<String>,
     pub system_domain: String,
     /// Where the application answers once running.
     pub url: String,
@@ -45,6 +56,10 @@ pub struct ApplicationView {
     /// Why the last command failed, when it did.
     #[oai(nullable)]
     pub last_error: Option<String>,
+    /// The GitHub repository the application builds from through the
+    /// platform's GitHub App, and whether its installation is still there.
+    #[oai(nullable)]
+    pub github: Option<super::github::AppGithubView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -59,7 +74,7 @@ pub fn set_apps_http_port(port: u16) {
 }
 
 /// `http://<domain>`, with the ingress port when it is not 80.
-fn app_url(domain: &str) -> String {
+pub(crate) fn app_url(domain: &str) -> String {
     match APPS_HTTP_PORT.load(std::sync::atomic::Ordering::Relaxed) {
         80 => format!("http://{domain}"),
         port => format!("http://{domain}:{port}"),
@@ -68,6 +83,8 @@ fn app_url(domain: &str) -> String {
 
 impl From<Application> for ApplicationView {
     fn from(a: Application) -> Self {
+        let formation = a.formation();
+        let processes = a.declared_processes();
         Self {
             url: app_url(&a.system_domain),
             id: a.id,
@@ -86,10 +103,14 @@ impl From<Application> for ApplicationView {
             health_check_path: a.health_check_path,
             auto_deploy: a.auto_deploy,
             instance_count: a.instance_count,
+            formation,
+            processes,
+            release_command: a.release_command,
             system_domain: a.system_domain,
             current_build_id: a.current_build_id,
             current_release_id: a.current_release_id,
             last_error: a.last_error,
+            github: None,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -125,6 +146,19 @@ pub struct CreateApplicationRequest {
     /// A prebuilt image reference. Exclusive with `git_repo_url`.
     #[oai(nullable, validator(max_length = 255))]
     pub image: Option<String>,
+    /// `owner/name` of a repository the caller's GitHub App installation
+    /// grants (`GET /api/paas/github/repositories`): builds clone it with a
+    /// token minted per build, and pushes deploy through the App's webhook
+    /// (with `auto_deploy`). Exclusive with `git_repo_url`, `git_oauth_token`
+    /// and `image`.
+    #[oai(
+        nullable,
+        validator(
+            max_length = 201,
+            pattern = r"^[A-Za-z0-9-]{1,100}/[A-Za-z0-9._-]{1,100}$"
+        )
+    )]
+    pub github_repository: Option<String>,
     /// Defaults to 8080.
     #[oai(nullable, validator(minimum(value = "1"), maximum(value = "65535")))]
     pub port: Option<i32>,
@@ -136,6 +170,16 @@ pub struct CreateApplicationRequest {
     /// 1 to 10, defaults to 1.
     #[oai(nullable, validator(minimum(value = "1"), maximum(value = "10")))]
     pub instance_count: Option<i32>,
+    /// An image application's process types and commands (run by
+    /// `/bin/sh -c`), as a Procfile would declare them: `web` replaces the
+    /// image's own command, `release` is the release phase. A git
+    /// application's come from its repository's Procfile.
+    #[oai(nullable)]
+    pub processes: Option<BTreeMap<String, String>>,
+    /// A command run once per new release, before its processes start (a
+    /// Procfile's `release` entry wins).
+    #[oai(nullable, validator(max_length = 4096))]
+    pub release_command: Option<String>,
 }
 
 impl Example for CreateApplicationRequest {
@@ -149,10 +193,13 @@ impl Example for CreateApplicationRequest {
             git_branch: None,
             git_oauth_token: None,
             image: Some("nginx:1.27".into()),
+            github_repository: None,
             port: Some(80),
             health_check_path: Some("/".into()),
             auto_deploy: None,
             instance_count: Some(1),
+            processes: None,
+            release_command: None,
         }
     }
 }
@@ -179,6 +226,13 @@ pub struct UpdateApplicationRequest {
     pub health_check_path: MaybeUndefined<String>,
     #[oai(nullable)]
     pub auto_deploy: Option<bool>,
+    /// An image application's process types (see create); `null` clears.
+    /// Takes effect with the next release.
+    #[serde(default)]
+    pub processes: MaybeUndefined<BTreeMap<String, String>>,
+    /// `null` clears. Takes effect with the next release.
+    #[serde(default)]
+    pub release_command: MaybeUndefined<String>,
 }
 
 #[derive(Object, Deserialize, Debug)]
@@ -187,6 +241,37 @@ pub struct ScaleRequest {
     /// 1 to 10.
     #[oai(validator(minimum(value = "1"), maximum(value = "10")))]
     pub instance_count: i32,
+}
+
+/// Instances per process type: `{"web": 2, "worker": 1}`. Types not named
+/// keep their count; `web` 1 to 10, the others 0 to 10.
+#[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FormationRequest {
+    pub formation: BTreeMap<String, i32>,
+}
+
+/// One process type of the application: its command and how many run.
+#[derive(Object, Debug)]
+pub struct ProcessTypeView {
+    /// `web`, `worker` …
+    pub process: String,
+    /// Run by `/bin/sh -c`; `null`: the image's own command (`web` only).
+    #[oai(nullable)]
+    pub command: Option<String>,
+    pub quantity: i32,
+}
+
+/// The application's formation: each process type of its release and its count.
+#[derive(Object, Debug)]
+pub struct FormationView {
+    /// The release the types come from (the serving one, else the newest).
+    #[oai(nullable)]
+    pub release: Option<i32>,
+    pub processes: Vec<ProcessTypeView>,
+    /// The release phase's command, if the release has one.
+    #[oai(nullable)]
+    pub release_command: Option<String>,
 }
 
 #[derive(Object)]
@@ -343,6 +428,17 @@ impl From<Build> for BuildView {
     }
 }
 
+/// What a release's rollouts wrote, and how its first rollout ended.
+#[derive(Object, Debug)]
+pub struct ReleaseLog {
+    pub version: i32,
+    /// `pending`, `succeeded`, `failed` or `superseded`.
+    pub status: String,
+    #[oai(nullable)]
+    pub failure: Option<String>,
+    pub log: String,
+}
+
 #[derive(Object, Debug)]
 pub struct BuildLog {
     pub build_id: i64,
@@ -387,6 +483,8 @@ pub struct InstanceView {
     pub container_name: String,
     pub node_id: i64,
     pub release: i32,
+    /// `web`, `worker` …
+    pub process: String,
     /// 0-based instance number.
     pub instance: i32,
     /// `running`, `restarting`, `exited` …
@@ -400,6 +498,10 @@ pub struct InstanceView {
     pub cpu_percent: f64,
     pub memory_used_mb: i64,
     pub observed_at: DateTime<Utc>,
+    /// When it was first seen running since its last (re)start (its
+    /// uptime); `null` while it does not run.
+    #[oai(nullable)]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 impl From<skypanel_store::instances::Instance> for InstanceView {
@@ -408,6 +510,7 @@ impl From<skypanel_store::instances::Instance> for InstanceView {
             container_name: i.container_name,
             node_id: i.node_id,
             release: i.release_version,
+            process: i.process_type,
             instance: i.instance,
             state: i.state,
             host_port: i.host_port,
@@ -416,6 +519,7 @@ impl From<skypanel_store::instances::Instance> for InstanceView {
             cpu_percent: i.cpu_percent,
             memory_used_mb: i.memory_used_mb,
             observed_at: i.observed_at,
+            started_at: i.started_at,
         }
     }
 }

@@ -84,8 +84,9 @@ pub struct NotificationView {
     /// `ssl_renewal_failed`, `backup_failed`, `restore_failed`,
     /// `build_succeeded`, `build_failed`, `app_crashed`, `app_moved` (its
     /// node went offline; it runs on another), `app_unplaced` (its node
-    /// went offline and no other can take it yet) or `no_room` (a deploy waits
-    /// for a node with room, or gave up).
+    /// went offline and no other can take it yet), `no_room` (a deploy waits
+    /// for a node with room, or gave up) or `release_failed` (a release's
+    /// release phase or rollout failed; the previous release serves).
     pub kind: String,
     pub message: String,
     pub created_at: DateTime<Utc>,

@@ -84,11 +84,31 @@ pub struct ReleaseView {
     pub created_at: DateTime<Utc>,
     /// The release the application serves.
     pub current: bool,
+    /// `pending` until its first rollout ends: `succeeded`, `failed` (see
+    /// `failure`), or `superseded` (a later release rolled out first).
+    pub status: String,
+    /// Why its rollout failed: the release phase's exit and last lines, or
+    /// its instances'.
+    #[oai(nullable)]
+    pub failure: Option<String>,
+    /// Its process types and their commands (the Procfile's entries; `web`
+    /// runs the image's own command when not among them).
+    pub processes: std::collections::BTreeMap<String, String>,
+    /// The release phase's command, run once before the release's first rollout.
+    #[oai(nullable)]
+    pub release_command: Option<String>,
 }
 
 impl ReleaseView {
     pub fn of(release: Release, current: Option<i64>) -> Self {
+        let (mut processes, release_command) =
+            skypanel_actors::processes_and_release_command(&release);
+        processes.remove(skypanel_protocol::procfile::RELEASE);
         Self {
+            status: release.status.clone(),
+            failure: release.failure.clone(),
+            processes,
+            release_command,
             current: current == Some(release.id),
             version: release.version,
             build_id: release.build_id,

@@ -11,10 +11,12 @@ pub mod billing;
 pub mod catalog;
 pub mod databases;
 pub mod domains;
+pub mod github;
 pub mod hooks;
 pub mod inspector;
 pub mod nodes;
 pub mod observe;
+pub mod runs;
 pub mod wallet;
 pub mod webhooks;
 

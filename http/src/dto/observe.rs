@@ -12,6 +12,9 @@ pub struct AppLogLine {
     pub timestamp: String,
     pub instance: i32,
     pub release: i32,
+    /// Which container wrote it: `web.0`, `worker.1`, `release` (the
+    /// release phase), `run.12` (a detached one-off run).
+    pub process: String,
     /// `stdout` or `stderr`.
     pub stream: String,
     pub line: String,

@@ -70,9 +70,12 @@ export async function newAppView(main, navigate) {
             options: plans.map(p => [p.id, `${p.name} — ${p.cpu_limit} m CPU, ${p.memory_limit} MB, ${p.monthly_price}/month`])},
           {name: 'region', label: 'Region', required: true,
             options: regions.map(r => [r.region, `${r.region}${r.available ? '' : ' (no room now)'}`])},
-          {name: 'source', label: 'Source', options: [['git', 'Git repository'], ['image', 'Container image']], value: 'git'},
+          {name: 'source', label: 'Source', value: 'git', options: [
+            ['git', 'Git repository'], ['github', 'GitHub repository'], ['push', 'git push to the platform'], ['image', 'Container image']]},
           {name: 'git_repo_url', label: 'Git URL', placeholder: 'https://github.com/you/app.git'},
           {name: 'git_branch', label: 'Branch', value: 'main'},
+          {name: 'github_repository', label: 'GitHub repository', options: []},
+          {name: 'github_branch', label: 'Branch', options: []},
           {name: 'image', label: 'Image', placeholder: 'registry.example.com/app:1.0'},
           {name: 'port', label: 'Port the image listens on', type: 'number', placeholder: '8080'},
           {name: 'runtime_id', label: 'Runtime', options: [['', 'Detect (Dockerfile or buildpack)'], ...runtimes.map(r => [r.id, r.name])]},
@@ -82,22 +85,109 @@ export async function newAppView(main, navigate) {
           if (values.source === 'git') {
             body.git_repo_url = values.git_repo_url;
             if (values.git_branch) body.git_branch = values.git_branch;
-            if (values.runtime_id) body.runtime_id = Number(values.runtime_id);
-          } else {
+          } else if (values.source === 'github') {
+            body.github_repository = values.github_repository;
+            if (values.github_branch) body.git_branch = values.github_branch;
+          } else if (values.source === 'image') {
             body.image = values.image;
             if (values.port) body.port = Number(values.port);
           }
+          if (values.source !== 'image' && values.runtime_id) body.runtime_id = Number(values.runtime_id);
           const app = await post('/paas/applications', body);
           navigate(`#/apps/${app.id}`);
         },
-      })));
-  const source = main.querySelector('#create-app-source');
+      }),
+      h('p', {id: 'create-app-github-note', class: 'hint', hidden: true}),
+      h('p', {id: 'create-app-push-note', class: 'hint', hidden: true},
+        'Creates the application without a source. Then, in your repository: ',
+        h('code', {}, 'sky git:remote NAME'), ' and ', h('code', {}, 'git push sky main'),
+        ' build and release what you push.')));
+  const field = name => main.querySelector(`#create-app-${name}`);
+  const source = field('source');
+  const picker = githubPicker(field('github_repository'), field('github_branch'), main.querySelector('#create-app-github-note'));
   const show = () => {
-    const git = source.value === 'git';
-    for (const name of ['git_repo_url', 'git_branch', 'runtime_id']) main.querySelector(`#create-app-${name}`).parentElement.hidden = !git;
-    for (const name of ['image', 'port']) main.querySelector(`#create-app-${name}`).parentElement.hidden = git;
+    const chosen = source.value;
+    const shown = {
+      git: ['git_repo_url', 'git_branch', 'runtime_id'],
+      github: ['github_repository', 'github_branch', 'runtime_id'],
+      push: ['runtime_id'],
+      image: ['image', 'port'],
+    }[chosen];
+    for (const name of ['git_repo_url', 'git_branch', 'github_repository', 'github_branch', 'image', 'port', 'runtime_id']) {
+      field(name).parentElement.hidden = !shown.includes(name);
+    }
+    main.querySelector('#create-app-push-note').hidden = chosen !== 'push';
+    main.querySelector('#create-app-github-note').hidden = chosen !== 'github';
+    if (chosen === 'github') picker.load();
   };
   source.addEventListener('change', show);
   show();
-  main.querySelector('#create-app-name').focus();
+  field('name').focus();
+}
+
+/**
+ * The repository and branch pickers of the GitHub App: the repositories
+ * every installation of the customer grants (each installation's pages
+ * followed), then the chosen one's branches, its default branch chosen.
+ * Without an installation, a link that connects GitHub.
+ */
+function githubPicker(repositories, branches, note) {
+  let loaded = false;
+  const defaults = new Map();
+  const loadBranches = async () => {
+    const chosen = repositories.value;
+    fill(branches);
+    if (!chosen) return;
+    branches.disabled = true;
+    try {
+      const names = [];
+      for (let page = 1; page; ) {
+        const answer = await get(`/paas/github/repositories/${chosen}/branches?page=${page}&per_page=100`);
+        names.push(...answer.branches.map(b => b.name));
+        page = answer.next_page || 0;
+      }
+      if (repositories.value !== chosen) return;
+      fill(branches, names.map(name => h('option', {value: name, selected: name === defaults.get(chosen)}, name)));
+    } catch (err) {
+      note.hidden = false;
+      fill(note, `The branches of ${chosen} cannot be read: ${err.message}`);
+    } finally {
+      branches.disabled = false;
+    }
+  };
+  repositories.addEventListener('change', loadBranches);
+  return {
+    async load() {
+      if (loaded) return;
+      loaded = true;
+      fill(note, 'Loading your GitHub repositories…');
+      try {
+        const installations = await get('/paas/github/installations');
+        if (installations.length === 0) {
+          fill(note, 'GitHub is not connected yet. ',
+            h('a', {href: '/api/paas/github/authorize', id: 'connect-github'}, 'Connect GitHub'),
+            ' (installs the platform\'s GitHub App on the repositories you choose), then come back here.');
+          return;
+        }
+        const options = [];
+        for (const installation of installations) {
+          for (let page = 1; page; ) {
+            const answer = await get(`/paas/github/repositories?installation_id=${installation.installation_id}&page=${page}&per_page=100`);
+            for (const r of answer.repositories) {
+              defaults.set(r.full_name, r.default_branch);
+              options.push(h('option', {value: r.full_name}, `${r.full_name}${r.private ? ' (private)' : ''}`));
+            }
+            page = answer.next_page || 0;
+          }
+        }
+        fill(repositories, options);
+        fill(note, `${options.length} repositor${options.length === 1 ? 'y' : 'ies'} granted to the platform. `,
+          h('a', {href: '/api/paas/github/authorize'}, 'Grant more'));
+        await loadBranches();
+      } catch (err) {
+        loaded = false;
+        fill(note, `GitHub cannot be reached: ${err.message}`);
+      }
+    },
+  };
 }
