@@ -10,115 +10,15 @@ mod stack;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use stack::databases::{
+    ProcessWatch, assert_tool_seen_password_never, backup, client, dumps, ended, network_of,
+    restore, sha256_of,
+};
 use stack::engines::{
     POSTGRES_IMAGE, REDIS_IMAGE, database_plan, ensure_engine_images, local_engine,
     running_database,
 };
 use stack::{Stack, Timing, docker_text as docker};
-
-/// The customer network a database's container is on.
-fn network_of(stack: &Stack, id: i64) -> String {
-    let info = stack.inspect(&format!("{}sp-db-{id}", stack.namespace));
-    info["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .next()
-        .unwrap()
-        .clone()
-}
-
-/// Runs a client of `image` (`psql`, `redis-cli` …) on `network`.
-fn client(network: &str, image: &str, program: &str, args: &[&str]) -> String {
-    let mut all = vec![
-        "run",
-        "--rm",
-        "--network",
-        network,
-        "--entrypoint",
-        program,
-        image,
-    ];
-    all.extend_from_slice(args);
-    let (ok, out) = docker(&all);
-    assert!(ok, "{program} {args:?}: {out}");
-    out
-}
-
-/// Starts a backup; answers its id.
-async fn backup(stack: &Stack, token: &str, db: i64) -> i64 {
-    let (status, backup) = stack
-        .post(
-            &format!("/api/paas/databases/{db}/backup"),
-            token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 202, "{backup:#}");
-    assert_eq!(backup["status"], "pending");
-    backup["id"].as_i64().unwrap()
-}
-
-/// Waits until a backup or restore (in `list`) ends; answers it.
-async fn ended(stack: &Stack, token: &str, list: &str, id: i64) -> Value {
-    let find = || async {
-        let all = stack.get(list, token).await;
-        all.as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["id"] == id)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    stack
-        .until(120, &format!("{list} {id} ends"), || async {
-            let found = find().await;
-            found["status"] == "succeeded" || found["status"] == "failed"
-        })
-        .await;
-    find().await
-}
-
-/// Starts a restore of `backup_id`; answers the restore's id.
-async fn restore(stack: &Stack, token: &str, db: i64, backup_id: i64) -> i64 {
-    let (status, restore) = stack
-        .post(
-            &format!("/api/paas/databases/{db}/restore"),
-            token,
-            json!({ "backup_id": backup_id }),
-        )
-        .await;
-    assert_eq!(status, 202, "{restore:#}");
-    restore["id"].as_i64().unwrap()
-}
-
-/// The SHA-256 of a file, by `sha256sum`.
-fn sha256_of(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// The dumps the node keeps of a database.
-fn dumps(state_dir: &std::path::Path, db: i64) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(state_dir.join("backups").join(format!("db-{db}")))
-            .map(|dir| {
-                dir.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-    names.sort();
-    names
-}
 
 #[tokio::test]
 async fn docker_a_postgresql_restore_brings_back_the_rows_of_its_backup_and_a_failing_dump_is_reported()
@@ -137,9 +37,18 @@ async fn docker_a_postgresql_restore_brings_back_the_rows_of_its_backup_and_a_fa
     let network = network_of(&stack, db);
     let sql = |query: &str| client(&network, POSTGRES_IMAGE, "psql", &[&url, "-tAc", query]);
     sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2)");
+    // Enough rows that the dump runs long enough to be seen in the process list.
+    sql("CREATE TABLE pages AS SELECT g AS id, repeat('x', 100) AS body FROM generate_series(1, 300000) g");
+    let password = stack.get(&format!("/api/paas/databases/{db}"), &alice).await["connection"]
+        ["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    // A backup: its size and SHA-256 are those of the dump on the node.
+    // A backup: its size and SHA-256 are those of the dump on the node;
+    // the node's process list never shows the password meanwhile.
     let backups = format!("/api/paas/databases/{db}/backups");
+    let watch = ProcessWatch::start();
     let first = backup(&stack, &alice, db).await;
     // One backup or restore at a time.
     let (status, refused) = stack
@@ -155,6 +64,7 @@ async fn docker_a_postgresql_restore_brings_back_the_rows_of_its_backup_and_a_fa
         "{refused:#}"
     );
     let done = ended(&stack, &alice, &backups, first).await;
+    assert_tool_seen_password_never(&watch.finish(), "pg_dump", &password);
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["origin"], "manual");
     let file = agent
@@ -405,10 +315,21 @@ async fn docker_a_redis_restore_brings_back_its_keys_and_they_survive_a_restart(
     };
     assert_eq!(redis(&["SET", "plan", "gold"]), "OK");
     assert_eq!(redis(&["RPUSH", "queue", "a", "b"]), "2");
+    // Enough keys that the dump runs long enough to be seen in the process list.
+    let fill = "for i = 1, 300000 do redis.call('SET', 'page:' .. i, string.rep('x', 100)) end";
+    redis(&["EVAL", fill, "0"]);
+    let password = url
+        .trim_start_matches("redis://default:")
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
 
     let backups = format!("/api/paas/databases/{db}/backups");
+    let watch = ProcessWatch::start();
     let first = backup(&stack, &alice, db).await;
     let done = ended(&stack, &alice, &backups, first).await;
+    assert_tool_seen_password_never(&watch.finish(), "redis-cli --no-auth-warning --rdb", &password);
     assert_eq!(done["status"], "succeeded", "{done:#}");
 
     assert_eq!(redis(&["SET", "plan", "silver"]), "OK");

@@ -10,8 +10,10 @@ mod stack;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use stack::databases::{client, network_of};
 use stack::engines::{
     PG_APP_IMAGE, POSTGRES_IMAGE, database_plan, ensure_engine_images, local_engine,
+    running_database,
 };
 use stack::{Stack, Timing, docker_text as docker, through_ingress};
 
@@ -375,4 +377,194 @@ async fn docker_a_redis_database_wants_its_password_and_an_engine_that_exits_fai
             .await;
         assert_eq!(status, 204);
     }
+}
+
+/// The owner's usage-report line of database `id`: (instances billed now, hourly rate).
+async fn billed(stack: &Stack, token: &str, id: i64) -> (i64, String) {
+    let usage = stack.get("/api/paas/billing/usage", token).await;
+    let line = usage["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource_type"] == "database" && r["resource_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| json!({"running_instances": 0, "hourly_rate": null}));
+    (
+        line["running_instances"].as_i64().unwrap(),
+        line["hourly_rate"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The memory (MB) the scheduler counts as taken on the stack's one node.
+async fn memory_allocated(stack: &Stack) -> i64 {
+    let capacity = stack.get("/api/admin/paas/capacity", &stack.admin).await;
+    capacity["nodes"][0]["memory_allocated"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspension_keeps_it_stopped()
+ {
+    ensure_engine_images();
+    let stack = Stack::start(Timing::default()).await;
+    local_engine(&stack, "postgresql", "16", POSTGRES_IMAGE).await;
+    let small = database_plan(&stack).await;
+    let plan = |name: &str, cpu: i64, memory: i64, rate: &str| {
+        json!({"name": name, "cpu_limit": cpu, "memory_limit": memory, "storage_limit": 1000,
+               "monthly_price": "20.00", "hourly_rate": rate})
+    };
+    let (status, bigger) = stack
+        .post("/api/admin/paas/plans", &stack.admin, plan("db-large", 1000, 768, "0.0300"))
+        .await;
+    assert_eq!(status, 201, "{bigger:#}");
+    let (status, huge) = stack
+        .post("/api/admin/paas/plans", &stack.admin, plan("db-huge", 1000, 4_000_000, "9.0000"))
+        .await;
+    assert_eq!(status, 201, "{huge:#}");
+    let (bigger, huge) = (bigger["id"].as_i64().unwrap(), huge["id"].as_i64().unwrap());
+    let (_node, _agent) = stack.node("worker-1").await;
+    let alice = stack.customer("alice@example.com").await;
+    let (db, url) = running_database(&stack, &alice, small, "shop-db", "postgresql", "16").await;
+    let path = format!("/api/paas/databases/{db}");
+    let container = format!("{}sp-db-{db}", stack.namespace);
+    let network = network_of(&stack, db);
+    let sql = |query: &str| client(&network, POSTGRES_IMAGE, "psql", &[&url, "-tAc", query]);
+    sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2)");
+    // Linked into an application (not deployed): stopping names it.
+    let body = json!({"name": "shop", "plan_id": small, "region": "local", "image": PG_APP_IMAGE});
+    let (status, app) = stack.post("/api/paas/applications", &alice, body).await;
+    assert_eq!(status, 201, "{app:#}");
+    let app = app["id"].as_i64().unwrap();
+    let (status, _) = stack
+        .post(&format!("/api/paas/applications/{app}/databases/{db}"), &alice, json!({}))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(billed(&stack, &alice, db).await, (1, "0.0100".into()));
+    let held = memory_allocated(&stack).await;
+    assert!(held >= 512, "{held}");
+
+    // Another customer can do none of it; bad input names its field.
+    let bob = stack.customer("bob@example.com").await;
+    for (method, verb, body) in [
+        (Method::POST, "/stop", None),
+        (Method::POST, "/start", None),
+        (Method::PUT, "", Some(json!({"plan_id": bigger}))),
+    ] {
+        let (status, _) = stack.call(method, &format!("{path}{verb}"), &bob, body).await;
+        assert_eq!(status, 404, "{verb}");
+    }
+    for (body, field) in [
+        (json!({"plan_id": 999_999}), "plan_id"),
+        (json!({"plan_id": "big"}), "plan_id"),
+    ] {
+        let (status, refused) = stack.call(Method::PUT, &path, &alice, Some(body)).await;
+        assert_eq!((status, refused["field"].as_str()), (422, Some(field)), "{refused:#}");
+    }
+
+    // Stopped: the container stops, the data stays, billing and capacity end,
+    // and the owner is told which application cannot reach it.
+    let (status, stopped) = stack.post(&format!("{path}/stop"), &alice, json!({})).await;
+    assert_eq!((status, stopped["status"].as_str()), (200, Some("stopped")), "{stopped:#}");
+    stack
+        .until(60, "the container stops", || async {
+            stack.inspect(&container)["State"]["Running"] == false
+        })
+        .await;
+    assert_eq!(billed(&stack, &alice, db).await.0, 0);
+    assert_eq!(memory_allocated(&stack).await, held - 512);
+    let notices = stack.get("/api/paas/notifications", &alice).await;
+    assert!(
+        notices.as_array().unwrap().iter().any(|n| n["kind"] == "database_stopped"
+            && n["message"].as_str().unwrap().contains("shop cannot reach it")),
+        "{notices:#}"
+    );
+    // Stopping again changes nothing.
+    let (status, again) = stack.post(&format!("{path}/stop"), &alice, json!({})).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("stopped")));
+
+    // Started: pending, then running on the same data, billed again.
+    let (status, started) = stack.post(&format!("{path}/start"), &alice, json!({})).await;
+    assert_eq!((status, started["status"].as_str()), (200, Some("pending")), "{started:#}");
+    stack
+        .until(120, "the database runs again", || async {
+            let db = stack.get(&path, &alice).await;
+            assert_ne!(db["status"], "failed", "{db:#}");
+            db["status"] == "running"
+        })
+        .await;
+    assert_eq!(sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"), "1,2");
+    assert_eq!(billed(&stack, &alice, db).await, (1, "0.0100".into()));
+    assert_eq!(memory_allocated(&stack).await, held);
+
+    // A plan the node has no room for is refused, and nothing changes.
+    let (status, refused) = stack
+        .call(Method::PUT, &path, &alice, Some(json!({"plan_id": huge})))
+        .await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("no_node_available")), "{refused:#}");
+    assert!(refused["message"].as_str().unwrap().contains("database"), "{refused:#}");
+    let now = stack.get(&path, &alice).await;
+    assert_eq!((now["plan_id"].as_i64(), now["status"].as_str()), (Some(small), Some("running")));
+
+    // Resized: the container is made again with the new limits on the same
+    // volume; the data is there and the new rate is billed.
+    sql("INSERT INTO orders VALUES (3)");
+    let before = stack.inspect(&container)["Id"].clone();
+    let (status, resized) = stack
+        .call(Method::PUT, &path, &alice, Some(json!({"plan_id": bigger})))
+        .await;
+    assert_eq!((status, resized["status"].as_str()), (200, Some("pending")), "{resized:#}");
+    assert_eq!(resized["plan_id"], bigger);
+    stack
+        .until(120, "the resized database runs", || async {
+            let db = stack.get(&path, &alice).await;
+            assert_ne!(db["status"], "failed", "{db:#}");
+            db["status"] == "running"
+        })
+        .await;
+    let info = stack.inspect(&container);
+    assert_ne!(info["Id"], before, "a new container");
+    assert_eq!(info["HostConfig"]["Memory"], 768 * 1024 * 1024);
+    assert_eq!(info["HostConfig"]["NanoCpus"], 1_000_000_000_i64);
+    assert_eq!(sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"), "1,2,3");
+    assert_eq!(billed(&stack, &alice, db).await, (1, "0.0300".into()));
+    assert_eq!(memory_allocated(&stack).await, held - 512 + 768);
+    let notices = stack.get("/api/paas/notifications", &alice).await;
+    assert!(
+        notices.as_array().unwrap().iter().any(|n| n["kind"] == "database_resized"
+            && n["message"].as_str().unwrap().contains("db-large")),
+        "{notices:#}"
+    );
+
+    // Stopped, then suspended and resumed: it comes back stopped, not running.
+    let (status, _) = stack.post(&format!("{path}/stop"), &alice, json!({})).await;
+    assert_eq!(status, 200);
+    let me = stack.get("/api/auth/me", &alice).await["id"].as_i64().unwrap();
+    let (status, body) = stack
+        .post(&format!("/api/admin/users/{me}/suspend"), &stack.admin, json!({"reason": "test"}))
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(stack.get(&path, &alice).await["status"], "suspended");
+    let (status, refused) = stack.post(&format!("{path}/start"), &alice, json!({})).await;
+    assert_eq!(status, 409, "a suspended database waits for its owner's balance: {refused:#}");
+    let (status, body) = stack
+        .post(&format!("/api/admin/users/{me}/resume"), &stack.admin, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(stack.get(&path, &alice).await["status"], "stopped");
+    assert_eq!(billed(&stack, &alice, db).await.0, 0);
+    assert_eq!(stack.inspect(&container)["State"]["Running"], false);
+    // Resized while stopped, it takes the plan at its next start.
+    let (status, resized) = stack
+        .call(Method::PUT, &path, &alice, Some(json!({"plan_id": small})))
+        .await;
+    assert_eq!((status, resized["status"].as_str()), (200, Some("stopped")), "{resized:#}");
+    let (status, _) = stack.post(&format!("{path}/start"), &alice, json!({})).await;
+    assert_eq!(status, 200);
+    stack
+        .until(120, "the database runs on the small plan", || async {
+            stack.get(&path, &alice).await["status"] == "running"
+        })
+        .await;
+    assert_eq!(stack.inspect(&container)["HostConfig"]["Memory"], 512 * 1024 * 1024);
+    assert_eq!(sql("SELECT count(*) FROM orders"), "3");
+    assert_eq!(billed(&stack, &alice, db).await, (1, "0.0100".into()));
 }

@@ -42,6 +42,7 @@ fn sample_bodies() -> BTreeMap<&'static str, Value> {
             json!({"name": "mallory-db", "db_type": "postgresql", "version": "16", "plan_id": 1, "region": "local"}),
         ),
         ("restoreDatabase", json!({"backup_id": 777_002})),
+        ("updateDatabase", json!({"plan_id": 1})),
         (
             "createWebhook",
             json!({"url": "https://mallory.example.com/hook"}),

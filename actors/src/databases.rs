@@ -11,6 +11,7 @@ use skypanel_protocol::task::TaskSpec;
 use skypanel_store::backups::{self, Backup, Restore};
 use skypanel_store::databases::{self, Database};
 use skypanel_store::tasks::Task;
+use skypanel_store::catalog::Plan;
 use skypanel_store::{Conn, catalog};
 
 use crate::app_work::{TaskOf, create_task};
@@ -23,20 +24,37 @@ pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error
     let mut conn = ctx.store().conn().await?;
     let plan = catalog::get_plan(&mut conn, db.plan_id).await?;
     drop(conn);
+    let node = place(ctx, db, &plan).await?;
+    queue_provision(ctx, db, node, &plan).await?;
+    Ok(node)
+}
+
+/// The node that runs the database with `plan`'s limits: its own node when
+/// that has room (counting what the database holds there now, at its
+/// current plan), any node of its region with room when it has none yet.
+async fn place(ctx: &Context, db: &Database, plan: &Plan) -> Result<i64, Error> {
+    let holds = db.node_id.is_some() && db.status().is_ok_and(|s| s.holds_capacity());
+    let held = if holds {
+        let mut conn = ctx.store().conn().await?;
+        let current = catalog::get_plan(&mut conn, db.plan_id).await?;
+        (i64::from(current.cpu_limit), i64::from(current.memory_limit))
+    } else {
+        (0, 0)
+    };
     let requirement = Requirement {
         entity: Placed::Database(db.id),
         region: db.region.clone(),
         cpu: i64::from(plan.cpu_limit),
         memory: i64::from(plan.memory_limit),
         current: db.node_id,
-        held: if db.node_id.is_some() && db.status().is_ok_and(|s| s.holds_capacity()) {
-            (i64::from(plan.cpu_limit), i64::from(plan.memory_limit))
-        } else {
-            (0, 0)
-        },
+        held,
         may_move: db.node_id.is_none(),
     };
-    let node = crate::scheduler::place(ctx, requirement).await?;
+    crate::scheduler::place(ctx, requirement).await
+}
+
+/// Queues the database's provisioning (with `plan`'s limits) on `node`.
+async fn queue_provision(ctx: &Context, db: &Database, node: i64, plan: &Plan) -> Result<(), Error> {
     let mut conn = ctx.store().conn().await?;
     let password = password_of(&mut conn, ctx, db.id).await?;
     let spec = TaskSpec::DbProvision(DatabaseSpec {
@@ -57,7 +75,126 @@ pub(crate) async fn provision(ctx: &Context, db: &Database) -> Result<i64, Error
         node_id = node,
         "database provisioning queued"
     );
-    Ok(node)
+    Ok(())
+}
+
+/// Stops a running database at its owner's request: its container stops
+/// on its node (the data stays), its billing and the capacity it held end
+/// now, and when applications are linked to it the owner gets a notice
+/// naming them (they cannot reach it until it starts again).
+pub(crate) async fn stop(ctx: &Context, db: &Database) -> Result<Database, Error> {
+    let mut conn = ctx.store().conn().await?;
+    if db.status == "stopped" {
+        return Ok(db.clone());
+    }
+    let stopped =
+        databases::transition(&mut conn, db.id, DatabaseEvent::Stop, None, ctx.now()).await?;
+    if let Some(node) = stopped.node_id {
+        let spec = TaskSpec::DbStop(DatabaseTarget {
+            database_id: db.id,
+            user_id: db.user_id,
+            purge: false,
+        });
+        queue(&mut conn, ctx, node, db.id, spec).await?;
+    }
+    let linked = databases::linked_applications(&mut conn, db.id).await?;
+    if !linked.is_empty() {
+        let message = format!(
+            "Database {} is stopped; {} cannot reach it until it is started again",
+            db.name,
+            linked.join(", ")
+        );
+        notify(&mut conn, ctx, &stopped, "database_stopped", &message, &linked).await?;
+    }
+    Ok(stopped)
+}
+
+/// Starts a stopped (or failed) database again: placed on its node (which
+/// must have room for its plan: otherwise nothing changes and the answer
+/// says why), pending until the engine accepts connections, then running
+/// and billed.
+pub(crate) async fn start(ctx: &Context, db: &Database) -> Result<Database, Error> {
+    if matches!(db.status.as_str(), "running" | "pending") {
+        return Ok(db.clone());
+    }
+    let mut conn = ctx.store().conn().await?;
+    let plan = catalog::get_plan(&mut conn, db.plan_id).await?;
+    drop(conn);
+    // Checked first, so a refused placement leaves the database as it was.
+    skypanel_domain::lifecycle::database_transition(db.status()?, DatabaseEvent::Start)
+        .map_err(|e| skypanel_store::Error::conflict(None, e.to_string()))?;
+    let node = place(ctx, db, &plan).await?;
+    let mut conn = ctx.store().conn().await?;
+    let started =
+        databases::transition(&mut conn, db.id, DatabaseEvent::Start, None, ctx.now()).await?;
+    drop(conn);
+    queue_provision(ctx, &started, node, &plan).await?;
+    Ok(started)
+}
+
+/// Moves a database to `plan`. A running one is made again on its node
+/// with the new limits on the same volume (pending for the few seconds the
+/// engine restarts; the owner and the apps linked to it are told); a node
+/// without room for the new plan refuses it and nothing changes. A stopped
+/// one takes the plan for its next start.
+pub(crate) async fn resize(ctx: &Context, db: &Database, plan: &Plan) -> Result<Database, Error> {
+    if db.plan_id == plan.id {
+        return Ok(db.clone());
+    }
+    let node = if db.status == "running" {
+        Some(place(ctx, db, plan).await?)
+    } else {
+        None
+    };
+    let mut conn = ctx.store().conn().await?;
+    let resized = databases::resize(&mut conn, db.user_id, db.id, plan.id, ctx.now()).await?;
+    let Some(node) = node.filter(|_| resized.status == "pending") else {
+        return Ok(resized);
+    };
+    let linked = databases::linked_applications(&mut conn, db.id).await?;
+    let reach = if linked.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} cannot reach it meanwhile)", linked.join(", "))
+    };
+    let message = format!(
+        "Database {} restarts with plan {} ({} millicores, {} MB): its engine shuts down and \
+         starts again on the same data, usually within a minute{reach}",
+        db.name, plan.name, plan.cpu_limit, plan.memory_limit
+    );
+    notify(&mut conn, ctx, &resized, "database_resized", &message, &linked).await?;
+    drop(conn);
+    queue_provision(ctx, &resized, node, plan).await?;
+    Ok(resized)
+}
+
+/// A notice about a database to its owner, once per database, kind and change.
+async fn notify(
+    conn: &mut Conn,
+    ctx: &Context,
+    db: &Database,
+    kind: &str,
+    message: &str,
+    linked: &[String],
+) -> Result<(), Error> {
+    let data = serde_json::json!({
+        "database_id": db.id,
+        "database": db.name,
+        "plan_id": db.plan_id,
+        "applications": linked,
+    });
+    let key = format!("{kind}:{}:{}", db.id, db.updated_at.timestamp_micros());
+    skypanel_store::notifications::create_once(
+        conn,
+        db.user_id,
+        kind,
+        message,
+        &data,
+        &key,
+        ctx.now(),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Suspends the owner's running and stopped databases: stopped on their
@@ -82,7 +219,8 @@ pub(crate) async fn suspend_owner(ctx: &Context, user_id: i64) -> Result<Vec<i64
 }
 
 /// Resumes the owner's suspended databases: running (and billed) again,
-/// started on their nodes. Answers the ids resumed.
+/// started on their nodes, or stopped when their owner had stopped them.
+/// Answers the ids resumed.
 pub(crate) async fn resume_owner(ctx: &Context, user_id: i64) -> Result<Vec<i64>, Error> {
     let mut conn = ctx.store().conn().await?;
     let list = databases::of_owner_with_status(&mut conn, user_id, &["suspended"]).await?;
@@ -90,10 +228,17 @@ pub(crate) async fn resume_owner(ctx: &Context, user_id: i64) -> Result<Vec<i64>
     let mut done = Vec::new();
     for db in list {
         let mut conn = ctx.store().conn().await?;
-        let db =
-            databases::transition(&mut conn, db.id, DatabaseEvent::Resume, None, ctx.now()).await?;
+        // One its owner had stopped comes back stopped.
+        let event = if db.resume_stopped {
+            DatabaseEvent::ResumeStopped
+        } else {
+            DatabaseEvent::Resume
+        };
+        let db = databases::transition(&mut conn, db.id, event, None, ctx.now()).await?;
         drop(conn);
-        provision(ctx, &db).await?;
+        if event == DatabaseEvent::Resume {
+            provision(ctx, &db).await?;
+        }
         done.push(db.id);
     }
     Ok(done)

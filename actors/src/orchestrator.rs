@@ -224,6 +224,31 @@ impl Orchestrator {
         crate::databases::provision(&self.ctx, db).await
     }
 
+    /// Stops a database at its owner's request (see `databases::stop`).
+    pub async fn stop_database(
+        &self,
+        db: &skypanel_store::databases::Database,
+    ) -> Result<skypanel_store::databases::Database, Error> {
+        crate::databases::stop(&self.ctx, db).await
+    }
+
+    /// Starts a stopped or failed database again (see `databases::start`).
+    pub async fn start_database(
+        &self,
+        db: &skypanel_store::databases::Database,
+    ) -> Result<skypanel_store::databases::Database, Error> {
+        crate::databases::start(&self.ctx, db).await
+    }
+
+    /// Moves a database to another plan (see `databases::resize`).
+    pub async fn resize_database(
+        &self,
+        db: &skypanel_store::databases::Database,
+        plan: &skypanel_store::catalog::Plan,
+    ) -> Result<skypanel_store::databases::Database, Error> {
+        crate::databases::resize(&self.ctx, db, plan).await
+    }
+
     /// Queues the removal of a deleted database from its node.
     pub async fn remove_database(
         &self,

@@ -75,18 +75,26 @@ pub fn choose(nodes: &[NodeCapacity], need: &Requirement) -> Result<i64, Error> 
             return Ok(current.node_id);
         }
         if !need.may_move {
-            return Err(Error::NoCapacity(if up {
-                format!(
+            return Err(Error::NoCapacity(match (up, need.entity) {
+                (true, Placed::App(_)) => format!(
                     "the node running this application has no room for {} millicores and {} MB; \
                      scale down or pick a smaller plan",
                     need.cpu, need.memory
-                )
-            } else {
-                format!(
+                ),
+                (true, Placed::Database(_)) => format!(
+                    "the node holding this database's data has no room for {} millicores and {} MB; \
+                     pick a smaller plan or free room on it",
+                    need.cpu, need.memory
+                ),
+                (false, Placed::App(_)) => format!(
                     "the node running this application is {}; its image lives there, so \
                      deploy again to build it on another node",
                     current.status
-                )
+                ),
+                (false, Placed::Database(_)) => format!(
+                    "the node holding this database's data is {}; try again once it is back",
+                    current.status
+                ),
             }));
         }
     }

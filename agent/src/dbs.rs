@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 use skypanel_protocol::database::{DatabaseSpec, DatabaseTarget, launch};
 use skypanel_protocol::node::ContainerState;
 
+use crate::crash::CrashPolicy;
 use crate::docker::{Engine, Inspected, short};
 use crate::executor::{TaskFailure, TaskLog};
 
-/// Runs the database (idempotent: an existing one is started if stopped)
-/// and waits up to `timeout` for its engine to accept connections.
+/// Runs the database (idempotent: an existing one is started if stopped,
+/// or made again on the same volume when its plan's limits changed) and
+/// waits up to `timeout` for its engine to accept connections.
 pub async fn provision(
     engine: &Engine,
+    crash: &CrashPolicy,
     spec: &DatabaseSpec,
     log: &TaskLog,
     timeout: Duration,
@@ -39,6 +42,28 @@ pub async fn provision(
             short(&e)
         ))
     })?;
+    let outdated = engine.database_outdated(spec).await.map_err(|e| {
+        TaskFailure::node(format!("cannot inspect the database: {}", short(&e)))
+    })?;
+    if outdated {
+        // A new plan: the engine shuts down cleanly and comes back on the
+        // same volume with the new limits (a stop the agent makes is not a
+        // crash to restart).
+        let name = engine.database_container_name(spec.database_id);
+        log.line(format!(
+            "the plan changed: restarting {} with {} millicores and {} MB",
+            spec.db_type, spec.cpu_millicores, spec.memory_mb
+        ));
+        crash.expect_stop(&name);
+        engine
+            .stop(&name, 30)
+            .await
+            .map_err(|e| TaskFailure::node(format!("cannot stop the database: {}", short(&e))))?;
+        engine
+            .remove(&name)
+            .await
+            .map_err(|e| TaskFailure::node(format!("cannot remove the old container: {}", short(&e))))?;
+    }
     let name = engine
         .ensure_database(spec, &launch, &network)
         .await
@@ -52,6 +77,9 @@ pub async fn provision(
         .start(&name)
         .await
         .map_err(|e| TaskFailure::node(format!("cannot start the database: {}", short(&e))))?;
+    // Started on purpose: from now on an exit is a crash again (a stop
+    // the agent made earlier no longer hides it).
+    crash.started(&name);
     log.line(format!(
         "{} started; waiting for it to accept connections",
         spec.db_type

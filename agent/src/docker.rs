@@ -637,6 +637,27 @@ impl Engine {
         self.create_named(name, body).await
     }
 
+    /// Whether the database's container exists with other limits or another
+    /// image than `spec` asks for (its plan changed): it must be made again.
+    pub async fn database_outdated(&self, spec: &DatabaseSpec) -> Result<bool, DockerError> {
+        let name = self.database_container_name(spec.database_id);
+        let info = match self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => info,
+            Err(err) if status_of(&err) == Some(404) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let host = info.host_config.unwrap_or_default();
+        let image = info.config.and_then(|c| c.image).unwrap_or_default();
+        Ok(host.memory != Some(i64::from(spec.memory_mb) * 1024 * 1024)
+            || host.nano_cpus != Some(i64::from(spec.cpu_millicores) * 1_000_000)
+            || host.pids_limit != Some(i64::from(spec.pids_limit))
+            || image != spec.image)
+    }
+
     /// Runs `cmd` with `env` inside container `name`: `stdin`, when given,
     /// is fed to it (then closed), its standard output goes to `stdout`.
     /// Answers its exit code and the last lines of its standard error.

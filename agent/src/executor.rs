@@ -284,6 +284,7 @@ impl Executor {
             TaskSpec::DbProvision(db) => {
                 crate::dbs::provision(
                     &self.engine,
+                    &self.crash,
                     db,
                     log,
                     self.health_timeout.max(Duration::from_secs(120)),

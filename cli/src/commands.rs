@@ -475,6 +475,82 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("Linked into {app}: {}", vars.join(", "));
             })
         }
+        Command::DbInfo { db } => {
+            let id = ctx.database_id(&db).await?;
+            let info = ctx.api.get(&format!("/paas/databases/{id}")).await?;
+            ctx.show(&without_password(info), |d| {
+                let c = &d["connection"];
+                let backup = &d["health"]["last_backup"];
+                let rows = [
+                    ("name", output::text(&d["name"])),
+                    (
+                        "engine",
+                        format!("{} {}", output::text(&d["db_type"]), output::text(&d["version"])),
+                    ),
+                    ("status", output::text(&d["status"])),
+                    ("reason", output::text(&d["failure_reason"])),
+                    ("plan", output::text(&d["plan_id"])),
+                    (
+                        "host",
+                        format!("{}:{}", output::text(&c["host"]), output::text(&c["port"])),
+                    ),
+                    ("user", output::text(&c["username"])),
+                    ("database", output::text(&c["database"])),
+                    (
+                        "last backup",
+                        match backup["status"].as_str() {
+                            None => "none".to_string(),
+                            Some(status) => format!(
+                                "{} {status} {}",
+                                output::text(&backup["created_at"]),
+                                output::text(&backup["error"])
+                            ),
+                        },
+                    ),
+                ];
+                for (label, value) in rows {
+                    println!("{label:<12} {}", value.trim());
+                }
+            })
+        }
+        Command::DbStop { db } => {
+            let id = ctx.database_id(&db).await?;
+            let stopped = ctx
+                .api
+                .post(&format!("/paas/databases/{id}/stop"), &json!({}))
+                .await?;
+            ctx.show(&without_password(stopped), |_| {
+                println!("Stopped {db}; its data stays and it is not billed until `sky db:start {db}`")
+            })
+        }
+        Command::DbStart { db } => {
+            let id = ctx.database_id(&db).await?;
+            ctx.api
+                .post(&format!("/paas/databases/{id}/start"), &json!({}))
+                .await?;
+            let running = ctx.until_database_runs(id, &format!("starting {db}")).await?;
+            ctx.show(&without_password(running), |_| println!("{db} is running"))
+        }
+        Command::DbResize { db, plan } => {
+            let id = ctx.database_id(&db).await?;
+            let resized = ctx
+                .api
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/paas/databases/{id}"),
+                    Some(&json!({ "plan_id": plan })),
+                )
+                .await?;
+            let resized = if resized["status"] == "stopped" {
+                resized
+            } else {
+                ctx.until_database_runs(id, &format!("restarting {db} on plan {plan}"))
+                    .await?
+            };
+            ctx.show(&without_password(resized), |d| {
+                println!("{db} is on plan {plan} ({})", output::text(&d["status"]))
+            })
+        }
         Command::DbBackup { db } => ctx.db_backup(&db).await,
         Command::DbBackups { db } => {
             let db = ctx.database_id(&db).await?;
@@ -1323,6 +1399,31 @@ impl Ctx {
     }
 
     /// Polls a list until the item with `id` has ended.
+    /// Waits until database `id` runs (answers it) or fails (an error with its reason).
+    async fn until_database_runs(&self, id: i64, label: &str) -> Result<Value, CliError> {
+        let spinner = (!self.json).then(|| Spinner::start(label.to_string()));
+        let deadline = Instant::now() + DATABASE_WAIT;
+        loop {
+            let db = self.api.get(&format!("/paas/databases/{id}")).await?;
+            match db["status"].as_str() {
+                Some("running") => {
+                    drop(spinner);
+                    return Ok(db);
+                }
+                Some("pending") if Instant::now() < deadline => {}
+                _ => {
+                    drop(spinner);
+                    return Err(CliError::Failed(format!(
+                        "{label}: the database is {} {}",
+                        output::text(&db["status"]),
+                        output::text(&db["failure_reason"])
+                    )));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     async fn wait_for(&self, list: &str, id: &Value, label: &str) -> Result<Value, CliError> {
         let spinner = (!self.json).then(|| Spinner::start(label.to_string()));
         let deadline = Instant::now() + DATABASE_WAIT;
@@ -1344,7 +1445,15 @@ impl Ctx {
     }
 }
 
-/// The id of the item named `name` (or whose id it is).
+/// A database's view without its password (what `sky` prints, even with `--json`).
+fn without_password(mut db: Value) -> Value {
+    if let Some(connection) = db["connection"].as_object_mut() {
+        connection.remove("password");
+        connection.remove("url");
+    }
+    db
+}
+
 /// How long since `started` (an RFC 3339 time), as `3m 4s`; empty without one.
 fn uptime(started: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
     let Some(started) = started
@@ -1364,6 +1473,7 @@ fn uptime(started: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// The id of the item named `name` (or whose id it is).
 fn find(items: &[Value], name: &str) -> Option<i64> {
     items
         .iter()

@@ -258,6 +258,23 @@ pub enum Command {
         #[arg(long)]
         purge: bool,
     },
+    /// A database: status, plan, connection (no password), last backup.
+    #[command(name = "db:info")]
+    DbInfo { db: String },
+    /// Stop a database (its data stays; not billed while stopped).
+    #[command(name = "db:stop")]
+    DbStop { db: String },
+    /// Start a stopped database and wait until it accepts connections.
+    #[command(name = "db:start")]
+    DbStart { db: String },
+    /// Move a database to another plan: `sky db:resize shop-db --plan 3`.
+    #[command(name = "db:resize")]
+    DbResize {
+        db: String,
+        /// The new plan's id (`sky plans` lists them).
+        #[arg(long)]
+        plan: i64,
+    },
     /// Back a database up now and wait for the backup.
     #[command(name = "db:backup")]
     DbBackup { db: String },

@@ -21,6 +21,8 @@ pub const EVENTS: &[&str] = &[
     "ssl.failed",
     "backup.failed",
     "restore.failed",
+    "database.stopped",
+    "database.resized",
 ];
 
 /// The webhook event of a notice's kind.
@@ -40,6 +42,8 @@ pub fn event_of(kind: &str) -> Option<&'static str> {
         "ssl_failed" | "ssl_renewal_failed" => "ssl.failed",
         "backup_failed" => "backup.failed",
         "restore_failed" => "restore.failed",
+        "database_stopped" => "database.stopped",
+        "database_resized" => "database.resized",
         _ => return None,
     })
 }
@@ -102,6 +106,8 @@ mod tests {
             "ssl_failed",
             "backup_failed",
             "restore_failed",
+            "database_stopped",
+            "database_resized",
         ] {
             assert!(EVENTS.contains(&event_of(kind).unwrap()), "{kind}");
         }

@@ -34,6 +34,8 @@ pub struct Database {
     pub image: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Suspended while its owner had it stopped: a resume brings it back stopped.
+    pub resume_stopped: bool,
 }
 
 impl Database {
@@ -168,22 +170,80 @@ pub async fn transition(
             .for_update()
             .first(conn)
             .await?;
-        let next = database_transition(db.status()?, event)
-            .map_err(|e| Error::conflict(None, e.to_string()))?;
+        let current = db.status()?;
+        let next =
+            database_transition(current, event).map_err(|e| Error::conflict(None, e.to_string()))?;
+        // What a suspension interrupts is what its resume brings back.
+        let resume_stopped = match event {
+            DatabaseEvent::Suspend => current == DatabaseStatus::Stopped,
+            _ => db.resume_stopped && next == DatabaseStatus::Suspended,
+        };
         let updated: Database = diesel::update(paas_databases::table.find(id))
             .set((
                 paas_databases::status.eq(next.as_str()),
                 paas_databases::failure_reason.eq(reason),
+                paas_databases::resume_stopped.eq(resume_stopped),
             ))
             .returning(Database::as_returning())
             .get_result(conn)
             .await?;
-        let running = skypanel_domain::lifecycle::database::is_billed(next).then_some(Running {
-            user_id: db.user_id,
-            plan_id: db.plan_id,
-            instances: 1,
-        });
-        usage::sync(conn, "database", id, running, at).await?;
+        sync_usage(conn, &updated, at).await?;
+        Ok(updated)
+    })
+    .await
+}
+
+/// Opens, closes or re-prices the database's usage interval to match its
+/// status and plan now.
+async fn sync_usage(conn: &mut Conn, db: &Database, at: DateTime<Utc>) -> Result<()> {
+    let running = skypanel_domain::lifecycle::database::is_billed(db.status()?).then_some(Running {
+        user_id: db.user_id,
+        plan_id: db.plan_id,
+        instances: 1,
+    });
+    usage::sync(conn, "database", db.id, running, at).await
+}
+
+/// Moves the owner's database to `plan_id`, in one transaction at `at`: a
+/// running one becomes pending (its node makes its container again with
+/// the new limits; its billing pauses until it runs again, at the new
+/// plan's rate), a stopped one just takes the plan for its next start.
+/// Any other state is a conflict.
+pub async fn resize(
+    conn: &mut Conn,
+    owner: i64,
+    id: i64,
+    plan_id: i64,
+    at: DateTime<Utc>,
+) -> Result<Database> {
+    conn.transaction(async |conn| {
+        let db: Database = paas_databases::table
+            .filter(paas_databases::id.eq(id))
+            .filter(paas_databases::user_id.eq(owner))
+            .select(Database::as_select())
+            .for_update()
+            .first(conn)
+            .await?;
+        let current = db.status()?;
+        let next = match current {
+            DatabaseStatus::Stopped => current,
+            _ => database_transition(current, DatabaseEvent::Resize).map_err(|_| {
+                Error::conflict(
+                    None,
+                    format!("the database is {current}; only a running or stopped database can change its plan"),
+                )
+            })?,
+        };
+        let updated: Database = diesel::update(paas_databases::table.find(id))
+            .set((
+                paas_databases::plan_id.eq(plan_id),
+                paas_databases::status.eq(next.as_str()),
+                paas_databases::failure_reason.eq(None::<String>),
+            ))
+            .returning(Database::as_returning())
+            .get_result(conn)
+            .await?;
+        sync_usage(conn, &updated, at).await?;
         Ok(updated)
     })
     .await

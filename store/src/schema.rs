@@ -301,6 +301,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         image -> Nullable<Text>,
+        resume_stopped -> Bool,
     }
 }
 

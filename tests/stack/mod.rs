@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use skypanel_store::testing::TestDb;
 
 pub mod browser;
+pub mod databases;
 pub mod engines;
 pub mod github;
 pub mod pebble;

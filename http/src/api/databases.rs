@@ -262,6 +262,90 @@ impl DatabasesApi {
         Ok(NoContent::NoContent)
     }
 
+    /// Stop a database
+    ///
+    /// Its engine shuts down; its data stays on its node. A stopped
+    /// database is not billed and holds no capacity; the applications
+    /// linked to it cannot reach it until it starts again (their owner gets
+    /// a `database_stopped` notice naming them). Stopping a stopped
+    /// database changes nothing; a pending, failed or suspended one is 409.
+    #[oai(
+        path = "/databases/:id/stop",
+        method = "post",
+        operation_id = "stopDatabase"
+    )]
+    async fn stop(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Json<DatabaseView>> {
+        let db = self.owned(auth.user_id(), id.0).await?;
+        let db = self.state.orchestrator()?.stop_database(&db).await?;
+        self.audit(request, auth.user_id(), "database.stop", &db, serde_json::json!({}))
+            .await?;
+        Ok(Json(self.with_connection(db).await?))
+    }
+
+    /// Start a stopped database
+    ///
+    /// Its node starts it again on its data (`pending` until it accepts
+    /// connections, then `running` and billed); a failed database is
+    /// provisioned again the same way. The node must have room for its plan:
+    /// otherwise 409 `no_node_available` says why and nothing changes.
+    /// Starting a running or pending database changes nothing; a suspended
+    /// one comes back when its owner's balance does.
+    #[oai(
+        path = "/databases/:id/start",
+        method = "post",
+        operation_id = "startDatabase"
+    )]
+    async fn start(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+    ) -> ApiResult<Json<DatabaseView>> {
+        let db = self.owned(auth.user_id(), id.0).await?;
+        let db = self.state.orchestrator()?.start_database(&db).await?;
+        self.audit(request, auth.user_id(), "database.start", &db, serde_json::json!({}))
+            .await?;
+        Ok(Json(self.with_connection(db).await?))
+    }
+
+    /// Move a database to another plan
+    ///
+    /// A running database is made again on its node with the new plan's
+    /// limits, on the same data: `pending` for the moment its engine
+    /// restarts (the owner gets a `database_resized` notice naming the
+    /// applications that cannot reach it meanwhile), then `running`, billed
+    /// at the new plan's rate. Its node must have room for the new plan,
+    /// otherwise 409 `no_node_available` and nothing changes. A stopped
+    /// database takes the plan for its next start.
+    #[oai(
+        path = "/databases/:id",
+        method = "put",
+        operation_id = "updateDatabase"
+    )]
+    async fn update(
+        &self,
+        request: &Request,
+        auth: BearerAuth,
+        id: Path<i64>,
+        body: JsonBody<UpdateDatabaseRequest>,
+    ) -> ApiResult<Json<DatabaseView>> {
+        let db = self.owned(auth.user_id(), id.0).await?;
+        let mut conn = self.state.store().conn().await?;
+        let plan = usable_plan(&mut conn, body.0.plan_id).await?;
+        drop(conn);
+        let from = db.plan_id;
+        let db = self.state.orchestrator()?.resize_database(&db, &plan).await?;
+        let change = serde_json::json!({"from_plan_id": from, "plan_id": plan.id});
+        self.audit(request, auth.user_id(), "database.resize", &db, change)
+            .await?;
+        Ok(Json(self.with_connection(db).await?))
+    }
+
     /// Delete a database
     ///
     /// Its container is stopped and removed. Its data (volume and backups)
@@ -341,6 +425,32 @@ impl DatabasesApi {
         Ok(())
     }
 
+    /// The caller's database `id` (404 for anyone else's).
+    async fn owned(&self, user_id: i64, id: i64) -> ApiResult<Database> {
+        let mut conn = self.state.store().conn().await?;
+        Ok(databases::get(&mut conn, user_id, id)
+            .await
+            .or_not_found("database")?)
+    }
+
+    /// Writes an audit entry about `db`.
+    async fn audit(
+        &self,
+        request: &Request,
+        user_id: i64,
+        action: &'static str,
+        db: &Database,
+        details: serde_json::Value,
+    ) -> ApiResult<()> {
+        let mut conn = self.state.store().conn().await?;
+        Audit::by(request, user_id, action)
+            .on("database", db.id)
+            .with(details)
+            .write(&mut conn)
+            .await;
+        Ok(())
+    }
+
     /// The view with the connection details (the password opened).
     async fn with_connection(&self, db: Database) -> ApiResult<DatabaseView> {
         let mut conn = self.state.store().conn().await?;
@@ -367,7 +477,13 @@ impl DatabasesApi {
             database: &database,
         }
         .url();
+        let recent = skypanel_store::backups::backups(&mut conn, db.user_id, db.id, 20).await?;
+        let last_backup = recent
+            .into_iter()
+            .find(|b| matches!(b.status.as_str(), "succeeded" | "failed"))
+            .map(Into::into);
         let mut view = DatabaseView::from(db);
+        view.health = Some(DatabaseHealth { last_backup });
         view.connection = Some(ConnectionView {
             host,
             port,

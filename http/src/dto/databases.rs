@@ -25,6 +25,15 @@ pub struct CreateDatabaseRequest {
     pub region: String,
 }
 
+/// A database's new plan.
+#[derive(Object, Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDatabaseRequest {
+    /// A plan of `GET /api/paas/plans`.
+    #[oai(validator(minimum(value = "1")))]
+    pub plan_id: i64,
+}
+
 /// How to connect: reachable only from the owner's own applications
 /// (their containers share the customer's network on the node).
 #[derive(Object, Debug)]
@@ -47,8 +56,9 @@ pub struct DatabaseView {
     pub version: String,
     pub plan_id: i64,
     pub region: String,
-    /// `pending` (being provisioned), `running`, `stopped`, `failed` (see
-    /// `failure_reason`) or `suspended` (unpaid balance).
+    /// `pending` (being provisioned, started or resized), `running`,
+    /// `stopped` (by its owner), `failed` (see `failure_reason`) or
+    /// `suspended` (unpaid balance).
     pub status: String,
     #[oai(nullable)]
     pub failure_reason: Option<String>,
@@ -56,6 +66,18 @@ pub struct DatabaseView {
     /// Only on `GET /api/paas/databases/:id`.
     #[oai(nullable)]
     pub connection: Option<ConnectionView>,
+    /// Only on `GET /api/paas/databases/:id`.
+    #[oai(nullable)]
+    pub health: Option<DatabaseHealth>,
+}
+
+/// How a database is doing, for its owner.
+#[derive(Object, Debug)]
+pub struct DatabaseHealth {
+    /// The newest backup that ended (succeeded, or failed with its `error`);
+    /// null before the first.
+    #[oai(nullable)]
+    pub last_backup: Option<crate::dto::backups::BackupView>,
 }
 
 impl From<Database> for DatabaseView {
@@ -71,6 +93,7 @@ impl From<Database> for DatabaseView {
             failure_reason: d.failure_reason,
             created_at: d.created_at,
             connection: None,
+            health: None,
         }
     }
 }

@@ -1,0 +1,8 @@
+DELETE FROM paas_notifications WHERE kind IN ('database_stopped', 'database_resized');
+ALTER TABLE paas_notifications DROP CONSTRAINT paas_notifications_kind_check;
+ALTER TABLE paas_notifications ADD CONSTRAINT paas_notifications_kind_check
+    CHECK (kind IN ('balance_negative', 'suspended', 'resumed', 'ssl_failed', 'ssl_renewal_failed',
+                    'backup_failed', 'restore_failed', 'build_succeeded', 'build_failed',
+                    'app_crashed', 'app_moved', 'app_unplaced', 'no_room', 'release_failed',
+                    'github_disconnected'));
+ALTER TABLE paas_databases DROP COLUMN resume_stopped;
