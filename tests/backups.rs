@@ -9,7 +9,7 @@
 mod stack;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use stack::databases::{
     ProcessWatch, assert_tool_seen_password_never, backup, client, dumps, ended, network_of,
     restore, sha256_of,
@@ -38,9 +38,12 @@ async fn docker_a_postgresql_restore_brings_back_the_rows_of_its_backup_and_a_fa
     let sql = |query: &str| client(&network, POSTGRES_IMAGE, "psql", &[&url, "-tAc", query]);
     sql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2)");
     // Enough rows that the dump runs long enough to be seen in the process list.
-    sql("CREATE TABLE pages AS SELECT g AS id, repeat('x', 100) AS body FROM generate_series(1, 300000) g");
-    let password = stack.get(&format!("/api/paas/databases/{db}"), &alice).await["connection"]
-        ["password"]
+    sql(
+        "CREATE TABLE pages AS SELECT g AS id, repeat('x', 100) AS body FROM generate_series(1, 300000) g",
+    );
+    let password = stack
+        .get(&format!("/api/paas/databases/{db}"), &alice)
+        .await["connection"]["password"]
         .as_str()
         .unwrap()
         .to_string();
@@ -329,7 +332,11 @@ async fn docker_a_redis_restore_brings_back_its_keys_and_they_survive_a_restart(
     let watch = ProcessWatch::start();
     let first = backup(&stack, &alice, db).await;
     let done = ended(&stack, &alice, &backups, first).await;
-    assert_tool_seen_password_never(&watch.finish(), "redis-cli --no-auth-warning --rdb", &password);
+    assert_tool_seen_password_never(
+        &watch.finish(),
+        "redis-cli --no-auth-warning --rdb",
+        &password,
+    );
     assert_eq!(done["status"], "succeeded", "{done:#}");
 
     assert_eq!(redis(&["SET", "plan", "silver"]), "OK");

@@ -209,10 +209,15 @@ async fn docker_a_postgresql_database_is_provisioned_reachable_from_its_owners_n
             },
         )
         .await;
-    assert_eq!(
-        visit().await.map(|(_, b)| b.trim().to_string()).as_deref(),
-        Some("2")
-    );
+    // The instance before the link may still answer while the rollout
+    // drains it (it has no DATABASE_URL and counts nothing).
+    stack
+        .until(30, "a second visit is counted", || async {
+            visit()
+                .await
+                .is_some_and(|(code, body)| code == 200 && body.trim() == "2")
+        })
+        .await;
     let env = stack
         .get(&format!("/api/paas/applications/{app}/env"), &alice)
         .await;
@@ -402,7 +407,7 @@ async fn memory_allocated(stack: &Stack) -> i64 {
 }
 
 #[tokio::test]
-async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspension_keeps_it_stopped()
+async fn docker_a_database_stops_starts_resizes_and_fails_after_crashing_keeping_its_data_and_a_suspension_keeps_it_stopped()
  {
     ensure_engine_images();
     let stack = Stack::start(Timing::default()).await;
@@ -413,11 +418,19 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
                "monthly_price": "20.00", "hourly_rate": rate})
     };
     let (status, bigger) = stack
-        .post("/api/admin/paas/plans", &stack.admin, plan("db-large", 1000, 768, "0.0300"))
+        .post(
+            "/api/admin/paas/plans",
+            &stack.admin,
+            plan("db-large", 1000, 768, "0.0300"),
+        )
         .await;
     assert_eq!(status, 201, "{bigger:#}");
     let (status, huge) = stack
-        .post("/api/admin/paas/plans", &stack.admin, plan("db-huge", 1000, 4_000_000, "9.0000"))
+        .post(
+            "/api/admin/paas/plans",
+            &stack.admin,
+            plan("db-huge", 1000, 4_000_000, "9.0000"),
+        )
         .await;
     assert_eq!(status, 201, "{huge:#}");
     let (bigger, huge) = (bigger["id"].as_i64().unwrap(), huge["id"].as_i64().unwrap());
@@ -435,7 +448,11 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
     assert_eq!(status, 201, "{app:#}");
     let app = app["id"].as_i64().unwrap();
     let (status, _) = stack
-        .post(&format!("/api/paas/applications/{app}/databases/{db}"), &alice, json!({}))
+        .post(
+            &format!("/api/paas/applications/{app}/databases/{db}"),
+            &alice,
+            json!({}),
+        )
         .await;
     assert_eq!(status, 201);
     assert_eq!(billed(&stack, &alice, db).await, (1, "0.0100".into()));
@@ -449,7 +466,9 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
         (Method::POST, "/start", None),
         (Method::PUT, "", Some(json!({"plan_id": bigger}))),
     ] {
-        let (status, _) = stack.call(method, &format!("{path}{verb}"), &bob, body).await;
+        let (status, _) = stack
+            .call(method, &format!("{path}{verb}"), &bob, body)
+            .await;
         assert_eq!(status, 404, "{verb}");
     }
     for (body, field) in [
@@ -457,13 +476,21 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
         (json!({"plan_id": "big"}), "plan_id"),
     ] {
         let (status, refused) = stack.call(Method::PUT, &path, &alice, Some(body)).await;
-        assert_eq!((status, refused["field"].as_str()), (422, Some(field)), "{refused:#}");
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (422, Some(field)),
+            "{refused:#}"
+        );
     }
 
     // Stopped: the container stops, the data stays, billing and capacity end,
     // and the owner is told which application cannot reach it.
     let (status, stopped) = stack.post(&format!("{path}/stop"), &alice, json!({})).await;
-    assert_eq!((status, stopped["status"].as_str()), (200, Some("stopped")), "{stopped:#}");
+    assert_eq!(
+        (status, stopped["status"].as_str()),
+        (200, Some("stopped")),
+        "{stopped:#}"
+    );
     stack
         .until(60, "the container stops", || async {
             stack.inspect(&container)["State"]["Running"] == false
@@ -473,8 +500,15 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
     assert_eq!(memory_allocated(&stack).await, held - 512);
     let notices = stack.get("/api/paas/notifications", &alice).await;
     assert!(
-        notices.as_array().unwrap().iter().any(|n| n["kind"] == "database_stopped"
-            && n["message"].as_str().unwrap().contains("shop cannot reach it")),
+        notices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "database_stopped"
+                && n["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("shop cannot reach it")),
         "{notices:#}"
     );
     // Stopping again changes nothing.
@@ -482,8 +516,14 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
     assert_eq!((status, again["status"].as_str()), (200, Some("stopped")));
 
     // Started: pending, then running on the same data, billed again.
-    let (status, started) = stack.post(&format!("{path}/start"), &alice, json!({})).await;
-    assert_eq!((status, started["status"].as_str()), (200, Some("pending")), "{started:#}");
+    let (status, started) = stack
+        .post(&format!("{path}/start"), &alice, json!({}))
+        .await;
+    assert_eq!(
+        (status, started["status"].as_str()),
+        (200, Some("pending")),
+        "{started:#}"
+    );
     stack
         .until(120, "the database runs again", || async {
             let db = stack.get(&path, &alice).await;
@@ -491,7 +531,10 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
             db["status"] == "running"
         })
         .await;
-    assert_eq!(sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"), "1,2");
+    assert_eq!(
+        sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"),
+        "1,2"
+    );
     assert_eq!(billed(&stack, &alice, db).await, (1, "0.0100".into()));
     assert_eq!(memory_allocated(&stack).await, held);
 
@@ -499,10 +542,20 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
     let (status, refused) = stack
         .call(Method::PUT, &path, &alice, Some(json!({"plan_id": huge})))
         .await;
-    assert_eq!((status, refused["code"].as_str()), (409, Some("no_node_available")), "{refused:#}");
-    assert!(refused["message"].as_str().unwrap().contains("database"), "{refused:#}");
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("no_node_available")),
+        "{refused:#}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("database"),
+        "{refused:#}"
+    );
     let now = stack.get(&path, &alice).await;
-    assert_eq!((now["plan_id"].as_i64(), now["status"].as_str()), (Some(small), Some("running")));
+    assert_eq!(
+        (now["plan_id"].as_i64(), now["status"].as_str()),
+        (Some(small), Some("running"))
+    );
 
     // Resized: the container is made again with the new limits on the same
     // volume; the data is there and the new rate is billed.
@@ -511,7 +564,11 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
     let (status, resized) = stack
         .call(Method::PUT, &path, &alice, Some(json!({"plan_id": bigger})))
         .await;
-    assert_eq!((status, resized["status"].as_str()), (200, Some("pending")), "{resized:#}");
+    assert_eq!(
+        (status, resized["status"].as_str()),
+        (200, Some("pending")),
+        "{resized:#}"
+    );
     assert_eq!(resized["plan_id"], bigger);
     stack
         .until(120, "the resized database runs", || async {
@@ -524,29 +581,51 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
     assert_ne!(info["Id"], before, "a new container");
     assert_eq!(info["HostConfig"]["Memory"], 768 * 1024 * 1024);
     assert_eq!(info["HostConfig"]["NanoCpus"], 1_000_000_000_i64);
-    assert_eq!(sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"), "1,2,3");
+    assert_eq!(
+        sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"),
+        "1,2,3"
+    );
     assert_eq!(billed(&stack, &alice, db).await, (1, "0.0300".into()));
     assert_eq!(memory_allocated(&stack).await, held - 512 + 768);
     let notices = stack.get("/api/paas/notifications", &alice).await;
     assert!(
-        notices.as_array().unwrap().iter().any(|n| n["kind"] == "database_resized"
-            && n["message"].as_str().unwrap().contains("db-large")),
+        notices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "database_resized"
+                && n["message"].as_str().unwrap().contains("db-large")),
         "{notices:#}"
     );
 
     // Stopped, then suspended and resumed: it comes back stopped, not running.
     let (status, _) = stack.post(&format!("{path}/stop"), &alice, json!({})).await;
     assert_eq!(status, 200);
-    let me = stack.get("/api/auth/me", &alice).await["id"].as_i64().unwrap();
+    let me = stack.get("/api/auth/me", &alice).await["id"]
+        .as_i64()
+        .unwrap();
     let (status, body) = stack
-        .post(&format!("/api/admin/users/{me}/suspend"), &stack.admin, json!({"reason": "test"}))
+        .post(
+            &format!("/api/admin/users/{me}/suspend"),
+            &stack.admin,
+            json!({"reason": "test"}),
+        )
         .await;
     assert_eq!(status, 200, "{body:#}");
     assert_eq!(stack.get(&path, &alice).await["status"], "suspended");
-    let (status, refused) = stack.post(&format!("{path}/start"), &alice, json!({})).await;
-    assert_eq!(status, 409, "a suspended database waits for its owner's balance: {refused:#}");
+    let (status, refused) = stack
+        .post(&format!("{path}/start"), &alice, json!({}))
+        .await;
+    assert_eq!(
+        status, 409,
+        "a suspended database waits for its owner's balance: {refused:#}"
+    );
     let (status, body) = stack
-        .post(&format!("/api/admin/users/{me}/resume"), &stack.admin, json!({}))
+        .post(
+            &format!("/api/admin/users/{me}/resume"),
+            &stack.admin,
+            json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{body:#}");
     assert_eq!(stack.get(&path, &alice).await["status"], "stopped");
@@ -556,15 +635,79 @@ async fn docker_a_database_stops_starts_and_resizes_keeping_its_data_and_a_suspe
     let (status, resized) = stack
         .call(Method::PUT, &path, &alice, Some(json!({"plan_id": small})))
         .await;
-    assert_eq!((status, resized["status"].as_str()), (200, Some("stopped")), "{resized:#}");
-    let (status, _) = stack.post(&format!("{path}/start"), &alice, json!({})).await;
+    assert_eq!(
+        (status, resized["status"].as_str()),
+        (200, Some("stopped")),
+        "{resized:#}"
+    );
+    let (status, _) = stack
+        .post(&format!("{path}/start"), &alice, json!({}))
+        .await;
     assert_eq!(status, 200);
     stack
         .until(120, "the database runs on the small plan", || async {
             stack.get(&path, &alice).await["status"] == "running"
         })
         .await;
-    assert_eq!(stack.inspect(&container)["HostConfig"]["Memory"], 512 * 1024 * 1024);
+    assert_eq!(
+        stack.inspect(&container)["HostConfig"]["Memory"],
+        512 * 1024 * 1024
+    );
     assert_eq!(sql("SELECT count(*) FROM orders"), "3");
     assert_eq!(billed(&stack, &alice, db).await, (1, "0.0100".into()));
+
+    // An engine that keeps exiting is started again three times, then left
+    // stopped: the database fails with the reason and a notice, is no longer
+    // billed, and starts again on its data when its owner asks.
+    let mut started = String::new();
+    for _ in 0..4 {
+        stack
+            .until(60, "the engine runs (again)", || async {
+                let state = &stack.inspect(&container)["State"];
+                state["Running"] == true && state["StartedAt"].as_str() != Some(started.as_str())
+            })
+            .await;
+        started = stack.inspect(&container)["State"]["StartedAt"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (ok, out) = docker(&["kill", &container]);
+        assert!(ok, "{out}");
+    }
+    stack
+        .until(60, "the database is failed", || async {
+            stack.get(&path, &alice).await["status"] == "failed"
+        })
+        .await;
+    let failed = stack.get(&path, &alice).await;
+    let reason = failed["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("exited 4 times within 5 minutes"),
+        "{reason}"
+    );
+    assert_eq!(
+        stack.inspect(&container)["State"]["Running"],
+        false,
+        "left stopped"
+    );
+    assert_eq!(billed(&stack, &alice, db).await.0, 0);
+    let notices = stack.get("/api/paas/notifications", &alice).await;
+    assert!(
+        notices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "database_failed"),
+        "{notices:#}"
+    );
+    let (status, _) = stack
+        .post(&format!("{path}/start"), &alice, json!({}))
+        .await;
+    assert_eq!(status, 200);
+    stack
+        .until(120, "the failed database runs again", || async {
+            stack.get(&path, &alice).await["status"] == "running"
+        })
+        .await;
+    assert_eq!(sql("SELECT count(*) FROM orders"), "3");
 }

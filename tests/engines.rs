@@ -147,7 +147,14 @@ fn docker_engine_images_honour_the_official_images_contract() {
 
 /// Runs `sql` as `user` with `password` (in `MYSQL_PWD`) against `host`
 /// from a client container on `network`.
-fn mysql(network: &str, host: &str, user: &str, password: &str, database: &str, sql: &str) -> (bool, String) {
+fn mysql(
+    network: &str,
+    host: &str,
+    user: &str,
+    password: &str,
+    database: &str,
+    sql: &str,
+) -> (bool, String) {
     docker(&[
         "run",
         "--rm",
@@ -174,7 +181,10 @@ fn mysql(network: &str, host: &str, user: &str, password: &str, database: &str, 
 fn docker_the_mysql_image_honours_the_official_images_contract() {
     ensure_mysql_images();
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
-    let (db, bare) = (format!("sp-test-mysql-{id}"), format!("sp-test-mysql-bare-{id}"));
+    let (db, bare) = (
+        format!("sp-test-mysql-{id}"),
+        format!("sp-test-mysql-bare-{id}"),
+    );
     let volume = format!("sp-test-mysql-data-{id}");
     let cleanup = Cleanup {
         containers: vec![db.clone(), bare.clone()],
@@ -187,11 +197,29 @@ fn docker_the_mysql_image_honours_the_official_images_contract() {
     let mount = format!("{volume}:/var/lib/mysql");
     let run = |name: &str, env: &[&str]| {
         let mut args = vec![
-            "run", "-d", "--name", name, "--network", net, "--cap-drop", "ALL",
-            "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE", "--cap-add", "FOWNER",
-            "--cap-add", "SETGID", "--cap-add", "SETUID",
-            "--security-opt", "no-new-privileges", "--init",
-            "-v", &mount,
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CHOWN",
+            "--cap-add",
+            "DAC_OVERRIDE",
+            "--cap-add",
+            "FOWNER",
+            "--cap-add",
+            "SETGID",
+            "--cap-add",
+            "SETUID",
+            "--security-opt",
+            "no-new-privileges",
+            "--init",
+            "-v",
+            &mount,
         ];
         let env: Vec<String> = env.iter().map(|e| e.to_string()).collect();
         for e in &env {
@@ -214,7 +242,14 @@ fn docker_the_mysql_image_honours_the_official_images_contract() {
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (ok, out) = mysql(net, &db, "shop", "my-s3cret", "shopdb", "SELECT CONCAT(CURRENT_USER(), ' ', DATABASE())");
+        let (ok, out) = mysql(
+            net,
+            &db,
+            "shop",
+            "my-s3cret",
+            "shopdb",
+            "SELECT CONCAT(CURRENT_USER(), ' ', DATABASE())",
+        );
         if ok {
             assert_eq!(out, "shop@% shopdb");
             break;
@@ -227,29 +262,69 @@ fn docker_the_mysql_image_honours_the_official_images_contract() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // The user owns its database and nothing else; a wrong password is refused.
-    let (ok, out) = mysql(net, &db, "shop", "my-s3cret", "shopdb", "CREATE TABLE t (id int); INSERT INTO t VALUES (7); SELECT id FROM t");
+    let (ok, out) = mysql(
+        net,
+        &db,
+        "shop",
+        "my-s3cret",
+        "shopdb",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (7); SELECT id FROM t",
+    );
     assert!(ok && out == "7", "{out}");
     let (ok, out) = mysql(net, &db, "shop", "my-s3cret", "mysql", "SELECT 1");
     assert!(!ok && out.contains("Access denied"), "{out}");
     let (ok, out) = mysql(net, &db, "shop", "wrong", "shopdb", "SELECT 1");
     assert!(!ok && out.contains("Access denied"), "{out}");
     // Root answers over the network with its password, and only with it.
-    let (ok, out) = mysql(net, &db, "root", root_password, "shopdb", "SELECT count(*) FROM t");
+    let (ok, out) = mysql(
+        net,
+        &db,
+        "root",
+        root_password,
+        "shopdb",
+        "SELECT count(*) FROM t",
+    );
     assert!(ok && out == "1", "{out}");
     let (ok, out) = mysql(net, &db, "root", "", "shopdb", "SELECT 1");
     assert!(!ok && out.contains("Access denied"), "{out}");
     // No anonymous account, no test database.
-    let (_, out) = mysql(net, &db, "root", root_password, "mysql", "SELECT CONCAT(User, '@', Host) FROM user ORDER BY 1; SHOW DATABASES LIKE 'test'");
-    assert!(!out.lines().any(|l| l.starts_with('@')) && !out.lines().any(|l| l == "test"), "{out}");
+    let (_, out) = mysql(
+        net,
+        &db,
+        "root",
+        root_password,
+        "mysql",
+        "SELECT CONCAT(User, '@', Host) FROM user ORDER BY 1; SHOW DATABASES LIKE 'test'",
+    );
+    assert!(
+        !out.lines().any(|l| l.starts_with('@')) && !out.lines().any(|l| l == "test"),
+        "{out}"
+    );
     // mysqldump inside the container, as root with the password in the environment.
-    let (ok, dump) = docker(&["exec", "-e", &format!("MYSQL_PWD={root_password}"), &db, "mysqldump", "-uroot", "--single-transaction", "shopdb"]);
+    let (ok, dump) = docker(&[
+        "exec",
+        "-e",
+        &format!("MYSQL_PWD={root_password}"),
+        &db,
+        "mysqldump",
+        "-uroot",
+        "--single-transaction",
+        "shopdb",
+    ]);
     assert!(ok && dump.contains("INSERT INTO `t` VALUES"), "{dump}");
 
     // Restarted on the same volume, the data is there and nothing is set up
     // again (a new password in the environment changes nothing).
     let (ok, out) = docker(&["rm", "-f", &db]);
     assert!(ok, "{out}");
-    run(&db, &["MYSQL_ROOT_PASSWORD=another", "MYSQL_USER=other", "MYSQL_PASSWORD=other"]);
+    run(
+        &db,
+        &[
+            "MYSQL_ROOT_PASSWORD=another",
+            "MYSQL_USER=other",
+            "MYSQL_PASSWORD=other",
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (ok, out) = mysql(net, &db, "shop", "my-s3cret", "shopdb", "SELECT id FROM t");
@@ -257,7 +332,11 @@ fn docker_the_mysql_image_honours_the_official_images_contract() {
             assert_eq!(out, "7");
             break;
         }
-        assert!(Instant::now() < deadline, "MySQL never came back: {out}\n{}", docker(&["logs", &db]).1);
+        assert!(
+            Instant::now() < deadline,
+            "MySQL never came back: {out}\n{}",
+            docker(&["logs", &db]).1
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let (ok, _) = mysql(net, &db, "other", "other", "", "SELECT 1");
@@ -265,7 +344,10 @@ fn docker_the_mysql_image_honours_the_official_images_contract() {
 
     // Without a root password on an empty volume it refuses to start, and says why.
     let (ok, out) = docker(&["run", "--name", &bare, "--network", net, MYSQL_IMAGE]);
-    assert!(!ok && out.contains("MYSQL_ROOT_PASSWORD must be set"), "{out}");
+    assert!(
+        !ok && out.contains("MYSQL_ROOT_PASSWORD must be set"),
+        "{out}"
+    );
     drop(cleanup);
     let _ = docker(&["volume", "rm", &volume]);
 }

@@ -47,15 +47,32 @@ async fn docker_a_mysql_database_is_linked_backed_up_restored_and_deleted() {
         let pwd = format!("MYSQL_PWD={password}");
         let host = format!("sp-db-{db}");
         let (ok, out) = docker(&[
-            "run", "--rm", "--network", &network, "-e", &pwd, "--entrypoint", "mariadb",
-            MYSQL_IMAGE, "-h", &host, "-u", &user, "-N", "-B", "shop_db", "-e", query,
+            "run",
+            "--rm",
+            "--network",
+            &network,
+            "-e",
+            &pwd,
+            "--entrypoint",
+            "mariadb",
+            MYSQL_IMAGE,
+            "-h",
+            &host,
+            "-u",
+            &user,
+            "-N",
+            "-B",
+            "shop_db",
+            "-e",
+            query,
         ]);
         assert!(ok, "{query}: {out}");
         out
     };
 
     // Linked into an application, which writes and reads rows through DATABASE_URL.
-    let body = json!({"name": "shop", "plan_id": plan, "region": "local", "image": MYSQL_APP_IMAGE});
+    let body =
+        json!({"name": "shop", "plan_id": plan, "region": "local", "image": MYSQL_APP_IMAGE});
     let (status, app) = stack.post("/api/paas/applications", &alice, body).await;
     assert_eq!(status, 201, "{app:#}");
     let app = app["id"].as_i64().unwrap();
@@ -129,7 +146,11 @@ async fn docker_a_mysql_database_is_linked_backed_up_restored_and_deleted() {
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(sql("SELECT count(*) FROM visits"), "2");
     assert_eq!(sql("SELECT count(*) FROM pages"), "300000");
-    assert_eq!(visit().await.unwrap().1.trim(), "3", "the application goes on");
+    assert_eq!(
+        visit().await.unwrap().1.trim(),
+        "3",
+        "the application goes on"
+    );
 
     // Another customer reaches none of it.
     let bob = stack.customer("bob@example.com").await;
@@ -138,14 +159,27 @@ async fn docker_a_mysql_database_is_linked_backed_up_restored_and_deleted() {
     // Not even from another network, by address.
     let other = format!("{}sp-test-other-{db}", stack.namespace);
     assert!(docker(&["network", "create", &other]).0);
-    let address = stack.inspect(&format!("{}sp-db-{db}", stack.namespace))["NetworkSettings"]
-        ["Networks"][&network]["IPAddress"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let address =
+        stack.inspect(&format!("{}sp-db-{db}", stack.namespace))["NetworkSettings"]["Networks"]
+            [&network]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let (ok, out) = docker(&[
-        "run", "--rm", "--network", &other, "--entrypoint", "mariadb", MYSQL_IMAGE,
-        "--connect-timeout=3", "-h", &address, "-u", &user, "-e", "SELECT 1",
+        "run",
+        "--rm",
+        "--network",
+        &other,
+        "--entrypoint",
+        "mariadb",
+        MYSQL_IMAGE,
+        "--connect-timeout=3",
+        "-h",
+        &address,
+        "-u",
+        &user,
+        "-e",
+        "SELECT 1",
     ]);
     docker(&["network", "rm", &other]);
     assert!(!ok && out.contains("Can't connect"), "{out}");
@@ -169,11 +203,21 @@ async fn docker_a_mysql_database_is_linked_backed_up_restored_and_deleted() {
             !docker(&["container", "inspect", &container]).0
         })
         .await;
-    assert!(docker(&["volume", "inspect", &volume]).0, "the data is kept");
+    assert!(
+        docker(&["volume", "inspect", &volume]).0,
+        "the data is kept"
+    );
     // The kept volume is the database's data folder, its tables in it.
     let mount = format!("{volume}:/data:ro");
     let (ok, tables) = docker(&[
-        "run", "--rm", "-v", &mount, "--entrypoint", "ls", MYSQL_IMAGE, "/data/shop_db",
+        "run",
+        "--rm",
+        "-v",
+        &mount,
+        "--entrypoint",
+        "ls",
+        MYSQL_IMAGE,
+        "/data/shop_db",
     ]);
     assert!(ok && tables.contains("visits.ibd"), "{tables}");
 
@@ -200,11 +244,15 @@ async fn docker_a_mysql_database_is_linked_backed_up_restored_and_deleted() {
         format!("{}sp-db-{second}-data", stack.namespace),
     );
     stack
-        .until(60, "the container, its data and its dumps are gone", || async {
-            !docker(&["container", "inspect", &container]).0
-                && !docker(&["volume", "inspect", &volume]).0
-                && dumps(&agent.state_dir, second).is_empty()
-        })
+        .until(
+            60,
+            "the container, its data and its dumps are gone",
+            || async {
+                !docker(&["container", "inspect", &container]).0
+                    && !docker(&["volume", "inspect", &volume]).0
+                    && dumps(&agent.state_dir, second).is_empty()
+            },
+        )
         .await;
     assert!(!stack.process_logs().contains(&password));
 }

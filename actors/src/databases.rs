@@ -9,9 +9,9 @@ use skypanel_domain::lifecycle::DatabaseEvent;
 use skypanel_protocol::database::{BackupSpec, DatabaseSpec, DatabaseTarget, RestoreSpec};
 use skypanel_protocol::task::TaskSpec;
 use skypanel_store::backups::{self, Backup, Restore};
+use skypanel_store::catalog::Plan;
 use skypanel_store::databases::{self, Database};
 use skypanel_store::tasks::Task;
-use skypanel_store::catalog::Plan;
 use skypanel_store::{Conn, catalog};
 
 use crate::app_work::{TaskOf, create_task};
@@ -37,7 +37,10 @@ async fn place(ctx: &Context, db: &Database, plan: &Plan) -> Result<i64, Error> 
     let held = if holds {
         let mut conn = ctx.store().conn().await?;
         let current = catalog::get_plan(&mut conn, db.plan_id).await?;
-        (i64::from(current.cpu_limit), i64::from(current.memory_limit))
+        (
+            i64::from(current.cpu_limit),
+            i64::from(current.memory_limit),
+        )
     } else {
         (0, 0)
     };
@@ -54,7 +57,12 @@ async fn place(ctx: &Context, db: &Database, plan: &Plan) -> Result<i64, Error> 
 }
 
 /// Queues the database's provisioning (with `plan`'s limits) on `node`.
-async fn queue_provision(ctx: &Context, db: &Database, node: i64, plan: &Plan) -> Result<(), Error> {
+async fn queue_provision(
+    ctx: &Context,
+    db: &Database,
+    node: i64,
+    plan: &Plan,
+) -> Result<(), Error> {
     let mut conn = ctx.store().conn().await?;
     let password = password_of(&mut conn, ctx, db.id).await?;
     let spec = TaskSpec::DbProvision(DatabaseSpec {
@@ -104,7 +112,15 @@ pub(crate) async fn stop(ctx: &Context, db: &Database) -> Result<Database, Error
             db.name,
             linked.join(", ")
         );
-        notify(&mut conn, ctx, &stopped, "database_stopped", &message, &linked).await?;
+        notify(
+            &mut conn,
+            ctx,
+            &stopped,
+            "database_stopped",
+            &message,
+            &linked,
+        )
+        .await?;
     }
     Ok(stopped)
 }
@@ -162,7 +178,15 @@ pub(crate) async fn resize(ctx: &Context, db: &Database, plan: &Plan) -> Result<
          starts again on the same data, usually within a minute{reach}",
         db.name, plan.name, plan.cpu_limit, plan.memory_limit
     );
-    notify(&mut conn, ctx, &resized, "database_resized", &message, &linked).await?;
+    notify(
+        &mut conn,
+        ctx,
+        &resized,
+        "database_resized",
+        &message,
+        &linked,
+    )
+    .await?;
     drop(conn);
     queue_provision(ctx, &resized, node, plan).await?;
     Ok(resized)
@@ -448,6 +472,57 @@ async fn queue(
     conn.transaction(async |conn| create_task(conn, ctx, of, &mut spec).await)
         .await
 }
+
+/// Node `node_id` reports that database `database_id`'s container crashed
+/// too often and is left stopped: a running database there fails, with the
+/// reason and a notice to its owner (once: a failed one is left as it is).
+pub(crate) async fn crashed(ctx: &Context, node_id: i64, database_id: i64) -> Result<(), Error> {
+    let mut conn = ctx.store().conn().await?;
+    let db = match databases::by_id(&mut conn, database_id).await {
+        Ok(db) => db,
+        Err(skypanel_store::Error::NotFound) => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    if db.node_id != Some(node_id) || db.status != "running" {
+        return Ok(());
+    }
+    let reason = format!(
+        "the database exited {} times within {} minutes; its node left it stopped \
+         (its data is kept): start it again with POST /api/paas/databases/{database_id}/start",
+        CRASH_RESTARTS + 1,
+        CRASH_WINDOW_MINUTES
+    );
+    let failed = match databases::transition(
+        &mut conn,
+        database_id,
+        DatabaseEvent::Fail,
+        Some(&reason),
+        ctx.now(),
+    )
+    .await
+    {
+        Ok(db) => db,
+        Err(skypanel_store::Error::Conflict { .. }) => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    let linked = databases::linked_applications(&mut conn, database_id).await?;
+    let message = format!("Database {} failed: {reason}", db.name);
+    notify(
+        &mut conn,
+        ctx,
+        &failed,
+        "database_failed",
+        &message,
+        &linked,
+    )
+    .await?;
+    tracing::warn!(database_id, node_id, "database crashed too often; failed");
+    Ok(())
+}
+
+/// The agent's crash policy: restarts within the window before it gives up.
+const CRASH_RESTARTS: usize = 3;
+const CRASH_WINDOW_MINUTES: u64 = 5;
 
 /// A database's provisioning task ended: the database runs, or failed with the reason.
 pub(crate) async fn task_finished(

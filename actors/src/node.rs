@@ -170,6 +170,9 @@ impl NodeState {
         let back = matches!(previous, NodeStatus::Offline | NodeStatus::Pending) && next.is_some();
         self.relay_containers(&beat.containers, beat.timestamp, back)
             .await?;
+        for &database_id in &beat.crashed_databases {
+            crate::databases::crashed(&self.ctx, self.id, database_id).await?;
+        }
         let max_age = chrono::Duration::from_std(self.ctx.settings().credential_max_age)
             .unwrap_or(chrono::Duration::days(1));
         Ok(HeartbeatAck {

@@ -70,6 +70,11 @@ impl CrashPolicy {
         self.with(|i| i.restarts.get(name).map_or(0, |r| r.len() as i32))
     }
 
+    /// The containers left stopped for crashing too often.
+    pub fn looping_names(&self) -> Vec<String> {
+        self.with(|i| i.looping.iter().cloned().collect())
+    }
+
     pub fn looping(&self, name: &str) -> bool {
         self.with(|i| i.looping.contains(name))
     }

@@ -42,16 +42,17 @@ pub async fn provision(
             short(&e)
         ))
     })?;
-    let outdated = engine.database_outdated(spec).await.map_err(|e| {
-        TaskFailure::node(format!("cannot inspect the database: {}", short(&e)))
-    })?;
+    let outdated = engine
+        .database_outdated(spec, &launch)
+        .await
+        .map_err(|e| TaskFailure::node(format!("cannot inspect the database: {}", short(&e))))?;
     if outdated {
         // A new plan: the engine shuts down cleanly and comes back on the
         // same volume with the new limits (a stop the agent makes is not a
         // crash to restart).
         let name = engine.database_container_name(spec.database_id);
         log.line(format!(
-            "the plan changed: restarting {} with {} millicores and {} MB",
+            "the container changed (plan or command): making {} again with {} millicores and {} MB on the same data",
             spec.db_type, spec.cpu_millicores, spec.memory_mb
         ));
         crash.expect_stop(&name);
@@ -59,10 +60,9 @@ pub async fn provision(
             .stop(&name, 30)
             .await
             .map_err(|e| TaskFailure::node(format!("cannot stop the database: {}", short(&e))))?;
-        engine
-            .remove(&name)
-            .await
-            .map_err(|e| TaskFailure::node(format!("cannot remove the old container: {}", short(&e))))?;
+        engine.remove(&name).await.map_err(|e| {
+            TaskFailure::node(format!("cannot remove the old container: {}", short(&e)))
+        })?;
     }
     let name = engine
         .ensure_database(spec, &launch, &network)

@@ -558,6 +558,13 @@ impl Engine {
         format!("{}{}", self.namespace, database_container(id))
     }
 
+    /// The managed database whose container is named `name`, if it is one.
+    pub fn database_id_of(&self, name: &str) -> Option<i64> {
+        let prefix = self.database_container_name(0);
+        let prefix = prefix.strip_suffix('0')?;
+        name.strip_prefix(prefix)?.parse().ok()
+    }
+
     /// The volume of managed database `id`.
     pub fn database_volume_name(&self, id: i64) -> String {
         format!("{}{}", self.namespace, database_volume(id))
@@ -634,12 +641,29 @@ impl Engine {
             }),
             ..Default::default()
         };
-        self.create_named(name, body).await
+        let name = self.create_named(name, body).await?;
+        if !launch.files.is_empty() {
+            let archive =
+                files_archive(&launch.files).map_err(|e| DockerError::IOError { err: e })?;
+            let options = bollard::query_parameters::UploadToContainerOptions {
+                path: "/".to_string(),
+                ..Default::default()
+            };
+            self.docker
+                .upload_to_container(&name, Some(options), bollard::body_full(archive.into()))
+                .await?;
+        }
+        Ok(name)
     }
 
-    /// Whether the database's container exists with other limits or another
-    /// image than `spec` asks for (its plan changed): it must be made again.
-    pub async fn database_outdated(&self, spec: &DatabaseSpec) -> Result<bool, DockerError> {
+    /// Whether the database's container exists with other limits, another
+    /// image or another command than `spec` and `launch` ask for (its plan
+    /// changed, or an older agent started it differently): it must be made again.
+    pub async fn database_outdated(
+        &self,
+        spec: &DatabaseSpec,
+        launch: &Launch,
+    ) -> Result<bool, DockerError> {
         let name = self.database_container_name(spec.database_id);
         let info = match self
             .docker
@@ -651,11 +675,16 @@ impl Engine {
             Err(err) => return Err(err),
         };
         let host = info.host_config.unwrap_or_default();
-        let image = info.config.and_then(|c| c.image).unwrap_or_default();
+        let config = info.config.unwrap_or_default();
+        let cmd_differs = launch
+            .cmd
+            .as_ref()
+            .is_some_and(|cmd| config.cmd.as_ref() != Some(cmd));
         Ok(host.memory != Some(i64::from(spec.memory_mb) * 1024 * 1024)
             || host.nano_cpus != Some(i64::from(spec.cpu_millicores) * 1_000_000)
             || host.pids_limit != Some(i64::from(spec.pids_limit))
-            || image != spec.image)
+            || config.image.as_deref() != Some(spec.image.as_str())
+            || cmd_differs)
     }
 
     /// Runs `cmd` with `env` inside container `name`: `stdin`, when given,
@@ -931,6 +960,40 @@ pub fn short(err: &DockerError) -> String {
 /// least 8 MB (its pages count against the limit anyway).
 fn tmp_mb(memory_mb: i32) -> i32 {
     (memory_mb / 2).max(8)
+}
+
+/// A tar archive of `files` (absolute paths, with their folders), to be
+/// extracted at `/` of a container: mode 0644 files in 0755 folders.
+fn files_archive(files: &[(&str, String)]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut folders = std::collections::BTreeSet::new();
+    for (path, _) in files {
+        let mut folder = std::path::Path::new(path.trim_start_matches('/')).parent();
+        while let Some(f) = folder.filter(|f| !f.as_os_str().is_empty()) {
+            folders.insert(f.to_path_buf());
+            folder = f.parent();
+        }
+    }
+    for folder in folders {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        header.set_mtime(0);
+        tar.append_data(&mut header, folder, std::io::empty())?;
+    }
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(content.len() as u64);
+        header.set_mtime(0);
+        tar.append_data(
+            &mut header,
+            path.trim_start_matches('/'),
+            content.as_bytes(),
+        )?;
+    }
+    tar.into_inner()
 }
 
 #[cfg(test)]

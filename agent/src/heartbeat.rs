@@ -124,6 +124,12 @@ impl Heartbeats {
             container_count: containers.len() as i32,
             containers,
             images: Some(crate::images::usage(&self.engine).await),
+            crashed_databases: self
+                .crash
+                .looping_names()
+                .iter()
+                .filter_map(|name| self.engine.database_id_of(name))
+                .collect(),
         }
     }
 

@@ -485,7 +485,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     ("name", output::text(&d["name"])),
                     (
                         "engine",
-                        format!("{} {}", output::text(&d["db_type"]), output::text(&d["version"])),
+                        format!(
+                            "{} {}",
+                            output::text(&d["db_type"]),
+                            output::text(&d["version"])
+                        ),
                     ),
                     ("status", output::text(&d["status"])),
                     ("reason", output::text(&d["failure_reason"])),
@@ -520,7 +524,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .post(&format!("/paas/databases/{id}/stop"), &json!({}))
                 .await?;
             ctx.show(&without_password(stopped), |_| {
-                println!("Stopped {db}; its data stays and it is not billed until `sky db:start {db}`")
+                println!(
+                    "Stopped {db}; its data stays and it is not billed until `sky db:start {db}`"
+                )
             })
         }
         Command::DbStart { db } => {
@@ -528,7 +534,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ctx.api
                 .post(&format!("/paas/databases/{id}/start"), &json!({}))
                 .await?;
-            let running = ctx.until_database_runs(id, &format!("starting {db}")).await?;
+            let running = ctx
+                .until_database_runs(id, &format!("starting {db}"))
+                .await?;
             ctx.show(&without_password(running), |_| println!("{db} is running"))
         }
         Command::DbResize { db, plan } => {

@@ -23,6 +23,7 @@ pub const EVENTS: &[&str] = &[
     "restore.failed",
     "database.stopped",
     "database.resized",
+    "database.failed",
 ];
 
 /// The webhook event of a notice's kind.
@@ -44,6 +45,7 @@ pub fn event_of(kind: &str) -> Option<&'static str> {
         "restore_failed" => "restore.failed",
         "database_stopped" => "database.stopped",
         "database_resized" => "database.resized",
+        "database_failed" => "database.failed",
         _ => return None,
     })
 }
@@ -108,6 +110,7 @@ mod tests {
             "restore_failed",
             "database_stopped",
             "database_resized",
+            "database_failed",
         ] {
             assert!(EVENTS.contains(&event_of(kind).unwrap()), "{kind}");
         }

@@ -1,4 +1,4 @@
-DELETE FROM paas_notifications WHERE kind IN ('database_stopped', 'database_resized');
+DELETE FROM paas_notifications WHERE kind IN ('database_stopped', 'database_resized', 'database_failed');
 ALTER TABLE paas_notifications DROP CONSTRAINT paas_notifications_kind_check;
 ALTER TABLE paas_notifications ADD CONSTRAINT paas_notifications_kind_check
     CHECK (kind IN ('balance_negative', 'suspended', 'resumed', 'ssl_failed', 'ssl_renewal_failed',

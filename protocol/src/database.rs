@@ -233,12 +233,20 @@ pub fn dump_tool(db_type: &str, user: &str, password: &str, database: &str) -> O
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
     pub env: Vec<(String, String)>,
-    /// The command, when the image's default is not enough.
+    /// The command, when the image's default is not enough. Never a
+    /// secret: every process list on the node shows it.
     pub cmd: Option<Vec<String>>,
     pub port: u16,
     /// Where the image keeps its data (the named volume goes there).
     pub data_dir: &'static str,
+    /// Files written into the container before it first starts (a config
+    /// holding a password): path and content, readable by the engine only
+    /// from inside its container.
+    pub files: Vec<(&'static str, String)>,
 }
+
+/// Where Redis reads its config (the password) from, inside its container.
+pub const REDIS_CONFIG: &str = "/usr/local/etc/redis/skypanel.conf";
 
 /// The port a database type listens on.
 pub fn port_of(db_type: &str) -> Option<u16> {
@@ -275,6 +283,7 @@ pub fn launch(spec: &DatabaseSpec) -> Option<Launch> {
             cmd: None,
             port,
             data_dir: "/var/lib/postgresql/data",
+            files: Vec::new(),
         },
         "mysql" => Launch {
             env: env(&[
@@ -286,22 +295,24 @@ pub fn launch(spec: &DatabaseSpec) -> Option<Launch> {
             cmd: None,
             port,
             data_dir: "/var/lib/mysql",
+            files: Vec::new(),
         },
+        // `--requirepass` on the command line would show the password in
+        // every process list on the node for as long as Redis runs: it is
+        // in a config file instead (Redis' config quoting: a double-quoted
+        // string; the generated password is hex anyway).
         "redis" => Launch {
             env: Vec::new(),
-            cmd: Some(
-                [
-                    "redis-server",
-                    "--requirepass",
-                    password,
-                    "--appendonly",
-                    "yes",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
+            cmd: Some(["redis-server", REDIS_CONFIG].map(String::from).to_vec()),
             port,
             data_dir: "/data",
+            files: vec![(
+                REDIS_CONFIG,
+                format!(
+                    "requirepass \"{}\"\nappendonly yes\n",
+                    password.replace('\\', "\\\\").replace('"', "\\\"")
+                ),
+            )],
         },
         "mongodb" => Launch {
             env: env(&[
@@ -312,6 +323,7 @@ pub fn launch(spec: &DatabaseSpec) -> Option<Launch> {
             cmd: None,
             port,
             data_dir: "/data/db",
+            files: Vec::new(),
         },
         _ => return None,
     })
@@ -400,15 +412,14 @@ mod tests {
         );
         assert_eq!((pg.port, pg.data_dir), (5432, "/var/lib/postgresql/data"));
         let redis = launch(&spec("redis")).unwrap();
+        // The password is in a config file, never on the command line.
+        assert_eq!(redis.cmd.unwrap(), ["redis-server", REDIS_CONFIG]);
         assert_eq!(
-            redis.cmd.unwrap(),
-            [
-                "redis-server",
-                "--requirepass",
-                "canary-password",
-                "--appendonly",
-                "yes"
-            ]
+            redis.files,
+            [(
+                REDIS_CONFIG,
+                "requirepass \"canary-password\"\nappendonly yes\n".to_string()
+            )]
         );
         let mysql = launch(&spec("mysql")).unwrap();
         assert!(mysql.env.iter().any(|(k, _)| k == "MYSQL_ROOT_PASSWORD"));

@@ -139,6 +139,11 @@ pub struct Heartbeat {
     /// The platform's images the node holds (a cache of the registry).
     #[serde(default)]
     pub images: Option<ImageUsage>,
+    /// Managed databases whose containers crashed too often (3 restarts
+    /// within 5 minutes): the node left them stopped.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub crashed_databases: Vec<i64>,
 }
 
 /// The platform's images on a node.

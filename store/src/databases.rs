@@ -171,8 +171,8 @@ pub async fn transition(
             .first(conn)
             .await?;
         let current = db.status()?;
-        let next =
-            database_transition(current, event).map_err(|e| Error::conflict(None, e.to_string()))?;
+        let next = database_transition(current, event)
+            .map_err(|e| Error::conflict(None, e.to_string()))?;
         // What a suspension interrupts is what its resume brings back.
         let resume_stopped = match event {
             DatabaseEvent::Suspend => current == DatabaseStatus::Stopped,
@@ -196,11 +196,12 @@ pub async fn transition(
 /// Opens, closes or re-prices the database's usage interval to match its
 /// status and plan now.
 async fn sync_usage(conn: &mut Conn, db: &Database, at: DateTime<Utc>) -> Result<()> {
-    let running = skypanel_domain::lifecycle::database::is_billed(db.status()?).then_some(Running {
-        user_id: db.user_id,
-        plan_id: db.plan_id,
-        instances: 1,
-    });
+    let running =
+        skypanel_domain::lifecycle::database::is_billed(db.status()?).then_some(Running {
+            user_id: db.user_id,
+            plan_id: db.plan_id,
+            instances: 1,
+        });
     usage::sync(conn, "database", db.id, running, at).await
 }
 

@@ -110,7 +110,6 @@ pub fn dumps(state_dir: &std::path::Path, db: i64) -> Vec<String> {
     names
 }
 
-
 /// Watches the machine's process list (what `ps -ef` shows: every
 /// process's full command line, the containers' included) until finished.
 pub struct ProcessWatch {
@@ -144,8 +143,7 @@ impl ProcessWatch {
 
     /// Stops; answers every distinct command line seen meanwhile.
     pub fn finish(self) -> Vec<String> {
-        self.stop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.sampler
             .join()
             .expect("the sampler")

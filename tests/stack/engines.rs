@@ -332,7 +332,11 @@ fn import_root(
         uuid::Uuid::new_v4().simple()
     ));
     let out = Command::new("debootstrap")
-        .args(["--variant=minbase", &format!("--include={packages}"), "bookworm"])
+        .args([
+            "--variant=minbase",
+            &format!("--include={packages}"),
+            "bookworm",
+        ])
         .arg(&root)
         .arg(mirror())
         .output()

@@ -90,7 +90,10 @@ mod tests {
         assert_eq!(database_transition(S::Running, E::Resize), Ok(S::Pending));
         assert!(database_transition(S::Pending, E::Resize).is_err());
         // Suspended while stopped, it comes back stopped.
-        assert_eq!(database_transition(S::Stopped, E::Suspend), Ok(S::Suspended));
+        assert_eq!(
+            database_transition(S::Stopped, E::Suspend),
+            Ok(S::Suspended)
+        );
         assert_eq!(
             database_transition(S::Suspended, E::ResumeStopped),
             Ok(S::Stopped)

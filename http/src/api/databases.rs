@@ -282,8 +282,14 @@ impl DatabasesApi {
     ) -> ApiResult<Json<DatabaseView>> {
         let db = self.owned(auth.user_id(), id.0).await?;
         let db = self.state.orchestrator()?.stop_database(&db).await?;
-        self.audit(request, auth.user_id(), "database.stop", &db, serde_json::json!({}))
-            .await?;
+        self.audit(
+            request,
+            auth.user_id(),
+            "database.stop",
+            &db,
+            serde_json::json!({}),
+        )
+        .await?;
         Ok(Json(self.with_connection(db).await?))
     }
 
@@ -308,8 +314,14 @@ impl DatabasesApi {
     ) -> ApiResult<Json<DatabaseView>> {
         let db = self.owned(auth.user_id(), id.0).await?;
         let db = self.state.orchestrator()?.start_database(&db).await?;
-        self.audit(request, auth.user_id(), "database.start", &db, serde_json::json!({}))
-            .await?;
+        self.audit(
+            request,
+            auth.user_id(),
+            "database.start",
+            &db,
+            serde_json::json!({}),
+        )
+        .await?;
         Ok(Json(self.with_connection(db).await?))
     }
 
@@ -339,7 +351,11 @@ impl DatabasesApi {
         let plan = usable_plan(&mut conn, body.0.plan_id).await?;
         drop(conn);
         let from = db.plan_id;
-        let db = self.state.orchestrator()?.resize_database(&db, &plan).await?;
+        let db = self
+            .state
+            .orchestrator()?
+            .resize_database(&db, &plan)
+            .await?;
         let change = serde_json::json!({"from_plan_id": from, "plan_id": plan.id});
         self.audit(request, auth.user_id(), "database.resize", &db, change)
             .await?;
@@ -428,9 +444,9 @@ impl DatabasesApi {
     /// The caller's database `id` (404 for anyone else's).
     async fn owned(&self, user_id: i64, id: i64) -> ApiResult<Database> {
         let mut conn = self.state.store().conn().await?;
-        Ok(databases::get(&mut conn, user_id, id)
+        databases::get(&mut conn, user_id, id)
             .await
-            .or_not_found("database")?)
+            .or_not_found("database")
     }
 
     /// Writes an audit entry about `db`.
