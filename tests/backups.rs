@@ -175,6 +175,12 @@ async fn docker_a_postgresql_restore_brings_back_the_rows_of_its_backup_and_a_fa
         [format!("{first}.dump")],
         "a failed dump leaves no file"
     );
+    // The owner's view says the last backup failed, and why.
+    let health = &stack
+        .get(&format!("/api/paas/databases/{db}"), &alice)
+        .await["health"];
+    assert_eq!(health["last_backup"]["id"], broken, "{health:#}");
+    assert_eq!(health["last_backup"]["status"], "failed");
     pg_dump(".off", "");
 
     // The daily round backs up every running database once a day; the
@@ -327,6 +333,19 @@ async fn docker_a_redis_restore_brings_back_its_keys_and_they_survive_a_restart(
         .next()
         .unwrap()
         .to_string();
+
+    // Its node measures it: the keys' size, and the connections.
+    stack
+        .until(30, "redis is measured", || async {
+            let health = &stack
+                .get(&format!("/api/paas/databases/{db}"), &alice)
+                .await["health"];
+            health["size_bytes"]
+                .as_i64()
+                .is_some_and(|s| s > 10_000_000)
+                && health["connections"].as_i64().is_some()
+        })
+        .await;
 
     let backups = format!("/api/paas/databases/{db}/backups");
     let watch = ProcessWatch::start();

@@ -10,12 +10,13 @@ mod stack;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use stack::browser::{Browser, text_of};
 use stack::databases::{client, network_of};
 use stack::engines::{
     PG_APP_IMAGE, POSTGRES_IMAGE, database_plan, ensure_engine_images, local_engine,
     running_database,
 };
-use stack::{Stack, Timing, docker_text as docker, through_ingress};
+use stack::{PASSWORD, Stack, Timing, docker_text as docker, through_ingress};
 
 #[tokio::test]
 async fn docker_a_postgresql_database_is_provisioned_reachable_from_its_owners_network_only_and_purged()
@@ -457,6 +458,65 @@ async fn docker_a_database_stops_starts_resizes_and_fails_after_crashing_keeping
     assert_eq!(status, 201);
     assert_eq!(billed(&stack, &alice, db).await, (1, "0.0100".into()));
     let held = memory_allocated(&stack).await;
+
+    // Health: its node measures its size on disk and its connections (a
+    // client holding one open is counted), shown to its owner and, for every
+    // database, to the admin.
+    let holder = format!("{}sp-test-holder-{db}", stack.namespace);
+    let (ok, out) = docker(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &holder,
+        "--network",
+        &network,
+        "--entrypoint",
+        "psql",
+        POSTGRES_IMAGE,
+        &url,
+        "-c",
+        "SELECT pg_sleep(300)",
+    ]);
+    assert!(ok, "{out}");
+    stack
+        .until(
+            60,
+            "its node measured the size and the held connection",
+            || async {
+                let health = &stack.get(&path, &alice).await["health"];
+                health["size_bytes"].as_i64().is_some_and(|s| s > 1_000_000)
+                    && health["connections"].as_i64().is_some_and(|c| c >= 1)
+            },
+        )
+        .await;
+    docker(&["rm", "-f", &holder]);
+    let listed = stack.get("/api/admin/paas/databases", &stack.admin).await;
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == db)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (entry["status"].as_str(), entry["name"].as_str()),
+        (Some("running"), Some("shop-db"))
+    );
+    assert!(
+        entry["health"]["size_bytes"].as_i64().unwrap() > 1_000_000,
+        "{entry:#}"
+    );
+    assert!(entry["health"]["last_backup"].is_null());
+    assert!(
+        !listed.to_string().contains(url.split('@').next().unwrap()),
+        "no password"
+    );
+    let (status, _) = stack
+        .call(Method::GET, "/api/admin/paas/databases", &alice, None)
+        .await;
+    assert_eq!(status, 403);
+
     assert!(held >= 512, "{held}");
 
     // Another customer can do none of it; bad input names its field.
@@ -710,4 +770,82 @@ async fn docker_a_database_stops_starts_resizes_and_fails_after_crashing_keeping
         })
         .await;
     assert_eq!(sql("SELECT count(*) FROM orders"), "3");
+}
+
+#[tokio::test]
+async fn docker_the_console_shows_a_databases_health_and_stops_resizes_and_starts_it() {
+    ensure_engine_images();
+    let stack = Stack::start(Timing::default()).await;
+    local_engine(&stack, "postgresql", "16", POSTGRES_IMAGE).await;
+    let small = database_plan(&stack).await;
+    let body = json!({"name": "db-large", "cpu_limit": 1000, "memory_limit": 768, "storage_limit": 1000,
+                      "monthly_price": "20.00", "hourly_rate": "0.0300"});
+    let (status, large) = stack
+        .post("/api/admin/paas/plans", &stack.admin, body)
+        .await;
+    assert_eq!(status, 201, "{large:#}");
+    let large = large["id"].as_i64().unwrap();
+    let (_node, _agent) = stack.node("worker-1").await;
+    let carol = stack.customer("carol@example.com").await;
+    let (db, _) = running_database(&stack, &carol, small, "carol-db", "postgresql", "16").await;
+    let path = format!("/api/paas/databases/{db}");
+
+    let mut browser = Browser::start().await;
+    browser
+        .log_in(
+            &format!("{}/#/databases/{db}", stack.base),
+            "carol@example.com",
+            PASSWORD,
+        )
+        .await;
+    browser
+        .until(
+            30,
+            "the database page with its measured size",
+            &format!(
+                "{}.includes('MB') && !!document.querySelector('#db-stop')",
+                text_of("#db-size")
+            ),
+        )
+        .await;
+    browser.eval("window.confirm = () => true").await;
+    browser.click("#db-stop").await;
+    browser
+        .until(
+            30,
+            "the stopped badge and a Start button",
+            "!!document.querySelector('#db-start') && !!document.querySelector('h1 + [data-status=\"stopped\"]')",
+        )
+        .await;
+    assert_eq!(stack.get(&path, &carol).await["status"], "stopped");
+    // Another plan while stopped: taken at the next start.
+    browser
+        .eval(&format!(
+            "(s => {{ s.value = '{large}'; s.dispatchEvent(new Event('change')); return true; }})(document.querySelector('#db-plan'))"
+        ))
+        .await;
+    browser.click("#db-resize").await;
+    stack
+        .until(30, "the plan changed", || async {
+            stack.get(&path, &carol).await["plan_id"] == large
+        })
+        .await;
+    browser.click("#db-start").await;
+    stack
+        .until(120, "the database runs again", || async {
+            stack.get(&path, &carol).await["status"] == "running"
+        })
+        .await;
+    browser
+        .until(
+            30,
+            "the running badge and a Stop button",
+            "!!document.querySelector('#db-stop') && !!document.querySelector('h1 + [data-status=\"running\"]')",
+        )
+        .await;
+    let container = format!("{}sp-db-{db}", stack.namespace);
+    assert_eq!(
+        stack.inspect(&container)["HostConfig"]["Memory"],
+        768 * 1024 * 1024
+    );
 }

@@ -114,6 +114,14 @@ async fn docker_a_mysql_database_is_linked_backed_up_restored_and_deleted() {
         .await;
     assert_eq!(visit().await.unwrap().1.trim(), "2");
     assert_eq!(sql("SELECT count(*) FROM visits"), "2");
+    // Its node measures its size and connections with MySQL's own client.
+    stack
+        .until(30, "the database is measured", || async {
+            let health = &stack.get(&path, &alice).await["health"];
+            health["size_bytes"].as_i64().is_some_and(|s| s > 1_000_000)
+                && health["connections"].as_i64().is_some()
+        })
+        .await;
 
     // Enough rows that the dump runs long enough to be seen in the process list.
     sql("CREATE TABLE pages AS SELECT seq AS id, REPEAT('x', 100) AS body FROM seq_1_to_300000");

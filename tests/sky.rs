@@ -441,6 +441,31 @@ async fn docker_a_customer_creates_links_backs_up_and_restores_a_database_with_s
         "{}",
         ran.stderr
     );
+    // Its health and details, never its password; stopped, started, resized.
+    let info = sky.json(&["db:info", "shop-db"]).await;
+    assert!(info["connection"]["password"].is_null() && info["connection"]["url"].is_null());
+    assert_eq!(info["health"]["last_backup"]["status"], "succeeded");
+    let out = sky.ok(&["db:info", "shop-db"]).await;
+    assert!(
+        out.contains("last backup") && out.contains("succeeded"),
+        "{out}"
+    );
+    let out = sky.ok(&["db:stop", "shop-db"]).await;
+    assert!(out.contains("Stopped shop-db"), "{out}");
+    assert_eq!(sky.json(&["db:list"]).await[0]["status"], "stopped");
+    let out = sky.ok(&["db:start", "shop-db"]).await;
+    assert!(out.contains("shop-db is running"), "{out}");
+    let ran = sky.run(&["db:resize", "shop-db", "--plan", "999999"]).await;
+    assert!(
+        !ran.ok && ran.stderr.contains("(plan_id)") && ran.stderr.lines().count() == 1,
+        "{}",
+        ran.stderr
+    );
+    let out = sky.ok(&["db:resize", "shop-db", "--plan", &plan]).await;
+    assert!(
+        out.contains(&format!("shop-db is on plan {plan} (running)")),
+        "{out}"
+    );
     // A linked database is not deleted; unlinked, it is, once named again.
     let ran = sky
         .run(&["db:delete", "shop-db", "--confirm", "shop-db"])

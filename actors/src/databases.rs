@@ -520,6 +520,31 @@ pub(crate) async fn crashed(ctx: &Context, node_id: i64, database_id: i64) -> Re
     Ok(())
 }
 
+/// Keeps what node `node_id` measured of its databases; a failure to store
+/// it is logged (the next measurement comes within a minute).
+pub(crate) async fn record_health(
+    ctx: &Context,
+    node_id: i64,
+    reports: &[skypanel_protocol::database::DatabaseHealthReport],
+) {
+    let measured: Vec<databases::Health> = reports
+        .iter()
+        .map(|r| databases::Health {
+            database_id: r.database_id,
+            size_bytes: r.size_bytes,
+            connections: r.connections,
+            measured_at: r.measured_at,
+        })
+        .collect();
+    let recorded = async {
+        let mut conn = ctx.store().conn().await?;
+        databases::record_health(&mut conn, node_id, &measured).await
+    };
+    if let Err(err) = recorded.await {
+        tracing::warn!(node_id, error = %err, "cannot keep the databases' health");
+    }
+}
+
 /// The agent's crash policy: restarts within the window before it gives up.
 const CRASH_RESTARTS: usize = 3;
 const CRASH_WINDOW_MINUTES: u64 = 5;

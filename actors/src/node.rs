@@ -173,6 +173,9 @@ impl NodeState {
         for &database_id in &beat.crashed_databases {
             crate::databases::crashed(&self.ctx, self.id, database_id).await?;
         }
+        if !beat.database_health.is_empty() {
+            crate::databases::record_health(&self.ctx, self.id, &beat.database_health).await;
+        }
         let max_age = chrono::Duration::from_std(self.ctx.settings().credential_max_age)
             .unwrap_or(chrono::Duration::days(1));
         Ok(HeartbeatAck {

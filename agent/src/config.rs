@@ -43,6 +43,14 @@ pub struct Args {
     )]
     pub heartbeat_interval: u64,
 
+    /// Seconds between two measurements of each database's size and connections.
+    #[arg(
+        long = "db-health-interval",
+        env = "SKYPANEL_AGENT_DB_HEALTH_INTERVAL",
+        default_value_t = 60
+    )]
+    pub db_health_interval: u64,
+
     /// The port the node's ingress answers HTTP on.
     #[arg(
         long = "ingress-http-port",
@@ -176,6 +184,10 @@ impl Args {
 
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_secs(self.heartbeat_interval.max(1))
+    }
+
+    pub fn db_health_interval(&self) -> Duration {
+        Duration::from_secs(self.db_health_interval.max(1))
     }
 
     pub fn ingress_dir(&self) -> PathBuf {

@@ -17,9 +17,10 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use skypanel_protocol::database::{DatabaseSpec, Launch};
 use skypanel_protocol::names::{
-    LABEL_APP, LABEL_DATABASE, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED, LABEL_ONE_OFF,
-    LABEL_PROCESS, LABEL_RELEASE, LABEL_USER, database_container, database_host, database_volume,
-    process_container, process_container_of, release_phase_container, run_container, user_network,
+    LABEL_APP, LABEL_DATABASE, LABEL_DB_TYPE, LABEL_GENERATION, LABEL_INSTANCE, LABEL_MANAGED,
+    LABEL_ONE_OFF, LABEL_PROCESS, LABEL_RELEASE, LABEL_USER, database_container, database_host,
+    database_volume, process_container, process_container_of, release_phase_container,
+    run_container, user_network,
 };
 use skypanel_protocol::node::ContainerState;
 use skypanel_protocol::procfile::WEB;
@@ -558,6 +559,61 @@ impl Engine {
         format!("{}{}", self.namespace, database_container(id))
     }
 
+    /// The node's running managed databases: id, container name and engine
+    /// (from its label, or for a container made before the label existed,
+    /// from the official image's variables it was started with).
+    pub async fn running_databases(&self) -> Result<Vec<(i64, String, String)>, DockerError> {
+        let options = ListContainersOptions {
+            all: false,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![self.managed_filter(), LABEL_DATABASE.to_string()],
+            )])),
+            ..Default::default()
+        };
+        let mut found = Vec::new();
+        for c in self.docker.list_containers(Some(options)).await? {
+            let labels = c.labels.unwrap_or_default();
+            let Some(id) = label::<i64>(&labels, LABEL_DATABASE) else {
+                continue;
+            };
+            let Some(name) = c
+                .names
+                .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_string()))
+            else {
+                continue;
+            };
+            let db_type = match labels.get(LABEL_DB_TYPE) {
+                Some(t) => t.clone(),
+                None => {
+                    let info = self
+                        .docker
+                        .inspect_container(&name, None::<InspectContainerOptions>)
+                        .await?;
+                    let config = info.config.unwrap_or_default();
+                    let env = config.env.unwrap_or_default();
+                    let has = |key: &str| env.iter().any(|e| e.starts_with(key));
+                    if has("POSTGRES_PASSWORD=") {
+                        "postgresql".into()
+                    } else if has("MYSQL_ROOT_PASSWORD=") {
+                        "mysql".into()
+                    } else if has("MONGO_INITDB_ROOT_PASSWORD=") {
+                        "mongodb".into()
+                    } else if config
+                        .cmd
+                        .is_some_and(|c| c.first().is_some_and(|p| p == "redis-server"))
+                    {
+                        "redis".into()
+                    } else {
+                        continue;
+                    }
+                }
+            };
+            found.push((id, name, db_type));
+        }
+        Ok(found)
+    }
+
     /// The managed database whose container is named `name`, if it is one.
     pub fn database_id_of(&self, name: &str) -> Option<i64> {
         let prefix = self.database_container_name(0);
@@ -594,6 +650,7 @@ impl Engine {
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), self.managed_value()),
             (LABEL_DATABASE.to_string(), spec.database_id.to_string()),
+            (LABEL_DB_TYPE.to_string(), spec.db_type.clone()),
             (LABEL_USER.to_string(), spec.user_id.to_string()),
         ]);
         let volume = self.database_volume_name(spec.database_id);

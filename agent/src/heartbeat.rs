@@ -20,6 +20,8 @@ pub struct Heartbeats {
     pub client: ControlPlane,
     pub engine: Engine,
     pub crash: CrashPolicy,
+    /// Database measurements the next heartbeat carries.
+    pub health: crate::dbhealth::HealthQueue,
     pub interval: Duration,
     pub state_dir: PathBuf,
 }
@@ -130,6 +132,7 @@ impl Heartbeats {
                 .iter()
                 .filter_map(|name| self.engine.database_id_of(name))
                 .collect(),
+            database_health: self.health.take(),
         }
     }
 

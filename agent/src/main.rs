@@ -9,6 +9,7 @@ mod builder;
 mod client;
 mod config;
 mod crash;
+mod dbhealth;
 mod dbs;
 mod docker;
 mod executor;
@@ -121,10 +122,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let crash = CrashPolicy::default();
     let watcher = tokio::spawn(crash.clone().watch(engine.clone()));
     let (stop, shutdown) = watch::channel(false);
+    let health = dbhealth::HealthQueue::default();
+    let measuring = tokio::spawn(
+        dbhealth::DbHealth {
+            engine: engine.clone(),
+            interval: args.db_health_interval(),
+            queue: health.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     let heartbeats = Heartbeats {
         client: client.clone(),
         engine: engine.clone(),
         crash: crash.clone(),
+        health,
         interval: args.heartbeat_interval(),
         state_dir: args.state_dir.clone(),
     };
@@ -177,6 +188,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = leasing.await;
     let _ = beating.await;
     let _ = shipping.await;
+    let _ = measuring.await;
     watcher.abort();
     syncing.abort();
     if args.stop_ingress_on_exit {

@@ -501,6 +501,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     ("user", output::text(&c["username"])),
                     ("database", output::text(&c["database"])),
                     (
+                        "size",
+                        match d["health"]["size_bytes"].as_i64() {
+                            Some(bytes) => format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+                            None => "not measured yet".to_string(),
+                        },
+                    ),
+                    ("connections", output::text(&d["health"]["connections"])),
+                    (
                         "last backup",
                         match backup["status"].as_str() {
                             None => "none".to_string(),

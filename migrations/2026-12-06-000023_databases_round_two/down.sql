@@ -1,3 +1,4 @@
+DROP TABLE paas_database_health;
 DELETE FROM paas_notifications WHERE kind IN ('database_stopped', 'database_resized', 'database_failed');
 ALTER TABLE paas_notifications DROP CONSTRAINT paas_notifications_kind_check;
 ALTER TABLE paas_notifications ADD CONSTRAINT paas_notifications_kind_check

@@ -9,3 +9,11 @@ ALTER TABLE paas_notifications ADD CONSTRAINT paas_notifications_kind_check
                     'app_crashed', 'app_moved', 'app_unplaced', 'no_room', 'release_failed',
                     'github_disconnected', 'database_stopped', 'database_resized',
                     'database_failed'));
+
+-- What each database's node last measured of it (about once a minute).
+CREATE TABLE paas_database_health (
+    database_id  BIGINT PRIMARY KEY REFERENCES paas_databases (id) ON DELETE CASCADE,
+    size_bytes   BIGINT,
+    connections  INTEGER,
+    measured_at  TIMESTAMPTZ NOT NULL
+);

@@ -329,6 +329,69 @@ pub fn launch(spec: &DatabaseSpec) -> Option<Launch> {
     })
 }
 
+/// How a node measures a database's health inside its container. No
+/// secret is an argument: the scripts read the password from the
+/// container's own environment or config, where its engine found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthProbe {
+    /// Prints the data folder's size in KiB first (`du -sk`).
+    pub size: Vec<String>,
+    /// Prints one number: the engine's client connections, this probe's
+    /// own included. `None` for an engine without a probe.
+    pub connections: Option<Vec<String>>,
+}
+
+/// The health probe of a database type; `None` for a type the platform does not run.
+pub fn health_probe(db_type: &str) -> Option<HealthProbe> {
+    let sh = |script: &str| Some(vec!["sh".to_string(), "-c".into(), script.to_string()]);
+    let connections = match db_type {
+        "postgresql" => sh(
+            r#"psql -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" -tA -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'""#,
+        ),
+        "mysql" => sh(
+            r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" mysql -uroot -N -B -e "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND <> 'Daemon' AND USER NOT IN ('system user', 'event_scheduler')""#,
+        ),
+        "redis" => sh(&format!(
+            r#"REDISCLI_AUTH="$(sed -n 's/^requirepass "\(.*\)"$/\1/p' {REDIS_CONFIG})" redis-cli --no-auth-warning info clients | sed -n 's/^connected_clients:\([0-9]*\).*/\1/p'"#
+        )),
+        "mongodb" => None,
+        _ => return None,
+    };
+    let data_dir = match db_type {
+        "postgresql" => "/var/lib/postgresql/data",
+        "mysql" => "/var/lib/mysql",
+        "redis" => "/data",
+        _ => "/data/db",
+    };
+    Some(HealthProbe {
+        size: ["du", "-sk", data_dir].map(String::from).to_vec(),
+        connections,
+    })
+}
+
+/// A probe's answer: the size in bytes from `du -sk`'s first number, or
+/// the connections other than the probe's own from the one number printed.
+pub fn parse_probe(output: &str, size: bool) -> Option<i64> {
+    let first: i64 = output.split_whitespace().next()?.parse().ok()?;
+    Some(if size {
+        first.saturating_mul(1024)
+    } else {
+        (first - 1).max(0)
+    })
+}
+
+/// One database's health as its node measured it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct DatabaseHealthReport {
+    pub database_id: i64,
+    /// Its data folder's size on disk.
+    pub size_bytes: Option<i64>,
+    /// Client connections to its engine (the probe's own not counted).
+    pub connections: Option<i32>,
+    pub measured_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// How a database is reached: what its owner sees and what a linked
 /// application's environment says.
 #[derive(Clone, Copy)]
@@ -491,6 +554,48 @@ mod tests {
             "mysqldump"
         );
         assert!(dump_tool("oracle", "u", "pw", "shop").is_none());
+    }
+
+    #[test]
+    fn health_probes_read_no_secret_from_their_arguments_and_parse_what_engines_print() {
+        for db_type in ["postgresql", "mysql", "redis", "mongodb"] {
+            let probe = health_probe(db_type).unwrap();
+            let launch = launch(&spec(db_type)).unwrap();
+            assert_eq!(probe.size[2], launch.data_dir, "{db_type}");
+            for command in std::iter::once(&probe.size).chain(probe.connections.as_ref()) {
+                assert!(!command.iter().any(|a| a.contains("canary")), "{command:?}");
+            }
+        }
+        assert!(health_probe("mongodb").unwrap().connections.is_none());
+        assert!(health_probe("oracle").is_none());
+        assert_eq!(
+            parse_probe("2048	/var/lib/mysql\n", true),
+            Some(2048 * 1024)
+        );
+        assert_eq!(parse_probe("3\n", false), Some(2));
+        assert_eq!(parse_probe("1", false), Some(0));
+        assert_eq!(parse_probe("", false), None);
+        assert_eq!(parse_probe("ERROR 1045", false), None);
+        // The Redis probe finds the password where the launch put it.
+        let redis = health_probe("redis").unwrap().connections.unwrap();
+        let config = &launch(&spec("redis")).unwrap().files[0];
+        assert!(redis[2].contains(config.0));
+        let dir = std::env::temp_dir().join(format!("skypanel-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("skypanel.conf");
+        std::fs::write(&file, &config.1).unwrap();
+        let extract = redis[2]
+            .split(" redis-cli")
+            .next()
+            .unwrap()
+            .replace(REDIS_CONFIG, &file.to_string_lossy())
+            + r#" sh -c 'printf %s "$REDISCLI_AUTH"'"#;
+        let out = std::process::Command::new("sh")
+            .args(["-c", &extract])
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "canary-password");
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub const LABEL_RELEASE: &str = "skypanel.release";
 pub const LABEL_INSTANCE: &str = "skypanel.instance";
 pub const LABEL_GENERATION: &str = "skypanel.generation";
 pub const LABEL_DATABASE: &str = "skypanel.database";
+/// A managed database container's engine (`postgresql`, `mysql` …).
+pub const LABEL_DB_TYPE: &str = "skypanel.db-type";
 /// The process type of an application container (absent: `web`).
 pub const LABEL_PROCESS: &str = "skypanel.process";
 /// What an application container is for besides its processes: `release`

@@ -144,6 +144,10 @@ pub struct Heartbeat {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", oai(default))]
     pub crashed_databases: Vec<i64>,
+    /// Databases measured since the last heartbeat (about once a minute each).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub database_health: Vec<crate::database::DatabaseHealthReport>,
 }
 
 /// The platform's images on a node.

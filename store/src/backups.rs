@@ -177,6 +177,21 @@ pub async fn backups(
         .await?)
 }
 
+/// The newest backup that ended (succeeded or failed) of each of `databases`.
+pub async fn last_ended(conn: &mut Conn, databases: &[i64]) -> Result<Vec<Backup>> {
+    Ok(paas_database_backups::table
+        .filter(paas_database_backups::database_id.eq_any(databases))
+        .filter(paas_database_backups::status.eq_any(["succeeded", "failed"]))
+        .distinct_on(paas_database_backups::database_id)
+        .order((
+            paas_database_backups::database_id,
+            paas_database_backups::id.desc(),
+        ))
+        .select(Backup::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// The owner's restores of a database, newest first.
 pub async fn restores(
     conn: &mut Conn,

@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use skypanel_domain::lifecycle::{DatabaseEvent, DatabaseStatus, database_transition};
 
 use crate::apps::owned_id;
-use crate::schema::{paas_app_databases, paas_databases};
+use crate::schema::{paas_app_databases, paas_database_health, paas_databases};
 use crate::usage::{self, Running};
 use crate::{Conn, Error, Result};
 
@@ -413,6 +413,77 @@ pub async fn owners_with_suspended(conn: &mut Conn) -> Result<Vec<i64>> {
         .filter(paas_databases::status.eq("suspended"))
         .select(paas_databases::user_id)
         .distinct()
+        .load(conn)
+        .await?)
+}
+
+/// What a database's node last measured of it.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = paas_database_health, check_for_backend(diesel::pg::Pg))]
+pub struct Health {
+    pub database_id: i64,
+    /// Its data folder's size on disk.
+    pub size_bytes: Option<i64>,
+    /// Client connections to its engine.
+    pub connections: Option<i32>,
+    pub measured_at: DateTime<Utc>,
+}
+
+/// Keeps node `node_id`'s measurements of the databases placed on it (one
+/// about a database placed elsewhere, or deleted, is dropped), each
+/// replacing the one before.
+pub async fn record_health(conn: &mut Conn, node_id: i64, measured: &[Health]) -> Result<()> {
+    use diesel::upsert::excluded;
+    let ids: Vec<i64> = measured.iter().map(|h| h.database_id).collect();
+    let here: Vec<i64> = paas_databases::table
+        .filter(paas_databases::id.eq_any(&ids))
+        .filter(paas_databases::node_id.eq(node_id))
+        .select(paas_databases::id)
+        .load(conn)
+        .await?;
+    let rows: Vec<&Health> = measured
+        .iter()
+        .filter(|h| here.contains(&h.database_id))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::insert_into(paas_database_health::table)
+        .values(rows)
+        .on_conflict(paas_database_health::database_id)
+        .do_update()
+        .set((
+            paas_database_health::size_bytes.eq(excluded(paas_database_health::size_bytes)),
+            paas_database_health::connections.eq(excluded(paas_database_health::connections)),
+            paas_database_health::measured_at.eq(excluded(paas_database_health::measured_at)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The last measurement of database `id`, if any.
+pub async fn health_of(conn: &mut Conn, id: i64) -> Result<Option<Health>> {
+    Ok(paas_database_health::table
+        .find(id)
+        .select(Health::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Every customer's databases, oldest first, each with its last
+/// measurement: one page.
+pub async fn all_with_health(
+    conn: &mut Conn,
+    page: crate::Page,
+) -> Result<Vec<(Database, Option<Health>)>> {
+    Ok(paas_databases::table
+        .left_join(paas_database_health::table)
+        .order(paas_databases::id.asc())
+        .limit(page.limit)
+        .offset(page.offset)
+        .select((Database::as_select(), Option::<Health>::as_select()))
         .load(conn)
         .await?)
 }

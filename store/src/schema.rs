@@ -587,6 +587,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paas_database_health (database_id) {
+        database_id -> Int8,
+        size_bytes -> Nullable<Int8>,
+        connections -> Nullable<Int4>,
+        measured_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(wallets -> users (user_id));
@@ -618,6 +627,7 @@ diesel::joinable!(paas_database_backups -> paas_databases (database_id));
 diesel::joinable!(paas_database_restores -> paas_databases (database_id));
 diesel::joinable!(paas_runs -> paas_applications (application_id));
 diesel::joinable!(paas_app_github -> paas_applications (application_id));
+diesel::joinable!(paas_database_health -> paas_databases (database_id));
 diesel::joinable!(paas_github_states -> users (user_id));
 diesel::joinable!(paas_github_installations -> users (user_id));
 
@@ -658,5 +668,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_github_installations,
     paas_app_github,
     paas_github_deliveries,
+    paas_database_health,
     audit_log,
 );

@@ -201,6 +201,10 @@ async fn schema_rs_matches_the_migrated_database() {
         "paas_github_deliveries",
         paas_github_deliveries::table.select(paas_github_deliveries::all_columns),
     ));
+    expected.extend(diesel_columns(
+        "paas_database_health",
+        paas_database_health::table.select(paas_database_health::all_columns),
+    ));
 
     let actual: BTreeSet<(String, String)> = pairs(
         &mut conn,

@@ -563,6 +563,8 @@ impl Stack {
             .args([
                 "--heartbeat-interval",
                 "1",
+                "--db-health-interval",
+                "2",
                 "--lease-wait",
                 "5",
                 "--health-timeout",

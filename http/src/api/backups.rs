@@ -8,16 +8,17 @@
 
 use poem::Request;
 use poem_openapi::OpenApi;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use skypanel_jobs::BackupJob;
 use skypanel_store::backups;
 use skypanel_store::databases;
 
-use super::{Accepted, Audit, NoContent, Tag};
+use super::{Accepted, Audit, NoContent, Tag, page};
 use crate::auth::{AdminAuth, BearerAuth};
 use crate::body::JsonBody;
 use crate::dto::backups::*;
+use crate::dto::databases::{AdminDatabaseView, DatabaseHealth};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::state::AppState;
 
@@ -176,6 +177,51 @@ pub struct AdminBackupsApi {
 
 #[OpenApi(prefix_path = "/admin/paas", tag = "Tag::AdminDatabaseEngines")]
 impl AdminBackupsApi {
+    /// Every customer's databases, with their health
+    ///
+    /// Oldest first, `limit` (1 to 200, 50 by default) from `offset`. Each
+    /// shows its node, status (and failure reason), what its node last
+    /// measured (size on disk, connections) and its last backup that ended.
+    #[oai(
+        path = "/databases",
+        method = "get",
+        operation_id = "adminListDatabases"
+    )]
+    async fn databases(
+        &self,
+        _auth: AdminAuth,
+        limit: Query<Option<i64>>,
+        offset: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<AdminDatabaseView>>> {
+        let mut conn = self.state.store().conn().await?;
+        let list = databases::all_with_health(&mut conn, page(limit.0, offset.0)).await?;
+        let ids: Vec<i64> = list.iter().map(|(db, _)| db.id).collect();
+        let mut last: std::collections::HashMap<i64, backups::Backup> =
+            backups::last_ended(&mut conn, &ids)
+                .await?
+                .into_iter()
+                .map(|b| (b.database_id, b))
+                .collect();
+        Ok(Json(
+            list.into_iter()
+                .map(|(db, measured)| AdminDatabaseView {
+                    health: DatabaseHealth::new(measured, last.remove(&db.id)),
+                    id: db.id,
+                    user_id: db.user_id,
+                    name: db.name,
+                    db_type: db.db_type,
+                    version: db.version,
+                    plan_id: db.plan_id,
+                    node_id: db.node_id,
+                    region: db.region,
+                    status: db.status,
+                    failure_reason: db.failure_reason,
+                    created_at: db.created_at,
+                })
+                .collect(),
+        ))
+    }
+
     /// The data of deleted databases kept on their nodes
     ///
     /// A database deleted without `purge=true` leaves its volume and

@@ -493,13 +493,12 @@ impl DatabasesApi {
             database: &database,
         }
         .url();
-        let recent = skypanel_store::backups::backups(&mut conn, db.user_id, db.id, 20).await?;
-        let last_backup = recent
-            .into_iter()
-            .find(|b| matches!(b.status.as_str(), "succeeded" | "failed"))
-            .map(Into::into);
+        let measured = databases::health_of(&mut conn, db.id).await?;
+        let last_backup = skypanel_store::backups::last_ended(&mut conn, &[db.id])
+            .await?
+            .pop();
         let mut view = DatabaseView::from(db);
-        view.health = Some(DatabaseHealth { last_backup });
+        view.health = Some(DatabaseHealth::new(measured, last_backup));
         view.connection = Some(ConnectionView {
             host,
             port,

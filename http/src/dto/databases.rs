@@ -74,10 +74,53 @@ pub struct DatabaseView {
 /// How a database is doing, for its owner.
 #[derive(Object, Debug)]
 pub struct DatabaseHealth {
+    /// Its data on disk, as its node last measured (about once a minute);
+    /// null before the first measurement or when the engine did not answer.
+    #[oai(nullable)]
+    pub size_bytes: Option<i64>,
+    /// Client connections to its engine at that measurement.
+    #[oai(nullable)]
+    pub connections: Option<i32>,
+    /// When its node measured it.
+    #[oai(nullable)]
+    pub measured_at: Option<DateTime<Utc>>,
     /// The newest backup that ended (succeeded, or failed with its `error`);
     /// null before the first.
     #[oai(nullable)]
     pub last_backup: Option<crate::dto::backups::BackupView>,
+}
+
+impl DatabaseHealth {
+    pub fn new(
+        measured: Option<skypanel_store::databases::Health>,
+        last_backup: Option<skypanel_store::backups::Backup>,
+    ) -> Self {
+        Self {
+            size_bytes: measured.as_ref().and_then(|h| h.size_bytes),
+            connections: measured.as_ref().and_then(|h| h.connections),
+            measured_at: measured.map(|h| h.measured_at),
+            last_backup: last_backup.map(Into::into),
+        }
+    }
+}
+
+/// A database in the admin's list: whose, where, and how it is doing.
+#[derive(Object, Debug)]
+pub struct AdminDatabaseView {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub db_type: String,
+    pub version: String,
+    pub plan_id: i64,
+    #[oai(nullable)]
+    pub node_id: Option<i64>,
+    pub region: String,
+    pub status: String,
+    #[oai(nullable)]
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub health: DatabaseHealth,
 }
 
 impl From<Database> for DatabaseView {

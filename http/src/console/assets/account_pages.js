@@ -2,7 +2,7 @@
 // backups and restores), the wallet and this month's usage, notices, API
 // tokens, event webhooks, and the account's data export.
 
-import {api, del, get, post} from './api.js';
+import {api, del, get, post, put} from './api.js';
 import {act, ago, badge, fill, form, h, toast, when} from './dom.js';
 
 export function table(headers, rows, empty) {
@@ -61,12 +61,34 @@ export async function databaseView(main, id, navigate) {
   const details = h('dl', {class: 'details'});
   const backups = h('div', {id: 'backups'});
   const connection = h('div', {id: 'connection'});
+  const power = h('p', {id: 'db-power'});
+  const plans = await get('/paas/plans');
+  const planName = planId => (plans.find(p => p.id === planId) || {name: `plan ${planId}`}).name;
+  const planSelect = h('select', {id: 'db-plan', 'aria-label': 'Plan'},
+    plans.map(p => h('option', {value: String(p.id)}, `${p.name} — ${p.cpu_limit} millicores, ${p.memory_limit} MB`)));
+  let planShown = null;
   const load = async () => {
     const d = await get(`/paas/databases/${id}`);
+    const health = d.health || {};
     fill(head, h('h1', {}, d.name), badge(d.status));
     fill(details, h('dt', {}, 'Engine'), h('dd', {}, `${d.db_type} ${d.version}`), h('dt', {}, 'Region'), h('dd', {}, d.region),
+      h('dt', {}, 'Plan'), h('dd', {}, planName(d.plan_id)),
+      h('dt', {}, 'Size'), h('dd', {id: 'db-size'}, health.size_bytes != null ? `${(health.size_bytes / 1048576).toFixed(1)} MB` : 'not measured yet'),
+      h('dt', {}, 'Connections'), h('dd', {id: 'db-connections'}, health.connections != null ? String(health.connections) : '—'),
+      h('dt', {}, 'Last backup'), h('dd', {}, health.last_backup ? [when(health.last_backup.created_at), ' ', badge(health.last_backup.status)] : 'none yet'),
       h('dt', {}, 'Created'), h('dd', {}, when(d.created_at)),
       d.failure_reason ? [h('dt', {}, 'Failure'), h('dd', {class: 'error'}, d.failure_reason)] : null);
+    if (planShown !== d.plan_id) {
+      planSelect.value = String(d.plan_id);
+      planShown = d.plan_id;
+    }
+    fill(power, d.status === 'running'
+      ? button('Stop', btn => {
+        if (confirm(`Stop ${d.name}? Its data stays; applications linked to it cannot reach it until you start it.`)) act(btn, () => post(`/paas/databases/${id}/stop`), 'Stopped').then(load);
+      }, {id: 'db-stop'})
+      : ['stopped', 'failed'].includes(d.status)
+        ? button('Start', btn => act(btn, () => post(`/paas/databases/${id}/start`), 'Starting').then(load), {id: 'db-start'})
+        : null);
     const bs = await get(`/paas/databases/${id}/backups`);
     fill(backups, table(['When', 'Origin', 'Status', 'Size', ''], bs.map(b => h('tr', {},
       h('td', {}, when(b.created_at)), h('td', {}, b.origin), h('td', {}, badge(b.status), b.error ? h('div', {class: 'error small-text'}, b.error) : null),
@@ -89,6 +111,12 @@ export async function databaseView(main, id, navigate) {
           h('dt', {}, 'URL'), h('dd', {}, h('code', {}, d.connection.url))) : h('p', {class: 'empty'}, 'Not available until the database runs.'));
       });
     }, {id: 'reveal-connection'})), connection,
+    h('h2', {}, 'Power and plan'), power,
+    h('p', {}, planSelect, ' ', button('Change plan', btn => {
+      if (confirm('Change the plan? A running database restarts on its data with the new limits (a short interruption).')) {
+        act(btn, () => put(`/paas/databases/${id}`, {plan_id: Number(planSelect.value)}), 'Plan changed').then(load);
+      }
+    }, {id: 'db-resize'})),
     h('h2', {}, 'Backups'), h('p', {}, button('Back up now', btn => act(btn, () => post(`/paas/databases/${id}/backup`), 'Backup started').then(load))), backups,
     h('h2', {}, 'Delete'),
     h('p', {}, button('Delete, keeping the data on the node', btn => {
