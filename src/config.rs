@@ -79,6 +79,8 @@ pub struct Config {
     pub github: skypanel_http::github::GithubUrls,
     /// Where the applications' repositories for `git push` live.
     pub git_root: PathBuf,
+    /// Where moving databases' dumps wait between their two nodes.
+    pub transfer_root: PathBuf,
     /// The largest `git push` taken, in MiB.
     pub git_max_push_mb: u64,
 }
@@ -574,6 +576,13 @@ impl Config {
         if !git_root.is_absolute() {
             errors.push("SKYPANEL_GIT_ROOT: must be an absolute path".into());
         }
+        let transfer_root = PathBuf::from(
+            raw.get("SKYPANEL_TRANSFER_ROOT")
+                .unwrap_or("/var/lib/skypanel/transfers"),
+        );
+        if !transfer_root.is_absolute() {
+            errors.push("SKYPANEL_TRANSFER_ROOT: must be an absolute path".into());
+        }
         let git_max_push_mb = parse_number(
             "SKYPANEL_GIT_MAX_PUSH_MB",
             raw.get("SKYPANEL_GIT_MAX_PUSH_MB"),
@@ -630,6 +639,7 @@ impl Config {
                 github,
                 git_root,
                 git_max_push_mb,
+                transfer_root,
             }),
             _ => Err(ConfigError(errors)),
         }
@@ -654,6 +664,7 @@ impl Config {
             pressure_window: self.pressure_window,
             placement_wait: self.placement_wait,
             release_phase_timeout: self.release_phase_timeout,
+            transfer_root: self.transfer_root.clone(),
             ..skypanel_actors::Settings::default()
         }
     }

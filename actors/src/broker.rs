@@ -156,7 +156,7 @@ where
 }
 
 /// Expires leases every [`SWEEP_EVERY`]; an expiry that fails a task for good
-/// is told to the task's application.
+/// is told to the task's application, run or database.
 async fn sweep_forever(ctx: Context) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
@@ -183,6 +183,12 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
         }
         if task.kind == "app.run" {
             crate::runs::task_finished(ctx, &task).await?;
+            continue;
+        }
+        // A database's provisioning or move whose last lease ran out ends
+        // in a state its owner can read (failed, or moved back).
+        if let Some(database_id) = task.database_id {
+            crate::databases::task_finished(ctx, &task, database_id).await?;
             continue;
         }
         let Some(app_id) = task.application_id else {

@@ -57,6 +57,8 @@ pub struct Settings {
     pub placement_wait: Duration,
     /// How long a release phase's command may run (Heroku: an hour).
     pub release_phase_timeout: Duration,
+    /// Where moving databases' dumps wait between their two nodes.
+    pub transfer_root: std::path::PathBuf,
 }
 
 /// The platform's image registry and how nodes log in to it.
@@ -137,6 +139,7 @@ impl Default for Settings {
             pressure_window: Duration::from_secs(300),
             placement_wait: Duration::from_secs(1800),
             release_phase_timeout: Duration::from_secs(3600),
+            transfer_root: std::env::temp_dir().join("skypanel-transfers"),
         }
     }
 }

@@ -6,7 +6,9 @@
 
 use diesel_async::AsyncConnection;
 use skypanel_domain::lifecycle::DatabaseEvent;
-use skypanel_protocol::database::{BackupSpec, DatabaseSpec, DatabaseTarget, RestoreSpec};
+use skypanel_protocol::database::{
+    BackupSpec, DatabaseSpec, DatabaseTarget, ImportSpec, RestoreSpec,
+};
 use skypanel_protocol::task::TaskSpec;
 use skypanel_store::backups::{self, Backup, Restore};
 use skypanel_store::catalog::Plan;
@@ -64,8 +66,27 @@ async fn queue_provision(
     plan: &Plan,
 ) -> Result<(), Error> {
     let mut conn = ctx.store().conn().await?;
-    let password = password_of(&mut conn, ctx, db.id).await?;
-    let spec = TaskSpec::DbProvision(DatabaseSpec {
+    let spec = provision_spec(&mut conn, ctx, db, plan, None).await?;
+    queue(&mut conn, ctx, node, db.id, spec).await?;
+    tracing::info!(
+        database_id = db.id,
+        node_id = node,
+        "database provisioning queued"
+    );
+    Ok(())
+}
+
+/// The provisioning task of `db` at `plan`'s limits (its password
+/// opened), starting from a moving database's dump with `import`.
+pub(crate) async fn provision_spec(
+    conn: &mut Conn,
+    ctx: &Context,
+    db: &Database,
+    plan: &Plan,
+    import: Option<ImportSpec>,
+) -> skypanel_store::Result<TaskSpec> {
+    let password = password_of(conn, ctx, db.id).await?;
+    Ok(TaskSpec::DbProvision(DatabaseSpec {
         database_id: db.id,
         user_id: db.user_id,
         db_type: db.db_type.clone(),
@@ -76,14 +97,8 @@ async fn queue_provision(
         cpu_millicores: plan.cpu_limit,
         memory_mb: plan.memory_limit,
         pids_limit: ctx.settings().pids_limit,
-    });
-    queue(&mut conn, ctx, node, db.id, spec).await?;
-    tracing::info!(
-        database_id = db.id,
-        node_id = node,
-        "database provisioning queued"
-    );
-    Ok(())
+        import,
+    }))
 }
 
 /// Stops a running database at its owner's request: its container stops
@@ -158,7 +173,14 @@ pub(crate) async fn resize(ctx: &Context, db: &Database, plan: &Plan) -> Result<
         return Ok(db.clone());
     }
     let node = if db.status == "running" {
-        Some(place(ctx, db, plan).await?)
+        match place(ctx, db, plan).await {
+            Ok(node) => Some(node),
+            // Its node has no room: another node of its region may.
+            Err(Error::NoCapacity(refused)) => {
+                return crate::database_moves::start(ctx, db, plan, refused).await;
+            }
+            Err(err) => return Err(err),
+        }
     } else {
         None
     };
@@ -193,7 +215,7 @@ pub(crate) async fn resize(ctx: &Context, db: &Database, plan: &Plan) -> Result<
 }
 
 /// A notice about a database to its owner, once per database, kind and change.
-async fn notify(
+pub(crate) async fn notify(
     conn: &mut Conn,
     ctx: &Context,
     db: &Database,
@@ -313,7 +335,11 @@ async fn running_on_node(
 }
 
 /// A database's password, opened.
-async fn password_of(conn: &mut Conn, ctx: &Context, id: i64) -> skypanel_store::Result<String> {
+pub(crate) async fn password_of(
+    conn: &mut Conn,
+    ctx: &Context,
+    id: i64,
+) -> skypanel_store::Result<String> {
     let sealed = databases::sealed_password_of(conn, id).await?;
     ctx.secrets()
         .open_str(&sealed, &Database::password_associated_data(id))
@@ -452,7 +478,7 @@ pub(crate) async fn purge_kept(ctx: &Context, volume: &backups::KeptVolume) -> R
 }
 
 /// Writes a database's task, its secrets sealed apart from the payload.
-async fn queue(
+pub(crate) async fn queue(
     conn: &mut Conn,
     ctx: &Context,
     node: i64,
@@ -549,12 +575,16 @@ pub(crate) async fn record_health(
 const CRASH_RESTARTS: usize = 3;
 const CRASH_WINDOW_MINUTES: u64 = 5;
 
-/// A database's provisioning task ended: the database runs, or failed with the reason.
+/// A database's provisioning task ended: the database runs, or failed with
+/// the reason (a moving database's tasks carry its move on instead).
 pub(crate) async fn task_finished(
     ctx: &Context,
     task: &Task,
     database_id: i64,
 ) -> Result<(), Error> {
+    if crate::database_moves::task_finished(ctx, task, database_id).await? {
+        return Ok(());
+    }
     if task.kind != "db.provision" {
         return Ok(());
     }

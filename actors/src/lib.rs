@@ -17,6 +17,7 @@ mod app_work;
 mod beats;
 mod broker;
 mod context;
+mod database_moves;
 mod databases;
 mod error;
 mod images;
@@ -33,6 +34,7 @@ pub use app::{Accepted, AppRequest, AppSnapshot, CATCH_UP_EVERY, ConfigChange, W
 pub use app_builds::{BuildStep, StepOutcome};
 pub use broker::NodeWaiter;
 pub use context::{BuildHook, Context, RegistryLogins, RegistrySettings, Settings};
+pub use database_moves::{dump_file, estimate_seconds};
 pub use databases::Handed;
 pub use error::Error;
 pub use node::UsageSample;

@@ -42,6 +42,12 @@ impl Dumps {
         self.folder(database_id).join(format!("{backup_id}.dump"))
     }
 
+    /// The dump a move of database `database_id` hands over (`move_id`).
+    pub fn move_path(&self, database_id: i64, move_id: i64) -> PathBuf {
+        self.folder(database_id)
+            .join(format!("move-{move_id}.dump"))
+    }
+
     /// Removes every dump of a database (its data is purged).
     pub async fn purge(&self, database_id: i64) -> std::io::Result<()> {
         match tokio::fs::remove_dir_all(self.folder(database_id)).await {
@@ -107,7 +113,7 @@ impl AsyncWrite for Measured {
     }
 }
 
-fn io(what: &str, err: std::io::Error) -> TaskFailure {
+pub(crate) fn io(what: &str, err: std::io::Error) -> TaskFailure {
     TaskFailure::node(format!("{what}: {err}"))
 }
 
@@ -140,6 +146,36 @@ pub async fn backup(
         "back up",
     )?;
     let target = dumps.path(spec.database_id, spec.backup_id);
+    let container = engine.database_container_name(spec.database_id);
+    let (size, sha256) = dump_into(engine, &container, &tool, &target, &spec.password, log).await?;
+    log.line(format!("backup written: {size} bytes, SHA-256 {sha256}"));
+    let mut keep = spec.keep.clone();
+    keep.push(spec.backup_id);
+    // Only dumps the control plane no longer lists go.
+    match dumps.prune(spec.database_id, &keep).await {
+        Ok(0) => {}
+        Ok(n) => log.line(format!("{n} older backup(s) past the retention removed")),
+        Err(err) => log.line(format!("older backups could not be removed: {err}")),
+    }
+    Ok(BackupResult {
+        backup_id: spec.backup_id,
+        size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+        sha256,
+    })
+}
+
+/// Runs the engine's dump `tool` in `container` into the file `target`
+/// (written under a temporary name, renamed once complete, mode 0600);
+/// answers its size and SHA-256. A tool that fails or writes nothing fails
+/// with its last line (the password masked).
+pub(crate) async fn dump_into(
+    engine: &Engine,
+    container: &str,
+    tool: &DumpTool,
+    target: &Path,
+    password: &str,
+    log: &TaskLog,
+) -> Result<(u64, String), TaskFailure> {
     let folder = target.parent().map(Path::to_path_buf).unwrap_or_default();
     tokio::fs::create_dir_all(&folder)
         .await
@@ -163,15 +199,8 @@ pub async fn backup(
         "{} running in the database's container",
         tool.dump[0]
     ));
-    let container = engine.database_container_name(spec.database_id);
     let ran = engine
-        .exec(
-            &container,
-            tool.dump.clone(),
-            env(&tool.env),
-            None,
-            &mut out,
-        )
+        .exec(container, tool.dump.clone(), env(&tool.env), None, &mut out)
         .await;
     let exited = match ran {
         Ok(exited) => exited,
@@ -190,10 +219,7 @@ pub async fn backup(
         } else {
             format!("{} wrote nothing", tool.dump[0])
         };
-        let detail = masked(
-            exited.stderr.lines().last().unwrap_or_default(),
-            &spec.password,
-        );
+        let detail = masked(exited.stderr.lines().last().unwrap_or_default(), password);
         return Err(TaskFailure::app(if detail.is_empty() {
             format!("the backup failed: {why}")
         } else {
@@ -218,23 +244,10 @@ pub async fn backup(
             .await
             .map_err(|e| io("cannot read the backup file", e))?;
     }
-    tokio::fs::rename(&partial, &target)
+    tokio::fs::rename(&partial, target)
         .await
         .map_err(|e| io("cannot keep the backup file", e))?;
-    log.line(format!("backup written: {size} bytes, SHA-256 {sha256}"));
-    let mut keep = spec.keep.clone();
-    keep.push(spec.backup_id);
-    // Only dumps the control plane no longer lists go.
-    match dumps.prune(spec.database_id, &keep).await {
-        Ok(0) => {}
-        Ok(n) => log.line(format!("{n} older backup(s) past the retention removed")),
-        Err(err) => log.line(format!("older backups could not be removed: {err}")),
-    }
-    Ok(BackupResult {
-        backup_id: spec.backup_id,
-        size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
-        sha256,
-    })
+    Ok((size, sha256))
 }
 
 /// Restores the database from one of its dumps on the node.
@@ -276,18 +289,49 @@ pub async fn restore(
         spec.backup_id
     ));
     let container = engine.database_container_name(spec.database_id);
-    match tool.restore {
+    let tag = format!("restore-{}", spec.restore_id);
+    let restored = Restoring {
+        container: &container,
+        tool: &tool,
+        password: &spec.password,
+        tag: &tag,
+    };
+    restore_from(engine, crash, &restored, &path, log, ready_timeout).await?;
+    log.line(format!("restored from backup {}", spec.backup_id));
+    Ok(())
+}
+
+/// What a restore puts a dump into.
+pub(crate) struct Restoring<'a> {
+    pub container: &'a str,
+    pub tool: &'a DumpTool,
+    pub password: &'a str,
+    /// Names the restore's temporary files.
+    pub tag: &'a str,
+}
+
+/// Feeds the (checked) dump at `path` to the engine's restore tool in the
+/// container (Redis: the dump becomes its data files and it starts again).
+pub(crate) async fn restore_from(
+    engine: &Engine,
+    crash: &CrashPolicy,
+    into: &Restoring<'_>,
+    path: &Path,
+    log: &TaskLog,
+    ready_timeout: Duration,
+) -> Result<(), TaskFailure> {
+    match &into.tool.restore {
         RestoreBy::Stdin(cmd) => {
-            let file = tokio::fs::File::open(&path)
+            let file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| io("cannot read the backup file", e))?;
             let program = cmd[0].clone();
             log.line(format!("{program} running in the database's container"));
             let exited = engine
                 .exec(
-                    &container,
-                    cmd,
-                    env(&tool.env),
+                    into.container,
+                    cmd.clone(),
+                    env(&into.tool.env),
                     Some(file),
                     &mut tokio::io::sink(),
                 )
@@ -299,7 +343,7 @@ pub async fn restore(
                 }
                 let detail = masked(
                     exited.stderr.lines().last().unwrap_or_default(),
-                    &spec.password,
+                    into.password,
                 );
                 return Err(TaskFailure::app(format!(
                     "the restore failed: {program} exited with code {}: {detail}",
@@ -311,13 +355,21 @@ pub async fn restore(
                     "the restore failed: {program} did not read the whole backup: {err}"
                 )));
             }
+            Ok(())
         }
         RestoreBy::RedisData => {
-            restore_redis_data(engine, crash, &container, &path, spec, log, ready_timeout).await?
+            restore_redis_data(
+                engine,
+                crash,
+                into.container,
+                path,
+                into.tag,
+                log,
+                ready_timeout,
+            )
+            .await
         }
     }
-    log.line(format!("restored from backup {}", spec.backup_id));
-    Ok(())
 }
 
 /// Redis reads its data only when it starts: the engine is stopped, the
@@ -328,11 +380,11 @@ async fn restore_redis_data(
     crash: &CrashPolicy,
     container: &str,
     dump: &Path,
-    spec: &RestoreSpec,
+    tag: &str,
     log: &TaskLog,
     ready_timeout: Duration,
 ) -> Result<(), TaskFailure> {
-    let tar_path = dump.with_extension(format!("restore-{}.tar", spec.restore_id));
+    let tar_path = dump.with_extension(format!("{tag}.tar"));
     let (source, tar_out) = (dump.to_path_buf(), tar_path.clone());
     tokio::task::spawn_blocking(move || redis_archive(&source, &tar_out))
         .await
@@ -439,7 +491,7 @@ async fn trim_redis_eof_mark(path: &Path) -> std::io::Result<bool> {
     Ok(true)
 }
 
-async fn sha256_of(path: &Path) -> std::io::Result<String> {
+pub(crate) async fn sha256_of(path: &Path) -> std::io::Result<String> {
     let mut file = tokio::fs::File::open(path).await?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -455,7 +507,7 @@ async fn sha256_of(path: &Path) -> std::io::Result<String> {
 
 /// The engine's dump tool, with the password hidden from the task's log
 /// from now on; `verb` says what cannot be done to an unknown type.
-fn tool_of(
+pub(crate) fn tool_of(
     db_type: &str,
     user: &str,
     password: &str,
@@ -481,7 +533,7 @@ fn env(pairs: &[(String, String)]) -> Vec<String> {
     pairs.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-fn set_private(path: &Path, mode: u32) {
+pub(crate) fn set_private(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }

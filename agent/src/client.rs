@@ -50,6 +50,29 @@ pub struct ControlPlane {
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The longest a dump takes to be handed over or fetched.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The response when it succeeded; its refusal as an error otherwise.
+async fn refusal(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["message"].as_str().unwrap_or("no message").to_string();
+    Err(match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized(message),
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+            ClientError::Unreachable(format!("{s}: {message}"))
+        }
+        s => ClientError::Rejected {
+            status: s.as_u16(),
+            message,
+        },
+    })
+}
+
 impl ControlPlane {
     pub fn new(base: String) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -210,6 +233,56 @@ impl ControlPlane {
     pub async fn logs(&self, task_id: i64, batch: &LogBatch) -> Result<LogAck, ClientError> {
         self.expect(&format!("/api/internal/paas/tasks/{task_id}/logs"), batch)
             .await
+    }
+
+    /// Hands a moving database's dump (the file at `path`) to the control plane.
+    pub async fn put_move_dump(
+        &self,
+        move_id: i64,
+        path: &std::path::Path,
+    ) -> Result<(), ClientError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("cannot read the dump: {e}")))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| ClientError::Unreachable(format!("cannot read the dump: {e}")))?
+            .len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let response = self
+            .http
+            .put(format!(
+                "{}{}",
+                self.base,
+                skypanel_protocol::database::move_dump_path(move_id)
+            ))
+            .header(CREDENTIAL_HEADER, self.credential())
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(TRANSFER_TIMEOUT)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        refusal(response).await.map(|_| ())
+    }
+
+    /// Fetches a moving database's dump from the control plane.
+    pub async fn get_move_dump(&self, move_id: i64) -> Result<reqwest::Response, ClientError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}{}",
+                self.base,
+                skypanel_protocol::database::move_dump_path(move_id)
+            ))
+            .header(CREDENTIAL_HEADER, self.credential())
+            .timeout(TRANSFER_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+        refusal(response).await
     }
 
     /// Says that run `run_id`'s container started (billing starts).

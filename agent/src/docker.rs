@@ -713,6 +713,48 @@ impl Engine {
         Ok(name)
     }
 
+    /// Cuts a database off its customer's network (a moving database:
+    /// nothing can write to it while it is dumped); its engine's own
+    /// clients inside the container still reach it.
+    pub async fn isolate_database(
+        &self,
+        database_id: i64,
+        user_id: i64,
+    ) -> Result<(), DockerError> {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: self.database_container_name(database_id),
+            force: Some(true),
+        };
+        match self
+            .docker
+            .disconnect_network(&self.network_name(user_id), request)
+            .await
+        {
+            Err(err) if short(&err).contains("is not connected") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Puts a database back on its customer's network, under its host name
+    /// (undoes [`Engine::isolate_database`]; one on it already is left so).
+    pub async fn rejoin_database(&self, database_id: i64, user_id: i64) -> Result<(), DockerError> {
+        let request = bollard::models::NetworkConnectRequest {
+            container: self.database_container_name(database_id),
+            endpoint_config: Some(bollard::models::EndpointSettings {
+                aliases: Some(vec![database_host(database_id)]),
+                ..Default::default()
+            }),
+        };
+        match self
+            .docker
+            .connect_network(&self.network_name(user_id), request)
+            .await
+        {
+            Err(err) if short(&err).contains("already exists") => Ok(()),
+            other => other,
+        }
+    }
+
     /// Whether the database's container exists with other limits, another
     /// image or another command than `spec` and `launch` ask for (its plan
     /// changed, or an older agent started it differently): it must be made again.

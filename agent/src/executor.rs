@@ -207,6 +207,8 @@ pub struct Executor {
     dumps: crate::backups::Dumps,
     /// Release images kept per application besides those in use.
     keep_images: usize,
+    /// The control plane (a moving database's dump travels through it).
+    client: crate::client::ControlPlane,
     /// Applications a task works on now: the ingress sync leaves them alone.
     busy: Arc<Mutex<std::collections::HashMap<i64, usize>>>,
 }
@@ -240,9 +242,20 @@ pub struct ExecutorOptions {
     pub drain: Duration,
     pub dumps: crate::backups::Dumps,
     pub keep_images: usize,
+    pub client: crate::client::ControlPlane,
 }
 
 impl Executor {
+    /// What a moving database's tasks work with.
+    fn mover(&self) -> crate::moves::Mover<'_> {
+        crate::moves::Mover {
+            engine: &self.engine,
+            crash: &self.crash,
+            dumps: &self.dumps,
+            client: &self.client,
+        }
+    }
+
     pub fn new(options: ExecutorOptions) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -258,6 +271,7 @@ impl Executor {
             drain: options.drain,
             dumps: options.dumps,
             keep_images: options.keep_images,
+            client: options.client,
             http,
             busy: Arc::default(),
         }
@@ -282,15 +296,19 @@ impl Executor {
     ) -> Result<Outcome, TaskFailure> {
         match spec {
             TaskSpec::DbProvision(db) => {
-                crate::dbs::provision(
-                    &self.engine,
-                    &self.crash,
-                    db,
-                    log,
-                    self.health_timeout.max(Duration::from_secs(120)),
-                )
-                .await?;
+                let ready = self.health_timeout.max(Duration::from_secs(120));
+                crate::dbs::provision(&self.engine, &self.crash, db, log, ready).await?;
+                if let Some(import) = &db.import {
+                    self.mover().import(db, import, log, ready).await?;
+                }
                 return Ok(Outcome::default());
+            }
+            TaskSpec::DbExport(export) => {
+                let result = self.mover().export(export, log).await?;
+                return Ok(Outcome {
+                    backup: Some(result),
+                    ..Outcome::default()
+                });
             }
             TaskSpec::DbStop(target) => {
                 // A stop the agent makes is not a crash to restart.
@@ -338,6 +356,7 @@ impl Executor {
             | TaskSpec::DbStop(_)
             | TaskSpec::DbDelete(_)
             | TaskSpec::DbBackup(_)
+            | TaskSpec::DbExport(_)
             | TaskSpec::DbRestore(_)
             | TaskSpec::ImagePush(_) => {
                 unreachable!("answered above")

@@ -18,6 +18,7 @@ mod heartbeat;
 mod images;
 mod ingress;
 mod metrics;
+mod moves;
 mod runner;
 mod runs;
 mod state;
@@ -169,6 +170,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         drain: Duration::from_secs(args.drain_seconds),
         dumps: crate::backups::Dumps::new(args.backup_dir()),
         keep_images: args.keep_images,
+        client: client.clone(),
     });
     let syncing = tokio::spawn(sync_ingress_forever(executor.clone()));
     let runner = Runner {

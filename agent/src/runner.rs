@@ -199,6 +199,7 @@ impl Runner {
                     | TaskSpec::DbStop(_)
                     | TaskSpec::DbDelete(_)
                     | TaskSpec::DbBackup(_)
+                    | TaskSpec::DbExport(_)
                     | TaskSpec::DbRestore(_)
             )
             && let Ok((instances, at)) = self.executor.report(task.spec.app_id()).await
@@ -337,7 +338,11 @@ fn jittered(wait: u64) -> u64 {
 /// control plane follows it for as long).
 fn limit_of(spec: &TaskSpec, task_timeout: Duration) -> Duration {
     match spec {
-        TaskSpec::DbBackup(_) | TaskSpec::DbRestore(_) => task_timeout.max(DUMP_LIMIT),
+        TaskSpec::DbBackup(_) | TaskSpec::DbRestore(_) | TaskSpec::DbExport(_) => {
+            task_timeout.max(DUMP_LIMIT)
+        }
+        // A moving database's provisioning fetches and restores its dump.
+        TaskSpec::DbProvision(db) if db.import.is_some() => task_timeout.max(DUMP_LIMIT),
         // Its own time limit, the wait for its caller, and pulling its image.
         TaskSpec::AppRun(run) => {
             Duration::from_secs(run.ttl_secs + run.attach_timeout_secs) + task_timeout

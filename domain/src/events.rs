@@ -24,6 +24,8 @@ pub const EVENTS: &[&str] = &[
     "database.stopped",
     "database.resized",
     "database.failed",
+    "database.moved",
+    "database.move_failed",
 ];
 
 /// The webhook event of a notice's kind.
@@ -46,6 +48,8 @@ pub fn event_of(kind: &str) -> Option<&'static str> {
         "database_stopped" => "database.stopped",
         "database_resized" => "database.resized",
         "database_failed" => "database.failed",
+        "database_moved" => "database.moved",
+        "database_move_failed" => "database.move_failed",
         _ => return None,
     })
 }
@@ -111,6 +115,8 @@ mod tests {
             "database_stopped",
             "database_resized",
             "database_failed",
+            "database_moved",
+            "database_move_failed",
         ] {
             assert!(EVENTS.contains(&event_of(kind).unwrap()), "{kind}");
         }

@@ -106,6 +106,11 @@ impl ApiError {
         Self::Unavailable(body(code, message, None))
     }
 
+    /// A 413 that says what the limit is.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::PayloadTooLarge(body("payload_too_large", message, None))
+    }
+
     pub fn payload_too_large() -> Self {
         Self::PayloadTooLarge(body(
             "payload_too_large",

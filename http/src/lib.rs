@@ -16,6 +16,7 @@ pub mod error;
 pub mod git;
 pub mod github;
 pub mod middleware;
+pub mod moves;
 pub mod quotas;
 pub mod rate_limit;
 pub mod registry_token;
@@ -222,6 +223,10 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at(
             "/api/internal/paas/runs/:run/session",
             poem::get(sessions::node_side),
+        )
+        .at(
+            "/api/internal/paas/database-moves/:id/dump",
+            poem::put(moves::hand_over).get(moves::fetch),
         )
         .at("/", poem::get(console::page))
         .at("/console/:version/:name", poem::get(console::asset))

@@ -22,6 +22,56 @@ pub struct DatabaseSpec {
     pub cpu_millicores: i32,
     pub memory_mb: i32,
     pub pids_limit: i32,
+    /// The data it starts with: a move's dump, fetched from the control
+    /// plane and restored before the database counts as running.
+    #[serde(default)]
+    pub import: Option<ImportSpec>,
+}
+
+/// A moving database's dump that a provisioning restores: fetched from the
+/// control plane at [`move_dump_path`] and checked against its SHA-256.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ImportSpec {
+    pub move_id: i64,
+    pub size_bytes: i64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+/// Dump a database that moves to another node and hand the dump to the
+/// control plane (a PUT to [`move_dump_path`]): its customer's network is
+/// cut off from it first (so nothing writes after the dump begins), and it
+/// is stopped once the dump is handed over (its data stays until the move
+/// succeeds). A failure puts it back as it was. The result is the dump's
+/// size and SHA-256, as a backup's (`backup_id` is the move's id).
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ExportSpec {
+    pub database_id: i64,
+    pub user_id: i64,
+    pub db_type: String,
+    pub move_id: i64,
+    pub username: String,
+    pub database_name: String,
+    /// Secret: travels sealed with the task, empty in stored payloads.
+    #[serde(default)]
+    pub password: String,
+}
+
+impl std::fmt::Debug for ExportSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportSpec")
+            .field("database_id", &self.database_id)
+            .field("move_id", &self.move_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a move's dump is handed to (PUT, by the node the database leaves)
+/// and fetched from (GET, by the node it goes to) on the control plane.
+pub fn move_dump_path(move_id: i64) -> String {
+    format!("/api/internal/paas/database-moves/{move_id}/dump")
 }
 
 impl std::fmt::Debug for DatabaseSpec {
@@ -463,6 +513,7 @@ mod tests {
             cpu_millicores: 250,
             memory_mb: 256,
             pids_limit: 256,
+            import: None,
         }
     }
 

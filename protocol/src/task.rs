@@ -411,6 +411,10 @@ pub enum TaskSpec {
     #[serde(rename = "db.backup")]
     #[cfg_attr(feature = "openapi", oai(mapping = "db.backup"))]
     DbBackup(crate::database::BackupSpec),
+    /// Dump a managed database that moves to another node, for that node.
+    #[serde(rename = "db.export")]
+    #[cfg_attr(feature = "openapi", oai(mapping = "db.export"))]
+    DbExport(crate::database::ExportSpec),
     /// Put a managed database back as one of its dumps says.
     #[serde(rename = "db.restore")]
     #[cfg_attr(feature = "openapi", oai(mapping = "db.restore"))]
@@ -439,6 +443,7 @@ impl TaskSpec {
             Self::DbStop(_) => "db.stop",
             Self::DbDelete(_) => "db.delete",
             Self::DbBackup(_) => "db.backup",
+            Self::DbExport(_) => "db.export",
             Self::DbRestore(_) => "db.restore",
             Self::ImagePush(_) => "image.push",
             Self::AppRun(_) => "app.run",
@@ -480,6 +485,10 @@ impl TaskSpec {
                 database_password: Some(std::mem::take(&mut d.password)),
                 ..TaskSecrets::default()
             },
+            Self::DbExport(d) => TaskSecrets {
+                database_password: Some(std::mem::take(&mut d.password)),
+                ..TaskSecrets::default()
+            },
             Self::IngressChallenge(_) | Self::DbStop(_) | Self::DbDelete(_) => {
                 TaskSecrets::default()
             }
@@ -502,6 +511,7 @@ impl TaskSpec {
             Self::DbProvision(d) => d.password = secrets.database_password.unwrap_or_default(),
             Self::DbBackup(d) => d.password = secrets.database_password.unwrap_or_default(),
             Self::DbRestore(d) => d.password = secrets.database_password.unwrap_or_default(),
+            Self::DbExport(d) => d.password = secrets.database_password.unwrap_or_default(),
             Self::IngressChallenge(_) | Self::DbStop(_) | Self::DbDelete(_) => {}
         }
     }
@@ -513,6 +523,7 @@ impl TaskSpec {
             | Self::DbStop(_)
             | Self::DbDelete(_)
             | Self::DbBackup(_)
+            | Self::DbExport(_)
             | Self::DbRestore(_) => 0,
             Self::AppApply(spec) | Self::AppRestart(spec) => spec.app_id,
             Self::AppRun(run) => run.app.app_id,

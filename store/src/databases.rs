@@ -152,6 +152,19 @@ pub async fn place(conn: &mut Conn, id: i64, node_id: i64) -> Result<()> {
     crate::found(rows)
 }
 
+/// Puts a database whose move failed back on the node it left, at the plan
+/// it had there (it is pending until that node has it running again).
+pub async fn rehome(conn: &mut Conn, id: i64, node_id: i64, plan_id: i64) -> Result<Database> {
+    Ok(diesel::update(paas_databases::table.find(id))
+        .set((
+            paas_databases::node_id.eq(Some(node_id)),
+            paas_databases::plan_id.eq(plan_id),
+        ))
+        .returning(Database::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
 /// Applies `event` to the database (checked against the transition table),
 /// with `reason` for a failure, and keeps its usage interval in line, in one
 /// transaction at `at`. Answers the database as it is now; an event the

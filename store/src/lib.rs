@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod certificates;
 pub mod console_sessions;
 pub mod database_engines;
+pub mod database_moves;
 pub mod databases;
 pub mod domains;
 pub mod env_vars;

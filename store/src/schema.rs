@@ -596,6 +596,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paas_database_moves (id) {
+        id -> Int8,
+        database_id -> Int8,
+        from_node_id -> Int8,
+        to_node_id -> Int8,
+        from_plan_id -> Int8,
+        to_plan_id -> Int8,
+        status -> Text,
+        export_task_id -> Nullable<Int8>,
+        import_task_id -> Nullable<Int8>,
+        size_bytes -> Nullable<Int8>,
+        sha256 -> Nullable<Text>,
+        estimated_seconds -> Int4,
+        error -> Nullable<Text>,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(wallets -> users (user_id));
@@ -628,6 +648,7 @@ diesel::joinable!(paas_database_restores -> paas_databases (database_id));
 diesel::joinable!(paas_runs -> paas_applications (application_id));
 diesel::joinable!(paas_app_github -> paas_applications (application_id));
 diesel::joinable!(paas_database_health -> paas_databases (database_id));
+diesel::joinable!(paas_database_moves -> paas_databases (database_id));
 diesel::joinable!(paas_github_states -> users (user_id));
 diesel::joinable!(paas_github_installations -> users (user_id));
 
@@ -669,5 +690,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_app_github,
     paas_github_deliveries,
     paas_database_health,
+    paas_database_moves,
     audit_log,
 );

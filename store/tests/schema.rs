@@ -205,6 +205,10 @@ async fn schema_rs_matches_the_migrated_database() {
         "paas_database_health",
         paas_database_health::table.select(paas_database_health::all_columns),
     ));
+    expected.extend(diesel_columns(
+        "paas_database_moves",
+        paas_database_moves::table.select(paas_database_moves::all_columns),
+    ));
 
     let actual: BTreeSet<(String, String)> = pairs(
         &mut conn,

@@ -274,6 +274,10 @@ impl Stack {
             ("SKYPANEL_PLATFORM_DOMAIN", PLATFORM_DOMAIN.to_string()),
             ("SKYPANEL_BILLING_GRACE", timing.billing_grace.to_string()),
             ("SKYPANEL_GIT_ROOT", logs.join("git").display().to_string()),
+            (
+                "SKYPANEL_TRANSFER_ROOT",
+                logs.join("transfers").display().to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -331,9 +331,17 @@ impl DatabasesApi {
     /// limits, on the same data: `pending` for the moment its engine
     /// restarts (the owner gets a `database_resized` notice naming the
     /// applications that cannot reach it meanwhile), then `running`, billed
-    /// at the new plan's rate. Its node must have room for the new plan,
-    /// otherwise 409 `no_node_available` and nothing changes. A stopped
-    /// database takes the plan for its next start.
+    /// at the new plan's rate. When its node has no room for the new plan,
+    /// it moves to another node of its region that has: dumped on its node
+    /// (cut off from its network first), copied, and restored there with
+    /// the new plan (`pending` meanwhile; a `database_resized` notice says
+    /// how long it should take, `database_moved` how long it took, and
+    /// `last_move` follows it; a failure brings it back on its node as it
+    /// was, with a `database_move_failed` notice). A database linked into
+    /// applications does not move (it is reachable only on its own node),
+    /// nor does one whose node is down: 409 `no_node_available` with the
+    /// reason, and nothing changes. A stopped database takes the plan for
+    /// its next start.
     #[oai(
         path = "/databases/:id",
         method = "put",
@@ -394,6 +402,16 @@ impl DatabasesApi {
                     "the database is linked into {}; unlink it first",
                     linked.join(", ")
                 ),
+                None,
+            ));
+        }
+        if skypanel_store::database_moves::active(&mut conn, db.id)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "conflict",
+                "the database is moving to another node; delete it once its move has ended",
                 None,
             ));
         }
@@ -497,8 +515,10 @@ impl DatabasesApi {
         let last_backup = skypanel_store::backups::last_ended(&mut conn, &[db.id])
             .await?
             .pop();
+        let last_move = skypanel_store::database_moves::latest(&mut conn, db.id).await?;
         let mut view = DatabaseView::from(db);
         view.health = Some(DatabaseHealth::new(measured, last_backup));
+        view.last_move = last_move.map(Into::into);
         view.connection = Some(ConnectionView {
             host,
             port,

@@ -69,6 +69,47 @@ pub struct DatabaseView {
     /// Only on `GET /api/paas/databases/:id`.
     #[oai(nullable)]
     pub health: Option<DatabaseHealth>,
+    /// Its latest move to another node (a new plan its own node had no
+    /// room for), under way or ended; only on `GET /api/paas/databases/:id`.
+    #[oai(nullable)]
+    pub last_move: Option<DatabaseMoveView>,
+}
+
+/// A database's move to another node: dumped on the node it leaves,
+/// copied, restored on the node it goes to.
+#[derive(Object, Debug)]
+pub struct DatabaseMoveView {
+    /// `exporting` (being dumped), `importing` (being restored on its new
+    /// node), `succeeded`, or `failed` (see `error`; it runs again on the
+    /// node it left, with its old plan and data).
+    pub status: String,
+    pub from_plan_id: i64,
+    pub to_plan_id: i64,
+    /// The dump's size, once made.
+    #[oai(nullable)]
+    pub size_bytes: Option<i64>,
+    /// How long it was expected to take.
+    pub estimated_seconds: i32,
+    #[oai(nullable)]
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<skypanel_store::database_moves::Move> for DatabaseMoveView {
+    fn from(m: skypanel_store::database_moves::Move) -> Self {
+        Self {
+            status: m.status,
+            from_plan_id: m.from_plan_id,
+            to_plan_id: m.to_plan_id,
+            size_bytes: m.size_bytes,
+            estimated_seconds: m.estimated_seconds,
+            error: m.error,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+        }
+    }
 }
 
 /// How a database is doing, for its owner.
@@ -137,6 +178,7 @@ impl From<Database> for DatabaseView {
             created_at: d.created_at,
             connection: None,
             health: None,
+            last_move: None,
         }
     }
 }
