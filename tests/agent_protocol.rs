@@ -798,3 +798,37 @@ async fn a_scales_outcome_arriving_while_a_git_build_runs_keeps_the_build() {
     let build = app.get(&format!("{path}/builds/{build}"), &customer).await;
     assert_eq!(build.body["status"], "pending", "{:#}", build.body);
 }
+
+#[tokio::test]
+async fn a_database_whose_provisioning_outlives_its_last_lease_fails_with_the_reason() {
+    let app = TestApp::new().await;
+    let (_, plan, customer, _, agent) = setup(&app).await;
+    let body = json!({"name": "main-db", "db_type": "postgresql", "version": "16",
+                      "plan_id": plan, "region": "local"});
+    let created = app.post("/api/paas/databases", &customer, body).await;
+    let id = created.expect(201)["id"].as_i64().unwrap();
+    let leased = app.lease(&agent, 5).await.expect(200)["tasks"][0].clone();
+    assert_eq!(leased["spec"]["kind"], "db.provision", "{leased:#}");
+    let task_id = leased["task_id"].as_i64().unwrap();
+    let lease = leased["lease_id"].as_str().unwrap();
+    app.report(&agent, task_id, lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    // The node goes silent on its last attempt: the database does not stay
+    // pending, it fails and says why.
+    app.exec_sql(&format!("UPDATE paas_tasks SET attempt = max_attempts, lease_deadline = now() - interval '1 second' WHERE id = {task_id}")).await;
+    let path = format!("/api/paas/databases/{id}");
+    app.eventually(5, "the database fails", || async {
+        app.get(&path, &customer).await.body["status"] == "failed"
+    })
+    .await;
+    let failed = app.get(&path, &customer).await;
+    assert!(
+        failed.body["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering"),
+        "{:#}",
+        failed.body
+    );
+}

@@ -12,12 +12,13 @@ mod stack;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use stack::browser::{Browser, text_of};
 use stack::databases::client;
 use stack::engines::{
     PG_APP_IMAGE, POSTGRES_IMAGE, database_plan, ensure_engine_images, local_engine,
     running_database,
 };
-use stack::{Stack, Timing, agent_dir, docker_text as docker};
+use stack::{PASSWORD, Stack, Timing, agent_dir, docker_text as docker};
 
 /// The network a container is on.
 fn network_of_container(stack: &Stack, container: &str) -> String {
@@ -269,6 +270,25 @@ async fn docker_a_database_whose_node_has_no_room_moves_to_another_node_with_its
     let moved = notices(&stack, &alice, "database_moved").await;
     assert_eq!(moved.len(), 1, "{moved:?}");
     assert!(moved[0].contains("moved in"), "{moved:?}");
+    // The console's database page says so.
+    let mut browser = Browser::start().await;
+    browser
+        .log_in(
+            &format!("{}/#/databases/{db}", stack.base),
+            "alice@example.com",
+            PASSWORD,
+        )
+        .await;
+    browser
+        .until(
+            30,
+            "the database page with its move",
+            &format!(
+                "{}.includes('moved for plan db-big in')",
+                text_of("#db-move")
+            ),
+        )
+        .await;
     // The dump does not stay on the control plane.
     let left: Vec<_> = std::fs::read_dir(stack.logs.join("transfers"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())

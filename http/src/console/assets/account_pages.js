@@ -56,6 +56,16 @@ export async function databasesView(main) {
   return () => clearInterval(timer);
 }
 
+/** What a database's latest move to another node is doing, or did. */
+function moveText(m, planName) {
+  const to = planName(m.to_plan_id);
+  if (m.status === 'exporting') return `moving for plan ${to}: being dumped (about ${m.estimated_seconds} s in all)`;
+  if (m.status === 'importing') return `moving for plan ${to}: being restored on its new node (about ${m.estimated_seconds} s in all)`;
+  if (m.status === 'failed') return `the move for plan ${to} failed: ${m.error || 'no reason given'}; it runs on its node as before`;
+  const took = m.finished_at ? Math.round((new Date(m.finished_at) - new Date(m.started_at)) / 1000) : null;
+  return `moved for plan ${to}${took != null ? ` in ${took} s` : ''}`;
+}
+
 export async function databaseView(main, id, navigate) {
   const head = h('div', {class: 'title-row'});
   const details = h('dl', {class: 'details'});
@@ -77,6 +87,7 @@ export async function databaseView(main, id, navigate) {
       h('dt', {}, 'Connections'), h('dd', {id: 'db-connections'}, health.connections != null ? String(health.connections) : '—'),
       h('dt', {}, 'Last backup'), h('dd', {}, health.last_backup ? [when(health.last_backup.created_at), ' ', badge(health.last_backup.status)] : 'none yet'),
       h('dt', {}, 'Created'), h('dd', {}, when(d.created_at)),
+      d.last_move ? [h('dt', {}, 'Move to another node'), h('dd', {id: 'db-move'}, moveText(d.last_move, planName))] : null,
       d.failure_reason ? [h('dt', {}, 'Failure'), h('dd', {class: 'error'}, d.failure_reason)] : null);
     if (planShown !== d.plan_id) {
       planSelect.value = String(d.plan_id);
