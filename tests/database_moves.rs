@@ -13,24 +13,12 @@ mod stack;
 use reqwest::Method;
 use serde_json::{Value, json};
 use stack::browser::{Browser, text_of};
-use stack::databases::client;
+use stack::databases::{client, network_of_container};
 use stack::engines::{
     PG_APP_IMAGE, POSTGRES_IMAGE, database_plan, ensure_engine_images, local_engine,
     running_database,
 };
 use stack::{PASSWORD, Stack, Timing, agent_dir, docker_text as docker};
-
-/// The network a container is on.
-fn network_of_container(stack: &Stack, container: &str) -> String {
-    let info = stack.inspect(container);
-    info["NetworkSettings"]["Networks"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .next()
-        .unwrap()
-        .clone()
-}
 
 /// The database's entry in the admin's list.
 async fn admin_entry(stack: &Stack, db: i64) -> Value {

@@ -8,7 +8,12 @@ use super::{Stack, docker_text as docker};
 
 /// The customer network a database's container is on.
 pub fn network_of(stack: &Stack, id: i64) -> String {
-    let info = stack.inspect(&format!("{}sp-db-{id}", stack.namespace));
+    network_of_container(stack, &format!("{}sp-db-{id}", stack.namespace))
+}
+
+/// The (first) network container `name` is on.
+pub fn network_of_container(stack: &Stack, name: &str) -> String {
+    let info = stack.inspect(name);
     info["NetworkSettings"]["Networks"]
         .as_object()
         .unwrap()
