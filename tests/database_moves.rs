@@ -67,8 +67,19 @@ async fn docker_a_database_whose_node_has_no_room_moves_to_another_node_with_its
         format!("{}a-", stack.namespace),
         format!("{}b-", stack.namespace),
     );
+    // The first node's agent serves its metrics.
+    let metrics_port = stack::free_port();
     let (first, _first_agent) = stack
-        .node_at("worker-1", agent_dir(), &stack.base, &first_ns)
+        .node_with(
+            "worker-1",
+            agent_dir(),
+            &stack.base,
+            &first_ns,
+            &[(
+                "SKYPANEL_AGENT_METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )],
+        )
         .await;
     let capacity = stack.get("/api/admin/paas/capacity", &stack.admin).await;
     let total = capacity["nodes"][0]["memory_total"].as_i64().unwrap();
@@ -282,6 +293,33 @@ async fn docker_a_database_whose_node_has_no_room_moves_to_another_node_with_its
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+    // The node it left counted both dumps (the failed and the handed-over)
+    // in its metrics; anything but /metrics is not served there.
+    let agent_metrics = format!("http://127.0.0.1:{metrics_port}");
+    let text = stack
+        .http
+        .get(format!("{agent_metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "skypanel_agent_tasks_total{kind=\"db.export\",status=\"failed\"} 1",
+        "skypanel_agent_tasks_total{kind=\"db.export\",status=\"succeeded\"} 1",
+        "skypanel_agent_task_duration_seconds_count{kind=\"db.export\"} 2",
+        "# TYPE skypanel_agent_heartbeats_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    let other = stack
+        .http
+        .get(format!("{agent_metrics}/debug"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
     // The dump's path takes nobody without a node credential.
     let dump = format!("{}/api/internal/paas/database-moves/1/dump", stack.base);
     let answer = stack.http.get(&dump).send().await.unwrap();

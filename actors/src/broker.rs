@@ -181,6 +181,7 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
         if expired.requeued {
             continue;
         }
+        crate::metrics::task_ended(&task);
         if task.kind == "app.run" {
             crate::runs::task_finished(ctx, &task).await?;
             continue;

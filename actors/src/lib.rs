@@ -21,6 +21,7 @@ mod database_moves;
 mod databases;
 mod error;
 mod images;
+pub mod metrics;
 mod node;
 mod orchestrator;
 mod releases;

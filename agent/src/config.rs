@@ -168,6 +168,11 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long = "log-json", env = "SKYPANEL_AGENT_LOG_JSON")]
     pub log_json: bool,
+
+    /// Serve Prometheus metrics at `http://<address>/metrics` (off unless
+    /// set; keep it on a local or private address: it has no authentication).
+    #[arg(long = "metrics-listen", env = "SKYPANEL_AGENT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Args {

@@ -73,6 +73,17 @@ pub async fn provision(
                 short(&e)
             ))
         })?;
+    // On its customer's network even if a move cut it off and could not
+    // put it back (its node stopped meanwhile).
+    engine
+        .rejoin_database(spec.database_id, spec.user_id)
+        .await
+        .map_err(|e| {
+            TaskFailure::node(format!(
+                "cannot put the database on its network: {}",
+                short(&e)
+            ))
+        })?;
     engine
         .start(&name)
         .await

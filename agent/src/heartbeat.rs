@@ -37,7 +37,9 @@ impl Heartbeats {
         );
         while !*shutdown.borrow() {
             let beat = self.collect(&mut metrics, &mut previous_cpu).await;
-            let wait = match self.client.heartbeat(&beat).await {
+            let sent = self.client.heartbeat(&beat).await;
+            crate::exporter::heartbeat(sent.is_ok());
+            let wait = match sent {
                 Ok(ack) => {
                     backoff.reset();
                     if ack.rotate_credential {

@@ -13,6 +13,7 @@ mod dbhealth;
 mod dbs;
 mod docker;
 mod executor;
+mod exporter;
 mod firewall;
 mod heartbeat;
 mod images;
@@ -59,6 +60,8 @@ fn main() -> ExitCode {
         !(meta.target().starts_with("bollard") && *meta.level() > tracing::Level::INFO)
     });
     let logs = tracing_subscriber::registry().with(filter);
+    // Colour codes only for a terminal: never in a log file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     if args.log_json {
         logs.with(
             tracing_subscriber::fmt::layer()
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         logs.with(
             tracing_subscriber::fmt::layer()
                 .with_target(false)
+                .with_ansi(ansi)
                 .with_filter(quiet_docker),
         )
         .init();
@@ -161,6 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client: client.clone(),
         logs,
     };
+    let engine_for_metrics = engine.clone();
     let executor = Executor::new(ExecutorOptions {
         engine: engine.clone(),
         crash,
@@ -173,6 +178,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client: client.clone(),
     });
     let syncing = tokio::spawn(sync_ingress_forever(executor.clone()));
+    let exporting = match args.metrics_listen {
+        Some(address) => Some(
+            exporter::serve(address, engine_for_metrics)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {address}"))?,
+        ),
+        None => None,
+    };
     let runner = Runner {
         client,
         executor,
@@ -193,6 +206,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = measuring.await;
     watcher.abort();
     syncing.abort();
+    if let Some(exporting) = exporting {
+        exporting.abort();
+    }
     if args.stop_ingress_on_exit {
         ingress.stop().await;
     }

@@ -143,6 +143,7 @@ impl Runner {
             done,
         ));
         let limit = limit_of(&task.spec, self.task_timeout);
+        let started = std::time::Instant::now();
         let work =
             tokio::time::timeout(limit, async {
                 match &task.spec {
@@ -189,6 +190,7 @@ impl Runner {
                 ..StatusReport::new(task.lease_id, ReportedStatus::Failed)
             },
         };
+        crate::exporter::task_done(kind, report.status, started.elapsed());
         if report.status == ReportedStatus::Failed
             && !matches!(
                 task.spec,

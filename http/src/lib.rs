@@ -15,6 +15,7 @@ pub mod dto;
 pub mod error;
 pub mod git;
 pub mod github;
+pub mod metrics;
 pub mod middleware;
 pub mod moves;
 pub mod quotas;
@@ -203,6 +204,7 @@ fn inspector_page() -> poem::Response {
 pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi_service(&state);
     let docs = service.swagger_ui();
+    metrics::learn_routes(|| service.spec());
     let spec_json = service.spec_endpoint();
     let spec_yaml = service.spec_endpoint_yaml();
     Route::new()
@@ -228,6 +230,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             "/api/internal/paas/database-moves/:id/dump",
             poem::put(moves::hand_over).get(moves::fetch),
         )
+        .at("/metrics", poem::get(metrics::scrape))
         .at("/", poem::get(console::page))
         .at("/console/:version/:name", poem::get(console::asset))
         .nest("/git", git::routes())

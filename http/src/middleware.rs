@@ -57,6 +57,12 @@ pub async fn around<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<
     };
 
     let status = response.status().as_u16();
+    crate::metrics::record(
+        method.as_str(),
+        &path,
+        status,
+        started.elapsed().as_secs_f64(),
+    );
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
         tracing::warn!(%method, %path, status, elapsed_ms, "request failed");

@@ -128,7 +128,20 @@ pub(crate) async fn handle(
 ) -> Result<(), BoxDynError> {
     let period = Period::starting(job.period_start)
         .map_err(|e| AbortError::new(format!("a billing job for a bad hour: {e}")))?;
-    match bill_hour(&ctx.orchestrator, &ctx.store, period).await {
+    let started = std::time::Instant::now();
+    let billed = bill_hour(&ctx.orchestrator, &ctx.store, period).await;
+    let outcome = if billed.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    skypanel_protocol::metrics::global().observe(
+        "skypanel_billing_run_duration_seconds",
+        "How long charging one hour took, by outcome.",
+        &[("outcome", outcome)],
+        started.elapsed().as_secs_f64(),
+    );
+    match billed {
         Ok(_) => {
             push_notices(&ctx.store, &ctx.queues).await;
             Ok(())

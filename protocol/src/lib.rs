@@ -6,6 +6,7 @@
 pub mod database;
 pub mod image;
 pub mod limits;
+pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod procfile;

@@ -152,3 +152,37 @@ pub async fn revenue(conn: &mut Conn) -> Result<Revenue> {
     .get_result(conn)
     .await?)
 }
+
+/// One count of the platform's state for `/metrics`: what is counted
+/// (`tasks`, `nodes`, `containers`, `applications`, `databases`), by what
+/// (a status or state), and for tasks by kind.
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq)]
+pub struct StateCount {
+    #[diesel(sql_type = Text)]
+    pub what: String,
+    #[diesel(sql_type = Text)]
+    pub state: String,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+}
+
+/// The platform's state counts, in one query: unfinished tasks by kind
+/// and status; nodes, containers, applications and databases by status.
+pub async fn state_counts(conn: &mut Conn) -> Result<Vec<StateCount>> {
+    Ok(diesel::sql_query(
+        "SELECT 'tasks' AS what, status AS state, kind, count(*) AS count FROM paas_tasks
+          WHERE status IN ('queued', 'leased', 'running') GROUP BY status, kind
+         UNION ALL
+         SELECT 'nodes', status, '', count(*) FROM paas_nodes GROUP BY status
+         UNION ALL
+         SELECT 'containers', state, '', count(*) FROM paas_instances GROUP BY state
+         UNION ALL
+         SELECT 'applications', status, '', count(*) FROM paas_applications GROUP BY status
+         UNION ALL
+         SELECT 'databases', status, '', count(*) FROM paas_databases GROUP BY status",
+    )
+    .load(conn)
+    .await?)
+}

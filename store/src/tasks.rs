@@ -577,10 +577,10 @@ pub async fn finished_of_generation(
 
 /// Fails a queued or leased task that cannot be handed out (its stored spec
 /// or secrets do not open): it must not block its node's queue.
-pub async fn fail_unreadable(conn: &mut Conn, task_id: i64, reason: &str) -> Result<()> {
+pub async fn fail_unreadable(conn: &mut Conn, task_id: i64, reason: &str) -> Result<Option<Task>> {
     let failed = task_transition(TaskStatus::Leased, TaskEvent::Unreadable)
         .map_err(|e| Error::Corrupt(e.to_string()))?;
-    diesel::update(paas_tasks::table.find(task_id).filter(
+    Ok(diesel::update(paas_tasks::table.find(task_id).filter(
         paas_tasks::status.eq_any([TaskStatus::Queued.as_str(), TaskStatus::Leased.as_str()]),
     ))
     .set((
@@ -590,9 +590,10 @@ pub async fn fail_unreadable(conn: &mut Conn, task_id: i64, reason: &str) -> Res
         paas_tasks::lease_deadline.eq(None::<DateTime<Utc>>),
         paas_tasks::finished_at.eq(Utc::now()),
     ))
-    .execute(conn)
-    .await?;
-    Ok(())
+    .returning(Task::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
 /// The newest task of a build, if it has one.

@@ -100,7 +100,7 @@ pub fn ensure_images() {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -470,17 +470,34 @@ impl Stack {
         control_plane: &str,
         namespace: &str,
     ) -> (i64, AgentProcess) {
+        self.node_with(name, state_dir, control_plane, namespace, &[])
+            .await
+    }
+
+    /// [`Stack::node_at`] with more environment for its agent.
+    pub async fn node_with(
+        &self,
+        name: &str,
+        state_dir: PathBuf,
+        control_plane: &str,
+        namespace: &str,
+        env: &[(&str, String)],
+    ) -> (i64, AgentProcess) {
         let body = json!({"name": name, "region": "local", "host_address": "127.0.0.1"});
         let (status, registered) = self
             .post("/api/admin/paas/nodes/register", &self.admin, body)
             .await;
         assert_eq!(status, 201, "{registered:#}");
-        let agent = self.agent_at(
-            control_plane,
-            namespace,
-            Some(registered["registration_token"].as_str().unwrap()),
-            state_dir,
+        let mut command = self.agent_command(control_plane, namespace, &state_dir);
+        // Never on the command line: `ps` shows that to every user.
+        command.env(
+            "SKYPANEL_AGENT_TOKEN",
+            registered["registration_token"].as_str().unwrap(),
         );
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let agent = self.spawn_agent(command, state_dir);
         let id = registered["node_id"].as_i64().unwrap();
         self.until_node(20, id, "online").await;
         (id, agent)

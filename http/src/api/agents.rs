@@ -164,8 +164,17 @@ impl AgentsApi {
                 .unwrap_or(0) as f64
                 / 1000.0;
             tracing::debug!(task_id = task.id, node_id = node, queued_ms, "task leased");
+            if task.attempt == 1 {
+                skypanel_protocol::metrics::global().observe(
+                    "skypanel_task_lease_wait_seconds",
+                    "Time from a task's queueing to its first lease, by kind.",
+                    &[("kind", &task.kind)],
+                    queued_ms / 1000.0,
+                );
+            }
         }
         let mut answer = Vec::with_capacity(leased.len());
+        let mut unreadable = Vec::new();
         for task in leased {
             let id = task.id;
             match self.leased(task) {
@@ -173,16 +182,29 @@ impl AgentsApi {
                 // One unreadable task must not hold up the node's queue.
                 Err(reason) => {
                     tracing::error!(task_id = id, node_id = node, %reason, "failing a task that cannot be handed out");
-                    tasks::fail_unreadable(
+                    let failed = tasks::fail_unreadable(
                         &mut conn,
                         id,
                         "the task could not be read; it was not run",
                     )
                     .await?;
+                    unreadable.extend(failed);
                 }
             }
         }
         drop(conn);
+        // Its owner (application, database, run) learns that it failed.
+        for task in unreadable {
+            skypanel_actors::metrics::task_ended(&task);
+            if let Err(err) = self
+                .state
+                .orchestrator()?
+                .task_finished(&task, Vec::new(), None)
+                .await
+            {
+                tracing::warn!(task_id = task.id, error = %err, "cannot tell an unreadable task's owner");
+            }
+        }
         Ok(self.with_clone_tokens(answer).await)
     }
 
@@ -275,6 +297,11 @@ impl AgentsApi {
                 "the heartbeat names another node",
             ));
         }
+        skypanel_protocol::metrics::global().inc(
+            "skypanel_agent_heartbeats_total",
+            "Heartbeats received from agents.",
+            &[],
+        );
         let mut ack = self.state.orchestrator()?.heartbeat(node, body.0).await?;
         // A node still on the credential a rotation replaced lost that
         // rotation's answer: it rotates again (and gets the same credential)
@@ -561,6 +588,7 @@ impl AgentsApi {
         drop(conn);
         let task = reported.task;
         if reported.changed && is_final(task.status()?) {
+            skypanel_actors::metrics::task_ended(&task);
             self.state
                 .orchestrator()?
                 .task_finished(&task, report.instances, report.observed_at)

@@ -11,4 +11,4 @@ pub mod session;
 
 pub use node::{NODE_CREDENTIAL_HEADER, NodeAuth, node_of};
 pub(crate) use principal::authenticate_token;
-pub use principal::{AdminAuth, BearerAuth, Principal, Principals};
+pub use principal::{AdminAuth, BearerAuth, Principal, Principals, admin_of};

@@ -114,6 +114,24 @@ token_or_session!(
     session::authenticate_admin
 );
 
+/// The admin calling a handler outside the OpenAPI service, by
+/// `Authorization: Bearer <token>` (a JWT or an admin's `spt_` API token).
+pub async fn admin_of(request: &Request) -> poem::Result<Principal> {
+    let token = request
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token> of an admin"))?;
+    authenticate_admin(
+        request,
+        Bearer {
+            token: token.trim().to_string(),
+        },
+    )
+    .await
+}
+
 async fn authenticate_admin(request: &Request, bearer: Bearer) -> poem::Result<Principal> {
     admin_only(authenticate(request, bearer).await?)
 }
