@@ -100,6 +100,7 @@ pub fn ensure_images() {
     }
 }
 
+/// A TCP port of this machine that nothing listens on now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
