@@ -95,8 +95,9 @@ pub(crate) async fn start(
         Ok(_) => return Err(Error::NoCapacity(format!("{refused}; try again"))),
         Err(Error::NoCapacity(_)) => {
             return Err(Error::NoCapacity(format!(
-                "{refused}; no other node of region \"{}\" has room for it either",
-                db.region
+                "no node of region \"{}\" has room for {} millicores and {} MB (neither the one \
+                 holding this database's data nor another); pick a smaller plan",
+                db.region, plan.cpu_limit, plan.memory_limit
             )));
         }
         Err(err) => return Err(err),

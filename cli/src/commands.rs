@@ -1429,11 +1429,13 @@ impl Ctx {
                 Some("pending") if Instant::now() < deadline => {}
                 _ => {
                     drop(spinner);
-                    return Err(CliError::Failed(format!(
-                        "{label}: the database is {} {}",
-                        output::text(&db["status"]),
-                        output::text(&db["failure_reason"])
-                    )));
+                    let reason = output::text(&db["failure_reason"]);
+                    let status = output::text(&db["status"]);
+                    return Err(CliError::Failed(if reason.is_empty() {
+                        format!("{label}: the database is {status}")
+                    } else {
+                        format!("{label}: the database is {status}: {reason}")
+                    }));
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
