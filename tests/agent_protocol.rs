@@ -832,3 +832,56 @@ async fn a_database_whose_provisioning_outlives_its_last_lease_fails_with_the_re
         failed.body
     );
 }
+
+#[tokio::test]
+async fn an_image_push_that_outlives_its_last_lease_is_recorded_failed_on_its_release() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    deploy(&app, &customer, application).await;
+    // The deploy's own task runs first (an application's tasks go one at a time).
+    let apply = app.next_task(&agent).await;
+    let (apply_id, apply_lease) = (
+        apply["task_id"].as_i64().unwrap(),
+        apply["lease_id"].as_str().unwrap().to_string(),
+    );
+    for status in ["running", "succeeded"] {
+        app.report(&agent, apply_id, &apply_lease, status, None, json!([]))
+            .await
+            .expect(200);
+    }
+    app.exec_sql(&format!(
+        "INSERT INTO paas_tasks (node_id, application_id, kind, payload) VALUES ({}, {application}, 'image.push', \
+         '{{\"kind\": \"image.push\", \"app_id\": {application}, \"release\": 1, \"image_id\": \"sha256:0123\", \"target\": \"127.0.0.1:5050/app-{application}:v1\"}}')",
+        agent.node_id
+    ))
+    .await;
+    let mut push = Value::Null;
+    for _ in 0..5 {
+        let answer = app.lease(&agent, 1).await;
+        if let Some(found) = answer.body["tasks"]
+            .as_array()
+            .and_then(|tasks| tasks.iter().find(|t| t["spec"]["kind"] == "image.push"))
+        {
+            push = found.clone();
+            break;
+        }
+    }
+    assert!(push.is_object(), "the push was not leased");
+    let task_id = push["task_id"].as_i64().unwrap();
+    let lease = push["lease_id"].as_str().unwrap();
+    app.report(&agent, task_id, lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    app.exec_sql(&format!("UPDATE paas_tasks SET attempt = max_attempts, lease_deadline = now() - interval '1 second' WHERE id = {task_id}")).await;
+    let path = format!("/api/paas/applications/{application}/releases");
+    app.eventually(5, "the release records the failed push", || async {
+        let releases = app.get(&path, &customer).await.body;
+        releases.as_array().unwrap().iter().any(|r| {
+            r["version"] == 1
+                && r["push_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("stopped answering"))
+        })
+    })
+    .await;
+}

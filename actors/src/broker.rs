@@ -182,17 +182,10 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
             continue;
         }
         crate::metrics::task_ended(&task);
-        if task.kind == "app.run" {
-            crate::runs::task_finished(ctx, &task).await?;
-            continue;
-        }
-        // A database's provisioning or move whose last lease ran out ends
-        // in a state its owner can read (failed, or moved back).
-        if let Some(database_id) = task.database_id {
-            crate::databases::task_finished(ctx, &task, database_id).await?;
-            continue;
-        }
-        let Some(app_id) = task.application_id else {
+        // Told to its owner as a reported failure would be: a database's
+        // provisioning fails with the reason, a move is undone, a push is
+        // recorded failed, a run ends.
+        let Some(app_id) = crate::outcomes::deliver(ctx, &task).await? else {
             continue;
         };
         let outcome = TaskOutcome::of(&task, None, None);

@@ -24,6 +24,7 @@ mod images;
 pub mod metrics;
 mod node;
 mod orchestrator;
+mod outcomes;
 mod releases;
 mod root;
 pub mod runs;

@@ -196,16 +196,7 @@ impl Orchestrator {
         instances: Vec<ContainerReport>,
         observed_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), Error> {
-        if let Some(database_id) = task.database_id {
-            return crate::databases::task_finished(&self.ctx, task, database_id).await;
-        }
-        if task.kind == "image.push" {
-            return crate::images::push_finished(&self.ctx, task).await;
-        }
-        if task.kind == "app.run" {
-            return crate::runs::task_finished(&self.ctx, task).await;
-        }
-        let Some(app_id) = task.application_id else {
+        let Some(app_id) = crate::outcomes::deliver(&self.ctx, task).await? else {
             return Ok(());
         };
         let outcome = TaskOutcome::of(task, Some(instances), observed_at);
