@@ -885,3 +885,189 @@ async fn an_image_push_that_outlives_its_last_lease_is_recorded_failed_on_its_re
     })
     .await;
 }
+
+/// A lease stream opened by hand on a real TCP connection to the
+/// application: the upgrade request, then one JSON line per ask and reply.
+struct Stream {
+    io: tokio::net::TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Stream {
+    /// The status line's code and the stream (upgraded when 101).
+    async fn open(port: u16, node: i64, credential: &str) -> (u16, Stream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut io = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET /api/internal/paas/nodes/{node}/lease-stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Connection: upgrade\r\nUpgrade: skypanel-lease/1\r\n\
+             X-SkyPanel-Node-Credential: {credential}\r\n\r\n"
+        );
+        io.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(io.read(&mut byte).await.unwrap(), 1, "closed in the head");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let status = head[9..12].parse().unwrap();
+        (
+            status,
+            Stream {
+                io,
+                pending: Vec::new(),
+            },
+        )
+    }
+
+    async fn send(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.io
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// The next reply, or None when the control plane closed the stream.
+    async fn reply(&mut self) -> Option<Value> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).unwrap());
+            }
+            let mut chunk = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(30), self.io.read(&mut chunk))
+                .await
+                .expect("a reply within 30 s")
+                .unwrap_or(0);
+            if read == 0 {
+                return None;
+            }
+            self.pending.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+/// Serves the test application on a real port (an upgrade needs a real
+/// connection) and answers the port.
+async fn served(app: &TestApp) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let endpoint = skypanel_http::app(app.state.clone());
+    tokio::spawn(async move {
+        let _ = poem::Server::new(poem::listener::TcpListener::bind(format!(
+            "127.0.0.1:{port}"
+        )))
+        .run(endpoint)
+        .await;
+    });
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    port
+}
+
+#[tokio::test]
+async fn a_lease_stream_answers_long_polls_on_one_connection_and_refuses_clearly() {
+    let app = TestApp::new().await;
+    let (admin, _, customer, application, agent) = setup(&app).await;
+    let other = app.agent(&admin, "worker-2", "local").await;
+    let port = served(&app).await;
+    let path = format!("/api/internal/paas/nodes/{}/lease-stream", agent.node_id);
+
+    // Refused before any upgrade: no `Upgrade` header, another node's
+    // credential, no credential at all.
+    let plain = app
+        .node_call(Method::GET, &path, &agent.credential, None)
+        .await;
+    assert_eq!(
+        plain.expect_error(400, "upgrade_required")["field"],
+        "Upgrade"
+    );
+    let (status, _) = Stream::open(port, agent.node_id, &other.credential).await;
+    assert_eq!(status, 403);
+    let (status, _) = Stream::open(port, agent.node_id, "spn_not-a-credential").await;
+    assert_eq!(status, 401);
+
+    let (status, mut stream) = Stream::open(port, agent.node_id, &agent.credential).await;
+    assert_eq!(status, 101);
+    // Nothing queued: an ask that does not wait answers no tasks.
+    stream.send(r#"{"wait":0,"max":8}"#).await;
+    assert_eq!(stream.reply().await.unwrap()["tasks"], json!([]));
+
+    // A waiting ask is answered the moment its task commits.
+    let started = Instant::now();
+    let request = uuid::Uuid::new_v4();
+    stream
+        .send(&format!(r#"{{"wait":20,"max":8,"request":"{request}"}}"#))
+        .await;
+    let deployer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        deploy(&app, &customer, application).await
+    };
+    let (reply, _) = tokio::join!(stream.reply(), deployer);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "the ask waited {waited:?}: it was not woken"
+    );
+    let reply = reply.unwrap();
+    let task = &reply["tasks"][0];
+    assert_eq!(task["spec"]["kind"], "app.apply");
+    assert_eq!(task["spec"]["app_id"], application);
+    assert!(reply.get("refused").is_none());
+
+    // The same request id again (its reply was lost): the same task.
+    stream
+        .send(&format!(r#"{{"wait":0,"max":8,"request":"{request}"}}"#))
+        .await;
+    let again = stream.reply().await.unwrap();
+    assert_eq!(again["tasks"][0]["task_id"], task["task_id"]);
+    assert_eq!(again["tasks"][0]["lease_id"], task["lease_id"]);
+
+    // A wait past the bound is refused as over HTTP, and the stream closes.
+    stream.send(r#"{"wait":61,"max":8}"#).await;
+    let refused = stream.reply().await.unwrap();
+    assert_eq!(refused["refused"]["code"], "invalid");
+    assert_eq!(refused["refused"]["field"], "wait");
+    assert_eq!(refused["refused"]["status"], 422);
+    assert!(stream.reply().await.is_none(), "the stream closes");
+
+    // A line that is not an ask: refused, closed.
+    let (_, mut stream) = Stream::open(port, agent.node_id, &agent.credential).await;
+    stream.send("lease please").await;
+    assert_eq!(stream.reply().await.unwrap()["refused"]["status"], 422);
+    assert!(stream.reply().await.is_none());
+    // An endless line: refused past 1 KiB, not held.
+    let (_, mut stream) = Stream::open(port, agent.node_id, &agent.credential).await;
+    {
+        use tokio::io::AsyncWriteExt;
+        stream.io.write_all(&[b'x'; 4096]).await.unwrap();
+    }
+    assert_eq!(stream.reply().await.unwrap()["refused"]["status"], 413);
+
+    // Each ask checks the credential: once the node is removed, the next
+    // ask on a stream opened before is refused.
+    let (_, mut stream) = Stream::open(port, other.node_id, &other.credential).await;
+    stream.send(r#"{"wait":0,"max":8}"#).await;
+    assert_eq!(stream.reply().await.unwrap()["tasks"], json!([]));
+    app.delete(&format!("/api/admin/paas/nodes/{}", other.node_id), &admin)
+        .await
+        .expect(204);
+    stream.send(r#"{"wait":0,"max":8}"#).await;
+    let refused = stream.reply().await.unwrap();
+    assert_eq!(refused["refused"]["code"], "unauthorized");
+    assert_eq!(refused["refused"]["status"], 401);
+    assert!(stream.reply().await.is_none());
+}

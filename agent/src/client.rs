@@ -2,12 +2,13 @@
 //! authenticated with the node credential (which can be swapped on rotation).
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use skypanel_protocol::CREDENTIAL_HEADER;
+use skypanel_protocol::lease_stream::LeaseAsk;
 use skypanel_protocol::node::{
     AppLogAck, AppLogBatch, Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated,
 };
@@ -16,6 +17,7 @@ use skypanel_protocol::task::{
 };
 use uuid::Uuid;
 
+use crate::lease_stream::LeaseStream;
 use crate::state::Credentials;
 
 /// How a call failed.
@@ -46,7 +48,20 @@ pub struct ControlPlane {
     http: reqwest::Client,
     base: String,
     credentials: Arc<RwLock<Option<Credentials>>>,
+    stream: Arc<tokio::sync::Mutex<StreamSlot>>,
 }
+
+/// The lease stream between long-polls, or since when the control plane
+/// is known not to offer one.
+#[derive(Default)]
+struct StreamSlot {
+    open: Option<LeaseStream>,
+    not_offered: Option<Instant>,
+}
+
+/// How long the agent long-polls over HTTP after the control plane did not
+/// offer a lease stream, before it asks again (it may have been upgraded).
+const STREAM_ASKED_AGAIN: Duration = Duration::from_secs(600);
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -60,9 +75,15 @@ async fn refusal(response: reqwest::Response) -> Result<reqwest::Response, Clien
         return Ok(response);
     }
     let body: serde_json::Value = response.json().await.unwrap_or_default();
+    Err(refused(status, &body))
+}
+
+/// The error a refusal with `status` and error body `body` stands for.
+pub(crate) fn refused(status: StatusCode, body: &serde_json::Value) -> ClientError {
     let message = body["message"].as_str().unwrap_or("no message").to_string();
-    Err(match status {
+    match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized(message),
+        StatusCode::CONFLICT if body["code"] == "stale_lease" => ClientError::StaleLease,
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
             ClientError::Unreachable(format!("{s}: {message}"))
         }
@@ -70,7 +91,7 @@ async fn refusal(response: reqwest::Response) -> Result<reqwest::Response, Clien
             status: s.as_u16(),
             message,
         },
-    })
+    }
 }
 
 impl ControlPlane {
@@ -83,6 +104,7 @@ impl ControlPlane {
             http,
             base,
             credentials: Arc::new(RwLock::new(None)),
+            stream: Arc::default(),
         })
     }
 
@@ -135,18 +157,7 @@ impl ControlPlane {
                 .map_err(|e| ClientError::Unreachable(format!("unreadable answer: {e}")));
         }
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let message = body["message"].as_str().unwrap_or("no message").to_string();
-        Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized(message),
-            StatusCode::CONFLICT if body["code"] == "stale_lease" => ClientError::StaleLease,
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                ClientError::Unreachable(format!("{s}: {message}"))
-            }
-            s => ClientError::Rejected {
-                status: s.as_u16(),
-                message,
-            },
-        })
+        Err(refused(status, &body))
     }
 
     async fn expect<B: Serialize + ?Sized, R: DeserializeOwned>(
@@ -192,6 +203,9 @@ impl ControlPlane {
         max: usize,
         request: Uuid,
     ) -> Result<Vec<LeasedTask>, ClientError> {
+        if let Some(tasks) = self.lease_on_stream(wait, max, request).await? {
+            return Ok(tasks);
+        }
         let path = format!(
             "/api/internal/paas/nodes/{}/leases?wait={wait}&max={max}&request={request}",
             self.node_id()
@@ -200,6 +214,53 @@ impl ControlPlane {
             .post(&path, &(), Duration::from_secs(wait) + CALL_TIMEOUT)
             .await?;
         Ok(leases.map(|l| l.tasks).unwrap_or_default())
+    }
+
+    /// [`Self::lease`] over the lease stream, opened on first use and again
+    /// after an error or a credential rotation. None when the control plane
+    /// does not offer one: long-poll over HTTP.
+    async fn lease_on_stream(
+        &self,
+        wait: u64,
+        max: usize,
+        request: Uuid,
+    ) -> Result<Option<Vec<LeasedTask>>, ClientError> {
+        let mut slot = self.stream.lock().await;
+        if slot
+            .not_offered
+            .is_some_and(|since| since.elapsed() < STREAM_ASKED_AGAIN)
+        {
+            return Ok(None);
+        }
+        let credential = self.credential();
+        // Taken out while in use: an ask given up half-way (a shutdown, an
+        // error) leaves no stream whose next reply would answer it.
+        let mut stream = match slot.open.take() {
+            Some(stream) if stream.credential == credential => stream,
+            _ => match LeaseStream::open(&self.http, &self.base, self.node_id(), &credential)
+                .await?
+            {
+                Some(stream) => stream,
+                None => {
+                    tracing::info!(
+                        "the control plane offers no lease stream; long-polling over HTTP"
+                    );
+                    slot.not_offered = Some(Instant::now());
+                    return Ok(None);
+                }
+            },
+        };
+        let ask = LeaseAsk {
+            wait,
+            max: i64::try_from(max).unwrap_or(i64::MAX),
+            request: Some(request),
+        };
+        let tasks = stream
+            .ask(&ask, Duration::from_secs(wait) + CALL_TIMEOUT)
+            .await?;
+        slot.open = Some(stream);
+        slot.not_offered = None;
+        Ok(Some(tasks))
     }
 
     pub async fn extend(&self, task_id: i64, lease_id: Uuid) -> Result<Extended, ClientError> {

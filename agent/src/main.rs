@@ -18,6 +18,7 @@ mod firewall;
 mod heartbeat;
 mod images;
 mod ingress;
+mod lease_stream;
 mod metrics;
 mod moves;
 mod runner;

@@ -7,7 +7,8 @@
 //! CPU and memory; `--row` prints them as one Markdown table row as well.
 //!
 //! Connections are shared as a real fleet shares them: each agent keeps one
-//! long-poll connection of its own, while heartbeats and status reports of
+//! long-poll connection of its own (its lease stream, or with
+//! `--http-long-poll` a connection its HTTP long-polls reuse), while heartbeats and status reports of
 //! every agent go through a small pool (`--beat-connections`), so that 10,000
 //! agents fit in this process's 20,000 open files.
 //!
@@ -22,9 +23,11 @@ use clap::Parser;
 use rand::Rng;
 use serde_json::{Value, json};
 use skypanel_protocol::CREDENTIAL_HEADER;
+use skypanel_protocol::lease_stream::{self, LeaseAsk, Lines};
 use skypanel_protocol::task::{AppTarget, TaskSpec};
 use skypanel_store::Store;
 use skypanel_store::tasks::{self, NewTask};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 #[derive(Parser, Debug)]
@@ -56,6 +59,10 @@ struct Args {
     /// Connections shared by every agent's heartbeats and status reports.
     #[arg(long, default_value_t = 32)]
     beat_connections: usize,
+    /// Long-poll with HTTP requests instead of the lease stream the real
+    /// agent uses (to compare what each costs the control plane).
+    #[arg(long)]
+    http_long_poll: bool,
     /// Also print the figures as one row of the README's table.
     #[arg(long)]
     row: bool,
@@ -224,6 +231,42 @@ async fn heartbeat_loop(
     }
 }
 
+/// What the agents do with the tasks a long-poll answered: note their
+/// arrival, and report them running and succeeded through the shared pool.
+fn arrived(
+    tasks: Vec<Value>,
+    at: Instant,
+    beats: &BeatPool,
+    base: &str,
+    agent: &Arc<Agent>,
+    figures: &Shared,
+) {
+    for task in tasks {
+        let id = task["task_id"].as_i64().unwrap_or(0);
+        record(figures, |f| match f.committed.remove(&id) {
+            Some(committed) => f.latencies.push(at.saturating_duration_since(committed)),
+            None => {
+                f.early.insert(id);
+            }
+        });
+        // The reports go through the shared pool, off this agent's poll.
+        let (beats, base, agent) = (beats.clone(), base.to_string(), agent.clone());
+        tokio::spawn(async move {
+            for status in ["running", "succeeded"] {
+                let body = json!({"lease_id": task["lease_id"], "status": status});
+                let url = format!("{base}/api/internal/paas/tasks/{id}/status");
+                let _ = beats.post(url, &agent.credential, &body).await;
+            }
+        });
+    }
+}
+
+/// As the real agent does: each wait 75-100 % of the configured one.
+fn jittered_wait() -> u64 {
+    rand::thread_rng().gen_range(15..=20)
+}
+
+/// An agent's long-polls as HTTP requests (`--http-long-poll`).
 async fn poll_loop(
     polls: reqwest::Client,
     beats: BeatPool,
@@ -234,14 +277,12 @@ async fn poll_loop(
 ) {
     let leases = format!("{base}/api/internal/paas/nodes/{}/leases", agent.node_id);
     while Instant::now() < stop {
-        // As the real agent does: each wait 75-100 % of the configured one.
-        let wait = rand::thread_rng().gen_range(15..=20);
         let answer = polls
-            .post(format!("{leases}?wait={wait}&max=8"))
+            .post(format!("{leases}?wait={}&max=8", jittered_wait()))
             .header(CREDENTIAL_HEADER, &agent.credential)
             .send()
             .await;
-        let arrived = Instant::now();
+        let at = Instant::now();
         let answer = match answer {
             Ok(answer) if answer.status().as_u16() == 200 => answer,
             Ok(answer) if answer.status().as_u16() == 204 => continue,
@@ -255,24 +296,94 @@ async fn poll_loop(
             record(&figures, |f| f.poll_errors += 1);
             continue;
         };
-        for task in leased["tasks"].as_array().cloned().unwrap_or_default() {
-            let id = task["task_id"].as_i64().unwrap_or(0);
-            record(&figures, |f| match f.committed.remove(&id) {
-                Some(at) => f.latencies.push(arrived.saturating_duration_since(at)),
+        let tasks = leased["tasks"].as_array().cloned().unwrap_or_default();
+        arrived(tasks, at, &beats, &base, &agent, &figures);
+    }
+}
+
+/// An agent's long-polls as asks on its lease stream, as the real agent
+/// makes them (the default).
+async fn stream_loop(
+    polls: reqwest::Client,
+    beats: BeatPool,
+    base: String,
+    agent: Arc<Agent>,
+    figures: Shared,
+    stop: Instant,
+) {
+    let mut stream = None;
+    while Instant::now() < stop {
+        let failed = async {
+            record(&figures, |f| f.poll_errors += 1);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let (io, lines) = match &mut stream {
+            Some(open) => open,
+            None => match open_stream(&polls, &base, &agent).await {
+                Some(open) => stream.insert(open),
                 None => {
-                    f.early.insert(id);
+                    failed.await;
+                    continue;
                 }
-            });
-            // The reports go through the shared pool, off this agent's poll.
-            let (beats, base, agent) = (beats.clone(), base.clone(), agent.clone());
-            tokio::spawn(async move {
-                for status in ["running", "succeeded"] {
-                    let body = json!({"lease_id": task["lease_id"], "status": status});
-                    let url = format!("{base}/api/internal/paas/tasks/{id}/status");
-                    let _ = beats.post(url, &agent.credential, &body).await;
-                }
-            });
+            },
+        };
+        let ask = LeaseAsk {
+            wait: jittered_wait(),
+            max: 8,
+            request: None,
+        };
+        let Some(reply) = exchange(io, lines, &ask).await else {
+            stream = None;
+            failed.await;
+            continue;
+        };
+        let at = Instant::now();
+        if !reply["refused"].is_null() {
+            stream = None;
+            failed.await;
+            continue;
         }
+        let tasks = reply["tasks"].as_array().cloned().unwrap_or_default();
+        arrived(tasks, at, &beats, &base, &agent, &figures);
+    }
+}
+
+async fn open_stream(
+    polls: &reqwest::Client,
+    base: &str,
+    agent: &Agent,
+) -> Option<(reqwest::Upgraded, Lines)> {
+    let response = polls
+        .get(format!("{base}{}", lease_stream::path(agent.node_id)))
+        .header(CREDENTIAL_HEADER, &agent.credential)
+        .header("connection", "upgrade")
+        .header("upgrade", lease_stream::PROTOCOL)
+        .send()
+        .await
+        .ok()?;
+    if response.status().as_u16() != 101 {
+        return None;
+    }
+    let io = response.upgrade().await.ok()?;
+    Some((io, Lines::new(lease_stream::MAX_REPLY_BYTES)))
+}
+
+/// One ask and its reply; None when the stream broke.
+async fn exchange(io: &mut reqwest::Upgraded, lines: &mut Lines, ask: &LeaseAsk) -> Option<Value> {
+    io.write_all(&lease_stream::frame(ask)).await.ok()?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(line) = lines.next_line() {
+            return serde_json::from_slice(&line).ok();
+        }
+        let read = tokio::time::timeout(Duration::from_secs(80), io.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if read == 0 {
+            return None;
+        }
+        lines.push(&chunk[..read]).ok()?;
     }
 }
 
@@ -311,11 +422,14 @@ async fn sample_connections(store: Store, stop: Instant) -> (i64, i64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // One connection per agent for its long-poll, as a real agent keeps.
-    let polls = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.agents)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    // One connection per agent for its long-poll, as a real agent keeps
+    // (upgraded to its lease stream unless `--http-long-poll`). The stream's
+    // asks have their own timeout: a request timeout would end the stream.
+    let mut polls = reqwest::Client::builder().pool_max_idle_per_host(args.agents);
+    if args.http_long_poll {
+        polls = polls.timeout(Duration::from_secs(60));
+    }
+    let polls = polls.build()?;
     let beats = BeatPool {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(args.beat_connections)
@@ -372,14 +486,13 @@ async fn main() -> anyhow::Result<()> {
             figures.clone(),
             forever,
         )));
-        workers.push(tokio::spawn(poll_loop(
-            polls.clone(),
-            beats.clone(),
-            args.control_plane.clone(),
-            agent.clone(),
-            figures.clone(),
-            forever,
-        )));
+        let (polls, beats, base) = (polls.clone(), beats.clone(), args.control_plane.clone());
+        let (agent, figures) = (agent.clone(), figures.clone());
+        workers.push(if args.http_long_poll {
+            tokio::spawn(poll_loop(polls, beats, base, agent, figures, forever))
+        } else {
+            tokio::spawn(stream_loop(polls, beats, base, agent, figures, forever))
+        });
     }
     println!(
         "warming up for {} s (every agent heartbeats and polls) …",

@@ -15,6 +15,8 @@ pub mod dto;
 pub mod error;
 pub mod git;
 pub mod github;
+pub mod lease_stream;
+pub mod leasing;
 pub mod metrics;
 pub mod middleware;
 pub mod moves;
@@ -225,6 +227,10 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at(
             "/api/internal/paas/runs/:run/session",
             poem::get(sessions::node_side),
+        )
+        .at(
+            "/api/internal/paas/nodes/:id/lease-stream",
+            poem::get(lease_stream::upgrade),
         )
         .at(
             "/api/internal/paas/database-moves/:id/dump",

@@ -5,6 +5,7 @@
 
 pub mod database;
 pub mod image;
+pub mod lease_stream;
 pub mod limits;
 pub mod metrics;
 pub mod names;

@@ -2,12 +2,9 @@
 //! token, heartbeats, credential rotation, long-polled leases, and the
 //! fenced reports on a leased task (extend, status, logs).
 
-use std::time::{Duration, Instant};
-
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::{ApiResponse, OpenApi};
-use skypanel_actors::NodeWaiter;
 use skypanel_domain::credentials::{
     NODE_CREDENTIAL_PREFIX, REGISTRATION_TOKEN_PREFIX, generate_token, rotated_credential,
     token_digest,
@@ -15,7 +12,6 @@ use skypanel_domain::credentials::{
 use skypanel_domain::lifecycle::TaskEvent;
 use skypanel_domain::lifecycle::task::is_final;
 use skypanel_jobs::NewLine;
-use skypanel_protocol::MAX_LEASE_WAIT_SECS;
 use skypanel_protocol::limits::{
     MAX_APP_LOG_LINE_BYTES, MAX_APP_LOG_LINES, MAX_LOG_BATCH_BYTES, clip,
 };
@@ -23,18 +19,19 @@ use skypanel_protocol::node::{
     AppLogAck, AppLogBatch, Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated,
 };
 use skypanel_protocol::task::{
-    Extended, LeaseRef, LeasedTask, Leases, LogAck, LogBatch, ReportedStatus, StatusAck,
-    StatusReport, TaskResult, TaskSecrets, TaskSpec,
+    Extended, LeaseRef, Leases, LogAck, LogBatch, ReportedStatus, StatusAck, StatusReport,
+    TaskResult,
 };
 use skypanel_store::agents::{self, MachineInfo};
 use skypanel_store::apps;
 use skypanel_store::audit::Actor;
-use skypanel_store::tasks::{self, Refusal, Task};
+use skypanel_store::tasks::{self, Refusal};
 
 use super::{Audit, Tag};
 use crate::auth::{NODE_CREDENTIAL_HEADER, NodeAuth};
 use crate::body::{JsonBody, JsonReply};
 use crate::error::{ActorNotFound, ApiError, ApiResult, OrNotFound};
+use crate::leasing::Polled;
 use crate::state::AppState;
 
 pub struct AgentsApi {
@@ -43,8 +40,6 @@ pub struct AgentsApi {
 
 /// How long a previous credential keeps working after a rotation.
 const ROTATION_GRACE_MINUTES: i64 = 10;
-/// The most tasks one lease answer hands out.
-const MAX_TASKS_PER_LEASE: i64 = 32;
 /// What a build's stored log may hold beyond the agent's cap: the line
 /// saying what the agent left out between the log's head and tail.
 const BUILD_LOG_SLACK: i64 = 64 * 1024;
@@ -86,138 +81,6 @@ impl AgentsApi {
             .settings()
             .lease_ttl
             .as_secs() as i64)
-    }
-
-    fn lease_ack_secs(&self) -> ApiResult<i64> {
-        let settings = self.state.orchestrator()?.context().settings();
-        Ok(settings.lease_ack.as_secs().max(1) as i64)
-    }
-
-    /// The lease answer for a task: its spec, with its sealed secrets opened.
-    /// An error says why the stored task cannot be read.
-    fn leased(&self, task: Task) -> Result<LeasedTask, String> {
-        let mut spec: TaskSpec = serde_json::from_value(task.payload.clone())
-            .map_err(|e| format!("unreadable spec: {e}"))?;
-        if let Some(sealed) = &task.sealed_secrets {
-            let opened = self
-                .state
-                .secrets()
-                .open_str(sealed, &Task::secrets_associated_data(task.id))
-                .map_err(|e| format!("secrets do not open: {e}"))?;
-            let secrets: TaskSecrets =
-                serde_json::from_str(&opened).map_err(|_| "unreadable secrets".to_string())?;
-            spec.put_secrets(secrets);
-        }
-        Ok(LeasedTask {
-            task_id: task.id,
-            lease_id: task.lease_id.ok_or("a leased task without a lease id")?,
-            lease_deadline: task
-                .lease_deadline
-                .ok_or("a leased task without a deadline")?,
-            attempt: task.attempt,
-            spec,
-        })
-    }
-
-    /// One look at the node's queue. None at all when `trust_empty` and
-    /// `waiter` knows the queue is empty (no wake-up since a look found
-    /// nothing): an idle agent's long-poll costs no query. A poll that does
-    /// not wait always looks (a task committed a moment ago may not have
-    /// woken anyone yet).
-    async fn try_lease(
-        &self,
-        waiter: &NodeWaiter,
-        node: i64,
-        max: i64,
-        request: Option<uuid::Uuid>,
-        trust_empty: bool,
-    ) -> ApiResult<Vec<LeasedTask>> {
-        let seen = waiter.wakeups();
-        let repeated = request.filter(|r| waiter.leased_lately(*r));
-        if trust_empty && repeated.is_none() && waiter.known_empty(seen) {
-            return Ok(Vec::new());
-        }
-        let ack = self.lease_ack_secs()?;
-        let mut conn = self.state.store().conn().await?;
-        // The same request again (its answer was lost): the same tasks.
-        if let Some(request) = repeated {
-            let again = tasks::leased_for_request(&mut conn, node, request, ack).await?;
-            if !again.is_empty() {
-                tracing::info!(node_id = node, %request, tasks = again.len(), "lease request repeated; answering its tasks again");
-                drop(conn);
-                let again = again
-                    .into_iter()
-                    .filter_map(|task| self.leased(task).ok())
-                    .collect();
-                return Ok(self.with_clone_tokens(again).await);
-            }
-        }
-        let leased = tasks::lease(&mut conn, node, max, ack, request).await?;
-        match request {
-            _ if leased.is_empty() => waiter.found_empty(seen),
-            Some(request) => waiter.leased(request),
-            None => {}
-        }
-        for task in &leased {
-            let queued_ms = (chrono::Utc::now() - task.created_at)
-                .num_microseconds()
-                .unwrap_or(0) as f64
-                / 1000.0;
-            tracing::debug!(task_id = task.id, node_id = node, queued_ms, "task leased");
-            if task.attempt == 1 {
-                skypanel_protocol::metrics::global().observe(
-                    "skypanel_task_lease_wait_seconds",
-                    "Time from a task's queueing to its first lease, by kind.",
-                    &[("kind", &task.kind)],
-                    queued_ms / 1000.0,
-                );
-            }
-        }
-        let mut answer = Vec::with_capacity(leased.len());
-        let mut unreadable = Vec::new();
-        for task in leased {
-            let id = task.id;
-            match self.leased(task) {
-                Ok(leased) => answer.push(leased),
-                // One unreadable task must not hold up the node's queue.
-                Err(reason) => {
-                    tracing::error!(task_id = id, node_id = node, %reason, "failing a task that cannot be handed out");
-                    let failed = tasks::fail_unreadable(
-                        &mut conn,
-                        id,
-                        "the task could not be read; it was not run",
-                    )
-                    .await?;
-                    unreadable.extend(failed);
-                }
-            }
-        }
-        drop(conn);
-        // Its owner (application, database, run) learns that it failed.
-        for task in unreadable {
-            skypanel_actors::metrics::task_ended(&task);
-            if let Err(err) = self
-                .state
-                .orchestrator()?
-                .task_finished(&task, Vec::new(), None)
-                .await
-            {
-                tracing::warn!(task_id = task.id, error = %err, "cannot tell an unreadable task's owner");
-            }
-        }
-        Ok(self.with_clone_tokens(answer).await)
-    }
-
-    /// Builds of GitHub applications get a clone token minted for them as
-    /// their lease is handed out (never stored with the task).
-    async fn with_clone_tokens(&self, mut leased: Vec<LeasedTask>) -> Vec<LeasedTask> {
-        for task in &mut leased {
-            if let TaskSpec::AppBuild(spec) = &mut task.spec {
-                super::github::grant_clone_token(&self.state, spec).await;
-                crate::git::grant_build_read(&self.state, spec).await;
-            }
-        }
-        leased
     }
 }
 
@@ -464,33 +327,21 @@ impl AgentsApi {
         request: Query<Option<uuid::Uuid>>,
     ) -> ApiResult<LeaseAnswer> {
         let node = auth.require(id.0)?;
-        let wait = wait.0.unwrap_or(0);
-        if wait > MAX_LEASE_WAIT_SECS {
-            return Err(ApiError::invalid(
-                "wait",
-                format!("wait is at most {MAX_LEASE_WAIT_SECS} seconds"),
-            ));
-        }
-        let max = max.0.unwrap_or(8).clamp(1, MAX_TASKS_PER_LEASE);
-        let deadline = Instant::now() + Duration::from_secs(wait);
-        let waiter = self.state.orchestrator()?.lease_waiter(node);
-        loop {
-            // Arm the wake-up before looking, so a task committed in between is not missed.
-            let notified = waiter.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // Boxed: a waiting long-poll (one per agent) then holds no room
-            // for the look's queries while it waits.
-            let leased = Box::pin(self.try_lease(&waiter, node, max, request.0, wait > 0)).await?;
-            if !leased.is_empty() {
-                return Ok(LeaseAnswer::Tasks(JsonReply(Leases { tasks: leased })));
+        let polled = crate::leasing::long_poll(
+            &self.state,
+            node,
+            wait.0.unwrap_or(0),
+            max.0.unwrap_or(8),
+            request.0,
+            std::future::pending(),
+        )
+        .await?;
+        Ok(match polled {
+            Polled::Tasks(tasks) if !tasks.is_empty() => {
+                LeaseAnswer::Tasks(JsonReply(Leases { tasks }))
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Ok(LeaseAnswer::Nothing);
-            }
-            let _ = tokio::time::timeout(remaining, notified).await;
-        }
+            _ => LeaseAnswer::Nothing,
+        })
     }
 
     /// Say that a one-off run's container started

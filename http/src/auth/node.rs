@@ -101,7 +101,13 @@ async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeC
     let Some(state) = request.data::<AppState>() else {
         return Err(ApiError::internal("AppState missing from request data").into());
     };
-    let digest = token_digest(&key.key);
+    Ok(authenticate(state, &key.key).await?)
+}
+
+/// The node `credential` belongs to (checked again on each ask of a lease
+/// stream, so a rotated or removed credential stops working there too).
+pub async fn authenticate(state: &AppState, credential: &str) -> Result<NodeCaller, ApiError> {
+    let digest = token_digest(credential);
     if let Some(node) = state.node_credentials().0.get(&digest) {
         return Ok(NodeCaller {
             node,
@@ -113,8 +119,7 @@ async fn authenticate_node(request: &Request, key: ApiKey) -> poem::Result<NodeC
         let mut conn = state.store().conn().await?;
         skypanel_store::agents::authenticate(&mut conn, &digest).await
     })
-    .await
-    .map_err(ApiError::from)?;
+    .await?;
     let (node, previous) =
         found.ok_or_else(|| ApiError::unauthorized("unknown or expired node credential"))?;
     if !previous {
