@@ -114,17 +114,19 @@ impl AgentsApi {
             memory_total_mb: i32::try_from(b.memory_total_mb.max(0)).unwrap_or(i32::MAX),
             disk_total_mb: i32::try_from(b.disk_total_mb.max(0)).unwrap_or(i32::MAX),
         };
+        let digest = token_digest(&credential);
         let mut conn = self.state.store().conn().await?;
         let node = agents::register(
             &mut conn,
             &token_digest(&b.registration_token),
-            &token_digest(&credential),
+            &digest,
             &info,
         )
         .await?
         .ok_or_else(refused)?;
         // A node registered again: its former credential is no longer good.
         self.state.node_credentials().forget_node(node.id);
+        self.state.node_credentials().remember(digest, node.id);
         Audit::new(request, Actor::Node(node.id), "node.agent_registered")
             .on("node", node.id)
             .write(&mut conn)
@@ -301,6 +303,7 @@ impl AgentsApi {
             .await;
         drop(conn);
         self.state.node_credentials().forget_node(node);
+        self.state.node_credentials().remember(digest, node);
         // The node's actor caches when the credential was issued.
         self.state.orchestrator()?.node_changed(node).await?;
         Ok(JsonReply(Rotated { credential }))

@@ -75,6 +75,13 @@ impl Default for NodeCredentials {
 
 impl NodeCredentials {
     /// Forgets every credential of `node` (rotated, or the node removed).
+    /// Remembers a credential just issued to `node` (registration,
+    /// rotation): the agent authenticates with it next, often thousands of
+    /// agents at once after a fleet is set up.
+    pub fn remember(&self, credential_digest: String, node: i64) {
+        self.0.remember(credential_digest, node);
+    }
+
     pub fn forget_node(&self, node: i64) {
         self.0.forget(|n| *n == node);
     }
