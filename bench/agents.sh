@@ -51,7 +51,7 @@ for agents in ${fleets//,/ }; do
     say "$agents agents"
     out=$("$target/skypanel-bench-agents" --control-plane http://127.0.0.1:18099 --database-url "$SKYPANEL_DATABASE_URL" \
         --admin-email bench@example.com --admin-password bench-password --pid "$pid" --agents "$agents" --row \
-        ${passed[@]+"${passed[@]}"} | tee /dev/stderr)
+        ${passed[@]+"${passed[@]}"} | tee -a /dev/stderr)
     rows+=("$(echo "$out" | sed -n 's/^ROW //p')")
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

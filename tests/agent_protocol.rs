@@ -1071,3 +1071,50 @@ async fn a_lease_stream_answers_long_polls_on_one_connection_and_refuses_clearly
     assert_eq!(refused["refused"]["status"], 401);
     assert!(stream.reply().await.is_none());
 }
+
+#[tokio::test]
+async fn a_tasks_end_is_an_event_sent_at_its_commit() {
+    let app = TestApp::new().await;
+    let (_, _, customer, application, agent) = setup(&app).await;
+    deploy(&app, &customer, application).await;
+    let task = app.next_task(&agent).await;
+    let id = task["task_id"].as_i64().unwrap();
+    let lease = task["lease_id"].as_str().unwrap().to_string();
+    let ends = app.state.store().task_ends().clone();
+
+    // A transition into an end state that rolls back sends nothing.
+    let armed = ends.arm(id);
+    {
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = app.sql().await;
+        conn.batch_execute(&format!(
+            "BEGIN; UPDATE paas_tasks SET status = 'failed' WHERE id = {id}; ROLLBACK;"
+        ))
+        .await
+        .unwrap();
+    }
+    assert!(
+        !armed.wait(Duration::from_millis(1500)).await,
+        "woken by a transition that never committed"
+    );
+    // Running is not an end.
+    let armed = ends.arm(id);
+    app.report(&agent, id, &lease, "running", None, json!([]))
+        .await
+        .expect(200);
+    assert!(!armed.wait(Duration::from_millis(1500)).await);
+
+    // The end wakes the waiter at once (not at its bound), and the waiter
+    // leaves nothing behind.
+    let armed = ends.arm(id);
+    assert_eq!(ends.waited(), 1);
+    let started = Instant::now();
+    let waiting = tokio::spawn(armed.wait(Duration::from_secs(30)));
+    app.report(&agent, id, &lease, "succeeded", None, json!([]))
+        .await
+        .expect(200);
+    assert!(waiting.await.unwrap(), "the end did not wake the waiter");
+    let woken = started.elapsed();
+    assert!(woken < Duration::from_secs(10), "woken after {woken:?}");
+    assert_eq!(ends.waited(), 0);
+}

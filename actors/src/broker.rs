@@ -122,6 +122,7 @@ impl Waiters {
                 }
             }
             Wakeup::All => map.values().for_each(|w| w.wake()),
+            Wakeup::TaskEnded(_) => {}
         }
     }
 }
@@ -210,11 +211,13 @@ impl Actor for LeaseBroker {
         let listen_ctx = ctx.clone();
         let listener = keep_running("task listener", move || {
             let waiters = listen_ctx.waiters().clone();
+            let ends = listen_ctx.store().task_ends().clone();
             wakeups::listen(
                 listen_ctx.store().clone(),
                 Duration::from_secs(15),
                 move |w| {
                     waiters.wake(w);
+                    ends.wake(w);
                 },
             )
         });

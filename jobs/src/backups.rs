@@ -45,7 +45,8 @@ pub struct BackupSettings {
     pub schedule: String,
     /// How long a deleted database's data stays on its node.
     pub volume_retention: Duration,
-    /// How often a running task is looked at.
+    /// The longest between two looks at a running task; its end (the task
+    /// listener's notification) wakes the job at once.
     pub poll: Duration,
     /// The longest a backup or restore may take before it is given up.
     pub follow_limit: Duration,
@@ -57,7 +58,7 @@ impl Default for BackupSettings {
             retention: 7,
             schedule: "0 0 2 * * *".into(),
             volume_retention: Duration::from_secs(7 * 24 * 3600),
-            poll: Duration::from_millis(200),
+            poll: Duration::from_secs(2),
             // The agent gives a dump an hour; a few minutes more for the report.
             follow_limit: Duration::from_secs(65 * 60),
         }
@@ -211,6 +212,8 @@ async fn follow(ctx: &BackupContext, task_id: i64) -> Result<tasks::Task, DriveE
     let deadline = tokio::time::Instant::now() + ctx.settings.follow_limit;
     let mut cancelled = false;
     loop {
+        // Armed before the look, so an end committed after it is not missed.
+        let end = ctx.store.task_ends().arm(task_id);
         let mut conn = ctx.store.conn().await?;
         let task = tasks::by_id(&mut conn, task_id).await?;
         if is_final(task.status()?) {
@@ -225,7 +228,7 @@ async fn follow(ctx: &BackupContext, task_id: i64) -> Result<tasks::Task, DriveE
             cancelled = true;
         }
         drop(conn);
-        tokio::time::sleep(ctx.settings.poll).await;
+        end.wait(ctx.settings.poll).await;
     }
 }
 

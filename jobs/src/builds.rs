@@ -43,7 +43,8 @@ pub struct BuildSettings {
     pub max_attempts: i32,
     /// The wait before the second attempt; doubled for each later one.
     pub backoff: Duration,
-    /// How often the build's task is looked at.
+    /// The longest between two looks at the build's task; its end (the
+    /// task listener's notification) wakes the job at once.
     pub poll: Duration,
     /// The longest a task may take before the job gives up on it (the
     /// agent's own limit plus a margin).
@@ -55,7 +56,7 @@ impl Default for BuildSettings {
         Self {
             max_attempts: 3,
             backoff: Duration::from_secs(2),
-            poll: Duration::from_millis(100),
+            poll: Duration::from_secs(2),
             follow_limit: Duration::from_secs(20 * 60),
         }
     }
@@ -266,6 +267,8 @@ async fn follow(ctx: &BuildContext, task: &Task) -> Result<(), DriveError> {
     let deadline = tokio::time::Instant::now() + ctx.settings.follow_limit;
     let mut cancelled = false;
     loop {
+        // Armed before the look, so an end committed after it is not missed.
+        let end = ctx.store.task_ends().arm(task.id);
         let mut conn = ctx.store.conn().await?;
         let now = tasks::by_id(&mut conn, task.id).await?;
         if is_final(now.status()?) {
@@ -298,6 +301,6 @@ async fn follow(ctx: &BuildContext, task: &Task) -> Result<(), DriveError> {
             cancelled = true;
         }
         drop(conn);
-        tokio::time::sleep(ctx.settings.poll).await;
+        end.wait(ctx.settings.poll).await;
     }
 }

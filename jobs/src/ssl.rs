@@ -622,6 +622,8 @@ async fn answer_on_node(
     drop(conn);
     let deadline = tokio::time::Instant::now() + ctx.settings.step_timeout;
     loop {
+        // Armed before the look, so an end committed after it is not missed.
+        let end = ctx.store.task_ends().arm(task.id);
         let mut conn = ctx.store.conn().await.map_err(store_err)?;
         let task = tasks::by_id(&mut conn, task.id).await.map_err(store_err)?;
         drop(conn);
@@ -640,7 +642,8 @@ async fn answer_on_node(
                 "the application's node did not answer the challenge in time".into(),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Its end wakes this at once; the bound is a catch-up.
+        end.wait(Duration::from_secs(2)).await;
     }
 }
 

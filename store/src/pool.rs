@@ -21,6 +21,7 @@ pub type PooledConn = Object<AsyncPgConnection>;
 pub struct Store {
     pool: Pool<AsyncPgConnection>,
     url: String,
+    ends: crate::wakeups::TaskEnds,
 }
 
 impl std::fmt::Debug for Store {
@@ -51,7 +52,14 @@ impl Store {
         Ok(Self {
             pool,
             url: url.to_string(),
+            ends: Default::default(),
         })
+    }
+
+    /// Who in this process waits for which task to end; the task listener
+    /// (`wakeups::listen`, run by the actors' lease broker) wakes them.
+    pub fn task_ends(&self) -> &crate::wakeups::TaskEnds {
+        &self.ends
     }
 
     /// Checks out a connection.

@@ -1,8 +1,11 @@
-//! Task wake-ups: a dedicated connection LISTENs on the channel the
-//! `paas_tasks` trigger notifies at commit, and reports the node each
-//! notification names. Reconnects on its own; after a reconnect it reports
-//! `Wakeup::All`, since notifications may have been missed meanwhile.
+//! Task wake-ups: a dedicated connection LISTENs on the channels the
+//! `paas_tasks` trigger notifies at commit, and reports the node a queued
+//! task names and the task that ended. Reconnects on its own; after a
+//! reconnect it reports `Wakeup::All`, since notifications may have been
+//! missed meanwhile. [`TaskEnds`] hands task ends to whoever waits for them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -10,15 +13,98 @@ use futures::StreamExt;
 
 use crate::Store;
 
-/// The channel `skypanel_notify_task()` notifies.
+/// The channel `skypanel_notify_task()` notifies with a node whose queue
+/// has a leasable task.
 pub const CHANNEL: &str = "skypanel_tasks";
+/// The channel `skypanel_notify_task()` notifies with a task that ended.
+pub const ENDS_CHANNEL: &str = "skypanel_task_ends";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wakeup {
     /// A task of this node was queued, requeued or finished.
     Node(i64),
+    /// This task reached an end state (committed).
+    TaskEnded(i64),
     /// Anything may have happened (the listener reconnected).
     All,
+}
+
+/// Who waits for which task to end. A waiter arms its wake-up before it
+/// reads the task, so an end committed between the read and the wait is
+/// not missed, and reads the task again when woken or after a bound
+/// (the listener may be down, or reconnecting).
+#[derive(Clone, Default)]
+pub struct TaskEnds(Arc<Mutex<HashMap<i64, Arc<tokio::sync::Notify>>>>);
+
+impl std::fmt::Debug for TaskEnds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskEnds").finish_non_exhaustive()
+    }
+}
+
+impl TaskEnds {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<tokio::sync::Notify>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Arms a wake-up for task `id`'s end: read the task after this, then
+    /// [`EndWait::wait`].
+    pub fn arm(&self, id: i64) -> EndWait {
+        let notify = self.map().entry(id).or_default().clone();
+        let mut notified = Box::pin(notify.notified_owned());
+        notified.as_mut().enable();
+        EndWait {
+            ends: self.clone(),
+            id,
+            notified,
+        }
+    }
+
+    /// Wakes what waits for `wakeup`'s task (every waiter for `All`).
+    pub fn wake(&self, wakeup: Wakeup) {
+        let map = self.map();
+        match wakeup {
+            Wakeup::TaskEnded(id) => {
+                if let Some(notify) = map.get(&id) {
+                    notify.notify_waiters();
+                }
+            }
+            Wakeup::All => map.values().for_each(|n| n.notify_waiters()),
+            Wakeup::Node(_) => {}
+        }
+    }
+
+    /// Tasks waited for right now (for tests and the inspector).
+    pub fn waited(&self) -> usize {
+        self.map().len()
+    }
+}
+
+/// An armed wake-up for one task's end.
+pub struct EndWait {
+    ends: TaskEnds,
+    id: i64,
+    notified: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
+}
+
+impl EndWait {
+    /// Until the task's end is notified, or `at_most` passed. True when
+    /// woken by a notification.
+    pub async fn wait(mut self, at_most: Duration) -> bool {
+        tokio::time::timeout(at_most, self.notified.as_mut())
+            .await
+            .is_ok()
+    }
+}
+
+impl Drop for EndWait {
+    fn drop(&mut self) {
+        let mut map = self.ends.map();
+        // The map's own reference and this one's: the last waiter leaves.
+        if map.get(&self.id).is_some_and(|n| Arc::strong_count(n) <= 2) {
+            map.remove(&self.id);
+        }
+    }
 }
 
 /// Listens until the returned future is dropped, calling `on_wakeup` for each
@@ -28,11 +114,15 @@ pub async fn listen(store: Store, probe: Duration, on_wakeup: impl Fn(Wakeup) + 
     loop {
         match AsyncPgConnection::establish(store.url()).await {
             Ok(mut conn) => {
-                if diesel::sql_query(format!("LISTEN {CHANNEL}"))
-                    .execute(&mut conn)
-                    .await
-                    .is_ok()
-                {
+                let listening = async {
+                    diesel::sql_query(format!("LISTEN {CHANNEL}"))
+                        .execute(&mut conn)
+                        .await?;
+                    diesel::sql_query(format!("LISTEN {ENDS_CHANNEL}"))
+                        .execute(&mut conn)
+                        .await
+                };
+                if listening.await.is_ok() {
                     backoff = Duration::from_millis(100);
                     on_wakeup(Wakeup::All);
                     serve(&mut conn, probe, &on_wakeup).await;
@@ -57,10 +147,14 @@ async fn serve(
             let mut stream = std::pin::pin!(conn.notifications_stream());
             loop {
                 match tokio::time::timeout(probe, stream.next()).await {
-                    Ok(Some(Ok(note))) => match note.payload.parse() {
-                        Ok(node) => on_wakeup(Wakeup::Node(node)),
-                        Err(_) => on_wakeup(Wakeup::All),
-                    },
+                    Ok(Some(Ok(note))) => {
+                        let id = note.payload.parse();
+                        on_wakeup(match (note.channel.as_str(), id) {
+                            (ENDS_CHANNEL, Ok(task)) => Wakeup::TaskEnded(task),
+                            (_, Ok(node)) => Wakeup::Node(node),
+                            (_, Err(_)) => Wakeup::All,
+                        })
+                    }
                     Ok(Some(Err(_)) | None) => return,
                     Err(_) => break true,
                 }
