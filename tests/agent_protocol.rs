@@ -1002,6 +1002,11 @@ async fn a_lease_stream_answers_long_polls_on_one_connection_and_refuses_clearly
 
     let (status, mut stream) = Stream::open(port, agent.node_id, &agent.credential).await;
     assert_eq!(status, 101);
+    // The control plane speaks first.
+    assert_eq!(
+        stream.reply().await.unwrap(),
+        json!({"hello": "skypanel-lease/1"})
+    );
     // Nothing queued: an ask that does not wait answers no tasks.
     stream.send(r#"{"wait":0,"max":8}"#).await;
     assert_eq!(stream.reply().await.unwrap()["tasks"], json!([]));
@@ -1046,11 +1051,13 @@ async fn a_lease_stream_answers_long_polls_on_one_connection_and_refuses_clearly
 
     // A line that is not an ask: refused, closed.
     let (_, mut stream) = Stream::open(port, agent.node_id, &agent.credential).await;
+    stream.reply().await.unwrap();
     stream.send("lease please").await;
     assert_eq!(stream.reply().await.unwrap()["refused"]["status"], 422);
     assert!(stream.reply().await.is_none());
     // An endless line: refused past 1 KiB, not held.
     let (_, mut stream) = Stream::open(port, agent.node_id, &agent.credential).await;
+    stream.reply().await.unwrap();
     {
         use tokio::io::AsyncWriteExt;
         stream.io.write_all(&[b'x'; 4096]).await.unwrap();
@@ -1060,6 +1067,7 @@ async fn a_lease_stream_answers_long_polls_on_one_connection_and_refuses_clearly
     // Each ask checks the credential: once the node is removed, the next
     // ask on a stream opened before is refused.
     let (_, mut stream) = Stream::open(port, other.node_id, &other.credential).await;
+    stream.reply().await.unwrap();
     stream.send(r#"{"wait":0,"max":8}"#).await;
     assert_eq!(stream.reply().await.unwrap()["tasks"], json!([]));
     app.delete(&format!("/api/admin/paas/nodes/{}", other.node_id), &admin)

@@ -309,7 +309,12 @@ impl Actor for AppActor {
     ) -> Result<(), ActorProcessingErr> {
         // Boxed: an idle actor's task then holds no room for its largest
         // handler (thousands of actors sit idle at once).
-        Box::pin(handle_message(myself, message, state)).await
+        let span = tracing::info_span!("app", app_id = state.id);
+        Box::pin(tracing::Instrument::instrument(
+            handle_message(myself, message, state),
+            span,
+        ))
+        .await
     }
 }
 

@@ -21,6 +21,7 @@ mod database_moves;
 mod databases;
 mod error;
 mod images;
+mod leasing;
 pub mod metrics;
 mod node;
 mod orchestrator;
@@ -39,6 +40,7 @@ pub use context::{BuildHook, Context, RegistryLogins, RegistrySettings, Settings
 pub use database_moves::{dump_file, estimate_seconds};
 pub use databases::Handed;
 pub use error::Error;
+pub use leasing::{MAX_TASKS_PER_LEASE, Polled};
 pub use node::UsageSample;
 pub use orchestrator::{ActorInfo, Orchestrator};
 pub use releases::processes_and_release_command;

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONNECTION, UPGRADE};
 use skypanel_protocol::CREDENTIAL_HEADER;
 use skypanel_protocol::lease_stream::{
-    LeaseAsk, LeaseReply, Lines, MAX_REPLY_BYTES, PROTOCOL, frame, path,
+    Hello, LeaseAsk, LeaseReply, Lines, MAX_REPLY_BYTES, PROTOCOL, frame, path,
 };
 use skypanel_protocol::task::LeasedTask;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +19,9 @@ use crate::client::{ClientError, refused};
 
 /// How long opening the stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the control plane's hello may take after the 101: a proxy that
+/// answered 101 without passing the connection on never sends it.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An open lease stream, and the credential it was opened with (a rotation
 /// opens a new one).
@@ -52,11 +55,12 @@ impl LeaseStream {
                     .upgrade()
                     .await
                     .map_err(|e| ClientError::Unreachable(format!("lease stream: {e}")))?;
-                return Ok(Some(Self {
+                let mut stream = Self {
                     io,
                     lines: Lines::new(MAX_REPLY_BYTES),
                     credential: credential.to_string(),
-                }));
+                };
+                return Ok(stream.hello().await.then_some(stream));
             }
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             match refused(status, &body) {
@@ -99,6 +103,21 @@ impl LeaseStream {
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| ClientError::Unreachable("lease stream: no reply in time".into()))?
+    }
+
+    /// Whether the control plane's hello arrives: else something between
+    /// the agent and the control plane answered the upgrade without passing
+    /// the connection on, and the stream is as good as not offered.
+    async fn hello(&mut self) -> bool {
+        let hello = tokio::time::timeout(HELLO_TIMEOUT, self.next_line()).await;
+        let heard = matches!(&hello, Ok(Ok(line))
+            if serde_json::from_slice::<Hello>(line).is_ok_and(|h| h == Hello::new()));
+        if !heard {
+            tracing::warn!(
+                "the lease stream was upgraded but the control plane's hello never came (a proxy that does not pass upgrades on?)"
+            );
+        }
+        heard
     }
 
     async fn next_line(&mut self) -> Result<Vec<u8>, ClientError> {

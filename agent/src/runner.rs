@@ -111,7 +111,8 @@ impl Runner {
         self.take_over(id).await;
         let (lost_tx, lost) = watch::channel(false);
         self.lock_running().insert(id, lost_tx.clone());
-        self.run_leased(&task, lost_tx, lost).await;
+        let span = tracing::info_span!("task", task_id = id, kind, attempt = task.attempt);
+        tracing::Instrument::instrument(self.run_leased(&task, lost_tx, lost), span).await;
         self.lock_running().remove(&id);
     }
 

@@ -266,15 +266,25 @@ fn jittered_wait() -> u64 {
     rand::thread_rng().gen_range(15..=20)
 }
 
-/// An agent's long-polls as HTTP requests (`--http-long-poll`).
-async fn poll_loop(
+/// What one simulated agent's long-polls work with.
+struct Poller {
+    /// The client of the agents' own long-poll connections.
     polls: reqwest::Client,
     beats: BeatPool,
     base: String,
     agent: Arc<Agent>,
     figures: Shared,
-    stop: Instant,
-) {
+}
+
+/// An agent's long-polls as HTTP requests (`--http-long-poll`).
+async fn poll_loop(poller: Poller, stop: Instant) {
+    let Poller {
+        polls,
+        beats,
+        base,
+        agent,
+        figures,
+    } = poller;
     let leases = format!("{base}/api/internal/paas/nodes/{}/leases", agent.node_id);
     while Instant::now() < stop {
         let answer = polls
@@ -303,14 +313,14 @@ async fn poll_loop(
 
 /// An agent's long-polls as asks on its lease stream, as the real agent
 /// makes them (the default).
-async fn stream_loop(
-    polls: reqwest::Client,
-    beats: BeatPool,
-    base: String,
-    agent: Arc<Agent>,
-    figures: Shared,
-    stop: Instant,
-) {
+async fn stream_loop(poller: Poller, stop: Instant) {
+    let Poller {
+        polls,
+        beats,
+        base,
+        agent,
+        figures,
+    } = poller;
     let mut stream = None;
     while Instant::now() < stop {
         let failed = async {
@@ -364,13 +374,21 @@ async fn open_stream(
     if response.status().as_u16() != 101 {
         return None;
     }
-    let io = response.upgrade().await.ok()?;
-    Some((io, Lines::new(lease_stream::MAX_REPLY_BYTES)))
+    let mut io = response.upgrade().await.ok()?;
+    let mut lines = Lines::new(lease_stream::MAX_REPLY_BYTES);
+    // The control plane's hello comes first.
+    read_line(&mut io, &mut lines).await?;
+    Some((io, lines))
 }
 
 /// One ask and its reply; None when the stream broke.
 async fn exchange(io: &mut reqwest::Upgraded, lines: &mut Lines, ask: &LeaseAsk) -> Option<Value> {
     io.write_all(&lease_stream::frame(ask)).await.ok()?;
+    read_line(io, lines).await
+}
+
+/// The next line of the stream as JSON; None when the stream broke.
+async fn read_line(io: &mut reqwest::Upgraded, lines: &mut Lines) -> Option<Value> {
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(line) = lines.next_line() {
@@ -486,12 +504,17 @@ async fn main() -> anyhow::Result<()> {
             figures.clone(),
             forever,
         )));
-        let (polls, beats, base) = (polls.clone(), beats.clone(), args.control_plane.clone());
-        let (agent, figures) = (agent.clone(), figures.clone());
+        let poller = Poller {
+            polls: polls.clone(),
+            beats: beats.clone(),
+            base: args.control_plane.clone(),
+            agent: agent.clone(),
+            figures: figures.clone(),
+        };
         workers.push(if args.http_long_poll {
-            tokio::spawn(poll_loop(polls, beats, base, agent, figures, forever))
+            tokio::spawn(poll_loop(poller, forever))
         } else {
-            tokio::spawn(stream_loop(polls, beats, base, agent, figures, forever))
+            tokio::spawn(stream_loop(poller, forever))
         });
     }
     println!(

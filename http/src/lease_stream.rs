@@ -14,14 +14,15 @@ use poem::web::Path;
 use poem::{Request, Response, Upgraded, handler};
 use skypanel_protocol::CREDENTIAL_HEADER;
 use skypanel_protocol::lease_stream::{
-    LeaseAsk, LeaseReply, Lines, MAX_ASK_BYTES, PROTOCOL, Refusal, frame,
+    Hello, LeaseAsk, LeaseReply, Lines, MAX_ASK_BYTES, PROTOCOL, Refusal, frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::auth::node::{authenticate, node_of};
 use crate::error::ApiError;
-use crate::leasing::{Polled, long_poll};
+use crate::leasing::long_poll;
 use crate::state::AppState;
+use skypanel_actors::Polled;
 
 /// Upgrades the connection of node `id`'s agent to a lease stream.
 #[handler]
@@ -74,6 +75,9 @@ pub async fn upgrade(request: &Request, Path(id): Path<i64>) -> poem::Result<Res
 /// refused.
 async fn serve(state: AppState, node: i64, credential: String, io: Upgraded) {
     let (mut reader, mut writer) = tokio::io::split(io);
+    if write(&mut writer, &frame(&Hello::new())).await.is_err() {
+        return;
+    }
     let mut lines = Lines::new(MAX_ASK_BYTES);
     loop {
         let ask = match next_ask(&mut reader, &mut lines).await {

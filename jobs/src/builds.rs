@@ -114,6 +114,7 @@ async fn load_build(store: &Store, build_id: i64) -> Result<builds::Build, Drive
 const ROOM_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Takes the build from wherever it is to its end.
+#[tracing::instrument(name = "build", skip_all, fields(build_id, app_id = tracing::field::Empty))]
 pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), DriveError> {
     loop {
         let build = match load_build(&ctx.store, build_id).await {
@@ -127,6 +128,7 @@ pub(crate) async fn drive(ctx: &BuildContext, build_id: i64) -> Result<(), Drive
             return Ok(());
         }
         let app = build.application_id;
+        tracing::Span::current().record("app_id", app);
         let mut conn = ctx.store.conn().await?;
         let task = tasks::latest_for_build(&mut conn, build_id).await?;
         drop(conn);

@@ -3,7 +3,10 @@
 //! The agent sends `GET /api/internal/paas/nodes/{id}/lease-stream` with its
 //! credential and `Upgrade: skypanel-lease/1`; the control plane answers
 //! `101 Switching Protocols` and from then on the connection carries
-//! newline-delimited JSON: the agent writes one [`LeaseAsk`], the control
+//! newline-delimited JSON: the control plane first writes a [`Hello`] (so
+//! the agent knows the upgrade reached it: a proxy that answers 101 without
+//! passing the connection on is found at once, and the agent long-polls over
+//! HTTP instead), then the agent writes one [`LeaseAsk`], the control
 //! plane answers one [`LeaseReply`] (tasks, none when the wait ran out, or a
 //! refusal after which it closes the connection), and so on. The asks mean
 //! what the HTTP long-poll's query parameters mean (`POST …/leases`), with
@@ -30,6 +33,27 @@ pub const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 /// The path an agent upgrades on.
 pub fn path(node_id: i64) -> String {
     format!("/api/internal/paas/nodes/{node_id}/lease-stream")
+}
+
+/// The first line on a stream, written by the control plane.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Hello {
+    /// [`PROTOCOL`].
+    pub hello: String,
+}
+
+impl Hello {
+    pub fn new() -> Self {
+        Self {
+            hello: PROTOCOL.to_string(),
+        }
+    }
+}
+
+impl Default for Hello {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// One long-poll: lease up to `max` tasks, waiting up to `wait` seconds.

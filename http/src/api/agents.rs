@@ -9,8 +9,6 @@ use skypanel_domain::credentials::{
     NODE_CREDENTIAL_PREFIX, REGISTRATION_TOKEN_PREFIX, generate_token, rotated_credential,
     token_digest,
 };
-use skypanel_domain::lifecycle::TaskEvent;
-use skypanel_domain::lifecycle::task::is_final;
 use skypanel_jobs::NewLine;
 use skypanel_protocol::limits::{
     MAX_APP_LOG_LINE_BYTES, MAX_APP_LOG_LINES, MAX_LOG_BATCH_BYTES, clip,
@@ -19,8 +17,7 @@ use skypanel_protocol::node::{
     AppLogAck, AppLogBatch, Heartbeat, HeartbeatAck, RegisterRequest, Registered, Rotated,
 };
 use skypanel_protocol::task::{
-    Extended, LeaseRef, Leases, LogAck, LogBatch, ReportedStatus, StatusAck, StatusReport,
-    TaskResult,
+    Extended, LeaseRef, Leases, LogAck, LogBatch, StatusAck, StatusReport,
 };
 use skypanel_store::agents::{self, MachineInfo};
 use skypanel_store::apps;
@@ -31,8 +28,8 @@ use super::{Audit, Tag};
 use crate::auth::{NODE_CREDENTIAL_HEADER, NodeAuth};
 use crate::body::{JsonBody, JsonReply};
 use crate::error::{ActorNotFound, ApiError, ApiResult, OrNotFound};
-use crate::leasing::Polled;
 use crate::state::AppState;
+use skypanel_actors::Polled;
 
 pub struct AgentsApi {
     pub state: AppState,
@@ -412,42 +409,14 @@ impl AgentsApi {
         #[oai(name = "taskId")] task_id: Path<i64>,
         body: JsonBody<StatusReport>,
     ) -> ApiResult<JsonReply<StatusAck>> {
-        let report = body.0;
-        let event = match report.status {
-            ReportedStatus::Running => TaskEvent::Run,
-            ReportedStatus::Succeeded => TaskEvent::Succeed,
-            ReportedStatus::Failed => TaskEvent::Fail,
-        };
-        let error: Option<String> = report.error.map(|e| e.chars().take(2000).collect());
-        let result = TaskResult {
-            infrastructure: report.infrastructure,
-            build: report.build,
-            backup: report.backup,
-            resolved: report.resolved,
-            pushed: report.pushed,
-            run: report.run,
-        };
-        let ttl = self.lease_ttl_secs()?;
-        let mut conn = self.state.store().conn().await?;
-        let stored = tasks::Report {
-            lease_id: report.lease_id,
-            event,
-            error: error.as_deref(),
-            result: result.to_json(),
-        };
-        let reported = tasks::report(&mut conn, task_id.0, auth.0.node, stored, ttl)
+        let reported = self
+            .state
+            .orchestrator()?
+            .report_task(auth.0.node, task_id.0, body.0)
             .await
             .or_not_found("task")?
             .map_err(refusal)?;
-        drop(conn);
         let task = reported.task;
-        if reported.changed && is_final(task.status()?) {
-            skypanel_actors::metrics::task_ended(&task);
-            self.state
-                .orchestrator()?
-                .task_finished(&task, report.instances, report.observed_at)
-                .await?;
-        }
         Ok(JsonReply(StatusAck {
             status: task.status,
             changed: reported.changed,
