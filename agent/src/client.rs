@@ -240,7 +240,10 @@ impl ControlPlane {
             _ => match LeaseStream::open(&self.http, &self.base, self.node_id(), &credential)
                 .await?
             {
-                Some(stream) => stream,
+                Some(stream) => {
+                    tracing::debug!("lease stream open");
+                    stream
+                }
                 None => {
                     tracing::info!(
                         "the control plane offers no lease stream; long-polling over HTTP"
