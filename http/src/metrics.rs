@@ -18,7 +18,7 @@ use skypanel_store::reports;
 use crate::state::AppState;
 
 /// Routes outside the OpenAPI document, as templates (`*`: anything after).
-const OTHER_ROUTES: [&str; 12] = [
+const OTHER_ROUTES: [&str; 13] = [
     "/",
     "/admin",
     "/admin/inspector",
@@ -30,6 +30,7 @@ const OTHER_ROUTES: [&str; 12] = [
     "/api/paas/runs/{run}/session",
     "/api/internal/paas/runs/{run}/session",
     "/api/internal/paas/database-moves/{id}/dump",
+    "/api/internal/paas/nodes/{id}/lease-stream",
     "/console/*",
 ];
 
