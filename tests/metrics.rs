@@ -155,6 +155,24 @@ async fn only_an_admin_reads_the_metrics_and_a_deploy_moves_them() {
         "{before:#?}"
     );
     assert!(at(&before, "skypanel_agent_heartbeats_total") >= 1.0);
+    // The only replica holds every shard lease (within its first beat).
+    let replica = app.orchestrator.context().shards().replica();
+    // (The test's parser keys samples by their labels in name order.)
+    let owned = format!(
+        "skypanel_shards_owned{{hostname=\"{}\",replica=\"{replica}\",this=\"true\"}}",
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    );
+    let mut shards = 0.0;
+    for _ in 0..50 {
+        shards = at(&scrape(&app, &admin).await, &owned);
+        if shards == 64.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shards, 64.0, "{owned} in {:#?}", scrape(&app, &admin).await);
 
     app.post(
         &format!("/api/paas/applications/{application}/deploy"),

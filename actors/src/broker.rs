@@ -131,6 +131,7 @@ pub struct BrokerState {
     listener: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     heartbeats: JoinHandle<()>,
+    shards: JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -225,11 +226,16 @@ impl Actor for LeaseBroker {
         let heartbeats = keep_running("heartbeat writer", move || {
             crate::beats::write_forever(beats_ctx.clone())
         });
+        let shards_ctx = ctx.clone();
+        let shards = keep_running("shard leases", move || {
+            crate::shards::keep_forever(shards_ctx.clone())
+        });
         let sweeper = keep_running("lease sweeper", move || sweep_forever(ctx.clone()));
         Ok(BrokerState {
             listener,
             sweeper,
             heartbeats,
+            shards,
         })
     }
 
@@ -241,6 +247,7 @@ impl Actor for LeaseBroker {
         state.listener.abort();
         state.sweeper.abort();
         state.heartbeats.abort();
+        state.shards.abort();
         Ok(())
     }
 }

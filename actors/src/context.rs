@@ -156,6 +156,7 @@ struct Inner {
     waiters: Waiters,
     heartbeats: Heartbeats,
     on_build: std::sync::OnceLock<BuildHook>,
+    shards: crate::shards::Shards,
 }
 
 /// Called with a build's id when an actor records a build by itself (a
@@ -183,7 +184,13 @@ impl Context {
             waiters: Waiters::default(),
             heartbeats: Heartbeats::default(),
             on_build: std::sync::OnceLock::new(),
+            shards: crate::shards::Shards::default(),
         }))
+    }
+
+    /// This replica and the shard leases it holds.
+    pub fn shards(&self) -> &crate::shards::Shards {
+        &self.0.shards
     }
 
     /// Sets what queues the job of a build an actor records by itself

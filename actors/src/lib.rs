@@ -30,6 +30,7 @@ mod releases;
 mod root;
 pub mod runs;
 mod scheduler;
+pub mod shards;
 mod supervisor;
 mod wallet;
 

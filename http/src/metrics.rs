@@ -163,6 +163,33 @@ async fn counted_now(state: &AppState, now: &Metrics) {
         }
         Err(err) => scrape_error(now, "database", &err),
     }
+    let ownership = async {
+        let mut conn = state.store().conn().await?;
+        skypanel_store::shards::ownership(&mut conn).await
+    };
+    match ownership.await {
+        Ok(replicas) => {
+            let me = state
+                .orchestrator()
+                .ok()
+                .map(|o| o.context().shards().replica());
+            for r in replicas {
+                let replica = r.replica.to_string();
+                let this = if Some(r.replica) == me {
+                    "true"
+                } else {
+                    "false"
+                };
+                now.set(
+                    "skypanel_shards_owned",
+                    "Shard leases each control-plane replica holds (of 64), by replica; `this` marks the replica answering.",
+                    &[("replica", &replica), ("hostname", &r.hostname), ("this", this)],
+                    r.shards as f64,
+                );
+            }
+        }
+        Err(err) => scrape_error(now, "database", &err),
+    }
     match state.queues() {
         Ok(queues) => match queues.overview().await {
             Ok(list) => {

@@ -30,6 +30,7 @@ pub mod releases;
 pub mod reports;
 pub mod runs;
 pub mod schema;
+pub mod shards;
 pub mod tasks;
 pub mod usage;
 pub mod wakeups;

@@ -616,6 +616,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paas_replicas (id) {
+        id -> Uuid,
+        hostname -> Text,
+        started_at -> Timestamptz,
+        seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    paas_shard_leases (shard) {
+        shard -> Int4,
+        owner -> Nullable<Uuid>,
+        epoch -> Int8,
+        expires_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(console_sessions -> users (user_id));
 diesel::joinable!(wallets -> users (user_id));
@@ -649,6 +667,7 @@ diesel::joinable!(paas_runs -> paas_applications (application_id));
 diesel::joinable!(paas_app_github -> paas_applications (application_id));
 diesel::joinable!(paas_database_health -> paas_databases (database_id));
 diesel::joinable!(paas_database_moves -> paas_databases (database_id));
+diesel::joinable!(paas_shard_leases -> paas_replicas (owner));
 diesel::joinable!(paas_github_states -> users (user_id));
 diesel::joinable!(paas_github_installations -> users (user_id));
 
@@ -691,5 +710,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     paas_github_deliveries,
     paas_database_health,
     paas_database_moves,
+    paas_replicas,
+    paas_shard_leases,
     audit_log,
 );

@@ -209,6 +209,14 @@ async fn schema_rs_matches_the_migrated_database() {
         "paas_database_moves",
         paas_database_moves::table.select(paas_database_moves::all_columns),
     ));
+    expected.extend(diesel_columns(
+        "paas_replicas",
+        paas_replicas::table.select(paas_replicas::all_columns),
+    ));
+    expected.extend(diesel_columns(
+        "paas_shard_leases",
+        paas_shard_leases::table.select(paas_shard_leases::all_columns),
+    ));
 
     let actual: BTreeSet<(String, String)> = pairs(
         &mut conn,

@@ -1,0 +1,2 @@
+DROP TABLE paas_shard_leases;
+DROP TABLE paas_replicas;
