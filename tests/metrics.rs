@@ -156,13 +156,12 @@ async fn only_an_admin_reads_the_metrics_and_a_deploy_moves_them() {
     );
     assert!(at(&before, "skypanel_agent_heartbeats_total") >= 1.0);
     // The only replica holds every shard lease (within its first beat).
-    let replica = app.orchestrator.context().shards().replica();
+    let shards_of = app.orchestrator.context().shards();
     // (The test's parser keys samples by their labels in name order.)
     let owned = format!(
-        "skypanel_shards_owned{{hostname=\"{}\",replica=\"{replica}\",this=\"true\"}}",
-        std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into())
+        "skypanel_shards_owned{{hostname=\"{}\",replica=\"{}\",this=\"true\"}}",
+        shards_of.hostname(),
+        shards_of.replica()
     );
     let mut shards = 0.0;
     for _ in 0..50 {

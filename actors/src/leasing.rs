@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::error::Error;
 
 /// The most tasks one lease answer hands out.
-pub const MAX_TASKS_PER_LEASE: i64 = 32;
+const MAX_TASKS_PER_LEASE: i64 = 32;
 
 /// How a long-poll ended.
 pub enum Polled {

@@ -41,7 +41,7 @@ pub use context::{BuildHook, Context, RegistryLogins, RegistrySettings, Settings
 pub use database_moves::{dump_file, estimate_seconds};
 pub use databases::Handed;
 pub use error::Error;
-pub use leasing::{MAX_TASKS_PER_LEASE, Polled};
+pub use leasing::Polled;
 pub use node::UsageSample;
 pub use orchestrator::{ActorInfo, Orchestrator};
 pub use releases::processes_and_release_command;

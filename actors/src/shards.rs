@@ -25,13 +25,18 @@ pub const LEASE: Duration = Duration::from_secs(8);
 #[derive(Clone)]
 pub struct Shards {
     replica: Uuid,
+    hostname: Arc<str>,
     held: Arc<Mutex<Vec<Lease>>>,
 }
 
 impl Default for Shards {
     fn default() -> Self {
+        let hostname = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
         Self {
             replica: Uuid::new_v4(),
+            hostname: hostname.into(),
             held: Arc::default(),
         }
     }
@@ -40,6 +45,11 @@ impl Default for Shards {
 impl Shards {
     pub fn replica(&self) -> Uuid {
         self.replica
+    }
+
+    /// The machine this replica runs on, as it is listed.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
     }
 
     /// The leases held as of the last beat.
@@ -53,10 +63,10 @@ impl Shards {
 }
 
 /// One beat: alive, renew, claim up to the fair share, give back the rest.
-pub(crate) async fn beat(ctx: &Context, hostname: &str) -> Result<Vec<Lease>, Error> {
+pub(crate) async fn beat(ctx: &Context) -> Result<Vec<Lease>, Error> {
     let keeper = ctx.shards();
     let mut conn = ctx.store().conn().await?;
-    shards::beat(&mut conn, keeper.replica, hostname).await?;
+    shards::beat(&mut conn, keeper.replica, &keeper.hostname).await?;
     let mut held = shards::renew(&mut conn, keeper.replica, &keeper.held(), LEASE).await?;
     let share = shards::fair_share(shards::live_replicas(&mut conn, LEASE).await?);
     if held.len() < share {
@@ -74,14 +84,11 @@ pub(crate) async fn beat(ctx: &Context, hostname: &str) -> Result<Vec<Lease>, Er
 /// Beats until dropped; a failed beat is retried at the next one (the
 /// leases held then are whatever the renewal still finds).
 pub(crate) async fn keep_forever(ctx: Context) {
-    let hostname = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match beat(&ctx, &hostname).await {
+        match beat(&ctx).await {
             Ok(held) => tracing::debug!(shards = held.len(), "shard leases renewed"),
             Err(err) => tracing::warn!(error = %err, "cannot renew the shard leases"),
         }

@@ -12,6 +12,7 @@ use poem::http::StatusCode;
 use poem::http::header::{CONNECTION, UPGRADE};
 use poem::web::Path;
 use poem::{Request, Response, Upgraded, handler};
+use skypanel_actors::Polled;
 use skypanel_protocol::CREDENTIAL_HEADER;
 use skypanel_protocol::lease_stream::{
     Hello, LeaseAsk, LeaseReply, Lines, MAX_ASK_BYTES, PROTOCOL, Refusal, frame,
@@ -22,15 +23,11 @@ use crate::auth::node::{authenticate, node_of};
 use crate::error::ApiError;
 use crate::leasing::long_poll;
 use crate::state::AppState;
-use skypanel_actors::Polled;
 
 /// Upgrades the connection of node `id`'s agent to a lease stream.
 #[handler]
 pub async fn upgrade(request: &Request, Path(id): Path<i64>) -> poem::Result<Response> {
-    let caller = node_of(request).await?;
-    if caller.node != id {
-        return Err(ApiError::forbidden("this credential belongs to another node").into());
-    }
+    node_of(request).await?.require(id)?;
     let asked = request
         .headers()
         .get(UPGRADE)
@@ -118,12 +115,7 @@ async fn answer(
     ask: LeaseAsk,
     reader: &mut ReadHalf<Upgraded>,
 ) -> Result<Polled, ApiError> {
-    let caller = authenticate(state, credential).await?;
-    if caller.node != node {
-        return Err(ApiError::forbidden(
-            "this credential belongs to another node",
-        ));
-    }
+    authenticate(state, credential).await?.require(node)?;
     let gone = async move {
         let mut byte = [0u8; 1];
         let _ = reader.read(&mut byte).await;

@@ -74,7 +74,7 @@ impl TaskEnds {
         }
     }
 
-    /// Tasks waited for right now (for tests and the inspector).
+    /// Tasks waited for right now (tests check that waiters leave nothing).
     pub fn waited(&self) -> usize {
         self.map().len()
     }

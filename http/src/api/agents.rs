@@ -5,6 +5,7 @@
 use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::{ApiResponse, OpenApi};
+use skypanel_actors::Polled;
 use skypanel_domain::credentials::{
     NODE_CREDENTIAL_PREFIX, REGISTRATION_TOKEN_PREFIX, generate_token, rotated_credential,
     token_digest,
@@ -29,7 +30,6 @@ use crate::auth::{NODE_CREDENTIAL_HEADER, NodeAuth};
 use crate::body::{JsonBody, JsonReply};
 use crate::error::{ActorNotFound, ApiError, ApiResult, OrNotFound};
 use crate::state::AppState;
-use skypanel_actors::Polled;
 
 pub struct AgentsApi {
     pub state: AppState,

@@ -33,6 +33,19 @@ pub struct NodeCaller {
     pub previous: bool,
 }
 
+impl NodeCaller {
+    /// The calling node, which must be `node_id` (a node speaks only for itself).
+    pub fn require(&self, node_id: i64) -> Result<i64, ApiError> {
+        if self.node == node_id {
+            Ok(node_id)
+        } else {
+            Err(ApiError::forbidden(
+                "this credential belongs to another node",
+            ))
+        }
+    }
+}
+
 impl NodeAuth {
     /// Whether the node called with a credential a rotation replaced (it has
     /// not taken up the new one: the answer of its rotation was lost).
@@ -40,15 +53,9 @@ impl NodeAuth {
         self.0.previous
     }
 
-    /// The calling node, which must be `node_id` (a node speaks only for itself).
+    /// The calling node, which must be `node_id` (see [`NodeCaller::require`]).
     pub fn require(&self, node_id: i64) -> Result<i64, ApiError> {
-        if self.0.node == node_id {
-            Ok(node_id)
-        } else {
-            Err(ApiError::forbidden(
-                "this credential belongs to another node",
-            ))
-        }
+        self.0.require(node_id)
     }
 }
 
