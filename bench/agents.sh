@@ -5,9 +5,12 @@
 #
 #   bench/agents.sh                                # 1,000, 5,000 and 10,000 agents
 #   bench/agents.sh --fleets 200 --duration 20     # one small fleet
+#   bench/agents.sh --fleets 10000 --replicas 3 --kill-after 20
+#                      # 3 replicas, agents spread over them, one SIGKILLed 20 s in
 #
-# --fleets is this script's; other arguments go to skypanel-bench-agents
-# (--duration, --task-rate, --heartbeat-interval, --beat-connections).
+# --fleets and --replicas are this script's; other arguments go to
+# skypanel-bench-agents (--duration, --task-rate, --heartbeat-interval,
+# --beat-connections, --kill-after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=ops/lib.sh
@@ -15,10 +18,12 @@ cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 fleets=1000,5000,10000
+replicas=1
 passed=()
 while [ $# -gt 0 ]; do
     case $1 in
         --fleets) fleets=$2; shift 2 ;;
+        --replicas) replicas=$2; shift 2 ;;
         *) passed+=("$1"); shift ;;
     esac
 done
@@ -31,13 +36,13 @@ cargo build --release --quiet -p skypanel -p skypanel-bench
 target="${CARGO_TARGET_DIR:-$(pwd)/target}/release"
 export SKYPANEL_DATABASE_URL=postgres://skypanel_bench:skypanel_bench@127.0.0.1:5432/skypanel_bench
 export SKYPANEL_REDIS_URL=redis://127.0.0.1:6392
-export SKYPANEL_LISTEN=127.0.0.1:18099 RUST_LOG=${RUST_LOG:-warn}
+export RUST_LOG=${RUST_LOG:-warn}
 # The benchmark registers its whole fleet through the admin API from one
 # address: its own control plane runs without request limits (0: none).
 export SKYPANEL_RATE_LIMIT_API=0 SKYPANEL_RATE_LIMIT_USER=0
 
-pid=""
-trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi' EXIT
+pids=()
+trap 'for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done' EXIT
 rows=()
 for agents in ${fleets//,/ }; do
     psql_admin "DROP DATABASE IF EXISTS skypanel_bench WITH (FORCE)" >/dev/null
@@ -45,17 +50,23 @@ for agents in ${fleets//,/ }; do
     redis-cli -p 6392 flushall >/dev/null
     export SKYPANEL_SECRET_KEY=$(random_hex 32) SKYPANEL_JWT_SECRET=$(random_hex 32)
     SKYPANEL_ADMIN_PASSWORD=bench-password "$target/skypanel" admin create --email bench@example.com >/dev/null
-    "$target/skypanel" serve > "${TMPDIR:-/tmp}/skypanel-bench.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:18099/api/health >/dev/null 2>&1 && break; sleep 0.2; done
-    say "$agents agents"
-    out=$("$target/skypanel-bench-agents" --control-plane http://127.0.0.1:18099 --database-url "$SKYPANEL_DATABASE_URL" \
-        --admin-email bench@example.com --admin-password bench-password --pid "$pid" --agents "$agents" --row \
+    pids=()
+    bases=()
+    for i in $(seq 0 $((replicas - 1))); do
+        port=$((18099 + i))
+        SKYPANEL_LISTEN=127.0.0.1:$port "$target/skypanel" serve > "${TMPDIR:-/tmp}/skypanel-bench-$i.log" 2>&1 &
+        pids+=($!)
+        bases+=("http://127.0.0.1:$port")
+        for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/api/health" >/dev/null 2>&1 && break; sleep 0.2; done
+    done
+    if [ "$replicas" -gt 1 ]; then sleep 3; fi # the shards spread at the replicas' next beats
+    say "$agents agents, $replicas control-plane replica(s)"
+    out=$("$target/skypanel-bench-agents" --control-plane "$(IFS=,; echo "${bases[*]}")" --database-url "$SKYPANEL_DATABASE_URL" \
+        --admin-email bench@example.com --admin-password bench-password --pid "$(IFS=,; echo "${pids[*]}")" --agents "$agents" --row \
         ${passed[@]+"${passed[@]}"} | tee -a /dev/stderr)
     rows+=("$(echo "$out" | sed -n 's/^ROW //p')")
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    pids=()
 done
 
 echo

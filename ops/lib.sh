@@ -179,3 +179,66 @@ YAML
     done
     die "the registry did not start on port $port; see $dir/registry.log"
 }
+
+# start_balancer DIR PORT N: nginx on 127.0.0.1:PORT in front of the control
+# plane's N replicas on PORT+1..PORT+N (configuration and pid in DIR). Each
+# request goes to one replica and to the next when that one does not answer;
+# upgrades (agents' lease streams, attached runs) pass through; the two sides
+# of a run's session reach the same replica (hashed on the run).
+start_balancer() {
+    local dir=$1 port=$2 count=$3 i servers=""
+    mkdir -p "$dir/tmp"
+    for i in $(seq 1 "$count"); do
+        servers="${servers}        server 127.0.0.1:$((port + i)) max_fails=1 fail_timeout=5s;
+"
+    done
+    cat > "$dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    client_max_body_size 0;
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+    map \$uri \$run_session { "~^/api/(internal/)?paas/runs/(?<run>[0-9]+)/session\$" \$run; default ""; }
+    upstream skypanel {
+$servers        keepalive 64;
+    }
+    upstream skypanel_sessions {
+        hash \$run_session consistent;
+$servers    }
+    server {
+        listen 127.0.0.1:$port;
+        proxy_http_version 1.1;
+        proxy_set_header Host \$http_host;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_set_header Upgrade \$http_upgrade;
+        proxy_set_header Connection \$connection_upgrade;
+        proxy_read_timeout 3600s;
+        proxy_send_timeout 3600s;
+        proxy_buffering off;
+        proxy_request_buffering off;
+        proxy_connect_timeout 2s;
+        proxy_next_upstream error timeout http_502 http_503;
+        location ~ ^/api/(internal/)?paas/runs/[0-9]+/session\$ { proxy_pass http://skypanel_sessions; }
+        location / { proxy_pass http://skypanel; }
+    }
+}
+CONF
+    nginx -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" || die "the load balancer's configuration is refused (see $dir/nginx.conf)"
+    if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port is taken by another program; choose the API's port with SKYPANEL_PORT"
+    fi
+    nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" || die "the load balancer did not start; see $dir/error.log"
+    for i in $(seq 1 40); do
+        curl -fsS "http://127.0.0.1:$port/api/health" >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    die "the load balancer does not answer on port $port; see $dir/error.log"
+}

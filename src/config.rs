@@ -28,6 +28,9 @@ pub struct Config {
     pub allow_file_git: bool,
     pub allow_plain_http_git: bool,
     pub public_url: String,
+    /// Where the other control-plane replicas reach this one
+    /// (`SKYPANEL_REPLICA_URL`; its listen address on this machine).
+    pub replica_url: String,
     pub db_pool_size: usize,
     pub log_json: bool,
     /// Seconds without a heartbeat before a node is offline.
@@ -92,6 +95,7 @@ impl std::fmt::Debug for Config {
             .field("platform_domain", &self.platform_domain)
             .field("allow_file_git", &self.allow_file_git)
             .field("public_url", &self.public_url)
+            .field("replica_url", &self.replica_url)
             .finish_non_exhaustive()
     }
 }
@@ -367,6 +371,13 @@ impl Config {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             errors.push("SKYPANEL_PUBLIC_URL: must start with http:// or https://".into());
         }
+        let replica_url = raw.get("SKYPANEL_REPLICA_URL").map_or_else(
+            || local_url(listen),
+            |u| u.trim_end_matches('/').to_string(),
+        );
+        if !(replica_url.starts_with("http://") || replica_url.starts_with("https://")) {
+            errors.push("SKYPANEL_REPLICA_URL: must start with http:// or https://".into());
+        }
         let node_offline_after = parse_number(
             "SKYPANEL_NODE_OFFLINE_AFTER",
             raw.get("SKYPANEL_NODE_OFFLINE_AFTER"),
@@ -604,6 +615,7 @@ impl Config {
                 database_url,
                 redis_url,
                 listen,
+                replica_url,
                 secret_key,
                 jwt_secret,
                 jwt_ttl: Duration::from_secs(jwt_ttl),

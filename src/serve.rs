@@ -78,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.secret_key.clone(),
         config.actor_settings(),
     );
+    context.shards().set_address(config.replica_url.clone());
     let orchestrator = skypanel_actors::Orchestrator::start(context)
         .await
         .context("cannot start the actors")?;

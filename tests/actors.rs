@@ -143,3 +143,61 @@ async fn a_restarted_control_plane_keeps_every_applications_state() {
     restarted.shutdown().await;
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+#[tokio::test]
+async fn a_write_after_the_apps_shard_was_taken_over_is_refused_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let w = app.world().await;
+    let path = format!("/api/paas/applications/{}/scale", w.app);
+    app.post(&path, &w.customer, json!({"instance_count": 2}))
+        .await
+        .expect(202);
+    let before = app.orchestrator.app_snapshot(w.app).await.unwrap().app;
+    let tasks = |conn| async move {
+        let mut conn: diesel_async::AsyncPgConnection = conn;
+        skypanel_store::tasks::unfinished_for_app(&mut conn, w.app)
+            .await
+            .unwrap()
+            .len()
+    };
+    let queued = tasks(app.sql().await).await;
+
+    // Another replica takes the application's shard over (this one was cut
+    // off past its lease, say): its lease row names the other at a new epoch.
+    let other = uuid::Uuid::new_v4();
+    app.exec_sql(&format!(
+        "INSERT INTO paas_replicas (id, hostname) VALUES ('{other}', 'elsewhere')"
+    ))
+    .await;
+    app.exec_sql(&format!(
+        "UPDATE paas_shard_leases SET owner = '{other}', epoch = epoch + 1, \
+         expires_at = now() + interval '1 hour' WHERE shard = {}",
+        w.app.rem_euclid(64)
+    ))
+    .await;
+
+    // The actor here still runs and still thinks it owns the application:
+    // its write is refused by the epoch, and nothing of it is left.
+    app.post(&path, &w.customer, json!({"instance_count": 4}))
+        .await
+        .expect_error(503, "unavailable");
+    let mut conn = app.sql().await;
+    let now = skypanel_store::apps::load(&mut conn, w.app).await.unwrap();
+    assert_eq!(
+        (now.instance_count, now.generation, now.version),
+        (before.instance_count, before.generation, before.version),
+        "the refused write changed the application"
+    );
+    assert_eq!(tasks(conn).await, queued, "the refused write queued a task");
+
+    // At its next beat the replica learns it lost the shard: the actor stops.
+    let id = w.app;
+    app.eventually(10, "the actor of the lost shard stops", || async {
+        !app.orchestrator
+            .actors()
+            .await
+            .iter()
+            .any(|a| a.kind == "app" && a.entity_id == Some(id))
+    })
+    .await;
+}

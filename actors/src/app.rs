@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::supervisor::Entity;
 
 /// What a customer asks of an application.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum AppRequest {
     /// Roll out the application's image as a new release, or build its git
     /// repository (at `commit`, else its branch's head) and roll that out.
@@ -79,7 +79,7 @@ impl AppRequest {
 }
 
 /// A configuration change, and the release it makes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConfigChange {
     /// Variables to set and remove (values sealed), and how existing keys
     /// are treated; `None` when only links changed.
@@ -92,7 +92,7 @@ pub struct ConfigChange {
 }
 
 /// A request waiting for the rollout in flight.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Waiting {
     /// 1: it runs next.
     pub position: i64,
@@ -101,7 +101,7 @@ pub struct Waiting {
 }
 
 /// A request the actor accepted: the application as it is now.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Accepted {
     pub app: Application,
     /// The release a deploy, rollback or configuration change made.
@@ -117,15 +117,18 @@ pub struct Accepted {
 }
 
 /// What the actor holds, for the inspector and tests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AppSnapshot {
     pub app: Application,
+    /// When the actor started (on the replica that answered: a snapshot
+    /// carried from another replica reads as started when it arrived).
+    #[serde(skip, default = "Instant::now")]
     pub started_at: Instant,
 }
 
 /// The outcome of a task of this application, as its node reported it (or
 /// as the lease sweeper decided when the node stopped answering).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskOutcome {
     pub task_id: i64,
     pub node_id: i64,
@@ -241,10 +244,17 @@ impl AppState {
 
     /// Writes a state change of the row as it was read (version-checked),
     /// with its usage interval at the clock's time, and keeps the new row.
+    /// Fenced: refused once another replica took the application's shard.
     pub(crate) async fn write(&mut self, change: &StateChange) -> Result<(), Error> {
+        use diesel_async::AsyncConnection;
         let mut conn = self.ctx.store().conn().await?;
-        self.app =
-            apps::write_state(&mut conn, self.id, self.app.version, change, self.ctx.now()).await?;
+        let (ctx, id, version, now) = (&self.ctx, self.id, self.app.version, self.ctx.now());
+        self.app = conn
+            .transaction(async |conn| {
+                crate::shards::fence(conn, ctx, id).await?;
+                apps::write_state(conn, id, version, change, now).await
+            })
+            .await?;
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::releases::{EnvSource, ImageSource, ReleasePlan};
 
 /// What the build job asks of the application's actor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum BuildStep {
     /// Give the build to a node (a first attempt, or another after an
     /// infrastructure failure).
@@ -39,7 +39,7 @@ pub enum BuildStep {
 }
 
 /// The actor's answer to a step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StepOutcome {
     /// The build went to a node as this task.
     Started { task_id: i64 },
@@ -115,6 +115,7 @@ async fn start(state: &mut AppState, build: &Build) -> Result<StepOutcome, Error
     let spec = build_spec(&mut conn, &ctx, &app, &build).await?;
     let task = conn
         .transaction(async |conn| {
+            crate::shards::fence(conn, &ctx, app.id).await?;
             let mut spec = TaskSpec::AppBuild(spec);
             let of = TaskOf {
                 node,
@@ -287,6 +288,7 @@ async fn finish(
     let mut conn = ctx.store().conn().await?;
     let written = conn
         .transaction(async |conn| {
+            crate::shards::fence(conn, &ctx, app.id).await?;
             let change = BuildChange {
                 status: Some(next),
                 completed: true,

@@ -259,6 +259,7 @@ async fn build_from_git(
     let mut conn = state.ctx.store().conn().await?;
     let (app, build) = conn
         .transaction(async |conn| {
+            crate::shards::fence(conn, &state.ctx, current.id).await?;
             let new = NewBuild {
                 application_id: current.id,
                 branch: &current.git_branch,

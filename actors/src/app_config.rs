@@ -59,6 +59,7 @@ pub(crate) async fn configure(
     let mut conn = ctx.store().conn().await?;
     let (outcome, vars) = conn
         .transaction(async |conn| {
+            crate::shards::fence(conn, &ctx, current.id).await?;
             let locked = apps::lock(conn, current.user_id, current.id).await?;
             if locked.version != current.version {
                 return Err(skypanel_store::Error::conflict(

@@ -412,7 +412,10 @@ async fn queue_plain(
         generation: None,
         max_attempts: ctx.settings().task_max_attempts,
     };
-    conn.transaction(async |conn| tasks::create(conn, &new, None).await.map(|_| ()))
-        .await?;
+    conn.transaction(async |conn| {
+        crate::shards::fence(conn, ctx, app_id).await?;
+        tasks::create(conn, &new, None).await.map(|_| ())
+    })
+    .await?;
     Ok(())
 }

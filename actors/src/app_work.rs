@@ -90,7 +90,10 @@ pub(crate) async fn queue(
     let current = state.app.clone();
     let mut conn = ctx.store().conn().await?;
     let (app, release) = conn
-        .transaction(async |conn| queue_in(conn, &ctx, &current, plan, node, extra, work).await)
+        .transaction(async |conn| {
+            crate::shards::fence(conn, &ctx, current.id).await?;
+            queue_in(conn, &ctx, &current, plan, node, extra, work).await
+        })
         .await?;
     state.app = app;
     let mut answer = accepted(state);

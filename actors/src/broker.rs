@@ -194,6 +194,12 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
         if let Some(actor) = ractor::registry::where_is(actor_name(ctx, "app", app_id)) {
             let actor: ActorRef<AppMsg> = actor.into();
             let _ = actor.cast(AppMsg::TaskFinished(outcome));
+        } else if !ctx.shards().owns(app_id) {
+            let outcome = Box::new(outcome);
+            crate::replicas::tell(
+                ctx,
+                crate::replicas::Call::AppTaskFinished { app_id, outcome },
+            );
         }
     }
     Ok(())

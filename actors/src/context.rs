@@ -157,6 +157,9 @@ struct Inner {
     heartbeats: Heartbeats,
     on_build: std::sync::OnceLock<BuildHook>,
     shards: crate::shards::Shards,
+    /// Calls to the other replicas, and the key they are signed with.
+    peers: reqwest::Client,
+    signing_key: [u8; 32],
 }
 
 /// Called with a build's id when an actor records a build by itself (a
@@ -176,6 +179,7 @@ impl Context {
         settings: Settings,
         prefix: String,
     ) -> Self {
+        let signing_key = crate::replicas::signing_key(&secrets);
         Self(Arc::new(Inner {
             store,
             secrets,
@@ -185,7 +189,19 @@ impl Context {
             heartbeats: Heartbeats::default(),
             on_build: std::sync::OnceLock::new(),
             shards: crate::shards::Shards::default(),
+            peers: reqwest::Client::new(),
+            signing_key,
         }))
+    }
+
+    /// The client of calls to the other replicas.
+    pub(crate) fn peers(&self) -> &reqwest::Client {
+        &self.0.peers
+    }
+
+    /// The key calls between replicas are signed with.
+    pub(crate) fn signing_key(&self) -> &[u8] {
+        &self.0.signing_key
     }
 
     /// This replica and the shard leases it holds.

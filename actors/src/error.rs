@@ -25,12 +25,24 @@ pub enum Error {
     Unavailable(String),
     #[error(transparent)]
     Store(skypanel_store::Error),
+    /// The replica owning the entity refused, for a reason that has no
+    /// variant of its own here (a transition the entity's state forbids,
+    /// a conflict naming a field): its code, words and field as it said them.
+    #[error("{message}")]
+    Refused {
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
 }
 
 impl From<skypanel_store::Error> for Error {
     fn from(err: skypanel_store::Error) -> Self {
         match err {
             skypanel_store::Error::NotFound => Error::NotFound,
+            skypanel_store::Error::Fenced { shard } => Error::Unavailable(format!(
+                "shard {shard} moved to another control-plane replica"
+            )),
             other => Error::Store(other),
         }
     }

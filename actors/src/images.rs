@@ -119,6 +119,7 @@ pub(crate) async fn resolved(
     let mut conn = ctx.store().conn().await?;
     let app = apps::load(&mut conn, app_id).await?;
     conn.transaction(async |conn| {
+        crate::shards::fence(conn, ctx, app_id).await?;
         let release = releases::by_version(conn, app_id, version).await?;
         let release = releases::resolve_image(conn, release.id, image_id, node).await?;
         ensure_pushed(conn, ctx, &app, &release).await

@@ -27,6 +27,7 @@ mod node;
 mod orchestrator;
 mod outcomes;
 mod releases;
+pub mod replicas;
 mod root;
 pub mod runs;
 mod scheduler;

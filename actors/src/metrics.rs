@@ -22,3 +22,21 @@ pub fn task_ended(task: &Task) {
         );
     }
 }
+
+/// Counts a call carried to the replica owning its entity (`sent`) or
+/// served for another replica (`served`), and times the sent ones.
+pub(crate) fn replica_call(call: &str, direction: &str, seconds: Option<f64>) {
+    global().inc(
+        "skypanel_replica_calls_total",
+        "Requests for an actor carried between control-plane replicas, by call and direction (sent to the owner, served as the owner).",
+        &[("call", call), ("direction", direction)],
+    );
+    if let Some(seconds) = seconds {
+        global().observe(
+            "skypanel_replica_call_seconds",
+            "Time of a call carried to the replica owning its entity, by call.",
+            &[("call", call)],
+            seconds,
+        );
+    }
+}

@@ -28,7 +28,7 @@ const FULL_RECONCILE_EVERY: u64 = 10;
 const ORPHAN_RETRY: Duration = Duration::from_secs(300);
 
 /// Resource use of one application on the node at one heartbeat.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UsageSample {
     pub at: chrono::DateTime<chrono::Utc>,
     /// Per instance: (instance, release, state, CPU %, memory MB).
@@ -261,6 +261,18 @@ impl NodeState {
                     containers,
                     observed_at,
                 });
+            } else if !self.ctx.shards().owns(app) {
+                // Another replica runs the application's actor.
+                let containers = reported.into_iter().cloned().collect();
+                crate::replicas::tell(
+                    &self.ctx,
+                    crate::replicas::Call::AppObserved {
+                        app_id: app,
+                        node_id: self.id,
+                        containers,
+                        observed_at,
+                    },
+                );
             } else if !reported.is_empty() {
                 let mut conn = self.ctx.store().conn().await?;
                 if !apps::exists(&mut conn, app).await? {
@@ -350,6 +362,14 @@ impl NodeState {
         let placed = apps::ids_on_node(&mut conn, self.id).await?;
         drop(conn);
         for app in placed {
+            if !self.ctx.shards().owns(app) {
+                let lost = crate::replicas::Call::AppNodeLost {
+                    app_id: app,
+                    node_id: self.id,
+                };
+                crate::replicas::tell(&self.ctx, lost);
+                continue;
+            }
             match crate::orchestrator::entity_of::<AppMsg>(&self.ctx, Child::Apps, "app", app).await
             {
                 Ok(actor) => {

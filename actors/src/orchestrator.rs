@@ -1,6 +1,7 @@
 //! `Orchestrator`: the cheap handle through which the rest of the control
-//! plane talks to the actors. It finds (or starts) the right actor and turns
-//! ractor's messaging failures into `actors::Error`.
+//! plane talks to the actors. It finds (or starts) the right actor, on this
+//! replica or, through `replicas::call`, on the replica owning the entity's
+//! shard, and turns ractor's messaging failures into `actors::Error`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +12,16 @@ use skypanel_protocol::node::{ContainerReport, Heartbeat, HeartbeatAck};
 use skypanel_store::tasks::Task;
 use skypanel_store::wallets::{Wallet, WalletTransaction};
 
-use crate::app::{Accepted, AppMsg, AppRequest, AppSnapshot, TaskOutcome};
+use crate::app::{Accepted, AppRequest, AppSnapshot, TaskOutcome};
 use crate::app_builds::{BuildStep, StepOutcome};
 use crate::broker::NodeWaiter;
 use crate::context::Context;
 use crate::error::Error;
-use crate::node::{NodeMsg, UsageSample};
+use crate::node::UsageSample;
+use crate::replicas::{self, Answer, Call, Refusal};
 use crate::root::{Child, Root};
 use crate::supervisor::{SupervisorMsg, actor_name, entity_id};
-use crate::wallet::{Checked, Movement, WalletMsg};
+use crate::wallet::{Checked, Movement};
 
 /// How long a request to an actor may take before the caller gives up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,6 +109,9 @@ impl Orchestrator {
         }
         self.root.stop_children_and_wait(None, grace).await;
         let _ = self.root.stop_and_wait(None, grace).await;
+        if let Err(err) = crate::shards::release_all(&self.ctx).await {
+            tracing::warn!(error = %err, "cannot give the shard leases back; they run out instead");
+        }
     }
 
     pub fn context(&self) -> &Context {
@@ -129,67 +134,92 @@ impl Orchestrator {
         }
     }
 
-    /// The actor of entity `id` under `supervisor`, started if it is not running.
-    async fn entity<M: Send + 'static>(
-        &self,
-        supervisor: Child,
-        kind: &str,
-        id: i64,
-    ) -> Result<ActorRef<M>, Error> {
-        entity_of(&self.ctx, supervisor, kind, id).await
+    /// Runs `call` on the replica owning its entity (see `replicas::call`).
+    async fn call(&self, call: Call) -> Result<Answer, Error> {
+        replicas::call(&self.ctx, call).await
+    }
+
+    /// Serves a call another replica carried here: refused as moved unless
+    /// this replica owns the entity.
+    pub async fn serve(&self, call: Call) -> Answer {
+        if !self.ctx.shards().owns(call.entity()) {
+            return Answer::Refused(Refusal::moved(call.entity()));
+        }
+        tracing::debug!(call = call.name(), entity = call.entity(), "a replica call");
+        crate::metrics::replica_call(call.name(), "served", None);
+        replicas::local(&self.ctx, call).await
+    }
+
+    /// Whether `signature` over `time` and `body` is another replica's.
+    pub fn verify_call(&self, time: &str, signature: &str, body: &[u8]) -> bool {
+        replicas::verify(
+            self.ctx.signing_key(),
+            time,
+            signature,
+            body,
+            chrono::Utc::now().timestamp(),
+        )
     }
 
     /// A customer's request to an application (ownership is checked before).
     pub async fn app_request(&self, app_id: i64, request: AppRequest) -> Result<Accepted, Error> {
-        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
-        ask(&actor, |reply| AppMsg::Request(request, reply)).await?
+        match self.call(Call::AppRequest { app_id, request }).await? {
+            Answer::Accepted(accepted) => Ok(*accepted),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A step of a build, from its job.
     pub async fn build_step(&self, app_id: i64, step: BuildStep) -> Result<StepOutcome, Error> {
-        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
-        ask(&actor, |reply| AppMsg::Build(step, reply)).await?
+        match self.call(Call::BuildStep { app_id, step }).await? {
+            Answer::Step(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn app_snapshot(&self, app_id: i64) -> Result<AppSnapshot, Error> {
-        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
-        ask(&actor, AppMsg::Snapshot).await
+        match self.call(Call::AppSnapshot { app_id }).await? {
+            Answer::Snapshot(snapshot) => Ok(*snapshot),
+            other => Err(unexpected(other)),
+        }
     }
 
-    /// Starts the actor of a new application.
+    /// Starts the actor of a new application (on the replica owning it).
     pub async fn app_created(&self, app_id: i64) -> Result<(), Error> {
-        self.entity::<AppMsg>(Child::Apps, "app", app_id)
-            .await
-            .map(|_| ())
+        self.call(Call::AppCreated { app_id }).await.map(|_| ())
     }
 
     /// A node's heartbeat, handled by its actor.
     pub async fn heartbeat(&self, node_id: i64, beat: Heartbeat) -> Result<HeartbeatAck, Error> {
-        let actor: ActorRef<NodeMsg> = self.entity(Child::Nodes, "node", node_id).await?;
-        ask(&actor, |reply| NodeMsg::Heartbeat(Box::new(beat), reply)).await?
+        let beat = Box::new(beat);
+        match self.call(Call::Heartbeat { node_id, beat }).await? {
+            Answer::Ack(ack) => Ok(*ack),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The recent resource use of an application on a node, oldest first.
     pub async fn usage(&self, node_id: i64, app_id: i64) -> Result<Vec<UsageSample>, Error> {
-        let actor: ActorRef<NodeMsg> = self.entity(Child::Nodes, "node", node_id).await?;
-        ask(&actor, |reply| NodeMsg::Usage(app_id, reply)).await
+        match self.call(Call::Usage { node_id, app_id }).await? {
+            Answer::Usage(samples) => Ok(samples),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A node was registered or changed by an admin.
     pub async fn node_changed(&self, node_id: i64) -> Result<(), Error> {
-        let actor: ActorRef<NodeMsg> = self.entity(Child::Nodes, "node", node_id).await?;
-        actor.cast(NodeMsg::Reload)?;
-        Ok(())
+        self.call(Call::NodeChanged { node_id }).await.map(|_| ())
     }
 
-    /// A node was removed.
-    pub fn node_removed(&self, node_id: i64) {
-        if let Some(cell) = ractor::registry::where_is(actor_name(&self.ctx, "node", node_id)) {
-            cell.stop(Some("node removed".into()));
+    /// A node was removed: its actor stops, wherever it runs.
+    pub async fn node_removed(&self, node_id: i64) {
+        if let Err(err) = self.call(Call::NodeRemoved { node_id }).await {
+            tracing::warn!(node_id, error = %err, "cannot stop a removed node's actor; it stops at its next look at the node");
         }
     }
 
-    /// A task reached a final state: its application learns the outcome.
+    /// A task reached a final state: its owner learns the outcome (an
+    /// application's actor on the replica owning it).
     pub async fn task_finished(
         &self,
         task: &Task,
@@ -199,10 +229,15 @@ impl Orchestrator {
         let Some(app_id) = crate::outcomes::deliver(&self.ctx, task).await? else {
             return Ok(());
         };
-        let outcome = TaskOutcome::of(task, Some(instances), observed_at);
-        match self.entity::<AppMsg>(Child::Apps, "app", app_id).await {
-            Ok(actor) => Ok(actor.cast(AppMsg::TaskFinished(outcome))?),
-            Err(Error::NotFound) => Ok(()),
+        let outcome = Box::new(TaskOutcome::of(task, Some(instances), observed_at));
+        match self.call(Call::AppTaskFinished { app_id, outcome }).await {
+            Ok(_) | Err(Error::NotFound) => Ok(()),
+            Err(Error::Unavailable(reason)) => {
+                // Recorded; the owner's actor (on the replica taking the
+                // shard over, if its owner died) catches up on it.
+                tracing::warn!(task_id = task.id, app_id, %reason, "a task's outcome waits for its application's actor to catch up");
+                Ok(())
+            }
             Err(err) => Err(err),
         }
     }
@@ -286,14 +321,18 @@ impl Orchestrator {
         user_id: i64,
         movement: Movement,
     ) -> Result<(Wallet, WalletTransaction), Error> {
-        let actor: ActorRef<WalletMsg> = self.entity(Child::Wallets, "wallet", user_id).await?;
-        ask(&actor, |reply| WalletMsg::Apply(movement, reply)).await?
+        match self.call(Call::WalletApply { user_id, movement }).await? {
+            Answer::Wallet(applied) => Ok(*applied),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Asks the wallet's actor to act on its balance (notice, suspend, resume).
     pub async fn wallet_check(&self, user_id: i64) -> Result<Checked, Error> {
-        let actor: ActorRef<WalletMsg> = self.entity(Child::Wallets, "wallet", user_id).await?;
-        ask(&actor, |reply| WalletMsg::Check(Some(reply))).await?
+        match self.call(Call::WalletCheck { user_id }).await? {
+            Answer::Checked(checked) => Ok(checked),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// The live supervision tree, root first.
@@ -340,9 +379,15 @@ impl Orchestrator {
     /// Makes an application actor panic (tests of supervision only).
     #[cfg(feature = "testing")]
     pub async fn crash_app(&self, app_id: i64) -> Result<(), Error> {
-        let actor: ActorRef<AppMsg> = self.entity(Child::Apps, "app", app_id).await?;
+        use crate::app::AppMsg;
+        let actor: ActorRef<AppMsg> = entity_of(&self.ctx, Child::Apps, "app", app_id).await?;
         Ok(actor.cast(AppMsg::Crash)?)
     }
+}
+
+/// An answer of the wrong kind (a replica of another version).
+fn unexpected(answer: Answer) -> Error {
+    Error::Unavailable(format!("a replica answered out of turn: {answer:?}"))
 }
 
 fn info(cell: &ActorCell, kind: &str, parent: Option<&ActorCell>, restarts: usize) -> ActorInfo {

@@ -104,6 +104,17 @@ impl Actor for Root {
         myself: ActorRef<()>,
         ctx: Context,
     ) -> Result<RootState, ActorProcessingErr> {
+        // The shards come first: the supervisors start the actors of the
+        // shards this replica holds.
+        let freed = crate::shards::succeed(&ctx).await?;
+        if freed > 0 {
+            tracing::info!(
+                shards = freed,
+                "took over the shards of this address's earlier replica"
+            );
+        }
+        let moved = crate::shards::beat(&ctx).await?;
+        tracing::info!(shards = moved.gained.len(), replica = %ctx.shards().replica(), "shards claimed");
         for child in Child::ALL {
             child.spawn(&ctx, myself.get_cell()).await?;
         }

@@ -2,9 +2,10 @@
 //! [`BEAT`] it records itself alive, renews the leases it holds, claims free
 //! or expired shards up to its fair share of the live replicas, and gives
 //! back what is above that share, so that replicas coming and going
-//! rebalance. Actors do not consult the leases yet (each replica still runs
-//! every actor): what a replica holds is reported (`/metrics`,
-//! `skypanel_shards_owned`) and is what the ownership of actors will build on.
+//! rebalance. The supervisors run the actors of the shards held (told of
+//! every shard gained or lost), the actors' writes are fenced by the lease
+//! of their shard ([`fence`]), and a request for an entity of a shard held
+//! elsewhere is carried to its owner (`crate::replicas`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub const LEASE: Duration = Duration::from_secs(8);
 pub struct Shards {
     replica: Uuid,
     hostname: Arc<str>,
+    /// Where the other replicas reach this one (`None`: it takes no calls).
+    address: Arc<std::sync::OnceLock<String>>,
     held: Arc<Mutex<Vec<Lease>>>,
 }
 
@@ -37,6 +40,7 @@ impl Default for Shards {
         Self {
             replica: Uuid::new_v4(),
             hostname: hostname.into(),
+            address: Arc::default(),
             held: Arc::default(),
         }
     }
@@ -52,9 +56,35 @@ impl Shards {
         &self.hostname
     }
 
+    /// Where the other replicas reach this one.
+    pub fn address(&self) -> Option<&str> {
+        self.address.get().map(String::as_str)
+    }
+
+    /// Sets where the other replicas reach this one (once, before the
+    /// actors start; a second address is ignored).
+    pub fn set_address(&self, url: String) {
+        let _ = self.address.set(url);
+    }
+
     /// The leases held as of the last beat.
     pub fn held(&self) -> Vec<Lease> {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// This replica's lease of `shard`, if it holds it.
+    pub fn lease_of(&self, shard: i32) -> Option<Lease> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|l| l.shard == shard)
+            .copied()
+    }
+
+    /// Whether the actor of entity `id` lives on this replica.
+    pub fn owns(&self, id: i64) -> bool {
+        self.lease_of(shards::shard_of(id)).is_some()
     }
 
     fn set(&self, leases: Vec<Lease>) {
@@ -62,11 +92,54 @@ impl Shards {
     }
 }
 
-/// One beat: alive, renew, claim up to the fair share, give back the rest.
-pub(crate) async fn beat(ctx: &Context) -> Result<Vec<Lease>, Error> {
+/// The first step of a write by the actor of entity `id`, in the write's
+/// transaction: it goes on only while this replica holds the entity's
+/// shard at the epoch it claimed, and a takeover waits until it commits.
+/// A stale owner (cut off past its lease) fails with `Fenced`.
+pub(crate) async fn fence(
+    conn: &mut skypanel_store::Conn,
+    ctx: &Context,
+    id: i64,
+) -> skypanel_store::Result<()> {
+    let shard = shards::shard_of(id);
+    match ctx.shards().lease_of(shard) {
+        Some(lease) => shards::fence(conn, ctx.shards().replica, lease).await,
+        None => Err(skypanel_store::Error::Fenced { shard }),
+    }
+}
+
+/// Before the first beat: frees what an earlier replica on this machine at
+/// this address held (it was killed, or this is the same process slot
+/// started again), so that a restarted control plane does not wait for its
+/// own former leases to run out.
+pub(crate) async fn succeed(ctx: &Context) -> Result<usize, Error> {
     let keeper = ctx.shards();
+    let Some(address) = keeper.address() else {
+        return Ok(0);
+    };
     let mut conn = ctx.store().conn().await?;
-    shards::beat(&mut conn, keeper.replica, &keeper.hostname).await?;
+    Ok(shards::succeed(&mut conn, keeper.replica, &keeper.hostname, address).await?)
+}
+
+/// What one beat changed: shards gained and lost.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub gained: Vec<i32>,
+    pub lost: Vec<i32>,
+}
+
+/// One beat: alive, renew, claim up to the fair share, give back the rest.
+pub(crate) async fn beat(ctx: &Context) -> Result<Moved, Error> {
+    let keeper = ctx.shards();
+    let before = keeper.held();
+    let mut conn = ctx.store().conn().await?;
+    shards::beat(
+        &mut conn,
+        keeper.replica,
+        &keeper.hostname,
+        keeper.address(),
+    )
+    .await?;
     let mut held = shards::renew(&mut conn, keeper.replica, &keeper.held(), LEASE).await?;
     let share = shards::fair_share(shards::live_replicas(&mut conn, LEASE).await?);
     if held.len() < share {
@@ -77,19 +150,66 @@ pub(crate) async fn beat(ctx: &Context) -> Result<Vec<Lease>, Error> {
         shards::release(&mut conn, keeper.replica, &above).await?;
     }
     held.sort();
-    keeper.set(held.clone());
-    Ok(held)
+    let moved = Moved {
+        gained: held
+            .iter()
+            .filter(|l| !before.contains(l))
+            .map(|l| l.shard)
+            .collect(),
+        lost: before
+            .iter()
+            .filter(|l| !held.contains(l))
+            .map(|l| l.shard)
+            .collect(),
+    };
+    keeper.set(held);
+    Ok(moved)
+}
+
+/// Gives every lease back (a replica stopping): the others take its shards
+/// at their next beat instead of after the leases expire.
+pub(crate) async fn release_all(ctx: &Context) -> Result<(), Error> {
+    let keeper = ctx.shards();
+    let held = keeper.held();
+    keeper.set(Vec::new());
+    let mut conn = ctx.store().conn().await?;
+    shards::release(&mut conn, keeper.replica, &held).await?;
+    Ok(())
 }
 
 /// Beats until dropped; a failed beat is retried at the next one (the
-/// leases held then are whatever the renewal still finds).
+/// leases held then are whatever the renewal still finds). A replica that
+/// could not renew for a whole lease gives up its shards here too: their
+/// actors stop (their writes were fenced since the leases ran out anyway).
 pub(crate) async fn keep_forever(ctx: Context) {
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewed = std::time::Instant::now();
     loop {
         tick.tick().await;
-        match beat(&ctx).await {
-            Ok(held) => tracing::debug!(shards = held.len(), "shard leases renewed"),
+        let result = beat(&ctx).await;
+        if result.is_ok() {
+            renewed = std::time::Instant::now();
+        } else if renewed.elapsed() > LEASE && !ctx.shards().held().is_empty() {
+            let lost = ctx.shards().held().iter().map(|l| l.shard).collect();
+            ctx.shards().set(Vec::new());
+            tracing::error!("the shard leases ran out unrenewed: this replica's actors stop");
+            crate::supervisor::shards_moved(
+                &ctx,
+                &Moved {
+                    gained: Vec::new(),
+                    lost,
+                },
+            );
+        }
+        match result {
+            Ok(moved) if moved == Moved::default() => {
+                tracing::debug!("shard leases renewed");
+            }
+            Ok(moved) => {
+                tracing::info!(gained = ?moved.gained, lost = ?moved.lost, "shards moved");
+                crate::supervisor::shards_moved(&ctx, &moved);
+            }
             Err(err) => tracing::warn!(error = %err, "cannot renew the shard leases"),
         }
     }

@@ -1,7 +1,8 @@
 //! One supervisor kind for every entity kind (nodes, applications, wallets):
-//! it spawns one actor per entity, rebuilds them from the database when it
-//! starts, and respawns a crashed child from the database within a restart
-//! budget. ractor has no restart strategy of its own; this is ours.
+//! it spawns one actor per entity of the shards this replica holds, rebuilds
+//! them from the database when it starts or gains a shard, stops them when a
+//! shard is lost, and respawns a crashed child from the database within a
+//! restart budget. ractor has no restart strategy of its own; this is ours.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -12,6 +13,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::root::Child;
 
 /// A kind of entity that has one actor per row.
 pub trait Entity: Send + Sync + 'static {
@@ -72,8 +74,12 @@ impl RestartBudget {
 }
 
 pub enum SupervisorMsg {
-    /// Spawn the actor of `id` unless it runs; answer its cell.
+    /// Spawn the actor of `id` unless it runs; answer its cell. Refused
+    /// when this replica does not hold the entity's shard.
     Ensure(i64, RpcReplyPort<Result<ActorCell, String>>),
+    /// This replica gained or lost shards: start the actors of the gained
+    /// ones that exist from the start, stop those of the lost ones.
+    ShardsMoved { gained: Vec<i32>, lost: Vec<i32> },
     /// Restarts of the actor of `id` within the budget window (for the inspector).
     Restarts(i64, RpcReplyPort<usize>),
 }
@@ -92,11 +98,56 @@ impl<E: Entity> Default for EntitySupervisor<E> {
     }
 }
 
+/// Tells every entity supervisor of this replica that shards moved.
+pub(crate) fn shards_moved(ctx: &Context, moved: &crate::shards::Moved) {
+    for child in [Child::Nodes, Child::Apps, Child::Wallets] {
+        if let Some(cell) = ractor::registry::where_is(ctx.name(child.base_name())) {
+            let supervisor: ActorRef<SupervisorMsg> = cell.into();
+            let _ = supervisor.cast(SupervisorMsg::ShardsMoved {
+                gained: moved.gained.clone(),
+                lost: moved.lost.clone(),
+            });
+        }
+    }
+}
+
+/// Spawns the actors of these ids whose shards this replica holds. At a
+/// supervisor's start (`replace`), a child left behind by an earlier
+/// supervisor of this kind is replaced, so that every child is linked to
+/// the supervisor that restarts it.
+async fn spawn_owned<E: Entity>(
+    ctx: &Context,
+    ids: &[i64],
+    supervisor: &ActorCell,
+    replace: bool,
+) -> usize {
+    let mut started = 0;
+    for id in ids.iter().filter(|id| ctx.shards().owns(**id)) {
+        if replace && let Some(stale) = ractor::registry::where_is(actor_name(ctx, E::KIND, *id)) {
+            stale
+                .stop_and_wait(None, Some(Duration::from_secs(5)))
+                .await
+                .ok();
+        }
+        match spawn_child::<E>(ctx, *id, supervisor).await {
+            Ok(_) => started += 1,
+            Err(err) => tracing::error!(kind = E::KIND, id, error = %err, "cannot start actor"),
+        }
+    }
+    started
+}
+
 async fn spawn_child<E: Entity>(
     ctx: &Context,
     id: i64,
     supervisor: &ActorCell,
 ) -> Result<ActorCell, String> {
+    if !ctx.shards().owns(id) {
+        return Err(format!(
+            "{} {id} is owned by another control-plane replica",
+            E::KIND
+        ));
+    }
     let name = actor_name(ctx, E::KIND, id);
     if let Some(existing) = ractor::registry::where_is(name.clone()) {
         return Ok(existing);
@@ -125,24 +176,8 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
         ctx: Context,
     ) -> Result<Self::State, ActorProcessingErr> {
         let ids = E::initial_ids(&ctx).await?;
-        for id in &ids {
-            // A child left behind by an earlier supervisor of this kind is replaced,
-            // so that every child is linked to the supervisor that restarts it.
-            if let Some(stale) = ractor::registry::where_is(actor_name(&ctx, E::KIND, *id)) {
-                stale
-                    .stop_and_wait(None, Some(Duration::from_secs(5)))
-                    .await
-                    .ok();
-            }
-            if let Err(err) = spawn_child::<E>(&ctx, *id, &myself.get_cell()).await {
-                tracing::error!(kind = E::KIND, id, error = %err, "cannot start actor");
-            }
-        }
-        tracing::info!(
-            kind = E::KIND,
-            count = ids.len(),
-            "actors rebuilt from the database"
-        );
+        let count = spawn_owned::<E>(&ctx, &ids, &myself.get_cell(), true).await;
+        tracing::info!(kind = E::KIND, count, "actors rebuilt from the database");
         let settings = ctx.settings();
         let budget = RestartBudget::new(settings.restart_budget, settings.restart_window);
         Ok(SupervisorState { ctx, budget })
@@ -160,6 +195,30 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
             }
             SupervisorMsg::Restarts(id, reply) => {
                 let _ = reply.send(state.budget.recent(id));
+            }
+            SupervisorMsg::ShardsMoved { gained, lost } => {
+                let in_shards = |id: i64, shards: &[i32]| {
+                    shards.contains(&skypanel_store::shards::shard_of(id))
+                };
+                for child in myself.get_children() {
+                    if child
+                        .get_name()
+                        .as_deref()
+                        .and_then(entity_id)
+                        .is_some_and(|id| in_shards(id, &lost))
+                    {
+                        child.stop(Some("its shard moved to another replica".into()));
+                    }
+                }
+                if !gained.is_empty() {
+                    let ids: Vec<i64> = E::initial_ids(&state.ctx)
+                        .await?
+                        .into_iter()
+                        .filter(|id| in_shards(*id, &gained))
+                        .collect();
+                    let count = spawn_owned::<E>(&state.ctx, &ids, &myself.get_cell(), false).await;
+                    tracing::info!(kind = E::KIND, count, "actors of gained shards started");
+                }
             }
         }
         Ok(())

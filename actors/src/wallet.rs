@@ -12,21 +12,20 @@
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use skypanel_domain::lifecycle::AppStatus;
 use skypanel_domain::money::format_amount;
 use skypanel_store::wallets::{self, Change, Direction, Wallet, WalletTransaction};
 use skypanel_store::{accounts, apps, notifications};
 
-use crate::app::{AppMsg, AppRequest};
+use crate::app::AppRequest;
 use crate::context::Context;
 use crate::error::Error;
-use crate::orchestrator::{ask, entity_of};
-use crate::root::Child;
 use crate::supervisor::Entity;
 
 /// A balance change to apply, owned so it can travel in a message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Movement {
     pub direction: Direction,
     pub amount: BigDecimal,
@@ -36,7 +35,7 @@ pub struct Movement {
 }
 
 /// What a balance check did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checked {
     /// A notice of the negative balance was written.
     pub noticed: bool,
@@ -145,7 +144,13 @@ async fn apply(
         created_by: movement.created_by,
         at: state.ctx.now(),
     };
-    Ok(wallets::apply_change(&mut conn, state.user_id, change).await?)
+    let (ctx, user_id) = (&state.ctx, state.user_id);
+    Ok(conn
+        .transaction(async |conn| {
+            crate::shards::fence(conn, ctx, user_id).await?;
+            wallets::apply_change(conn, user_id, change).await
+        })
+        .await?)
 }
 
 fn report(state: &WalletState, checked: Result<Checked, Error>) {
@@ -379,12 +384,20 @@ async fn each(
 /// wallet asks only applications that are not, or are, suspended).
 async fn request(ctx: &Context, app_id: i64, request: AppRequest) -> Result<bool, Error> {
     let suspending = matches!(request, AppRequest::Suspend);
-    let actor: ActorRef<AppMsg> = match entity_of(ctx, Child::Apps, "app", app_id).await {
-        Ok(actor) => actor,
-        Err(Error::NotFound) => return Ok(false),
-        Err(err) => return Err(err),
-    };
-    let accepted = ask(&actor, |reply| AppMsg::Request(request, reply)).await??;
+    // The application's actor may live on another replica.
+    let accepted =
+        match crate::replicas::call(ctx, crate::replicas::Call::AppRequest { app_id, request })
+            .await
+        {
+            Ok(crate::replicas::Answer::Accepted(accepted)) => accepted,
+            Ok(other) => {
+                return Err(Error::Unavailable(format!(
+                    "an unexpected answer: {other:?}"
+                )));
+            }
+            Err(Error::NotFound) => return Ok(false),
+            Err(err) => return Err(err),
+        };
     let suspended = accepted.app.status == AppStatus::Suspended.as_str();
     Ok(suspended == suspending && !accepted.deleted)
 }

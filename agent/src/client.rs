@@ -1,6 +1,9 @@
 //! The control plane as the agent sees it: typed calls of the agent protocol,
 //! authenticated with the node credential (which can be swapped on rotation).
+//! It may have several addresses (one per control-plane replica): calls go
+//! to the current one and move on to the next when it cannot be reached.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -46,9 +49,64 @@ impl ClientError {
 #[derive(Clone)]
 pub struct ControlPlane {
     http: reqwest::Client,
-    base: String,
+    bases: Arc<Bases>,
     credentials: Arc<RwLock<Option<Credentials>>>,
     stream: Arc<tokio::sync::Mutex<StreamSlot>>,
+}
+
+/// The control plane's addresses and the one in use.
+struct Bases {
+    urls: Vec<String>,
+    current: AtomicUsize,
+}
+
+impl Bases {
+    /// One address, or several separated by commas (trailing `/` dropped).
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let urls: Vec<String> = text
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            anyhow::bail!(
+                "--control-plane: give the control plane's URL (or several, comma-separated)"
+            );
+        }
+        if let Some(bad) = urls
+            .iter()
+            .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            anyhow::bail!("--control-plane: {bad} must start with http:// or https://");
+        }
+        Ok(Self {
+            urls,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    fn current(&self) -> &str {
+        &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()]
+    }
+
+    /// `failed` did not answer: the next address is tried from now on
+    /// (unless another call moved on already).
+    fn failed(&self, failed: &str) {
+        if self.urls.len() < 2 {
+            return;
+        }
+        let at = self.current.load(Ordering::Relaxed);
+        if self.urls[at % self.urls.len()] == failed {
+            let next = (at + 1) % self.urls.len();
+            if self
+                .current
+                .compare_exchange(at, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                tracing::warn!(failed, next = %self.urls[next], "the control plane does not answer here; trying the next address");
+            }
+        }
+    }
 }
 
 /// The lease stream between long-polls, or since when the control plane
@@ -95,14 +153,16 @@ pub(crate) fn refused(status: StatusCode, body: &serde_json::Value) -> ClientErr
 }
 
 impl ControlPlane {
+    /// `base`: the control plane's URL, or several (each replica's) separated by commas.
     pub fn new(base: String) -> anyhow::Result<Self> {
+        let bases = Arc::new(Bases::parse(&base)?);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("skypanel-agent/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
             http,
-            base,
+            bases,
             credentials: Arc::new(RwLock::new(None)),
             stream: Arc::default(),
         })
@@ -122,6 +182,19 @@ impl ControlPlane {
             .unwrap_or(0)
     }
 
+    /// The address calls go to now.
+    fn base(&self) -> String {
+        self.bases.current().to_string()
+    }
+
+    /// Moves on from `base` when `error` says it did not answer.
+    fn note<T>(&self, base: &str, result: Result<T, ClientError>) -> Result<T, ClientError> {
+        if let Err(ClientError::Unreachable(_)) = &result {
+            self.bases.failed(base);
+        }
+        result
+    }
+
     fn credential(&self) -> String {
         self.credentials
             .read()
@@ -136,9 +209,21 @@ impl ControlPlane {
         body: &B,
         timeout: Duration,
     ) -> Result<Option<R>, ClientError> {
+        let base = self.base();
+        let answer = self.post_to(&base, path, body, timeout).await;
+        self.note(&base, answer)
+    }
+
+    async fn post_to<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<Option<R>, ClientError> {
         let response = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(format!("{base}{path}"))
             .header(CREDENTIAL_HEADER, self.credential())
             .timeout(timeout)
             .json(body)
@@ -235,11 +320,13 @@ impl ControlPlane {
         let credential = self.credential();
         // Taken out while in use: an ask given up half-way (a shutdown, an
         // error) leaves no stream whose next reply would answer it.
+        let base = self.base();
         let mut stream = match slot.open.take() {
-            Some(stream) if stream.credential == credential => stream,
-            _ => match LeaseStream::open(&self.http, &self.base, self.node_id(), &credential)
-                .await?
-            {
+            Some(stream) if stream.credential == credential && stream.base == base => stream,
+            _ => match self.note(
+                &base,
+                LeaseStream::open(&self.http, &base, self.node_id(), &credential).await,
+            )? {
                 Some(stream) => {
                     tracing::debug!("lease stream open");
                     stream
@@ -258,9 +345,12 @@ impl ControlPlane {
             max: i64::try_from(max).unwrap_or(i64::MAX),
             request: Some(request),
         };
-        let tasks = stream
-            .ask(&ask, Duration::from_secs(wait) + CALL_TIMEOUT)
-            .await?;
+        let tasks = self.note(
+            &base,
+            stream
+                .ask(&ask, Duration::from_secs(wait) + CALL_TIMEOUT)
+                .await,
+        )?;
         slot.open = Some(stream);
         slot.not_offered = None;
         Ok(Some(tasks))
@@ -314,11 +404,11 @@ impl ControlPlane {
             .map_err(|e| ClientError::Unreachable(format!("cannot read the dump: {e}")))?
             .len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let base = self.base();
         let response = self
             .http
             .put(format!(
-                "{}{}",
-                self.base,
+                "{base}{}",
                 skypanel_protocol::database::move_dump_path(move_id)
             ))
             .header(CREDENTIAL_HEADER, self.credential())
@@ -328,24 +418,26 @@ impl ControlPlane {
             .body(body)
             .send()
             .await
-            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()));
+        let response = self.note(&base, response)?;
         refusal(response).await.map(|_| ())
     }
 
     /// Fetches a moving database's dump from the control plane.
     pub async fn get_move_dump(&self, move_id: i64) -> Result<reqwest::Response, ClientError> {
+        let base = self.base();
         let response = self
             .http
             .get(format!(
-                "{}{}",
-                self.base,
+                "{base}{}",
                 skypanel_protocol::database::move_dump_path(move_id)
             ))
             .header(CREDENTIAL_HEADER, self.credential())
             .timeout(TRANSFER_TIMEOUT)
             .send()
             .await
-            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()))?;
+            .map_err(|e| ClientError::Unreachable(e.without_url().to_string()));
+        let response = self.note(&base, response)?;
         refusal(response).await
     }
 
@@ -371,7 +463,7 @@ impl ControlPlane {
     > {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let base = self
-            .base
+            .base()
             .replacen("https://", "wss://", 1)
             .replacen("http://", "ws://", 1);
         let url = format!("{base}/api/internal/paas/runs/{run_id}/session");
@@ -405,5 +497,31 @@ impl ControlPlane {
                 "the control plane did not open the session in time".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_a_list_and_a_failure_moves_to_the_next_once() {
+        let bases = Bases::parse(" http://a:1/, http://b:2 ,,http://c:3").unwrap();
+        assert_eq!(bases.urls, ["http://a:1", "http://b:2", "http://c:3"]);
+        assert_eq!(bases.current(), "http://a:1");
+        bases.failed("http://a:1");
+        assert_eq!(bases.current(), "http://b:2");
+        // A second call that failed on the address already left moves nothing.
+        bases.failed("http://a:1");
+        assert_eq!(bases.current(), "http://b:2");
+        bases.failed("http://b:2");
+        bases.failed("http://c:3");
+        assert_eq!(bases.current(), "http://a:1", "round and round");
+
+        let one = Bases::parse("https://panel.example.com/").unwrap();
+        one.failed("https://panel.example.com");
+        assert_eq!(one.current(), "https://panel.example.com");
+        assert!(Bases::parse(" , ").is_err());
+        assert!(Bases::parse("http://a, ftp://b").is_err());
     }
 }

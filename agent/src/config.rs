@@ -8,7 +8,9 @@ use clap::Parser;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "skypanel-agent", version, about = "SkyPanel node agent")]
 pub struct Args {
-    /// The control plane's URL, e.g. https://panel.example.com
+    /// The control plane's URL, e.g. https://panel.example.com (a load
+    /// balancer in front of its replicas), or each replica's URL separated
+    /// by commas: the agent moves to the next one when one does not answer.
     #[arg(long = "control-plane", env = "SKYPANEL_AGENT_CONTROL_PLANE")]
     pub control_plane: String,
 

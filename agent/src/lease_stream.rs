@@ -23,12 +23,14 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// answered 101 without passing the connection on never sends it.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An open lease stream, and the credential it was opened with (a rotation
-/// opens a new one).
+/// An open lease stream, the credential it was opened with (a rotation
+/// opens a new one) and the address it goes to (a move to another
+/// control-plane address opens a new one too).
 pub struct LeaseStream {
     io: reqwest::Upgraded,
     lines: Lines,
     pub credential: String,
+    pub base: String,
 }
 
 impl LeaseStream {
@@ -59,6 +61,7 @@ impl LeaseStream {
                     io,
                     lines: Lines::new(MAX_REPLY_BYTES),
                     credential: credential.to_string(),
+                    base: base.to_string(),
                 };
                 return Ok(stream.hello().await.then_some(stream));
             }

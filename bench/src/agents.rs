@@ -12,9 +12,16 @@
 //! every agent go through a small pool (`--beat-connections`), so that 10,000
 //! agents fit in this process's 20,000 open files.
 //!
+//! With several control-plane replicas (`--control-plane` a comma-separated
+//! list, `--pid` one per replica) the agents are spread over them and move
+//! to the next when theirs stops answering, as real agents given a list do;
+//! `--kill-after S` SIGKILLs the last replica S seconds into the measurement
+//! and prints how long its shards took to be taken over.
+//!
 //! `bench/agents.sh` starts a control plane per fleet size and runs this.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +39,8 @@ use tokio::sync::Semaphore;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The control plane, e.g. http://127.0.0.1:8080
+    /// The control plane, e.g. http://127.0.0.1:8080, or each replica's
+    /// URL separated by commas (the agents are spread over them).
     #[arg(long)]
     control_plane: String,
     /// Its database (tasks are committed there directly, and timed).
@@ -42,9 +50,14 @@ struct Args {
     admin_email: String,
     #[arg(long)]
     admin_password: String,
-    /// The control plane's process id, for its CPU and memory figures.
+    /// The control plane's process id, for its CPU and memory figures (one
+    /// per replica, comma-separated, in the order of `--control-plane`).
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
+    /// SIGKILL the last replica this many seconds into the measurement,
+    /// and measure how long its shards take to be taken over.
     #[arg(long)]
-    pid: Option<u32>,
+    kill_after: Option<u64>,
     #[arg(long, default_value_t = 1000)]
     agents: usize,
     /// Seconds between each agent's heartbeats.
@@ -124,6 +137,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Agent {
     node_id: i64,
     credential: String,
+    /// The control-plane address it uses now (an index into the list).
+    at: AtomicUsize,
+}
+
+/// The control plane's addresses (one per replica).
+type Bases = Arc<Vec<String>>;
+
+impl Agent {
+    fn base<'a>(&self, bases: &'a Bases) -> &'a str {
+        &bases[self.at.load(Ordering::Relaxed) % bases.len()]
+    }
+
+    /// Its address did not answer: the next one from now on.
+    fn failed(&self, bases: &Bases, base: &str) {
+        if bases.len() > 1 && self.base(bases) == base {
+            self.at.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The pool of connections heartbeats and reports share: a client and the
@@ -151,7 +182,12 @@ impl BeatPool {
     }
 }
 
-async fn register_all(beats: &BeatPool, args: &Args, admin: &str) -> anyhow::Result<Vec<Agent>> {
+async fn register_all(
+    beats: &BeatPool,
+    args: &Args,
+    bases: &Bases,
+    admin: &str,
+) -> anyhow::Result<Vec<Agent>> {
     let run = chrono::Utc::now().timestamp();
     let mut agents = Vec::with_capacity(args.agents);
     for chunk in (0..args.agents).collect::<Vec<_>>().chunks(50) {
@@ -159,7 +195,7 @@ async fn register_all(beats: &BeatPool, args: &Args, admin: &str) -> anyhow::Res
             let _permit = beats.permits.acquire().await;
             let answer = beats
                 .http
-                .post(format!("{}/api/admin/paas/nodes/register", args.control_plane))
+                .post(format!("{}/api/admin/paas/nodes/register", bases[0]))
                 .bearer_auth(admin)
                 .json(&json!({"name": format!("bench-{run}-{i}"), "region": "bench", "host_address": "127.0.0.1"}))
                 .send()
@@ -172,7 +208,7 @@ async fn register_all(beats: &BeatPool, args: &Args, admin: &str) -> anyhow::Res
                 .to_string();
             let registered: Value = beats
                 .http
-                .post(format!("{}/api/internal/paas/nodes/register", args.control_plane))
+                .post(format!("{}/api/internal/paas/nodes/register", bases[0]))
                 .json(&json!({"registration_token": token, "agent_version": "bench", "hostname": "bench",
                               "cpu_total": 4000, "memory_total_mb": 8192, "disk_total_mb": 100000}))
                 .send()
@@ -182,6 +218,7 @@ async fn register_all(beats: &BeatPool, args: &Args, admin: &str) -> anyhow::Res
             Ok::<_, anyhow::Error>(Agent {
                 node_id: registered["node_id"].as_i64().context("no node id")?,
                 credential: registered["credential"].as_str().context("no credential")?.to_string(),
+                at: AtomicUsize::new(*i),
             })
         });
         for agent in futures::future::join_all(batch).await {
@@ -193,7 +230,7 @@ async fn register_all(beats: &BeatPool, args: &Args, admin: &str) -> anyhow::Res
 
 async fn heartbeat_loop(
     beats: BeatPool,
-    base: String,
+    bases: Bases,
     agent: Arc<Agent>,
     interval: Duration,
     figures: Shared,
@@ -202,7 +239,6 @@ async fn heartbeat_loop(
     // Spread the first beats over one interval, as agents started at random times would.
     let offset = rand::thread_rng().gen_range(0..interval.as_millis().max(1) as u64);
     tokio::time::sleep(Duration::from_millis(offset)).await;
-    let url = format!("{base}/api/internal/paas/nodes/{}/heartbeat", agent.node_id);
     let mut online = false;
     let mut tick = tokio::time::interval(interval);
     // A beat that was late does not make the next ones come in a burst.
@@ -214,7 +250,12 @@ async fn heartbeat_loop(
             "cpu_usage_percent": 10.0, "cpu_total": 4000, "memory_used_mb": 1024, "memory_total_mb": 8192,
             "disk_used_mb": 1000, "disk_total_mb": 100000, "container_count": 0, "containers": []
         });
-        let sent = beats.post(url.clone(), &agent.credential, &beat).await;
+        let base = agent.base(&bases).to_string();
+        let url = format!("{base}/api/internal/paas/nodes/{}/heartbeat", agent.node_id);
+        let sent = beats.post(url, &agent.credential, &beat).await;
+        if sent.as_ref().map_or(true, |r| r.status().is_server_error()) {
+            agent.failed(&bases, &base);
+        }
         let ok = sent.is_ok_and(|r| r.status().is_success());
         let first = ok && !online;
         online |= ok;
@@ -237,7 +278,7 @@ fn arrived(
     tasks: Vec<Value>,
     at: Instant,
     beats: &BeatPool,
-    base: &str,
+    bases: &Bases,
     agent: &Arc<Agent>,
     figures: &Shared,
 ) {
@@ -250,12 +291,19 @@ fn arrived(
             }
         });
         // The reports go through the shared pool, off this agent's poll.
-        let (beats, base, agent) = (beats.clone(), base.to_string(), agent.clone());
+        let (beats, bases, agent) = (beats.clone(), bases.clone(), agent.clone());
         tokio::spawn(async move {
             for status in ["running", "succeeded"] {
                 let body = json!({"lease_id": task["lease_id"], "status": status});
-                let url = format!("{base}/api/internal/paas/tasks/{id}/status");
-                let _ = beats.post(url, &agent.credential, &body).await;
+                // A replica that died meanwhile: the report goes to the next.
+                for _ in 0..bases.len() {
+                    let base = agent.base(&bases).to_string();
+                    let url = format!("{base}/api/internal/paas/tasks/{id}/status");
+                    match beats.post(url, &agent.credential, &body).await {
+                        Ok(r) if !r.status().is_server_error() => break,
+                        _ => agent.failed(&bases, &base),
+                    }
+                }
             }
         });
     }
@@ -271,7 +319,7 @@ struct Poller {
     /// The client of the agents' own long-poll connections.
     polls: reqwest::Client,
     beats: BeatPool,
-    base: String,
+    bases: Bases,
     agent: Arc<Agent>,
     figures: Shared,
 }
@@ -281,12 +329,13 @@ async fn poll_loop(poller: Poller, stop: Instant) {
     let Poller {
         polls,
         beats,
-        base,
+        bases,
         agent,
         figures,
     } = poller;
-    let leases = format!("{base}/api/internal/paas/nodes/{}/leases", agent.node_id);
     while Instant::now() < stop {
+        let base = agent.base(&bases).to_string();
+        let leases = format!("{base}/api/internal/paas/nodes/{}/leases", agent.node_id);
         let answer = polls
             .post(format!("{leases}?wait={}&max=8", jittered_wait()))
             .header(CREDENTIAL_HEADER, &agent.credential)
@@ -297,6 +346,7 @@ async fn poll_loop(poller: Poller, stop: Instant) {
             Ok(answer) if answer.status().as_u16() == 200 => answer,
             Ok(answer) if answer.status().as_u16() == 204 => continue,
             _ => {
+                agent.failed(&bases, &base);
                 record(&figures, |f| f.poll_errors += 1);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
@@ -307,7 +357,7 @@ async fn poll_loop(poller: Poller, stop: Instant) {
             continue;
         };
         let tasks = leased["tasks"].as_array().cloned().unwrap_or_default();
-        arrived(tasks, at, &beats, &base, &agent, &figures);
+        arrived(tasks, at, &beats, &bases, &agent, &figures);
     }
 }
 
@@ -317,13 +367,15 @@ async fn stream_loop(poller: Poller, stop: Instant) {
     let Poller {
         polls,
         beats,
-        base,
+        bases,
         agent,
         figures,
     } = poller;
     let mut stream = None;
     while Instant::now() < stop {
+        let base = agent.base(&bases).to_string();
         let failed = async {
+            agent.failed(&bases, &base);
             record(&figures, |f| f.poll_errors += 1);
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
@@ -354,7 +406,7 @@ async fn stream_loop(poller: Poller, stop: Instant) {
             continue;
         }
         let tasks = reply["tasks"].as_array().cloned().unwrap_or_default();
-        arrived(tasks, at, &beats, &base, &agent, &figures);
+        arrived(tasks, at, &beats, &bases, &agent, &figures);
     }
 }
 
@@ -405,6 +457,44 @@ async fn read_line(io: &mut reqwest::Upgraded, lines: &mut Lines) -> Option<Valu
     }
 }
 
+/// SIGKILLs the replica at `address` (process `pid`) and answers how long
+/// until every shard it held is held by another replica.
+async fn kill_and_time_takeover(address: String, pid: Option<u32>, store: Store) -> Option<f64> {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let pid = pid?;
+    println!("SIGKILL of the replica at {address} (pid {pid})");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let killed = Instant::now();
+    while killed.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Ok(mut conn) = store.conn().await else {
+            continue;
+        };
+        // Shards without an unexpired owner other than the killed replica.
+        let orphaned: Result<Count, _> = diesel::sql_query(
+            "SELECT count(*) AS n FROM paas_shard_leases l \
+             LEFT JOIN paas_replicas r ON r.id = l.owner \
+             WHERE l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at < now() \
+                OR r.address = $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(&address)
+        .get_result(&mut conn)
+        .await;
+        if orphaned.is_ok_and(|c| c.n == 0) {
+            return Some(killed.elapsed().as_secs_f64());
+        }
+    }
+    None
+}
+
 /// Connections of the control plane to its database: (most open, most busy)
 /// seen while sampling every second, until `stop`.
 async fn sample_connections(store: Store, stop: Instant) -> (i64, i64) {
@@ -440,6 +530,14 @@ async fn sample_connections(store: Store, stop: Instant) -> (i64, i64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let bases: Bases = Arc::new(
+        args.control_plane
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect(),
+    );
+    anyhow::ensure!(!bases.is_empty(), "--control-plane: no address");
     // One connection per agent for its long-poll, as a real agent keeps
     // (upgraded to its lease stream unless `--http-long-poll`). The stream's
     // asks have their own timeout: a request timeout would end the stream.
@@ -457,7 +555,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let login: Value = beats
         .http
-        .post(format!("{}/api/auth/login", args.control_plane))
+        .post(format!("{}/api/auth/login", bases[0]))
         .json(&json!({"email": args.admin_email, "password": args.admin_password}))
         .send()
         .await?
@@ -482,7 +580,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("registering {} agents …", args.agents);
     let started = Instant::now();
-    let agents: Vec<Arc<Agent>> = register_all(&beats, &args, &admin)
+    let agents: Vec<Arc<Agent>> = register_all(&beats, &args, &bases, &admin)
         .await?
         .into_iter()
         .map(Arc::new)
@@ -498,7 +596,7 @@ async fn main() -> anyhow::Result<()> {
     for agent in &agents {
         workers.push(tokio::spawn(heartbeat_loop(
             beats.clone(),
-            args.control_plane.clone(),
+            bases.clone(),
             agent.clone(),
             interval,
             figures.clone(),
@@ -507,7 +605,7 @@ async fn main() -> anyhow::Result<()> {
         let poller = Poller {
             polls: polls.clone(),
             beats: beats.clone(),
-            base: args.control_plane.clone(),
+            bases: bases.clone(),
             agent: agent.clone(),
             figures: figures.clone(),
         };
@@ -537,9 +635,20 @@ async fn main() -> anyhow::Result<()> {
         f.heartbeat_errors = 0;
         f.poll_errors = 0;
     });
-    let cpu_before = args.pid.and_then(process_figures);
+    let cpu_before: Vec<_> = args.pid.iter().map(|p| process_figures(*p)).collect();
     let measuring = Instant::now();
     let connections = tokio::spawn(sample_connections(store.clone(), stop));
+    let failover = args.kill_after.map(|after| {
+        let victim = (
+            bases[bases.len() - 1].clone(),
+            args.pid.last().copied(),
+            store.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(after)).await;
+            kill_and_time_takeover(victim.0, victim.1, victim.2).await
+        })
+    });
 
     println!(
         "measuring for {} s at {} tasks/s …",
@@ -582,7 +691,7 @@ async fn main() -> anyhow::Result<()> {
     drop(conn);
     tokio::time::sleep(stop.saturating_duration_since(Instant::now())).await;
     let elapsed = measuring.elapsed().as_secs_f64();
-    let cpu_after = args.pid.and_then(process_figures);
+    let cpu_after: Vec<_> = args.pid.iter().map(|p| process_figures(*p)).collect();
     let (db_open, db_busy) = connections.await.unwrap_or_default();
     for worker in workers {
         worker.abort();
@@ -590,7 +699,7 @@ async fn main() -> anyhow::Result<()> {
 
     let nodes: Value = beats
         .http
-        .get(format!("{}/api/admin/paas/nodes", args.control_plane))
+        .get(format!("{}/api/admin/paas/nodes", bases[0]))
         .bearer_auth(&admin)
         .send()
         .await?
@@ -632,19 +741,43 @@ async fn main() -> anyhow::Result<()> {
     println!("long-poll errors        {poll_errors}");
     println!("nodes not online        {offline}");
     println!("database connections    {db_open} open at most, {db_busy} busy at most");
-    let process = match (cpu_before, cpu_after) {
-        (Some((cpu0, _, _)), Some((cpu1, rss, peak))) => {
-            let cpu = (cpu1 - cpu0) / elapsed * 100.0;
-            println!("control plane CPU       {cpu:.1} % of one core");
-            println!("control plane RSS       {rss:.1} MB (peak {peak:.1} MB)");
-            Some((cpu, peak))
+    let mut per_process = Vec::new();
+    for (i, (before, after)) in cpu_before.iter().zip(&cpu_after).enumerate() {
+        let name = if args.pid.len() > 1 {
+            format!("replica {}", i + 1)
+        } else {
+            "control plane".to_string()
+        };
+        match (before, after) {
+            (Some((cpu0, _, _)), Some((cpu1, rss, peak))) => {
+                let cpu = (cpu1 - cpu0) / elapsed * 100.0;
+                println!(
+                    "{name:<23} CPU {cpu:.1} % of one core, RSS {rss:.1} MB (peak {peak:.1} MB)"
+                );
+                per_process.push((cpu, *peak));
+            }
+            _ => println!("{name:<23} gone before the end (killed)"),
         }
-        _ => None,
+    }
+    let takeover = match failover {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
     };
+    if let Some(seconds) = takeover {
+        println!(
+            "failover                the killed replica's shards taken over in {seconds:.2} s"
+        );
+    }
     if args.row {
-        let (cpu, peak) = process.map_or(("–".into(), "–".into()), |(c, p)| {
-            (format!("{c:.0} % of a core"), format!("{p:.0} MB"))
-        });
+        let join = |f: &dyn Fn(&(f64, f64)) -> String| {
+            if per_process.is_empty() {
+                "–".to_string()
+            } else {
+                per_process.iter().map(f).collect::<Vec<_>>().join(" / ")
+            }
+        };
+        let cpu = join(&|(c, _)| format!("{c:.0} % of a core"));
+        let peak = join(&|(_, p)| format!("{p:.0} MB"));
         println!(
             "ROW | {} ({} s) | {p50:.2} ms | {p99:.2} ms | {max:.1} ms | {} of {created} | {lost} | {beats_per_s:.0} of {expected_beats:.0} | {offline} | {db_open} ({db_busy} busy) | {cpu} | {peak} |",
             args.agents,

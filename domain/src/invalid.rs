@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// A value that breaks a domain rule. `field` names the input (snake_case, as on the wire).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invalid {
     pub field: Option<String>,
     pub message: String,

@@ -56,6 +56,17 @@ impl SecretKey {
         self
     }
 
+    /// A key for another purpose (`purpose` names it), derived from the
+    /// current key: HMAC-SHA256(key, purpose). Whoever has the platform's
+    /// key has it; it opens nothing sealed.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.current.as_slice())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// How many earlier keys it still opens values with.
     pub fn previous_count(&self) -> usize {
         self.previous.len()

@@ -193,6 +193,13 @@ impl From<skypanel_store::Error> for ApiError {
                     "the database is not reachable, try again shortly",
                 )
             }
+            E::Fenced { shard } => {
+                tracing::warn!(shard, "a write fenced: its shard moved to another replica");
+                Self::unavailable(
+                    "unavailable",
+                    "the platform is moving this resource between its servers; try again shortly",
+                )
+            }
             E::Stale => Self::conflict(
                 "conflict",
                 "the resource changed at the same moment; try again",
@@ -220,6 +227,11 @@ impl From<skypanel_actors::Error> for ApiError {
                 )
             }
             E::Store(store) => store.into(),
+            E::Refused {
+                code,
+                message,
+                field,
+            } => Self::conflict(&code, message, field.as_deref()),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod moves;
 pub mod quotas;
 pub mod rate_limit;
 pub mod registry_token;
+pub mod replicas;
 pub mod sessions;
 pub mod state;
 
@@ -231,6 +232,10 @@ pub fn app(state: AppState) -> impl Endpoint {
         .at(
             "/api/internal/paas/nodes/:id/lease-stream",
             poem::get(lease_stream::upgrade),
+        )
+        .at(
+            skypanel_actors::replicas::CALL_PATH,
+            poem::post(replicas::call),
         )
         .at(
             "/api/internal/paas/database-moves/:id/dump",

@@ -72,6 +72,8 @@ impl Settings {
     }
 }
 
+use skypanel_store::wakeups::Forget;
+
 /// Shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -106,7 +108,7 @@ impl AppState {
         orchestrator: Option<Orchestrator>,
     ) -> Self {
         let jwt = JwtKeys::new(&settings.jwt_secret, settings.jwt_ttl);
-        Self(Arc::new(Inner {
+        let state = Self(Arc::new(Inner {
             store,
             settings,
             secrets,
@@ -122,7 +124,56 @@ impl AppState {
             readiness: Default::default(),
             sessions: Default::default(),
             pushes: Default::default(),
-        }))
+        }));
+        state.hear_forgets();
+        state
+    }
+
+    /// Applies the revocations every replica announces (`Self::forget`) to
+    /// this replica's memory of checked credentials, for as long as the
+    /// state lives.
+    fn hear_forgets(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut heard = self.store().forgets().subscribe();
+        let state = Arc::downgrade(&self.0);
+        runtime.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let forget = match heard.recv().await {
+                    Ok(forget) => forget,
+                    Err(RecvError::Lagged(_)) => Forget::Everything,
+                    Err(RecvError::Closed) => return,
+                };
+                let Some(inner) = state.upgrade() else {
+                    return;
+                };
+                AppState(inner).forget_here(&forget);
+            }
+        });
+    }
+
+    fn forget_here(&self, forget: &Forget) {
+        match forget {
+            Forget::Node(id) => self.node_credentials().forget_node(*id),
+            Forget::User(id) => self.principals().forget_user(*id),
+            Forget::Session(digest) => self.principals().forget_session(digest),
+            Forget::Everything => {
+                self.node_credentials().forget_all();
+                self.principals().forget_all();
+            }
+        }
+    }
+
+    /// Forgets a revoked credential here and, through a NOTIFY every
+    /// replica's listener hears, on the other replicas too (they would
+    /// otherwise accept it for up to a minute from memory).
+    pub async fn forget(&self, conn: &mut skypanel_store::Conn, forget: Forget) {
+        self.forget_here(&forget);
+        if let Err(err) = skypanel_store::wakeups::announce(conn, &forget).await {
+            tracing::warn!(error = %err, "cannot tell the other replicas of a revoked credential; they forget it within a minute");
+        }
     }
 
     /// Gives the state the applications' log streams (once).

@@ -9,7 +9,7 @@ use skypanel_domain::lifecycle::AppStatus;
 use crate::schema::{paas_applications, paas_domains};
 use crate::{Conn, Error, Page, Result, found};
 
-#[derive(Queryable, Selectable, Clone)]
+#[derive(Queryable, Selectable, Clone, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = paas_applications, check_for_backend(diesel::pg::Pg))]
 pub struct Application {
     pub id: i64,

@@ -13,7 +13,7 @@ use crate::schema::paas_builds;
 use crate::{Conn, Page, Result};
 
 /// A build without its log (see [`log`]).
-#[derive(Queryable, Selectable, Debug, Clone)]
+#[derive(Queryable, Selectable, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = paas_builds, check_for_backend(diesel::pg::Pg))]
 pub struct Build {
     pub id: i64,

@@ -10,7 +10,7 @@ use crate::apps::owned_id;
 use crate::schema::{paas_applications, paas_environment_vars};
 use crate::{Conn, Error, Result, found};
 
-#[derive(Queryable, Selectable, Clone)]
+#[derive(Queryable, Selectable, Clone, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = paas_environment_vars, check_for_backend(diesel::pg::Pg))]
 pub struct EnvVar {
     pub id: i64,
@@ -147,7 +147,7 @@ pub async fn replace_all(
 }
 
 /// How a change treats keys that exist or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     /// Every key set must be new (a conflict on `key` otherwise).
     Add,
@@ -159,7 +159,7 @@ pub enum Mode {
 
 /// A change of an application's variables: keys to set (sealed values)
 /// and keys to remove.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub set: Vec<(String, Vec<u8>)>,
     pub removed: Vec<String>,

@@ -25,6 +25,10 @@ pub enum Error {
     /// The database cannot be reached right now (pool exhausted, connection lost).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A write fenced by a shard whose lease this replica no longer holds
+    /// (another replica took it over): the write did not happen.
+    #[error("shard {shard} is owned by another control-plane replica now")]
+    Fenced { shard: i32 },
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("database: {0}")]

@@ -22,6 +22,7 @@ pub struct Store {
     pool: Pool<AsyncPgConnection>,
     url: String,
     ends: crate::wakeups::TaskEnds,
+    forgets: crate::wakeups::Forgets,
 }
 
 impl std::fmt::Debug for Store {
@@ -53,6 +54,7 @@ impl Store {
             pool,
             url: url.to_string(),
             ends: Default::default(),
+            forgets: Default::default(),
         })
     }
 
@@ -60,6 +62,12 @@ impl Store {
     /// (`wakeups::listen`, run by the actors' lease broker) wakes them.
     pub fn task_ends(&self) -> &crate::wakeups::TaskEnds {
         &self.ends
+    }
+
+    /// Revoked credentials every replica must forget, as the listener
+    /// hears them (`wakeups::announce`).
+    pub fn forgets(&self) -> &crate::wakeups::Forgets {
+        &self.forgets
     }
 
     /// Checks out a connection.

@@ -622,6 +622,7 @@ diesel::table! {
         hostname -> Text,
         started_at -> Timestamptz,
         seen_at -> Timestamptz,
+        address -> Nullable<Text>,
     }
 }
 

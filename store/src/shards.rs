@@ -39,23 +39,63 @@ fn interval(ttl: Duration) -> String {
 /// How long a replica not seen stays listed.
 const FORGOTTEN_AFTER: &str = "1 hour";
 
-/// Records `replica` as alive now (registering it the first time), and
-/// forgets replicas not seen for an hour (each start is a new replica).
-pub async fn beat(conn: &mut Conn, replica: Uuid, hostname: &str) -> Result<()> {
+/// Records `replica` as alive now (registering it the first time, with
+/// where it takes other replicas' calls), and forgets replicas not seen for
+/// an hour (each start is a new replica).
+pub async fn beat(
+    conn: &mut Conn,
+    replica: Uuid,
+    hostname: &str,
+    address: Option<&str>,
+) -> Result<()> {
     diesel::sql_query(format!(
         "DELETE FROM paas_replicas WHERE seen_at < now() - interval '{FORGOTTEN_AFTER}'"
     ))
     .execute(conn)
     .await?;
     diesel::sql_query(
-        "INSERT INTO paas_replicas (id, hostname) VALUES ($1, $2) \
-         ON CONFLICT (id) DO UPDATE SET seen_at = now(), hostname = EXCLUDED.hostname",
+        "INSERT INTO paas_replicas (id, hostname, address) VALUES ($1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET seen_at = now(), hostname = EXCLUDED.hostname, \
+                                        address = EXCLUDED.address",
     )
     .bind::<SqlUuid, _>(replica)
     .bind::<Text, _>(hostname)
+    .bind::<diesel::sql_types::Nullable<Text>, _>(address)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Frees the shards of earlier replicas at `address` on `hostname` (this
+/// replica's predecessors there: killed, or stopped without releasing) and
+/// forgets those replicas, so that a replica started again on the same
+/// machine and port takes its shards back at once instead of after their
+/// leases run out. Answers how many shards were freed.
+pub async fn succeed(
+    conn: &mut Conn,
+    replica: Uuid,
+    hostname: &str,
+    address: &str,
+) -> Result<usize> {
+    let freed = diesel::sql_query(
+        "UPDATE paas_shard_leases SET owner = NULL, expires_at = NULL \
+         WHERE owner IN (SELECT id FROM paas_replicas \
+                          WHERE hostname = $1 AND address = $2 AND id <> $3)",
+    )
+    .bind::<Text, _>(hostname)
+    .bind::<Text, _>(address)
+    .bind::<SqlUuid, _>(replica)
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "DELETE FROM paas_replicas WHERE hostname = $1 AND address = $2 AND id <> $3",
+    )
+    .bind::<Text, _>(hostname)
+    .bind::<Text, _>(address)
+    .bind::<SqlUuid, _>(replica)
+    .execute(conn)
+    .await?;
+    Ok(freed)
 }
 
 #[derive(diesel::QueryableByName)]
@@ -179,6 +219,40 @@ pub async fn holds(conn: &mut Conn, replica: Uuid, lease: Lease) -> Result<bool>
     .load(conn)
     .await?;
     Ok(found.iter().any(|h| h.held))
+}
+
+/// [`holds`] as a fenced write's first step: the write's transaction goes
+/// on only while `replica` holds `lease` (and a takeover waits for it), and
+/// fails with [`crate::Error::Fenced`] otherwise.
+pub async fn fence(conn: &mut Conn, replica: Uuid, lease: Lease) -> Result<()> {
+    if holds(conn, replica, lease).await? {
+        Ok(())
+    } else {
+        Err(crate::Error::Fenced { shard: lease.shard })
+    }
+}
+
+/// The replica holding `shard` unexpired, and where it takes calls.
+#[derive(diesel::QueryableByName, Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    #[diesel(sql_type = SqlUuid)]
+    pub replica: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub address: Option<String>,
+}
+
+/// Who owns `shard` now (`None` while nobody does: between a replica's
+/// death and the takeover, or a shard given back and not yet claimed).
+pub async fn owner_of(conn: &mut Conn, shard: i32) -> Result<Option<Owner>> {
+    let found: Vec<Owner> = diesel::sql_query(
+        "SELECT l.owner AS replica, r.address FROM paas_shard_leases l \
+         JOIN paas_replicas r ON r.id = l.owner \
+         WHERE l.shard = $1 AND l.expires_at > now()",
+    )
+    .bind::<Integer, _>(shard)
+    .load(conn)
+    .await?;
+    Ok(found.into_iter().next())
 }
 
 /// Shards held and unexpired, by replica, with when each replica was last

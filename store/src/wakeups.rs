@@ -3,6 +3,8 @@
 //! task names and the task that ended. Reconnects on its own; after a
 //! reconnect it reports `Wakeup::All`, since notifications may have been
 //! missed meanwhile. [`TaskEnds`] hands task ends to whoever waits for them.
+//! The same connection hears [`Forget`]s: credentials revoked on one
+//! control-plane replica that every replica must stop remembering.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +20,73 @@ use crate::Store;
 pub const CHANNEL: &str = "skypanel_tasks";
 /// The channel `skypanel_notify_task()` notifies with a task that ended.
 pub const ENDS_CHANNEL: &str = "skypanel_task_ends";
+/// The channel a revoked credential is announced on ([`announce`]).
+pub const FORGET_CHANNEL: &str = "skypanel_forget";
+
+/// What every replica must stop remembering of the credentials it checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    /// A node's credentials (rotated, or the node removed).
+    Node(i64),
+    /// A user's sessions and tokens (logged out everywhere, deleted, role changed).
+    User(i64),
+    /// One session, by its digest (logged out).
+    Session(String),
+    /// Everything (the listener reconnected: a notice may have been missed).
+    Everything,
+}
+
+impl Forget {
+    fn payload(&self) -> String {
+        match self {
+            Self::Node(id) => format!("node:{id}"),
+            Self::User(id) => format!("user:{id}"),
+            Self::Session(digest) => format!("session:{digest}"),
+            Self::Everything => "everything".into(),
+        }
+    }
+
+    fn parse(payload: &str) -> Self {
+        match payload.split_once(':') {
+            Some(("node", id)) => id.parse().map_or(Self::Everything, Self::Node),
+            Some(("user", id)) => id.parse().map_or(Self::Everything, Self::User),
+            Some(("session", digest)) => Self::Session(digest.to_string()),
+            _ => Self::Everything,
+        }
+    }
+}
+
+/// Announces `forget` to every replica's listener (this one's included), at
+/// the commit of the caller's transaction if it is in one.
+pub async fn announce(conn: &mut crate::Conn, forget: &Forget) -> crate::Result<()> {
+    diesel::sql_query("SELECT pg_notify($1, $2)")
+        .bind::<diesel::sql_types::Text, _>(FORGET_CHANNEL)
+        .bind::<diesel::sql_types::Text, _>(forget.payload())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Hands the [`Forget`]s the listener hears to whoever remembers
+/// credentials in this process (`subscribe`).
+#[derive(Clone)]
+pub struct Forgets(tokio::sync::broadcast::Sender<Forget>);
+
+impl Default for Forgets {
+    fn default() -> Self {
+        Self(tokio::sync::broadcast::channel(1024).0)
+    }
+}
+
+impl Forgets {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Forget> {
+        self.0.subscribe()
+    }
+
+    pub fn send(&self, forget: Forget) {
+        let _ = self.0.send(forget);
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wakeup {
@@ -120,12 +189,16 @@ pub async fn listen(store: Store, probe: Duration, on_wakeup: impl Fn(Wakeup) + 
                         .await?;
                     diesel::sql_query(format!("LISTEN {ENDS_CHANNEL}"))
                         .execute(&mut conn)
+                        .await?;
+                    diesel::sql_query(format!("LISTEN {FORGET_CHANNEL}"))
+                        .execute(&mut conn)
                         .await
                 };
                 if listening.await.is_ok() {
                     backoff = Duration::from_millis(100);
                     on_wakeup(Wakeup::All);
-                    serve(&mut conn, probe, &on_wakeup).await;
+                    store.forgets().send(Forget::Everything);
+                    serve(&mut conn, probe, &on_wakeup, store.forgets()).await;
                 }
                 tracing::warn!("task wake-up listener lost its connection; reconnecting");
             }
@@ -141,12 +214,16 @@ async fn serve(
     conn: &mut AsyncPgConnection,
     probe: Duration,
     on_wakeup: &(impl Fn(Wakeup) + Send + Sync),
+    forgets: &Forgets,
 ) {
     loop {
         let silent = {
             let mut stream = std::pin::pin!(conn.notifications_stream());
             loop {
                 match tokio::time::timeout(probe, stream.next()).await {
+                    Ok(Some(Ok(note))) if note.channel == FORGET_CHANNEL => {
+                        forgets.send(Forget::parse(&note.payload));
+                    }
                     Ok(Some(Ok(note))) => {
                         let id = note.payload.parse();
                         on_wakeup(match (note.channel.as_str(), id) {
@@ -164,5 +241,24 @@ async fn serve(
         if silent && diesel::sql_query("SELECT 1").execute(conn).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgets_travel_as_text_and_anything_unknown_forgets_everything() {
+        for forget in [
+            Forget::Node(7),
+            Forget::User(3),
+            Forget::Session("ab12".into()),
+            Forget::Everything,
+        ] {
+            assert_eq!(Forget::parse(&forget.payload()), forget);
+        }
+        assert_eq!(Forget::parse("node:x"), Forget::Everything);
+        assert_eq!(Forget::parse("what"), Forget::Everything);
     }
 }

@@ -10,7 +10,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use crate::schema::{wallet_transactions, wallets};
 use crate::{Conn, Error, Page, Result};
 
-#[derive(Queryable, Selectable, Debug, Clone)]
+#[derive(Queryable, Selectable, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = wallets, check_for_backend(diesel::pg::Pg))]
 pub struct Wallet {
     pub id: i64,
@@ -24,7 +24,7 @@ pub struct Wallet {
     pub negative_noticed: bool,
 }
 
-#[derive(Queryable, Selectable, Debug, Clone)]
+#[derive(Queryable, Selectable, Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = wallet_transactions, check_for_backend(diesel::pg::Pg))]
 pub struct WalletTransaction {
     pub id: i64,
@@ -39,7 +39,7 @@ pub struct WalletTransaction {
 }
 
 /// Which way money moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Direction {
     Credit,
     Debit,

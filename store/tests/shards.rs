@@ -19,8 +19,12 @@ async fn replicas_split_the_shards_and_a_takeover_fences_the_old_owner() {
     let db = TestDb::new().await;
     let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    shards::beat(&mut conn, a, "replica-a").await.unwrap();
-    shards::beat(&mut conn, b, "replica-b").await.unwrap();
+    shards::beat(&mut conn, a, "replica-a", Some("http://10.0.0.1:8080"))
+        .await
+        .unwrap();
+    shards::beat(&mut conn, b, "replica-b", Some("http://10.0.0.2:8080"))
+        .await
+        .unwrap();
     let live = shards::live_replicas(&mut conn, TTL).await.unwrap();
     assert_eq!(live, 2);
     let share = shards::fair_share(live);
@@ -47,6 +51,12 @@ async fn replicas_split_the_shards_and_a_takeover_fences_the_old_owner() {
     );
     assert!(shards::holds(&mut conn, a, held_a[0]).await.unwrap());
     assert!(!shards::holds(&mut conn, b, held_a[0]).await.unwrap());
+    let owner = shards::owner_of(&mut conn, held_a[0].shard).await.unwrap();
+    assert_eq!(
+        owner.map(|o| (o.replica, o.address)),
+        Some((a, Some("http://10.0.0.1:8080".into()))),
+        "the owner and where it takes calls"
+    );
 
     // A is cut off past its lease: B takes A's shards over with new epochs.
     diesel::sql_query(format!(
@@ -58,6 +68,15 @@ async fn replicas_split_the_shards_and_a_takeover_fences_the_old_owner() {
     assert!(
         !shards::holds(&mut conn, a, held_a[0]).await.unwrap(),
         "an expired lease fences its owner"
+    );
+    assert!(matches!(
+        shards::fence(&mut conn, a, held_a[0]).await,
+        Err(skypanel_store::Error::Fenced { shard }) if shard == held_a[0].shard
+    ));
+    assert_eq!(
+        shards::owner_of(&mut conn, held_a[0].shard).await.unwrap(),
+        None,
+        "nobody owns an expired shard until it is claimed"
     );
     let taken = shards::claim(&mut conn, b, 64, TTL).await.unwrap();
     assert_eq!(taken.len(), 32);
@@ -76,6 +95,7 @@ async fn replicas_split_the_shards_and_a_takeover_fences_the_old_owner() {
     };
     assert!(!shards::holds(&mut conn, a, stale).await.unwrap());
     assert!(shards::holds(&mut conn, b, taken[0]).await.unwrap());
+    shards::fence(&mut conn, b, taken[0]).await.unwrap();
 
     // B gives ten back (a rebalance): A claims exactly those at once.
     let given: Vec<Lease> = taken[..10].to_vec();
@@ -98,8 +118,8 @@ async fn a_lease_checked_in_a_transaction_cannot_be_taken_until_it_ends() {
     let mut first = AsyncPgConnection::establish(&db.url).await.unwrap();
     let mut second = AsyncPgConnection::establish(&db.url).await.unwrap();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    shards::beat(&mut first, a, "a").await.unwrap();
-    shards::beat(&mut first, b, "b").await.unwrap();
+    shards::beat(&mut first, a, "a", None).await.unwrap();
+    shards::beat(&mut first, b, "b", None).await.unwrap();
     let held = shards::claim(&mut first, a, 1, Duration::from_secs(1))
         .await
         .unwrap();
@@ -124,5 +144,67 @@ async fn a_lease_checked_in_a_transaction_cannot_be_taken_until_it_ends() {
             shard: held[0].shard,
             epoch: 2
         }]
+    );
+}
+
+#[tokio::test]
+async fn a_replica_started_again_at_its_address_takes_its_predecessors_shards_at_once() {
+    let db = TestDb::new().await;
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let (killed, other, again) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let here = "http://127.0.0.1:8080";
+    shards::beat(&mut conn, killed, "host-a", Some(here))
+        .await
+        .unwrap();
+    shards::beat(&mut conn, other, "host-a", Some("http://127.0.0.1:8081"))
+        .await
+        .unwrap();
+    assert_eq!(
+        shards::claim(&mut conn, killed, 40, TTL)
+            .await
+            .unwrap()
+            .len(),
+        40
+    );
+    assert_eq!(
+        shards::claim(&mut conn, other, 24, TTL)
+            .await
+            .unwrap()
+            .len(),
+        24
+    );
+
+    // The same machine and port again (the process was killed): its
+    // shards are freed at once; another machine's replica at an address
+    // that reads the same, and the other port, keep theirs.
+    shards::beat(&mut conn, again, "host-b", Some(here))
+        .await
+        .unwrap();
+    assert_eq!(
+        shards::succeed(&mut conn, again, "host-b", here)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        shards::succeed(&mut conn, again, "host-a", here)
+            .await
+            .unwrap(),
+        40
+    );
+    let back = shards::claim(&mut conn, again, 64, TTL).await.unwrap();
+    assert_eq!(back.len(), 40);
+    assert!(
+        back.iter().all(|l| l.epoch == 2),
+        "new epochs fence the old one"
+    );
+    let owned = shards::ownership(&mut conn).await.unwrap();
+    assert!(
+        owned.iter().all(|o| o.replica != killed),
+        "the predecessor is forgotten"
+    );
+    assert_eq!(
+        owned.iter().find(|o| o.replica == other).unwrap().shards,
+        24
     );
 }

@@ -21,6 +21,7 @@ pub mod pebble;
 pub mod proxy;
 pub mod registry;
 pub mod services;
+pub mod settle;
 
 pub const PASSWORD: &str = "correct horse battery";
 /// System domains of test applications are `<slug>.apps.test`.
@@ -172,6 +173,8 @@ fn stop_nginx(ingress_dir: &std::path::Path) {
 pub struct Stack {
     pub db: TestDb,
     control_plane: Option<Child>,
+    /// More control-plane replicas on the same database and Redis: (address, process).
+    replicas: Vec<(String, Option<Child>)>,
     /// The control plane's whole environment, to start it again the same way.
     control_plane_env: Vec<(String, String)>,
     /// Where the processes of this stack write their logs.
@@ -305,6 +308,7 @@ impl Stack {
         let mut stack = Stack {
             db,
             control_plane: None,
+            replicas: Vec::new(),
             control_plane_env: env,
             logs,
             log_level: timing.log_level,
@@ -354,6 +358,64 @@ impl Stack {
         {
             assert!(Instant::now() < deadline, "the control plane did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts one more control-plane replica (same database, Redis and
+    /// secrets, its own port) and waits until it answers; answers its index
+    /// for [`Stack::replica_base`] and [`Stack::kill_replica`]. The first
+    /// replica is the stack's own control plane at `base`.
+    pub async fn start_replica(&mut self) -> usize {
+        self.start_replica_with(&[]).await
+    }
+
+    /// [`Stack::start_replica`] with more (or other) environment.
+    pub async fn start_replica_with(&mut self, env: &[(&str, String)]) -> usize {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let index = self.replicas.len() + 1;
+        let (stdout, stderr) = log_file(&self.logs.join(format!("replica-{index}.log")));
+        let child = Command::new(binary("skypanel"))
+            .arg("serve")
+            .env_clear()
+            .envs(self.control_plane_env.iter().map(|(k, v)| (k, v)))
+            .env("SKYPANEL_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.replicas.push((base.clone(), Some(child)));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .http
+            .get(format!("{base}/api/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "replica {index} did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        index
+    }
+
+    /// Where replica `index` answers (0: the stack's own control plane).
+    pub fn replica_base(&self, index: usize) -> String {
+        match index {
+            0 => self.base.clone(),
+            i => self.replicas[i - 1].0.clone(),
+        }
+    }
+
+    /// SIGKILL of replica `index` (0: the stack's own control plane).
+    pub fn kill_replica(&mut self, index: usize) {
+        if index == 0 {
+            return self.kill_control_plane();
+        }
+        if let Some(mut child) = self.replicas[index - 1].1.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -826,6 +888,9 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.kill_control_plane();
+        for index in 1..=self.replicas.len() {
+            self.kill_replica(index);
+        }
         // SKYPANEL_TEST_KEEP_LOGS=1 keeps them after a passing test too.
         if !std::thread::panicking() && std::env::var_os("SKYPANEL_TEST_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.logs);

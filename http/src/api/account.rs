@@ -8,6 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use skypanel_domain::credentials;
 use skypanel_domain::lifecycle::{AppStatus, Role};
+use skypanel_store::wakeups::Forget;
 use skypanel_store::{
     Conn, Page, accounts, apps, audit, billing, databases, domains, env_vars, notifications,
     releases, wallets, webhooks,
@@ -139,7 +140,7 @@ async fn delete_account(
     if !accounts::delete_account(&mut conn, user_id, now).await? {
         return Err(ApiError::not_found("user"));
     }
-    state.principals().forget_user(user_id);
+    state.forget(&mut conn, Forget::User(user_id)).await;
     let applications = apps::list(&mut conn, user_id, EVERYTHING).await?;
     let owned_databases = databases::list(&mut conn, user_id).await?;
     drop(conn);

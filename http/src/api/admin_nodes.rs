@@ -9,6 +9,7 @@ use skypanel_domain::credentials::{REGISTRATION_TOKEN_PREFIX, generate_token, to
 use skypanel_domain::lifecycle::{NodeEvent, node_transition};
 use skypanel_domain::names::{normalize_host_address, normalize_hostname, validate_region};
 use skypanel_store::nodes::{self, NodeChanges};
+use skypanel_store::wakeups::Forget;
 
 use super::{Audit, Created, NoContent, Tag};
 use crate::auth::AdminAuth;
@@ -181,8 +182,8 @@ impl AdminNodesApi {
         let admin = &auth.0;
         let mut conn = self.state.store().conn().await?;
         nodes::delete(&mut conn, id.0).await.or_not_found("node")?;
-        self.state.node_credentials().forget_node(id.0);
-        self.state.orchestrator()?.node_removed(id.0);
+        self.state.forget(&mut conn, Forget::Node(id.0)).await;
+        self.state.orchestrator()?.node_removed(id.0).await;
         Audit::by(request, admin.user_id, "node.delete")
             .on("node", id.0)
             .write(&mut conn)

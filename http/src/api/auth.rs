@@ -9,6 +9,7 @@ use skypanel_domain::lifecycle::Role;
 use skypanel_domain::names::{clean_text, normalize_email};
 use skypanel_store::accounts;
 use skypanel_store::audit::Actor;
+use skypanel_store::wakeups::Forget;
 
 use super::{Audit, Created, NoContent, Tag, blocking};
 use crate::auth::BearerAuth;
@@ -214,7 +215,9 @@ impl AuthApi {
         session::check_csrf(request, &live.csrf_token)?;
         let mut conn = self.state.store().conn().await?;
         skypanel_store::console_sessions::delete(&mut conn, &live.digest).await?;
-        self.state.principals().forget_session(&live.digest);
+        self.state
+            .forget(&mut conn, Forget::Session(live.digest.clone()))
+            .await;
         Audit::by(request, live.principal.user_id, "user.logout")
             .on("user", live.principal.user_id)
             .write(&mut conn)
@@ -301,7 +304,9 @@ impl AuthApi {
         accounts::delete_token(&mut conn, auth.user_id(), id.0)
             .await
             .or_not_found("API token")?;
-        self.state.principals().forget_user(auth.user_id());
+        self.state
+            .forget(&mut conn, Forget::User(auth.user_id()))
+            .await;
         Audit::by(request, auth.user_id(), "api_token.delete")
             .on("api_token", id.0)
             .write(&mut conn)

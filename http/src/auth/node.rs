@@ -92,6 +92,10 @@ impl NodeCredentials {
     pub fn forget_node(&self, node: i64) {
         self.0.forget(|n| *n == node);
     }
+
+    pub fn forget_all(&self) {
+        self.0.forget(|_| true);
+    }
 }
 
 /// The node whose credential a plain (non-OpenAPI) request carries in

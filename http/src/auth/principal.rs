@@ -190,6 +190,10 @@ impl Principals {
         self.0.forget(|known| known.principal.user_id == user_id);
     }
 
+    pub fn forget_all(&self) {
+        self.0.forget(|_| true);
+    }
+
     /// Forgets a console session (its user logged out).
     pub fn forget_session(&self, digest: &str) {
         self.0.forget_key(&Credential::Session(digest.to_string()));

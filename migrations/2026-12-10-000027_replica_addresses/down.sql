@@ -1,0 +1,1 @@
+ALTER TABLE paas_replicas DROP COLUMN address;
