@@ -201,3 +201,53 @@ async fn a_write_after_the_apps_shard_was_taken_over_is_refused_and_changes_noth
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_replica_call_is_served_only_when_signed_by_a_replica_and_recent() {
+    use skypanel_actors::replicas::{CALL_PATH, SIGNATURE_HEADER, TIME_HEADER, sign, signing_key};
+    let app = TestApp::new().await;
+    let w = app.world().await;
+    let key = signing_key(
+        &skypanel_domain::secrets::SecretKey::from_hex(common::SECRET_KEY_HEX).unwrap(),
+    );
+    let body = serde_json::to_vec(&json!({"call": "app_snapshot", "app_id": w.app})).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let signed = |key: &[u8], time: i64, body: &[u8]| {
+        vec![
+            (TIME_HEADER, time.to_string()),
+            (SIGNATURE_HEADER, sign(key, time, body)),
+        ]
+    };
+
+    // Unsigned, signed with another key, or two minutes old: refused.
+    for headers in [
+        Vec::new(),
+        signed(&[9u8; 32], now, &body),
+        signed(&key, now - 120, &body),
+    ] {
+        app.post_with_headers(CALL_PATH, &headers, body.clone())
+            .await
+            .expect_error(401, "unauthorized");
+    }
+    // Signed but not a call: a clear 400.
+    let junk = b"{\"call\":\"format_disk\"}".to_vec();
+    app.post_with_headers(CALL_PATH, &signed(&key, now, &junk), junk)
+        .await
+        .expect_error(400, "invalid_json");
+    // A replica's call: answered by the actor here (this replica owns every shard).
+    let answer = app
+        .post_with_headers(CALL_PATH, &signed(&key, now, &body), body.clone())
+        .await;
+    let value = answer.expect(200);
+    assert_eq!(value["answer"], "snapshot", "{value:#}");
+    assert_eq!(value["value"]["app"]["id"], w.app);
+    // An entity that does not exist: refused as not found, in the answer.
+    let missing = serde_json::to_vec(&json!({"call": "app_snapshot", "app_id": 999_999})).unwrap();
+    let value = app
+        .post_with_headers(CALL_PATH, &signed(&key, now, &missing), missing)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(value["answer"], "refused");
+    assert_eq!(value["value"]["code"], "not_found");
+}

@@ -216,6 +216,20 @@ impl TestApp {
         Self::answer(request.body(body).send().await).await
     }
 
+    /// POSTs a raw body with these headers (and no bearer token).
+    pub async fn post_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = self.client.post(path);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        Self::answer(request.body(body).send().await).await
+    }
+
     async fn answer(response: poem::test::TestResponse) -> Answer {
         let status = response.0.status();
         let content_type = response
