@@ -31,6 +31,9 @@ pub struct Config {
     /// Where the other control-plane replicas reach this one
     /// (`SKYPANEL_REPLICA_URL`; its listen address on this machine).
     pub replica_url: String,
+    /// Load balancers whose `X-Forwarded-For` names the client
+    /// (`SKYPANEL_TRUSTED_PROXIES`, IP addresses separated by commas).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub db_pool_size: usize,
     pub log_json: bool,
     /// Seconds without a heartbeat before a node is offline.
@@ -371,6 +374,21 @@ impl Config {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             errors.push("SKYPANEL_PUBLIC_URL: must start with http:// or https://".into());
         }
+        let mut trusted_proxies = Vec::new();
+        for text in raw
+            .get("SKYPANEL_TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            match text.parse::<std::net::IpAddr>() {
+                Ok(ip) => trusted_proxies.push(ip),
+                Err(_) => errors.push(format!(
+                    "SKYPANEL_TRUSTED_PROXIES: {text} is not an IP address"
+                )),
+            }
+        }
         let replica_url = raw.get("SKYPANEL_REPLICA_URL").map_or_else(
             || local_url(listen),
             |u| u.trim_end_matches('/').to_string(),
@@ -616,6 +634,7 @@ impl Config {
                 redis_url,
                 listen,
                 replica_url,
+                trusted_proxies,
                 secret_key,
                 jwt_secret,
                 jwt_ttl: Duration::from_secs(jwt_ttl),
@@ -720,6 +739,7 @@ impl Config {
             volume_retention: self.backups.volume_retention,
             webhook_allow_private: self.webhooks.allow_private,
             rate_limits: self.rate_limits,
+            trusted_proxies: self.trusted_proxies.clone(),
             quotas: self.quotas.clone(),
             registry: self
                 .registry
@@ -863,6 +883,33 @@ mod tests {
         assert_eq!(config.public_url, "http://127.0.0.1:8080");
         assert!(!config.allow_file_git);
         assert_eq!(config.jwt_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn replicas_name_their_address_and_their_load_balancers() {
+        let config = Config::load(&complete(), None).unwrap();
+        assert_eq!(config.replica_url, "http://127.0.0.1:8080");
+        assert!(config.trusted_proxies.is_empty());
+        let mut vars = complete();
+        vars.insert("SKYPANEL_LISTEN".into(), "0.0.0.0:9000".into());
+        vars.insert("SKYPANEL_TRUSTED_PROXIES".into(), "10.0.0.5, ::1".into());
+        let config = Config::load(&vars, None).unwrap();
+        assert_eq!(config.replica_url, "http://127.0.0.1:9000");
+        assert_eq!(config.trusted_proxies.len(), 2);
+        vars.insert(
+            "SKYPANEL_TRUSTED_PROXIES".into(),
+            "10.0.0.5, lb.internal".into(),
+        );
+        vars.insert("SKYPANEL_REPLICA_URL".into(), "10.0.0.7:9000".into());
+        let text = Config::load(&vars, None).unwrap_err().to_string();
+        assert!(
+            text.contains("SKYPANEL_TRUSTED_PROXIES: lb.internal is not an IP address"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SKYPANEL_REPLICA_URL: must start with http://"),
+            "{text}"
+        );
     }
 
     #[test]

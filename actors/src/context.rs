@@ -160,6 +160,7 @@ struct Inner {
     /// Calls to the other replicas, and the key they are signed with.
     peers: reqwest::Client,
     signing_key: [u8; 32],
+    owners: crate::replicas::Owners,
 }
 
 /// Called with a build's id when an actor records a build by itself (a
@@ -191,12 +192,18 @@ impl Context {
             shards: crate::shards::Shards::default(),
             peers: reqwest::Client::new(),
             signing_key,
+            owners: Default::default(),
         }))
     }
 
     /// The client of calls to the other replicas.
     pub(crate) fn peers(&self) -> &reqwest::Client {
         &self.0.peers
+    }
+
+    /// Which replica owned which shard at the last look.
+    pub(crate) fn owners(&self) -> &crate::replicas::Owners {
+        &self.0.owners
     }
 
     /// The key calls between replicas are signed with.

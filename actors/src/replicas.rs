@@ -6,7 +6,7 @@
 //! secret key (which every replica has) over its time and body, and is
 //! refused more than a minute from the receiver's clock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use skypanel_domain::Invalid;
@@ -285,6 +285,39 @@ async fn send(
 /// lease running out, and two beats for the takeover.
 const OWNER_WAIT: Duration = Duration::from_secs(12);
 
+/// How long a look at a shard's owner is used again (a beat: shards move
+/// at beats).
+const OWNER_REMEMBERED: Duration = crate::shards::BEAT;
+
+/// Which replica owned which shard at the last look, so that every call
+/// carried to another replica does not cost a query. A call reaching a
+/// replica that lost the shard is answered `moved`, and one to a replica
+/// that died fails: either way the look is made again.
+#[derive(Default)]
+pub(crate) struct Owners(std::sync::Mutex<std::collections::HashMap<i32, (String, Instant)>>);
+
+impl Owners {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i32, (String, Instant)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, shard: i32) -> Option<String> {
+        self.lock()
+            .get(&shard)
+            .filter(|(_, at)| at.elapsed() < OWNER_REMEMBERED)
+            .map(|(address, _)| address.clone())
+    }
+
+    fn remember(&self, shard: i32, address: &str) {
+        self.lock()
+            .insert(shard, (address.to_string(), Instant::now()));
+    }
+
+    fn forget(&self, shard: i32) {
+        self.lock().remove(&shard);
+    }
+}
+
 /// Where the actor of entity `id` lives: `None` here, else the address of
 /// the replica holding its shard. While nobody holds it (a replica died and
 /// its leases have not run out, or a shard given back is not claimed yet)
@@ -296,6 +329,9 @@ async fn owner(ctx: &Context, id: i64) -> Result<Option<String>, Error> {
     loop {
         if shards.owns(id) {
             return Ok(None);
+        }
+        if let Some(address) = ctx.owners().get(shard) {
+            return Ok(Some(address));
         }
         if ractor::registry::where_is(ctx.name("root")).is_none() {
             return Err(Error::Unavailable(
@@ -314,12 +350,14 @@ async fn owner(ctx: &Context, id: i64) -> Result<Option<String>, Error> {
                     && (owner.address.is_none()
                         || owner.address.as_deref() != shards.address()) =>
             {
-                return owner.address.map(Some).ok_or_else(|| {
+                let address = owner.address.ok_or_else(|| {
                     Error::Unavailable(format!(
                         "shard {shard} is held by replica {}, which takes no calls",
                         owner.replica
                     ))
-                });
+                })?;
+                ctx.owners().remember(shard, &address);
+                return Ok(Some(address));
             }
             // Nobody holds it (a takeover under way), or this replica does
             // and its next beat will say so.
@@ -353,6 +391,10 @@ pub(crate) async fn call(ctx: &Context, call: Call) -> Result<Answer, Error> {
             Ok(Answer::Refused(refusal)) => refusal.code == MOVED,
             _ => false,
         };
+        if again {
+            ctx.owners()
+                .forget(skypanel_store::shards::shard_of(call.entity()));
+        }
         if !again || tokio::time::Instant::now() >= deadline {
             break answer?;
         }

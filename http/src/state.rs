@@ -41,6 +41,9 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     /// Requests allowed per minute (counted in Redis).
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// Proxies (load balancers) whose `X-Forwarded-For` names the client
+    /// (`SKYPANEL_TRUSTED_PROXIES`); from any other address it is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How much a customer may create.
     pub quotas: crate::quotas::Quotas,
     /// The registry's token server, when the platform is one.

@@ -107,6 +107,7 @@ pub fn settings() -> Settings {
         volume_retention: Duration::from_secs(7 * 24 * 3600),
         webhook_allow_private: false,
         rate_limits: skypanel_http::rate_limit::RateLimits::default(),
+        trusted_proxies: Vec::new(),
         quotas: skypanel_http::quotas::Quotas::default(),
         registry: None,
         registry_retention: None,

@@ -119,12 +119,46 @@ pub enum NoContent {
     NoContent,
 }
 
-/// The caller's address as seen by this process.
+/// The caller's address: the connection's, or, when that is a trusted
+/// proxy (`SKYPANEL_TRUSTED_PROXIES`), the one its `X-Forwarded-For` names.
 pub fn client_ip(request: &Request) -> Option<String> {
-    request
-        .remote_addr()
-        .as_socket_addr()
-        .map(|addr| addr.ip().to_string())
+    let remote = request.remote_addr().as_socket_addr()?.ip();
+    let trusted = request
+        .data::<crate::state::AppState>()
+        .map(|s| s.settings().trusted_proxies.as_slice())
+        .unwrap_or_default();
+    if trusted.is_empty() {
+        return Some(remote.to_string());
+    }
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    Some(forwarded_client(remote, &forwarded.join(","), trusted).to_string())
+}
+
+/// The client behind trusted proxies: `X-Forwarded-For` read from the right
+/// (each proxy appends the address it was reached from), the first address
+/// that is not a trusted proxy. A request not from a trusted proxy is its
+/// own client, whatever it claims; an unreadable entry stops the walk.
+pub fn forwarded_client(
+    remote: std::net::IpAddr,
+    forwarded: &str,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    let mut client = remote;
+    for hop in forwarded.rsplit(',') {
+        if !trusted.contains(&client) {
+            break;
+        }
+        match hop.trim().parse() {
+            Ok(ip) => client = ip,
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// One audit-log entry being written: who did what, to what, from where.
@@ -196,4 +230,43 @@ pub async fn blocking<T: Send + 'static>(
 /// Query parameters `limit` (1 to 200, default 50) and `offset` as a store page.
 pub fn page(limit: Option<i64>, offset: Option<i64>) -> skypanel_store::Page {
     skypanel_store::Page::new(limit, offset)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic with the value is the clearest failure report
+mod client_tests {
+    use super::forwarded_client;
+
+    #[test]
+    fn only_a_trusted_proxy_names_the_client() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let lb = [ip("10.0.0.5")];
+        // Through the load balancer: the address it appended.
+        assert_eq!(
+            forwarded_client(ip("10.0.0.5"), "203.0.113.7", &lb),
+            ip("203.0.113.7")
+        );
+        // A client's own forged entry is left of the one the balancer appended.
+        assert_eq!(
+            forwarded_client(ip("10.0.0.5"), "1.2.3.4, 203.0.113.7", &lb),
+            ip("203.0.113.7")
+        );
+        // Straight from the client: its header means nothing.
+        assert_eq!(
+            forwarded_client(ip("198.51.100.9"), "1.2.3.4", &lb),
+            ip("198.51.100.9")
+        );
+        // Two trusted proxies in a row.
+        let two = [ip("10.0.0.5"), ip("10.0.0.6")];
+        assert_eq!(
+            forwarded_client(ip("10.0.0.5"), "203.0.113.7, 10.0.0.6", &two),
+            ip("203.0.113.7")
+        );
+        // Nothing forwarded, or garbage: the proxy itself.
+        assert_eq!(forwarded_client(ip("10.0.0.5"), "", &lb), ip("10.0.0.5"));
+        assert_eq!(
+            forwarded_client(ip("10.0.0.5"), "not-an-ip", &lb),
+            ip("10.0.0.5")
+        );
+    }
 }
