@@ -18,7 +18,7 @@ use crate::broker::NodeWaiter;
 use crate::context::Context;
 use crate::error::Error;
 use crate::node::UsageSample;
-use crate::replicas::{self, Answer, Call, Refusal};
+use crate::replicas::{self, Answer, Call, Refusal, unexpected};
 use crate::root::{Child, Root};
 use crate::supervisor::{SupervisorMsg, actor_name, entity_id};
 use crate::wallet::{Checked, Movement};
@@ -163,10 +163,7 @@ impl Orchestrator {
 
     /// A customer's request to an application (ownership is checked before).
     pub async fn app_request(&self, app_id: i64, request: AppRequest) -> Result<Accepted, Error> {
-        match self.call(Call::AppRequest { app_id, request }).await? {
-            Answer::Accepted(accepted) => Ok(*accepted),
-            other => Err(unexpected(other)),
-        }
+        replicas::app_request(&self.ctx, app_id, request).await
     }
 
     /// A step of a build, from its job.
@@ -383,11 +380,6 @@ impl Orchestrator {
         let actor: ActorRef<AppMsg> = entity_of(&self.ctx, Child::Apps, "app", app_id).await?;
         Ok(actor.cast(AppMsg::Crash)?)
     }
-}
-
-/// An answer of the wrong kind (a replica of another version).
-fn unexpected(answer: Answer) -> Error {
-    Error::Unavailable(format!("a replica answered out of turn: {answer:?}"))
 }
 
 fn info(cell: &ActorCell, kind: &str, parent: Option<&ActorCell>, restarts: usize) -> ActorInfo {

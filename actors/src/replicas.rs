@@ -406,6 +406,25 @@ pub(crate) async fn call(ctx: &Context, call: Call) -> Result<Answer, Error> {
     }
 }
 
+/// An answer of the wrong kind (a replica of another version).
+pub(crate) fn unexpected(answer: Answer) -> Error {
+    Error::Unavailable(format!("a replica answered out of turn: {answer:?}"))
+}
+
+/// A request to application `app_id`'s actor, wherever it lives (the
+/// Orchestrator's customers, and a wallet suspending or resuming its
+/// owner's applications).
+pub(crate) async fn app_request(
+    ctx: &Context,
+    app_id: i64,
+    request: AppRequest,
+) -> Result<Accepted, Error> {
+    match call(ctx, Call::AppRequest { app_id, request }).await? {
+        Answer::Accepted(accepted) => Ok(*accepted),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// [`call`] for what an actor tells another without waiting for it (a
 /// node's report of an application's containers, its going offline): run
 /// in the background, a failure logged.

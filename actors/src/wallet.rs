@@ -385,19 +385,11 @@ async fn each(
 async fn request(ctx: &Context, app_id: i64, request: AppRequest) -> Result<bool, Error> {
     let suspending = matches!(request, AppRequest::Suspend);
     // The application's actor may live on another replica.
-    let accepted =
-        match crate::replicas::call(ctx, crate::replicas::Call::AppRequest { app_id, request })
-            .await
-        {
-            Ok(crate::replicas::Answer::Accepted(accepted)) => accepted,
-            Ok(other) => {
-                return Err(Error::Unavailable(format!(
-                    "an unexpected answer: {other:?}"
-                )));
-            }
-            Err(Error::NotFound) => return Ok(false),
-            Err(err) => return Err(err),
-        };
+    let accepted = match crate::replicas::app_request(ctx, app_id, request).await {
+        Ok(accepted) => accepted,
+        Err(Error::NotFound) => return Ok(false),
+        Err(err) => return Err(err),
+    };
     let suspended = accepted.app.status == AppStatus::Suspended.as_str();
     Ok(suspended == suspending && !accepted.deleted)
 }
