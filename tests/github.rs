@@ -349,6 +349,8 @@ async fn docker_a_github_app_connects_builds_private_repositories_and_deploys_pu
     let done = stack.build_ends(&alice, app, build).await;
     assert_eq!(done["status"], "success", "{done:#}");
     stack::serves(agent.ingress_port, &host, "/", "private v1").await;
+    // The rollout ends (a push during it would wait for it; see below).
+    stack.app_in(&alice, app, "running").await;
     assert!(
         gh.clones()
             .iter()
@@ -452,6 +454,8 @@ async fn docker_a_github_app_connects_builds_private_repositories_and_deploys_pu
     );
     let (_, ignored) = gh.deliver(&hook, "push", "delivery-4", &push, None).await;
     assert_eq!(ignored["deploying"], json!([]), "{ignored:#}");
+    assert_eq!(ignored["waiting"], json!([]), "{ignored:#}");
+    stack.app_in(&alice, app, "running").await;
     let build = stack.start_deploy(&alice, app).await;
     let failed = stack.build_ends(&alice, app, build).await;
     assert_eq!(failed["status"], "failed", "{failed:#}");

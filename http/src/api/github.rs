@@ -229,12 +229,7 @@ impl GithubApi {
             repository: Repository,
         }
         let push: Push = parse(bytes)?;
-        let said = |message: String| {
-            Ok(GithubDelivery {
-                message,
-                deploying: Vec::new(),
-            })
-        };
+        let said = |message: String| Ok(GithubDelivery::said(message));
         if push.deleted {
             return said("a deleted branch does not deploy".into());
         }
@@ -250,6 +245,7 @@ impl GithubApi {
                 .await?;
         drop(conn);
         let mut deploying = Vec::new();
+        let mut waiting = Vec::new();
         let mut refused = Vec::new();
         for target in targets {
             let deploy = AppRequest::Deploy {
@@ -270,6 +266,12 @@ impl GithubApi {
                         deploying.push(DeployingApp {
                             application_id: target.application_id,
                             build_id: build.id,
+                        });
+                    } else if let Some(wait) = accepted.waiting {
+                        waiting.push(WaitingApp {
+                            application_id: target.application_id,
+                            position: wait.position,
+                            behind: wait.behind,
                         });
                     }
                     let mut conn = self.state.store().conn().await?;
@@ -295,10 +297,21 @@ impl GithubApi {
             branch,
             push.repository.full_name
         );
+        if !waiting.is_empty() {
+            let behind: Vec<String> = waiting
+                .iter()
+                .map(|w| format!("application {} after {}", w.application_id, w.behind))
+                .collect();
+            message.push_str(&format!("; waiting: {}", behind.join("; ")));
+        }
         if !refused.is_empty() {
             message.push_str(&format!("; not deployed: {}", refused.join("; ")));
         }
-        Ok(GithubDelivery { message, deploying })
+        Ok(GithubDelivery {
+            message,
+            deploying,
+            waiting,
+        })
     }
 
     /// An installation removed or suspended on GitHub disconnects its
@@ -638,12 +651,7 @@ impl GithubApi {
             return Err(refused());
         }
         let event = event.0.unwrap_or_default();
-        let said = |message: &str| {
-            Ok(Json(GithubDelivery {
-                message: message.to_string(),
-                deploying: Vec::new(),
-            }))
-        };
+        let said = |message: &str| Ok(Json(GithubDelivery::said(message)));
         let delivery = delivery
             .0
             .filter(|d| !d.is_empty() && d.len() <= 100)

@@ -189,10 +189,33 @@ pub struct GithubDelivery {
     pub message: String,
     /// The applications a push started deploying (their build ids).
     pub deploying: Vec<DeployingApp>,
+    /// The applications whose deploy waits for the rollout in flight and
+    /// starts after it.
+    pub waiting: Vec<WaitingApp>,
+}
+
+impl GithubDelivery {
+    /// A delivery that deployed nothing, and why.
+    pub fn said(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            deploying: Vec::new(),
+            waiting: Vec::new(),
+        }
+    }
 }
 
 #[derive(Object, Debug)]
 pub struct DeployingApp {
     pub application_id: i64,
     pub build_id: i64,
+}
+
+#[derive(Object, Debug)]
+pub struct WaitingApp {
+    pub application_id: i64,
+    /// 1: it runs next.
+    pub position: i64,
+    /// What it waits for ("the rollout of v7").
+    pub behind: String,
 }
