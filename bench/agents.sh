@@ -10,7 +10,8 @@
 #
 # --fleets and --replicas are this script's; other arguments go to
 # skypanel-bench-agents (--duration, --task-rate, --heartbeat-interval,
-# --beat-connections, --kill-after).
+# --beat-connections, --kill-after, --stay: agents stay on the replica they were
+# spread to instead of moving to their node's owner).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=ops/lib.sh

@@ -246,3 +246,71 @@ async fn only_an_admin_reads_the_metrics_and_a_deploy_moves_them() {
         "{last:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_busy_actors_waiting_messages_show_as_its_mailbox_depth_and_drain() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let plan = app.plan(&admin, "basic").await;
+    let agent = app.agent(&admin, "worker-1", "local").await;
+    app.beat(&agent, json!([])).await.expect(200);
+    let (_, customer) = app.customer("alice@example.com").await;
+    let application = app.app(&customer, "shop", plan).await;
+    let deploy = format!("/api/paas/applications/{application}/deploy");
+    let messages = "skypanel_actor_mailbox_messages{kind=\"app\"}";
+    let deepest = "skypanel_actor_mailbox_deepest{kind=\"app\"}";
+    let idle = scrape(&app, &admin).await;
+    assert_eq!(
+        idle.get("skypanel_actor_mailbox_messages{kind=\"node\"}"),
+        Some(&0.0),
+        "{idle:#?}"
+    );
+
+    // Another transaction holds the application's row: the actor's first
+    // deploy waits on it inside its handler, and the next two wait in its
+    // mailbox.
+    let mut holder = app.sql().await;
+    holder
+        .begin_test_transaction()
+        .await
+        .expect("a transaction");
+    diesel::sql_query(format!(
+        "SELECT id FROM paas_applications WHERE id = {application} FOR UPDATE"
+    ))
+    .execute(&mut holder)
+    .await
+    .expect("the row locked");
+    let requests = async {
+        tokio::join!(
+            app.post(&deploy, &customer, json!({})),
+            app.post(&deploy, &customer, json!({})),
+            app.post(&deploy, &customer, json!({})),
+        )
+    };
+    let watch = async {
+        let mut seen = BTreeMap::new();
+        for _ in 0..100 {
+            seen = scrape(&app, &admin).await;
+            if at(&seen, deepest) >= 2.0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The holder lets go: the actor takes the rest.
+        drop(holder);
+        seen
+    };
+    let ((first, second, third), busy) = tokio::join!(requests, watch);
+    // Two deploys (and maybe the actor's own catch-up tick) wait.
+    assert!(at(&busy, deepest) >= 2.0, "{busy:#?}");
+    assert!(at(&busy, messages) >= at(&busy, deepest), "{busy:#?}");
+    for answer in [first, second, third] {
+        answer.expect(202);
+    }
+    app.eventually(10, "the mailbox drained", || async {
+        let now = scrape(&app, &admin).await;
+        at(&now, messages) == 0.0 && at(&now, deepest) == 0.0
+    })
+    .await;
+}

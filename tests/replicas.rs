@@ -125,6 +125,34 @@ async fn docker_the_replica_owning_an_app_killed_mid_build_hands_it_over_and_the
 
     let build = stack.start_deploy(&alice, app).await;
     slow_step_runs(&stack, &alice, app, build).await;
+    // The inspector, asked at any replica, shows every replica's actors
+    // (the application's, started by the deploy, on its owner).
+    let actors = stack.get("/api/admin/inspector/actors", &stack.admin).await;
+    let mut roots: Vec<&str> = actors
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "root")
+        .map(|a| a["replica"].as_str().unwrap())
+        .collect();
+    roots.sort();
+    let mut all: Vec<&str> = bases.iter().map(String::as_str).collect();
+    all.sort();
+    assert_eq!(roots, all, "{actors:#}");
+    let of_app = |actors: &serde_json::Value| {
+        actors
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "app" && a["entity_id"] == app)
+            .map(|a| a["replica"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        of_app(&actors).as_deref(),
+        Some(bases[owner].as_str()),
+        "{actors:#}"
+    );
+
     stack.kill_replica(owner);
     let killed_at = Instant::now();
     let takeover = loop {
@@ -147,6 +175,19 @@ async fn docker_the_replica_owning_an_app_killed_mid_build_hands_it_over_and_the
         takeover < Duration::from_secs(12),
         "the takeover took {takeover:?} (lease 8 s, beat 2 s)"
     );
+
+    // The inspector lists the application's actor on its new owner (and
+    // the dead replica, while it is still counted live, as unreachable).
+    stack
+        .until(
+            20,
+            "the inspector shows the application's new owner",
+            || async {
+                let actors = stack.get("/api/admin/inspector/actors", &stack.admin).await;
+                of_app(&actors).is_some_and(|r| r != bases[owner])
+            },
+        )
+        .await;
 
     // The deploy finishes on the new owner and the platform settles exactly.
     let done = stack.build_ends(&alice, app, build).await;

@@ -213,6 +213,8 @@ pub struct AppState {
     pub(crate) maybe_waiting: Option<bool>,
     /// While a deploy that waited for room runs again: since when it waits.
     pub(crate) room_since: Option<DateTime<Utc>>,
+    /// The count of its waiting messages.
+    pub(crate) mailbox: crate::mailboxes::Mailbox,
 }
 
 impl AppState {
@@ -283,9 +285,10 @@ impl Actor for AppActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<AppMsg>,
+        myself: ActorRef<AppMsg>,
         (ctx, id): (Context, i64),
     ) -> Result<AppState, ActorProcessingErr> {
+        let mailbox = crate::mailboxes::Mailbox::open(myself.get_id());
         let mut conn = ctx.store().conn().await?;
         let app = apps::load(&mut conn, id).await?;
         drop(conn);
@@ -298,6 +301,7 @@ impl Actor for AppActor {
             newest_report: HashMap::new(),
             maybe_waiting: None,
             room_since: None,
+            mailbox,
         })
     }
 
@@ -306,8 +310,8 @@ impl Actor for AppActor {
         myself: ActorRef<AppMsg>,
         _state: &mut AppState,
     ) -> Result<(), ActorProcessingErr> {
-        myself.cast(AppMsg::CatchUp)?;
-        myself.send_interval(CATCH_UP_EVERY, || AppMsg::CatchUp);
+        crate::mailboxes::cast(&myself, AppMsg::CatchUp)?;
+        crate::mailboxes::every(myself, CATCH_UP_EVERY, || AppMsg::CatchUp);
         Ok(())
     }
 
@@ -317,6 +321,7 @@ impl Actor for AppActor {
         message: AppMsg,
         state: &mut AppState,
     ) -> Result<(), ActorProcessingErr> {
+        state.mailbox.took();
         // Boxed: an idle actor's task then holds no room for its largest
         // handler (thousands of actors sit idle at once).
         let span = tracing::info_span!("app", app_id = state.id);

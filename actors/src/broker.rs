@@ -193,7 +193,7 @@ async fn sweep(ctx: &Context) -> Result<(), crate::error::Error> {
         let outcome = TaskOutcome::of(&task, None, None);
         if let Some(actor) = ractor::registry::where_is(actor_name(ctx, "app", app_id)) {
             let actor: ActorRef<AppMsg> = actor.into();
-            let _ = actor.cast(AppMsg::TaskFinished(outcome));
+            let _ = crate::mailboxes::cast(&actor, AppMsg::TaskFinished(outcome));
         } else if !ctx.shards().owns(app_id) {
             let outcome = Box::new(outcome);
             crate::replicas::tell(

@@ -22,6 +22,7 @@ mod databases;
 mod error;
 mod images;
 mod leasing;
+pub mod mailboxes;
 pub mod metrics;
 mod node;
 mod orchestrator;

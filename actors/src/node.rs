@@ -63,7 +63,9 @@ pub struct NodeState {
     orphans: HashMap<i64, Instant>,
     /// Recent resource use per application, from the heartbeats.
     usage: HashMap<i64, std::collections::VecDeque<UsageSample>>,
-    timer: Option<ractor::concurrency::JoinHandle<()>>,
+    timer: Option<tokio::task::JoinHandle<()>>,
+    /// The count of its waiting messages.
+    mailbox: crate::mailboxes::Mailbox,
     /// The applications placed here were told the node is offline.
     apps_told: bool,
     /// Since when every heartbeat has shown the node under pressure.
@@ -183,6 +185,7 @@ impl NodeState {
             rotate_credential: self
                 .credential_issued_at
                 .is_some_and(|at| chrono::Utc::now() - at > max_age),
+            owner: self.ctx.shards().address().map(str::to_string),
         })
     }
 
@@ -256,11 +259,14 @@ impl NodeState {
             if let Some(actor) = ractor::registry::where_is(name) {
                 let actor: ActorRef<AppMsg> = actor.into();
                 let containers = reported.into_iter().cloned().collect();
-                let _ = actor.cast(AppMsg::Observed {
-                    node_id: self.id,
-                    containers,
-                    observed_at,
-                });
+                let _ = crate::mailboxes::cast(
+                    &actor,
+                    AppMsg::Observed {
+                        node_id: self.id,
+                        containers,
+                        observed_at,
+                    },
+                );
             } else if !self.ctx.shards().owns(app) {
                 // Another replica runs the application's actor.
                 let containers = reported.into_iter().cloned().collect();
@@ -373,7 +379,7 @@ impl NodeState {
             match crate::orchestrator::entity_of::<AppMsg>(&self.ctx, Child::Apps, "app", app).await
             {
                 Ok(actor) => {
-                    let _ = actor.cast(AppMsg::NodeLost(self.id));
+                    let _ = crate::mailboxes::cast(&actor, AppMsg::NodeLost(self.id));
                 }
                 Err(Error::NotFound) => {}
                 Err(err) => {
@@ -405,6 +411,7 @@ impl Actor for NodeActor {
         let period = (ctx.settings().node_offline_after / 3)
             .clamp(Duration::from_millis(200), Duration::from_secs(5));
         let mut state = NodeState {
+            mailbox: crate::mailboxes::Mailbox::open(myself.get_id()),
             ctx,
             id,
             status: NodeStatus::Pending,
@@ -419,7 +426,9 @@ impl Actor for NodeActor {
             pressure_since: None,
         };
         Box::pin(state.reload()).await?;
-        state.timer = Some(myself.send_interval(period, || NodeMsg::CheckLiveness));
+        state.timer = Some(crate::mailboxes::every(myself, period, || {
+            NodeMsg::CheckLiveness
+        }));
         Ok(state)
     }
 
@@ -440,6 +449,7 @@ impl Actor for NodeActor {
         message: NodeMsg,
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
+        state.mailbox.took();
         match message {
             NodeMsg::Heartbeat(beat, reply) => {
                 // Each call boxed: the actor's idle task then holds no room

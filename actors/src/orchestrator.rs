@@ -27,7 +27,7 @@ use crate::wallet::{Checked, Movement};
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One actor of the supervision tree, for the inspector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ActorInfo {
     pub name: String,
     /// `root`, `supervisor`, `node`, `app`, `wallet`, `scheduler`, `lease-broker`.
@@ -37,6 +37,11 @@ pub struct ActorInfo {
     pub parent: Option<String>,
     /// Restarts within the supervisor's budget window.
     pub restarts: usize,
+    /// Messages waiting in its mailbox (counted for nodes, applications
+    /// and wallets; 0 for the others).
+    pub queued: i64,
+    /// The control-plane replica it runs on (its address, else its host).
+    pub replica: String,
 }
 
 #[derive(Clone)]
@@ -80,7 +85,7 @@ pub(crate) async fn ask<M: Send + 'static, R: Send + 'static>(
     actor: &ActorRef<M>,
     build: impl FnOnce(RpcReplyPort<R>) -> M,
 ) -> Result<R, Error> {
-    match actor.call(build, Some(CALL_TIMEOUT)).await? {
+    match crate::mailboxes::call(actor, build, Some(CALL_TIMEOUT)).await? {
         CallResult::Success(reply) => Ok(reply),
         CallResult::Timeout => Err(Error::Unavailable(
             "the actor did not answer in time".into(),
@@ -142,7 +147,7 @@ impl Orchestrator {
     /// Serves a call another replica carried here: refused as moved unless
     /// this replica owns the entity.
     pub async fn serve(&self, call: Call) -> Answer {
-        if !self.ctx.shards().owns(call.entity()) {
+        if call.routed() && !self.ctx.shards().owns(call.entity()) {
             return Answer::Refused(Refusal::moved(call.entity()));
         }
         tracing::debug!(call = call.name(), entity = call.entity(), "a replica call");
@@ -332,43 +337,36 @@ impl Orchestrator {
         }
     }
 
-    /// The live supervision tree, root first.
+    /// This replica's live supervision tree, root first.
     pub async fn actors(&self) -> Vec<ActorInfo> {
-        let mut list = vec![info(&self.root.get_cell(), "root", None, 0)];
-        for child in self.root.get_children() {
-            let name = child.get_name().unwrap_or_default();
-            let kind = Child::ALL
-                .iter()
-                .find(|c| self.ctx.name(c.base_name()) == name)
-                .map(|c| match c {
-                    Child::Nodes | Child::Apps | Child::Wallets => "supervisor",
-                    other => other.base_name(),
-                })
-                .unwrap_or("actor");
-            list.push(info(&child, kind, Some(&self.root.get_cell()), 0));
-            if kind != "supervisor" {
-                continue;
+        local_actors(&self.ctx, &self.root).await
+    }
+
+    /// The supervision trees of every live replica, this one's first; a
+    /// replica that does not answer is listed as one `replica` entry whose
+    /// status says why.
+    pub async fn cluster_actors(&self) -> Vec<ActorInfo> {
+        let mut list = self.actors().await;
+        let peers = match self.ctx.store().conn().await {
+            Ok(mut conn) => skypanel_store::shards::peers(&mut conn, crate::shards::LEASE)
+                .await
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let me = self.ctx.shards().replica();
+        let asked = peers.into_iter().filter(|p| p.replica != me).map(|peer| {
+            let ctx = self.ctx.clone();
+            async move {
+                let address = peer.address.unwrap_or_else(|| peer.replica.to_string());
+                match crate::replicas::send_to(&ctx, &address, &Call::Actors).await {
+                    Ok(Answer::Actors(actors)) => actors,
+                    Ok(other) => vec![unreachable_replica(&address, &format!("{other:?}"))],
+                    Err(err) => vec![unreachable_replica(&address, &err.to_string())],
+                }
             }
-            let supervisor: ActorRef<SupervisorMsg> = child.clone().into();
-            for grandchild in child.get_children() {
-                let id = grandchild.get_name().as_deref().and_then(entity_id);
-                let restarts = match id {
-                    Some(id) => ask(&supervisor, |reply| SupervisorMsg::Restarts(id, reply))
-                        .await
-                        .unwrap_or(0),
-                    None => 0,
-                };
-                let kind = grandchild
-                    .get_name()
-                    .and_then(|n| {
-                        n.rsplit_once(':')
-                            .map(|(k, _)| k.rsplit('/').next().unwrap_or(k).to_string())
-                    })
-                    .unwrap_or_else(|| "actor".into());
-                let mut entry = info(&grandchild, &kind, Some(&child), restarts);
-                entry.entity_id = id;
-                list.push(entry);
-            }
+        });
+        for actors in futures::future::join_all(asked).await {
+            list.extend(actors);
         }
         list
     }
@@ -378,11 +376,70 @@ impl Orchestrator {
     pub async fn crash_app(&self, app_id: i64) -> Result<(), Error> {
         use crate::app::AppMsg;
         let actor: ActorRef<AppMsg> = entity_of(&self.ctx, Child::Apps, "app", app_id).await?;
-        Ok(actor.cast(AppMsg::Crash)?)
+        Ok(crate::mailboxes::cast(&actor, AppMsg::Crash)?)
     }
 }
 
-fn info(cell: &ActorCell, kind: &str, parent: Option<&ActorCell>, restarts: usize) -> ActorInfo {
+/// The live supervision tree of this replica under `root`, root first.
+pub(crate) async fn local_actors(ctx: &Context, root: &ActorRef<()>) -> Vec<ActorInfo> {
+    let mut list = vec![info(ctx, &root.get_cell(), "root", None, 0)];
+    for child in root.get_children() {
+        let name = child.get_name().unwrap_or_default();
+        let kind = Child::ALL
+            .iter()
+            .find(|c| ctx.name(c.base_name()) == name)
+            .map(|c| match c {
+                Child::Nodes | Child::Apps | Child::Wallets => "supervisor",
+                other => other.base_name(),
+            })
+            .unwrap_or("actor");
+        list.push(info(ctx, &child, kind, Some(&root.get_cell()), 0));
+        if kind != "supervisor" {
+            continue;
+        }
+        let supervisor: ActorRef<SupervisorMsg> = child.clone().into();
+        let restarted = ask(&supervisor, SupervisorMsg::Restarts)
+            .await
+            .unwrap_or_default();
+        for grandchild in child.get_children() {
+            let id = grandchild.get_name().as_deref().and_then(entity_id);
+            let restarts = id.and_then(|id| restarted.get(&id).copied()).unwrap_or(0);
+            let kind = grandchild
+                .get_name()
+                .and_then(|n| {
+                    n.rsplit_once(':')
+                        .map(|(k, _)| k.rsplit('/').next().unwrap_or(k).to_string())
+                })
+                .unwrap_or_else(|| "actor".into());
+            let mut entry = info(ctx, &grandchild, &kind, Some(&child), restarts);
+            entry.entity_id = id;
+            list.push(entry);
+        }
+    }
+    list
+}
+
+/// The entry of a replica whose actors could not be listed.
+fn unreachable_replica(address: &str, why: &str) -> ActorInfo {
+    ActorInfo {
+        name: format!("replica {address}"),
+        kind: "replica".into(),
+        entity_id: None,
+        status: format!("unreachable: {why}"),
+        parent: None,
+        restarts: 0,
+        queued: 0,
+        replica: address.to_string(),
+    }
+}
+
+fn info(
+    ctx: &Context,
+    cell: &ActorCell,
+    kind: &str,
+    parent: Option<&ActorCell>,
+    restarts: usize,
+) -> ActorInfo {
     ActorInfo {
         name: cell.get_name().unwrap_or_else(|| cell.get_id().to_string()),
         kind: kind.to_string(),
@@ -390,5 +447,11 @@ fn info(cell: &ActorCell, kind: &str, parent: Option<&ActorCell>, restarts: usiz
         status: format!("{:?}", cell.get_status()).to_lowercase(),
         parent: parent.and_then(ActorCell::get_name),
         restarts,
+        queued: crate::mailboxes::queued(cell.get_id()),
+        replica: ctx
+            .shards()
+            .address()
+            .unwrap_or(ctx.shards().hostname())
+            .to_string(),
     }
 }

@@ -19,7 +19,7 @@ use crate::app_builds::{BuildStep, StepOutcome};
 use crate::context::Context;
 use crate::error::Error;
 use crate::node::{NodeMsg, UsageSample};
-use crate::orchestrator::{ask, entity_of};
+use crate::orchestrator::{ActorInfo, ask, entity_of, local_actors};
 use crate::root::Child;
 use crate::supervisor::actor_name;
 use crate::wallet::{Checked, Movement, WalletMsg};
@@ -88,6 +88,9 @@ pub enum Call {
     WalletCheck {
         user_id: i64,
     },
+    /// The replica's own supervision tree (the inspector asks every
+    /// replica; never routed by entity).
+    Actors,
 }
 
 impl Call {
@@ -106,7 +109,15 @@ impl Call {
             | Self::NodeChanged { node_id }
             | Self::NodeRemoved { node_id } => *node_id,
             Self::WalletApply { user_id, .. } | Self::WalletCheck { user_id } => *user_id,
+            // Sent to each replica by address, not to an entity's owner.
+            Self::Actors => 0,
         }
+    }
+
+    /// Whether the call goes to its entity's owner (every call but the
+    /// inspector's, which each replica answers for itself).
+    pub fn routed(&self) -> bool {
+        !matches!(self, Self::Actors)
     }
 
     /// A name for logs and metrics.
@@ -125,6 +136,7 @@ impl Call {
             Self::NodeRemoved { .. } => "node_removed",
             Self::WalletApply { .. } => "wallet_apply",
             Self::WalletCheck { .. } => "wallet_check",
+            Self::Actors => "actors",
         }
     }
 }
@@ -141,6 +153,7 @@ pub enum Answer {
     Usage(Vec<UsageSample>),
     Wallet(Box<(Wallet, WalletTransaction)>),
     Checked(Checked),
+    Actors(Vec<ActorInfo>),
     Refused(Refusal),
 }
 
@@ -279,6 +292,15 @@ async fn send(
         )));
     }
     response.json::<Answer>().await.map_err(unreachable)
+}
+
+/// Sends `call` to the replica at `address` (not to an entity's owner: the
+/// inspector asking each replica), timed like every call sent.
+pub(crate) async fn send_to(ctx: &Context, address: &str, call: &Call) -> Result<Answer, Error> {
+    let started = Instant::now();
+    let answer = send(ctx.peers(), ctx.signing_key(), address, call).await;
+    crate::metrics::replica_call(call.name(), "sent", Some(started.elapsed().as_secs_f64()));
+    answer
 }
 
 /// How long a request waits for its entity's shard to have an owner: a
@@ -457,7 +479,7 @@ async fn tell_here<M: Send + 'static>(
     message: M,
 ) -> Result<Answer, Error> {
     let actor = entity_of::<M>(ctx, child, kind, id).await?;
-    actor.cast(message)?;
+    crate::mailboxes::cast(&actor, message)?;
     Ok(Answer::Done)
 }
 
@@ -533,6 +555,12 @@ pub(crate) async fn local(ctx: &Context, call: Call) -> Answer {
                 .and_then(|r| r)
                 .map(Answer::Checked)
         }
+        Call::Actors => match ractor::registry::where_is(ctx.name("root")) {
+            Some(root) => Ok(Answer::Actors(local_actors(ctx, &root.into()).await)),
+            None => Err(Error::Unavailable(
+                "this replica's actors are stopped".into(),
+            )),
+        },
     };
     answer.unwrap_or_else(|err| Answer::Refused(Refusal::from(&err)))
 }

@@ -67,9 +67,13 @@ impl RestartBudget {
         true
     }
 
-    /// Restarts of `id` within the window.
-    pub fn recent(&self, id: i64) -> usize {
-        self.history.get(&id).map_or(0, VecDeque::len)
+    /// Every actor restarted within the window, and how often.
+    pub fn all_recent(&self) -> HashMap<i64, usize> {
+        self.history
+            .iter()
+            .filter(|(_, at)| !at.is_empty())
+            .map(|(id, at)| (*id, at.len()))
+            .collect()
     }
 }
 
@@ -80,8 +84,9 @@ pub enum SupervisorMsg {
     /// This replica gained or lost shards: start the actors of the gained
     /// ones that exist from the start, stop those of the lost ones.
     ShardsMoved { gained: Vec<i32>, lost: Vec<i32> },
-    /// Restarts of the actor of `id` within the budget window (for the inspector).
-    Restarts(i64, RpcReplyPort<usize>),
+    /// Restarts of its actors within the budget window, by entity (for the
+    /// inspector and `/metrics`: one ask, however many actors).
+    Restarts(RpcReplyPort<HashMap<i64, usize>>),
 }
 
 pub struct SupervisorState {
@@ -193,8 +198,8 @@ impl<E: Entity> Actor for EntitySupervisor<E> {
             SupervisorMsg::Ensure(id, reply) => {
                 let _ = reply.send(spawn_child::<E>(&state.ctx, id, &myself.get_cell()).await);
             }
-            SupervisorMsg::Restarts(id, reply) => {
-                let _ = reply.send(state.budget.recent(id));
+            SupervisorMsg::Restarts(reply) => {
+                let _ = reply.send(state.budget.all_recent());
             }
             SupervisorMsg::ShardsMoved { gained, lost } => {
                 let in_shards = |id: i64, shards: &[i32]| {
@@ -270,8 +275,8 @@ mod tests {
             "old restarts leave the window"
         );
         assert_eq!(
-            budget.recent(1),
-            1,
+            budget.all_recent().get(&1).copied(),
+            Some(1),
             "only the restart at 12 s is in the window"
         );
     }

@@ -59,6 +59,8 @@ pub struct WalletState {
     user_id: i64,
     /// When a timer will check again (the end of the grace period).
     check_at: Option<DateTime<Utc>>,
+    /// The count of its waiting messages.
+    mailbox: crate::mailboxes::Mailbox,
 }
 
 #[derive(Default)]
@@ -74,15 +76,17 @@ impl Actor for WalletActor {
         myself: ActorRef<WalletMsg>,
         (ctx, user_id): (Context, i64),
     ) -> Result<WalletState, ActorProcessingErr> {
+        let mailbox = crate::mailboxes::Mailbox::open(myself.get_id());
         let mut conn = ctx.store().conn().await?;
         wallets::wallet_for_user(&mut conn, user_id).await?;
         drop(conn);
         // A restarted actor picks up where the balance stands.
-        myself.cast(WalletMsg::Check(None))?;
+        crate::mailboxes::cast(&myself, WalletMsg::Check(None))?;
         Ok(WalletState {
             ctx,
             user_id,
             check_at: None,
+            mailbox,
         })
     }
 
@@ -92,6 +96,7 @@ impl Actor for WalletActor {
         message: WalletMsg,
         state: &mut WalletState,
     ) -> Result<(), ActorProcessingErr> {
+        state.mailbox.took();
         // Boxed: an idle actor's task then holds no room for its largest
         // handler (thousands of actors sit idle at once).
         Box::pin(handle_message(myself, message, state)).await
@@ -215,7 +220,7 @@ async fn check(myself: &ActorRef<WalletMsg>, state: &mut WalletState) -> Result<
             if state.check_at != Some(deadline) {
                 state.check_at = Some(deadline);
                 let wait = (deadline - now).to_std().unwrap_or_default();
-                myself.send_after(wait, || WalletMsg::Check(None));
+                crate::mailboxes::after(myself.clone(), wait, || WalletMsg::Check(None));
             }
             // Within the grace period nothing is suspended for the balance
             // (an admin's resume brings the owner's resources back now).
@@ -255,13 +260,13 @@ async fn suspend(
     // One-off runs stop too (they are billed like instances).
     if let Err(err) = crate::runs::stop_all_of(ctx, state.user_id).await {
         tracing::warn!(user_id = state.user_id, error = %err, "cannot stop runs; trying again shortly");
-        myself.send_after(RETRY, || WalletMsg::Check(None));
+        crate::mailboxes::after(myself.clone(), RETRY, || WalletMsg::Check(None));
     }
     let databases = crate::databases::suspend_owner(ctx, state.user_id)
         .await
         .unwrap_or_else(|err| {
             tracing::warn!(user_id = state.user_id, error = %err, "cannot suspend databases; trying again shortly");
-            myself.send_after(RETRY, || WalletMsg::Check(None));
+            crate::mailboxes::after(myself.clone(), RETRY, || WalletMsg::Check(None));
             Vec::new()
         });
     if !suspended.is_empty() || !databases.is_empty() {
@@ -301,7 +306,7 @@ async fn resume(
         .await
         .unwrap_or_else(|err| {
             tracing::warn!(user_id = state.user_id, error = %err, "cannot resume databases; trying again shortly");
-            myself.send_after(RETRY, || WalletMsg::Check(None));
+            crate::mailboxes::after(myself.clone(), RETRY, || WalletMsg::Check(None));
             Vec::new()
         });
     if !resumed.is_empty() || !databases.is_empty() {
@@ -375,7 +380,7 @@ async fn each(
         }
     }
     if failed {
-        myself.send_after(RETRY, || WalletMsg::Check(None));
+        crate::mailboxes::after(myself.clone(), RETRY, || WalletMsg::Check(None));
     }
     done
 }

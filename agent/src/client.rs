@@ -89,6 +89,19 @@ impl Bases {
         &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()]
     }
 
+    /// The control plane says `owner` holds this node's actor: when it is one
+    /// of the addresses, it is used from now on.
+    fn prefer(&self, owner: &str) {
+        let owner = owner.trim_end_matches('/');
+        let Some(at) = self.urls.iter().position(|u| u == owner) else {
+            return;
+        };
+        let was = self.current.swap(at, Ordering::Relaxed) % self.urls.len();
+        if was != at {
+            tracing::info!(from = %self.urls[was], to = owner, "moving to the control-plane replica that holds this node");
+        }
+    }
+
     /// `failed` did not answer: the next address is tried from now on
     /// (unless another call moved on already).
     fn failed(&self, failed: &str) {
@@ -261,11 +274,16 @@ impl ControlPlane {
     }
 
     pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatAck, ClientError> {
-        self.expect(
-            &format!("/api/internal/paas/nodes/{}/heartbeat", self.node_id()),
-            beat,
-        )
-        .await
+        let ack: HeartbeatAck = self
+            .expect(
+                &format!("/api/internal/paas/nodes/{}/heartbeat", self.node_id()),
+                beat,
+            )
+            .await?;
+        if let Some(owner) = &ack.owner {
+            self.bases.prefer(owner);
+        }
+        Ok(ack)
     }
 
     pub async fn rotate(&self) -> Result<Rotated, ClientError> {
@@ -523,5 +541,24 @@ mod tests {
         assert_eq!(one.current(), "https://panel.example.com");
         assert!(Bases::parse(" , ").is_err());
         assert!(Bases::parse("http://a, ftp://b").is_err());
+    }
+
+    #[test]
+    fn the_replica_holding_the_node_is_preferred_when_it_is_listed() {
+        let bases = Bases::parse("http://a:1,http://b:2,http://c:3").unwrap();
+        bases.prefer("http://c:3/");
+        assert_eq!(bases.current(), "http://c:3");
+        // An address the agent was not given (a load balancer's replicas)
+        // changes nothing.
+        bases.prefer("http://10.0.0.9:8081");
+        assert_eq!(bases.current(), "http://c:3");
+        // A failure still moves on, and the next hint moves back.
+        bases.failed("http://c:3");
+        assert_eq!(bases.current(), "http://a:1");
+        bases.prefer("http://b:2");
+        assert_eq!(bases.current(), "http://b:2");
+        let one = Bases::parse("http://lb:80").unwrap();
+        one.prefer("http://127.0.0.1:8081");
+        assert_eq!(one.current(), "http://lb:80");
     }
 }

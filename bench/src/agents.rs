@@ -76,6 +76,12 @@ struct Args {
     /// agent uses (to compare what each costs the control plane).
     #[arg(long)]
     http_long_poll: bool,
+    /// Keep each agent on the replica it was spread to, as agents behind
+    /// one load-balanced address are (by default an agent moves to the
+    /// replica its heartbeat answer names as its node's owner, as the real
+    /// agent given several addresses does).
+    #[arg(long)]
+    stay: bool,
     /// Also print the figures as one row of the README's table.
     #[arg(long)]
     row: bool,
@@ -147,6 +153,15 @@ type Bases = Arc<Vec<String>>;
 impl Agent {
     fn base<'a>(&self, bases: &'a Bases) -> &'a str {
         &bases[self.at.load(Ordering::Relaxed) % bases.len()]
+    }
+
+    /// The control plane named the replica holding this agent's node: that
+    /// one from now on, when it is one of the addresses.
+    fn prefer(&self, bases: &Bases, owner: &str) {
+        let owner = owner.trim_end_matches('/');
+        if let Some(at) = bases.iter().position(|b| b.trim_end_matches('/') == owner) {
+            self.at.store(at, Ordering::Relaxed);
+        }
     }
 
     /// Its address did not answer: the next one from now on.
@@ -235,6 +250,7 @@ async fn heartbeat_loop(
     interval: Duration,
     figures: Shared,
     stop: Instant,
+    stay: bool,
 ) {
     // Spread the first beats over one interval, as agents started at random times would.
     let offset = rand::thread_rng().gen_range(0..interval.as_millis().max(1) as u64);
@@ -256,7 +272,18 @@ async fn heartbeat_loop(
         if sent.as_ref().map_or(true, |r| r.status().is_server_error()) {
             agent.failed(&bases, &base);
         }
-        let ok = sent.is_ok_and(|r| r.status().is_success());
+        let ok = match sent {
+            Ok(answer) if answer.status().is_success() => {
+                if let Ok(ack) = answer.json::<Value>().await
+                    && let Some(owner) = ack["owner"].as_str()
+                    && !stay
+                {
+                    agent.prefer(&bases, owner);
+                }
+                true
+            }
+            _ => false,
+        };
         let first = ok && !online;
         online |= ok;
         record(&figures, |f| {
@@ -601,6 +628,7 @@ async fn main() -> anyhow::Result<()> {
             interval,
             figures.clone(),
             forever,
+            args.stay,
         )));
         let poller = Poller {
             polls: polls.clone(),

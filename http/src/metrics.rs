@@ -215,13 +215,28 @@ async fn counted_now(state: &AppState, now: &Metrics) {
         Err(_) => scrape_error(now, "redis", &"the job queues are not configured"),
     }
     if let Ok(orchestrator) = state.orchestrator() {
-        let mut by_kind: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        #[derive(Default)]
+        struct Kind {
+            count: f64,
+            restarts: f64,
+            queued: f64,
+            deepest: f64,
+        }
+        let mut by_kind: std::collections::BTreeMap<String, Kind> = Default::default();
         for actor in orchestrator.actors().await {
             let entry = by_kind.entry(actor.kind).or_default();
-            entry.0 += 1.0;
-            entry.1 += actor.restarts as f64;
+            entry.count += 1.0;
+            entry.restarts += actor.restarts as f64;
+            entry.queued += actor.queued as f64;
+            entry.deepest = entry.deepest.max(actor.queued as f64);
         }
-        for (kind, (count, restarts)) in by_kind {
+        for (kind, figures) in by_kind {
+            let Kind {
+                count,
+                restarts,
+                queued,
+                deepest,
+            } = figures;
             now.set(
                 "skypanel_actors",
                 "Live actors by kind.",
@@ -233,6 +248,18 @@ async fn counted_now(state: &AppState, now: &Metrics) {
                 "Restarts of actors by kind within their supervisor's window.",
                 &[("kind", &kind)],
                 restarts,
+            );
+            now.set(
+                "skypanel_actor_mailbox_messages",
+                "Messages waiting in the mailboxes of the actors of a kind (counted for nodes, applications and wallets).",
+                &[("kind", &kind)],
+                queued,
+            );
+            now.set(
+                "skypanel_actor_mailbox_deepest",
+                "The most messages waiting in one actor's mailbox, by kind.",
+                &[("kind", &kind)],
+                deepest,
             );
         }
     }

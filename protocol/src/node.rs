@@ -166,6 +166,13 @@ pub struct HeartbeatAck {
     pub node_status: String,
     /// The credential is old enough to rotate (`POST .../credentials/rotate`).
     pub rotate_credential: bool,
+    /// The address of the control-plane replica holding this node's actor
+    /// (its `SKYPANEL_REPLICA_URL`). An agent given several addresses
+    /// sends to this one when it is among them: its heartbeats then reach
+    /// the actor without a hop between replicas.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", oai(default))]
+    pub owner: Option<String>,
 }
 
 /// A line an application's container wrote, as the node's agent ships it.

@@ -115,6 +115,18 @@ pub async fn live_replicas(conn: &mut Conn, alive: Duration) -> Result<i64> {
     Ok(count.n.max(1))
 }
 
+/// The replicas seen within `alive`, with the address each takes calls at
+/// (the inspector gathers every replica's actors).
+pub async fn peers(conn: &mut Conn, alive: Duration) -> Result<Vec<Owner>> {
+    Ok(diesel::sql_query(format!(
+        "SELECT id AS replica, address FROM paas_replicas \
+         WHERE seen_at > now() - interval '{}' ORDER BY started_at",
+        interval(alive)
+    ))
+    .load(conn)
+    .await?)
+}
+
 /// The shards one of `live` replicas should own: an even share, rounded up.
 pub fn fair_share(live: i64) -> usize {
     let live = live.max(1);

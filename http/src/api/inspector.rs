@@ -136,10 +136,10 @@ impl InspectorApi {
             .await
     }
 
-    /// The live supervision tree, root first
+    /// The live supervision trees of every control-plane replica, root first
     #[oai(path = "/actors", method = "get", operation_id = "inspectActors")]
     async fn actors(&self, _auth: AdminAuth) -> ApiResult<Json<Vec<ActorView>>> {
-        let list = self.state.orchestrator()?.actors().await;
+        let list = self.state.orchestrator()?.cluster_actors().await;
         Ok(Json(list.into_iter().map(Into::into).collect()))
     }
 

@@ -65,7 +65,8 @@ impl From<skypanel_jobs::QueueOverview> for QueueView {
 #[derive(Object, Debug)]
 pub struct ActorView {
     pub name: String,
-    /// `root`, `supervisor`, `scheduler`, `lease-broker`, `node`, `app`, `wallet`.
+    /// `root`, `supervisor`, `scheduler`, `lease-broker`, `node`, `app`,
+    /// `wallet` (`replica`: a replica that did not answer).
     pub kind: String,
     /// The node, application or customer it stands for.
     #[oai(nullable)]
@@ -76,6 +77,11 @@ pub struct ActorView {
     pub parent: Option<String>,
     /// Restarts within its supervisor's budget window.
     pub restarts: u64,
+    /// Messages waiting in its mailbox (nodes, applications and wallets).
+    pub queued: i64,
+    /// The control-plane replica it runs on (its address, else its host);
+    /// a replica that did not answer is one entry of kind `replica`.
+    pub replica: String,
 }
 
 impl From<skypanel_actors::ActorInfo> for ActorView {
@@ -87,6 +93,8 @@ impl From<skypanel_actors::ActorInfo> for ActorView {
             status: a.status,
             parent: a.parent,
             restarts: a.restarts as u64,
+            queued: a.queued,
+            replica: a.replica,
         }
     }
 }
