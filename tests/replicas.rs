@@ -417,3 +417,161 @@ async fn three_replicas_billing_the_same_hour_charge_it_once() {
         assert_eq!(wallet["balance"], "-0.0070", "{wallet:#}");
     }
 }
+
+/// What replica `base` answers to a request carrying `bearer` or a node's
+/// `credential`.
+async fn status_at(
+    stack: &Stack,
+    method: reqwest::Method,
+    base: &str,
+    path: &str,
+    bearer: Option<&str>,
+    credential: Option<&str>,
+    body: Option<Value>,
+) -> u16 {
+    let mut request = stack.http.request(method, format!("{base}{path}"));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    if let Some(credential) = credential {
+        request = request.header("X-SkyPanel-Node-Credential", credential);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// Asks `status()` until it answers 401, for up to 5 s (a replica that
+/// only forgot by itself would take a minute); answers how long it took.
+async fn refused_soon<F, Fut>(what: &str, mut status: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let started = Instant::now();
+    loop {
+        let now = status().await;
+        if now == 401 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: still answered {now} after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_credential_revoked_at_one_replica_is_refused_by_another_at_once() {
+    let mut stack = Stack::start(Timing::default()).await;
+    stack.start_replica().await;
+    let (first, second) = (stack.replica_base(0), stack.replica_base(1));
+    let (get, post, delete) = (
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+    );
+
+    // An API token used (and so remembered) at the second replica, deleted
+    // at the first.
+    let alice = stack.customer("alice@example.com").await;
+    let (status, created) = stack
+        .post("/api/auth/tokens", &alice, json!({"name": "ci"}))
+        .await;
+    assert_eq!(status, 201, "{created:#}");
+    let token = created["token"].as_str().unwrap().to_string();
+    let id = created["id"].as_i64().unwrap();
+    let apps = "/api/paas/applications";
+    let used = status_at(&stack, get.clone(), &second, apps, Some(&token), None, None).await;
+    assert_eq!(used, 200);
+    let path = format!("/api/auth/tokens/{id}");
+    let deleted = status_at(
+        &stack,
+        delete.clone(),
+        &first,
+        &path,
+        Some(&alice),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(deleted, 204);
+    let took = refused_soon("the deleted API token at the other replica", || {
+        status_at(&stack, get.clone(), &second, apps, Some(&token), None, None)
+    })
+    .await;
+    println!("a deleted API token was refused by the other replica after {took:?}");
+
+    // A node whose agent heartbeats at the second replica, removed at the
+    // first: its credential is refused (401), not merely its node unknown.
+    let (status, node) = stack
+        .post(
+            "/api/admin/paas/nodes/register",
+            &stack.admin,
+            json!({"name": "worker-9", "region": "local", "host_address": "127.0.0.1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{node:#}");
+    let node_id = node["node_id"].as_i64().unwrap();
+    let registered = stack
+        .http
+        .post(format!("{first}/api/internal/paas/nodes/register"))
+        .json(&json!({
+            "registration_token": node["registration_token"], "agent_version": "test",
+            "hostname": "test-host", "cpu_total": 4000, "memory_total_mb": 8192,
+            "disk_total_mb": 100000
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let credential = registered.json::<Value>().await.unwrap()["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let beat = json!({
+        "node_id": node_id, "timestamp": chrono::Utc::now(), "agent_version": "test",
+        "cpu_usage_percent": 10.0, "cpu_total": 4000, "memory_used_mb": 1024,
+        "memory_total_mb": 8192, "disk_used_mb": 1000, "disk_total_mb": 100000,
+        "container_count": 0, "containers": []
+    });
+    let heartbeat = format!("/api/internal/paas/nodes/{node_id}/heartbeat");
+    let sent = status_at(
+        &stack,
+        post.clone(),
+        &second,
+        &heartbeat,
+        None,
+        Some(&credential),
+        Some(beat.clone()),
+    )
+    .await;
+    assert_eq!(sent, 200);
+    let path = format!("/api/admin/paas/nodes/{node_id}");
+    let removed = status_at(
+        &stack,
+        delete,
+        &first,
+        &path,
+        Some(&stack.admin),
+        None,
+        None,
+    )
+    .await;
+    assert!(removed == 204 || removed == 200, "{removed}");
+    let took = refused_soon("a removed node's credential at the other replica", || {
+        status_at(
+            &stack,
+            post.clone(),
+            &second,
+            &heartbeat,
+            None,
+            Some(&credential),
+            Some(beat.clone()),
+        )
+    })
+    .await;
+    println!("a removed node's credential was refused by the other replica after {took:?}");
+}

@@ -24,6 +24,7 @@ use skypanel_store::agents::{self, MachineInfo};
 use skypanel_store::apps;
 use skypanel_store::audit::Actor;
 use skypanel_store::tasks::{self, Refusal};
+use skypanel_store::wakeups::Forget;
 
 use super::{Audit, Tag};
 use crate::auth::{NODE_CREDENTIAL_HEADER, NodeAuth};
@@ -121,8 +122,9 @@ impl AgentsApi {
         )
         .await?
         .ok_or_else(refused)?;
-        // A node registered again: its former credential is no longer good.
-        self.state.node_credentials().forget_node(node.id);
+        // A node registered again: its former credential is no longer good,
+        // on any replica.
+        self.state.forget(&mut conn, Forget::Node(node.id)).await;
         self.state.node_credentials().remember(digest, node.id);
         Audit::new(request, Actor::Node(node.id), "node.agent_registered")
             .on("node", node.id)
