@@ -483,9 +483,18 @@ async fn a_credential_revoked_at_one_replica_is_refused_by_another_at_once() {
     assert_eq!(status, 201, "{created:#}");
     let token = created["token"].as_str().unwrap().to_string();
     let id = created["id"].as_i64().unwrap();
-    let apps = "/api/paas/applications";
-    let used = status_at(&stack, get.clone(), &second, apps, Some(&token), None, None).await;
-    assert_eq!(used, 200);
+    let listed_at_second = || {
+        status_at(
+            &stack,
+            get.clone(),
+            &second,
+            "/api/paas/applications",
+            Some(&token),
+            None,
+            None,
+        )
+    };
+    assert_eq!(listed_at_second().await, 200);
     let path = format!("/api/auth/tokens/{id}");
     let deleted = status_at(
         &stack,
@@ -498,9 +507,10 @@ async fn a_credential_revoked_at_one_replica_is_refused_by_another_at_once() {
     )
     .await;
     assert_eq!(deleted, 204);
-    let took = refused_soon("the deleted API token at the other replica", || {
-        status_at(&stack, get.clone(), &second, apps, Some(&token), None, None)
-    })
+    let took = refused_soon(
+        "the deleted API token at the other replica",
+        listed_at_second,
+    )
     .await;
     println!("a deleted API token was refused by the other replica after {took:?}");
 
@@ -538,17 +548,18 @@ async fn a_credential_revoked_at_one_replica_is_refused_by_another_at_once() {
         "container_count": 0, "containers": []
     });
     let heartbeat = format!("/api/internal/paas/nodes/{node_id}/heartbeat");
-    let sent = status_at(
-        &stack,
-        post.clone(),
-        &second,
-        &heartbeat,
-        None,
-        Some(&credential),
-        Some(beat.clone()),
-    )
-    .await;
-    assert_eq!(sent, 200);
+    let beat_at_second = || {
+        status_at(
+            &stack,
+            post.clone(),
+            &second,
+            &heartbeat,
+            None,
+            Some(&credential),
+            Some(beat.clone()),
+        )
+    };
+    assert_eq!(beat_at_second().await, 200);
     let path = format!("/api/admin/paas/nodes/{node_id}");
     let removed = status_at(
         &stack,
@@ -561,17 +572,10 @@ async fn a_credential_revoked_at_one_replica_is_refused_by_another_at_once() {
     )
     .await;
     assert!(removed == 204 || removed == 200, "{removed}");
-    let took = refused_soon("a removed node's credential at the other replica", || {
-        status_at(
-            &stack,
-            post.clone(),
-            &second,
-            &heartbeat,
-            None,
-            Some(&credential),
-            Some(beat.clone()),
-        )
-    })
+    let took = refused_soon(
+        "a removed node's credential at the other replica",
+        beat_at_second,
+    )
     .await;
     println!("a removed node's credential was refused by the other replica after {took:?}");
 }

@@ -64,17 +64,29 @@ pub fn queued(id: ActorId) -> i64 {
     counter(id).map_or(0, |q| q.load(Ordering::Relaxed))
 }
 
-/// Sends `message` to `actor` without waiting, counted.
-pub(crate) fn cast<M: Message>(actor: &ActorRef<M>, message: M) -> Result<(), MessagingErr<M>> {
-    let queued = counter(actor.get_id());
+/// Counts a message in for actor `id` before it is sent; answers the
+/// count, for [`not_sent`] when the send fails.
+fn count_in(id: ActorId) -> Option<Arc<AtomicI64>> {
+    let queued = counter(id);
     if let Some(q) = &queued {
         q.fetch_add(1, Ordering::Relaxed);
     }
+    queued
+}
+
+/// The message counted in by [`count_in`] never reached the mailbox.
+fn not_sent(queued: Option<Arc<AtomicI64>>) {
+    if let Some(q) = queued {
+        take_one(&q);
+    }
+}
+
+/// Sends `message` to `actor` without waiting, counted.
+pub(crate) fn cast<M: Message>(actor: &ActorRef<M>, message: M) -> Result<(), MessagingErr<M>> {
+    let queued = count_in(actor.get_id());
     let sent = actor.cast(message);
-    if sent.is_err()
-        && let Some(q) = &queued
-    {
-        take_one(q);
+    if sent.is_err() {
+        not_sent(queued);
     }
     sent
 }
@@ -86,15 +98,10 @@ pub(crate) async fn call<M: Message, R: Send + 'static>(
     build: impl FnOnce(RpcReplyPort<R>) -> M,
     timeout: Option<Duration>,
 ) -> Result<CallResult<R>, MessagingErr<M>> {
-    let queued = counter(actor.get_id());
-    if let Some(q) = &queued {
-        q.fetch_add(1, Ordering::Relaxed);
-    }
+    let queued = count_in(actor.get_id());
     let answer = actor.call(build, timeout).await;
-    if answer.is_err()
-        && let Some(q) = &queued
-    {
-        take_one(q);
+    if answer.is_err() {
+        not_sent(queued);
     }
     answer
 }
