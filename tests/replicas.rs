@@ -172,8 +172,8 @@ async fn docker_the_replica_owning_an_app_killed_mid_build_hands_it_over_and_the
         takeover.as_secs_f64()
     );
     assert!(
-        takeover < Duration::from_secs(12),
-        "the takeover took {takeover:?} (lease 8 s, beat 2 s)"
+        takeover < Duration::from_secs(10),
+        "the takeover took {takeover:?} (lease 7 s, beat 1 s)"
     );
 
     // The inspector lists the application's actor on its new owner (and

@@ -304,7 +304,7 @@ pub(crate) async fn send_to(ctx: &Context, address: &str, call: &Call) -> Result
 }
 
 /// How long a request waits for its entity's shard to have an owner: a
-/// lease running out, and two beats for the takeover.
+/// lease running out, the takeover's beat, and room to spare.
 const OWNER_WAIT: Duration = Duration::from_secs(12);
 
 /// How long a look at a shard's owner is used again (a beat: shards move
@@ -343,7 +343,7 @@ impl Owners {
 /// Where the actor of entity `id` lives: `None` here, else the address of
 /// the replica holding its shard. While nobody holds it (a replica died and
 /// its leases have not run out, or a shard given back is not claimed yet)
-/// this waits, up to a lease and two beats.
+/// this waits, up to [`OWNER_WAIT`].
 async fn owner(ctx: &Context, id: i64) -> Result<Option<String>, Error> {
     let shards = ctx.shards();
     let shard = skypanel_store::shards::shard_of(id);
@@ -397,7 +397,7 @@ async fn owner(ctx: &Context, id: i64) -> Result<Option<String>, Error> {
 /// Runs `call` on the replica owning its entity: here, or carried to the
 /// owner, and again after a fresh look when the owner changed meanwhile or
 /// does not answer (it died and its lease has not run out: the call waits
-/// for the takeover, up to a lease and two beats).
+/// for the takeover, up to [`OWNER_WAIT`]).
 pub(crate) async fn call(ctx: &Context, call: Call) -> Result<Answer, Error> {
     let deadline = tokio::time::Instant::now() + OWNER_WAIT;
     let answer = loop {

@@ -17,10 +17,12 @@ use crate::context::Context;
 use crate::error::Error;
 
 /// How often a replica beats and renews its leases.
-pub const BEAT: Duration = Duration::from_secs(2);
+pub const BEAT: Duration = Duration::from_secs(1);
 /// How long a lease lasts unless renewed: a replica gone silent loses its
-/// shards this long after its last renewal.
-pub const LEASE: Duration = Duration::from_secs(8);
+/// shards this long after its last renewal, and the others take them at
+/// their next beat: a takeover within `LEASE + BEAT` (8 s) of the death.
+/// Six renewals in a row must fail before a live replica loses its shards.
+pub const LEASE: Duration = Duration::from_secs(7);
 
 /// This replica's identity and the leases it holds.
 #[derive(Clone)]

@@ -37,6 +37,9 @@ use skypanel_store::tasks::{self, NewTask};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 struct Args {
     /// The control plane, e.g. http://127.0.0.1:8080, or each replica's
