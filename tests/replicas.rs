@@ -434,7 +434,7 @@ async fn status_at(
         request = request.bearer_auth(token);
     }
     if let Some(credential) = credential {
-        request = request.header("X-SkyPanel-Node-Credential", credential);
+        request = request.header(skypanel_protocol::CREDENTIAL_HEADER, credential);
     }
     if let Some(body) = body {
         request = request.json(&body);
